@@ -1,0 +1,83 @@
+"""Shared tiny fixtures: a handful of events in the clickstream contract, the repo root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MSNBC_DIR = REPO_ROOT.parent / "shared" / "data" / "real" / "msnbc"
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def msnbc_path() -> Path:
+    files = sorted(MSNBC_DIR.glob("*.seq"))
+    if not files:
+        pytest.skip(f"MSNBC data not found under {MSNBC_DIR}")
+    return files[0]
+
+
+@pytest.fixture
+def tiny_events() -> pd.DataFrame:
+    """Two web sessions and one app session, every optional modality present somewhere."""
+    ts = pd.Timestamp("2026-03-01 10:00", tz="UTC")
+    rows = [
+        ("s1", ts, "home", "v1", None, "web", 5.0, None, "desktop", "google"),
+        (
+            "s1",
+            ts + pd.Timedelta(seconds=20),
+            "mortgage_rates",
+            "v1",
+            None,
+            "web",
+            40.0,
+            "mortgage rates",
+            "desktop",
+            None,
+        ),
+        (
+            "s1",
+            ts + pd.Timedelta(seconds=70),
+            "mortgage_calculator",
+            "v1",
+            None,
+            "web",
+            90.0,
+            None,
+            "desktop",
+            None,
+        ),
+        (
+            "s2",
+            ts + pd.Timedelta(hours=1),
+            "credit_cards",
+            "v2",
+            None,
+            "web",
+            None,
+            "cashback card",
+            "mobile",
+            None,
+        ),
+        ("s3", ts + pd.Timedelta(hours=2), "app_home", None, "c1", "app", 3.0, None, "mobile", None),
+    ]
+    cols = [
+        "session_id",
+        "event_timestamp",
+        "page_type",
+        "visitor_id",
+        "customer_id",
+        "channel",
+        "dwell_seconds",
+        "search_query",
+        "device",
+        "referrer",
+    ]
+    return pd.DataFrame(rows, columns=cols)
