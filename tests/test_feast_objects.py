@@ -1,0 +1,174 @@
+"""The plugin functions that build the Feast objects: names, types, groups, self-contained UDFs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from clicks2intent import columns as C
+from clicks2intent import feast_objects as fo
+from clicks2intent import features as F
+
+
+@pytest.fixture(scope="module")
+def objects() -> fo.Clicks2IntentObjects:
+    return fo.build(fo.file_sources("../artifacts/features"), embedding_dim=48)
+
+
+def test_names_match_the_interface_table(objects: fo.Clicks2IntentObjects) -> None:
+    assert [e.name for e in (objects.session, objects.visitor, objects.customer)] == [
+        "session",
+        "visitor",
+        "customer",
+    ]
+    assert objects.customer.join_key == C.CUSTOMER_ID
+    assert set(objects.services()) == set(fo.SERVICES)
+    views = {o.name for o in objects.all() if hasattr(o, "entities")}
+    assert {
+        "session_activity",
+        "session_intent",
+        "visitor_web_intent",
+        "customer_web_intent",
+        "customer_profile",
+        "inflight_session_intent",
+        "tile_affinity",
+    } <= views
+    feats = {f.name for f in objects.customer_web_intent.features}
+    assert feats == {
+        F.CUSTOMER_INTENT_LABEL, F.CUSTOMER_INTENT_CONFIDENCE, F.CUSTOMER_INTENT_DECAYED,
+        F.CUSTOMER_WEB_EMBEDDING, F.CUSTOMER_LINKED_VISITORS, F.CUSTOMER_WEB_SESSIONS_30D,
+    }  # fmt: skip
+
+
+def test_embedding_is_float32_array_with_its_dimension_described(objects: fo.Clicks2IntentObjects) -> None:
+    from feast.types import Array, Float32
+
+    emb = next(f for f in objects.session_intent.features if f.name == C.EMBEDDING)
+    assert emb.dtype == Array(Float32) and "dimension 48" in emb.description
+    assert "Embedding dimension 48" in objects.session_intent.description
+
+
+def test_services_group_the_right_views(objects: fo.Clicks2IntentObjects) -> None:
+    def views(service: str) -> set[str]:
+        return {p.name for p in objects.services()[service].feature_view_projections}
+
+    assert views("tile_ranker_baseline") == {"customer_profile"}
+    assert views("tile_ranker_v1") == {"customer_profile", "customer_web_intent", "tile_affinity"}
+    assert views("conversion_baseline") == {"session_activity"}
+    assert views("conversion_v1") == {"session_activity", "session_intent", "visitor_web_intent"}
+    # The baselines carry no web intent at all.
+    for name in ("tile_ranker_baseline", "conversion_baseline"):
+        for p in objects.services()[name].feature_view_projections:
+            assert {fo.feature_group(f.name) for f in p.features} == {fo.BASELINE}
+
+
+def test_feature_group_accepts_names_full_names_and_model_columns() -> None:
+    assert fo.feature_group("tenure_months") == fo.BASELINE
+    assert fo.feature_group("customer_profile__has_mortgage") == fo.BASELINE
+    assert fo.feature_group("customer_web_embedding_17") == fo.EMBEDDING
+    assert fo.feature_group("tile_affinity_3") == fo.EMBEDDING
+    assert fo.feature_group("customer_intent_decayed_0") == fo.LABELS
+    assert fo.feature_group("visitor_intent_label=L02") == fo.LABELS
+    assert fo.feature_group("session_n_events") == fo.BASELINE
+    with pytest.raises(KeyError, match="not a clicks2intent feature"):
+        fo.feature_group("clicked_tile_id")
+
+
+def test_prefix_and_a_teams_own_entity(objects: fo.Clicks2IntentObjects) -> None:
+    from feast import Entity
+
+    theirs = Entity(name="customer", join_keys=[C.CUSTOMER_ID], description="the team's own")
+    mine = fo.build(
+        fo.file_sources("data", prefix="c2i_"), embedding_dim=8, prefix="c2i_", entities={"customer": theirs}
+    )
+    assert mine.customer is theirs and mine.customer_profile.entities == ["customer"]
+    assert set(mine.services()) == {f"c2i_{s}" for s in fo.SERVICES}
+    assert mine.tile_affinity.name == "c2i_tile_affinity"
+    with pytest.raises(ValueError, match="embedding_dim"):
+        fo.build(fo.file_sources(), embedding_dim=0)
+    with pytest.raises(ValueError, match="prefix"):
+        fo.build(fo.file_sources(), prefix="bad-name")
+
+
+def _write_prototypes(root: Path, protos: dict[str, list[float] | None]) -> None:
+    (root / fo.FEATURES_SUBDIR).mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                F.TILE_ID: list(protos),
+                F.PROTOTYPE: pa.array(list(protos.values()), pa.list_(pa.float32())),
+                F.PROTOTYPE_SESSIONS: [1] * len(protos),
+            }
+        ),
+        root / fo.FEATURES_SUBDIR / F.FEATURE_FILES["tile_prototypes"],
+    )
+
+
+def test_udf_source_runs_as_feast_rehydrates_it(tmp_path: Path) -> None:
+    """Feast re-execs the stored source with only pd/np in scope: the generated text must still work."""
+    from feast.transformation.udf_rehydrate import rehydrate_udf_from_source
+
+    _write_prototypes(tmp_path, {"mortgage": [1.0, 0.0], "savings": [0.0, 1.0], "investing": None})
+    _, source = fo.python_udf("tile_affinity", fo.tile_affinity_transform, artifacts_dir=str(tmp_path))
+    udf = rehydrate_udf_from_source(source, preferred_name="tile_affinity")
+    assert udf is not None
+    out = udf(
+        {
+            F.CUSTOMER_WEB_EMBEDDING: [[0.6, 0.8], None],
+            fo.CANDIDATE_TILES: [["savings", "mortgage", "investing", "x"], ["mortgage"]],
+        }
+    )
+    first, second = out[fo.TILE_AFFINITY]
+    assert first[:2] == pytest.approx([0.8, 0.6]) and math.isnan(first[2]) and math.isnan(first[3])
+    assert math.isnan(second[0])  # no web intent → unknown, not zero
+
+
+def test_tile_affinity_unknowns() -> None:
+    protos = fo.Prototypes.from_dict({"a": [1.0, 0.0], "b": [0.0, 1.0]})
+    assert fo.tile_affinity([2.0, 0.0], ["b", "a"], protos, 2) == [pytest.approx(0.0), pytest.approx(1.0)]
+    assert fo.tile_affinity([1.0, 1.0], ["a"], {"a": [1.0, 0.0]}, 2) == [
+        pytest.approx(0.5**0.5)
+    ]  # a plain dict
+    assert all(math.isnan(v) for v in fo.tile_affinity([1.0], ["a"], protos, 2))  # wrong dimension
+    assert all(math.isnan(v) for v in fo.tile_affinity([0.0, 0.0], ["a"], protos, 2))  # no direction
+    assert fo.tile_affinity([1.0, 0.0], [], protos, 2) == []
+    with pytest.raises(ValueError, match="dimensions"):
+        fo.Prototypes.from_dict({"a": [1.0], "b": [1.0, 0.0]})
+    with pytest.raises(ValueError, match="dim"):
+        fo.tile_affinity([1.0, 0.0, 0.0], ["a"], protos, 3)
+
+
+def test_missing_artifacts_error_names_the_path_and_env(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=fo.ARTIFACTS_ENV):
+        fo.tile_affinity_transform(
+            {F.CUSTOMER_WEB_EMBEDDING: [None], fo.CANDIDATE_TILES: [["a"]]},
+            artifacts_dir=str(tmp_path / "none"),
+        )
+    with pytest.raises(FileNotFoundError, match="encoder"):
+        fo.load_models(tmp_path / "none")
+
+
+def test_python_udf_rejects_non_literal_parameters() -> None:
+    with pytest.raises(TypeError, match="literal"):
+        fo.python_udf("f", fo.tile_affinity_transform, artifacts_dir=Path("/x"))
+    with pytest.raises(ValueError, match="identifier"):
+        fo.python_udf("not a name", fo.tile_affinity_transform)
+
+
+def test_inflight_events_from_request_arrays() -> None:
+    events = fo.inflight_events(
+        ["home", "search"], [1_000_000, 3_500_000], [2.5, math.nan], ["", "rates"], "WEB", ""
+    )
+    assert [e[C.PAGE_TYPE] for e in events] == ["home", "search"]
+    assert events[0][C.DWELL_SECONDS] == 2.5 and events[1][C.DWELL_SECONDS] is None
+    assert events[0][C.SEARCH_QUERY] is None and events[1][C.SEARCH_QUERY] == "rates"
+    assert events[1][C.EVENT_TIMESTAMP].value == 3_500_000_000 and events[0][C.CHANNEL] == "web"
+    assert (
+        fo.inflight_events(["home"], [], [], [], "hello world", None)[0][C.CHANNEL] is None
+    )  # unknown → missing
+    with pytest.raises(ValueError, match=fo.INFLIGHT_DWELL_SECONDS):
+        fo.inflight_events(["home", "search"], [], [1.0], [], "web", "")
