@@ -13,6 +13,8 @@ DATA := $(ART)/data
 CUSTOMERS ?= 4000
 SEED ?= 7
 MSNBC ?= $(firstword $(wildcard ../shared/data/real/msnbc/*.seq))
+LABEL_SAMPLE ?= 300
+ENCODER_ARGS ?=
 
 .PHONY: install demo test lint clean
 
@@ -29,18 +31,41 @@ install: $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: install lint
 	@set +e; $(VENV)/bin/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 demo: install
-	@echo "== simulate: $(CUSTOMERS) customers, seed $(SEED)"
+	@echo "== 1/9 simulate: $(CUSTOMERS) customers, seed $(SEED)"
 	$(C2I) simulate --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED)
-	@echo "== validate the simulated clickstream against the contract"
+	@echo "== 2/9 validate the simulated clickstream against the contract"
 	$(C2I) validate $(DATA)/events.parquet
-	@echo "== ingest the real MSNBC clickstream"
+	@echo "== 3/9 ingest the real MSNBC clickstream"
 	$(C2I) ingest msnbc "$(MSNBC)" --out $(DATA)/msnbc_events.parquet
+	@echo "== 4/9 self-supervised session encoder, then embed every web session"
+	$(C2I) train-encoder --events $(DATA)/events.parquet --channel web --out $(ART)/encoder $(ENCODER_ARGS)
+	$(C2I) embed --encoder $(ART)/encoder --events $(DATA)/events.parquet --channel web \
+		--out $(ART)/embeddings/session_embeddings.parquet
+	@echo "== 5/9 LLM taxonomy (local SmolLM2 unless OPENAI_BASE_URL is set), labels, distilled classifier"
+	$(C2I) taxonomy generate --events $(DATA)/events.parquet --out $(ART)/taxonomy/taxonomy.yaml
+	$(C2I) taxonomy label --events $(DATA)/events.parquet --taxonomy $(ART)/taxonomy/taxonomy.yaml \
+		--sample $(LABEL_SAMPLE) --out $(ART)/taxonomy/llm_labels.parquet
+	$(C2I) taxonomy distill --labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/intent
+	$(C2I) taxonomy review --taxonomy $(ART)/taxonomy/taxonomy.yaml --events $(DATA)/events.parquet \
+		--labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/reports/taxonomy_review.md
+	@echo "== 6/9 Feast: build sources, apply, materialize, read one customer online"
+	$(C2I) features build
+	cd feature_repo && ../$(VENV)/bin/feast apply && \
+		../$(VENV)/bin/feast materialize 2000-01-01T00:00:00 $$(date -u +%Y-%m-%dT%H:%M:%S)
+	$(C2I) features online
+	@echo "== 7/9 XGBoost tile ranker + conversion model, ablation on simulated and real (MSNBC) data"
+	$(C2I) evaluate
+	$(C2I) evaluate --dataset msnbc "$(MSNBC)"
+	@echo "== 8/9 BentoML service: one call per endpoint"
+	$(C2I) demo-requests
+	@echo "== 9/9 outputs"
 	$(C2I) summary $(ART)
 
 clean:
