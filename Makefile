@@ -14,6 +14,7 @@ CUSTOMERS ?= 4000
 SEED ?= 7
 MSNBC ?= $(firstword $(wildcard ../shared/data/real/msnbc/*.seq))
 LABEL_SAMPLE ?= 300
+MSNBC_EVAL_SESSIONS ?= 20000
 ENCODER_ARGS ?=
 
 .PHONY: install demo test lint clean
@@ -62,7 +63,7 @@ demo: install
 	$(C2I) features online
 	@echo "== 7/9 XGBoost tile ranker + conversion model, ablation on simulated and real (MSNBC) data"
 	$(C2I) evaluate
-	$(C2I) evaluate --dataset msnbc "$(MSNBC)"
+	$(C2I) evaluate --dataset msnbc "$(MSNBC)" --limit $(MSNBC_EVAL_SESSIONS)
 	@echo "== 8/9 BentoML service: one call per endpoint"
 	$(C2I) demo-requests
 	@echo "== 9/9 outputs"
