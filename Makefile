@@ -13,7 +13,7 @@ DATA := $(ART)/data
 CUSTOMERS ?= 4000
 SEED ?= 7
 MSNBC ?= $(firstword $(wildcard ../shared/data/real/msnbc/*.seq))
-LABEL_SAMPLE ?= 300
+LABEL_SAMPLE ?= 200
 MSNBC_EVAL_SESSIONS ?= 20000
 ENCODER_ARGS ?=
 
@@ -53,7 +53,8 @@ demo: install
 	$(C2I) taxonomy generate --events $(DATA)/events.parquet --out $(ART)/taxonomy/taxonomy.yaml
 	$(C2I) taxonomy label --events $(DATA)/events.parquet --taxonomy $(ART)/taxonomy/taxonomy.yaml \
 		--sample $(LABEL_SAMPLE) --out $(ART)/taxonomy/llm_labels.parquet
-	$(C2I) taxonomy distill --labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/intent
+	$(C2I) taxonomy distill --labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/intent \
+		--embeddings $(ART)/embeddings/session_embeddings.parquet --truth $(DATA)/truth/session_truth.parquet
 	$(C2I) taxonomy review --taxonomy $(ART)/taxonomy/taxonomy.yaml --events $(DATA)/events.parquet \
 		--labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/reports/taxonomy_review.md
 	@echo "== 6/9 Feast: build sources, apply, materialize, read one customer online"

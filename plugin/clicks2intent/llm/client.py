@@ -1,0 +1,486 @@
+"""One OpenAI-compatible client wrapper with the guarantees every LLM step needs.
+
+Why a wrapper: taxonomy generation and labelling both send many small structured requests to endpoints
+that misbehave in ordinary ways (rate limits, 5xx, timeouts, a small model writing broken or off-menu
+JSON). Each request here gets
+
+* structured output: OpenAI's ``{"type": "json_schema", ...}`` or llama.cpp's
+  ``{"type": "json_object", "schema": ...}`` (``response_format="auto"`` tries the first and falls back
+  to the second when the server rejects it with 400/422);
+* validation: the answer must parse, match the schema subset we use, and pass the caller's check
+  (e.g. "label id exists in the taxonomy");
+* retries with exponential backoff and jitter on 429/5xx/timeouts/connection errors (``Retry-After`` is
+  honoured) and on invalid answers (re-sampled at a higher temperature with a new seed, since a
+  deterministic repeat would give the same wrong answer);
+* a persistent SQLite cache keyed by ``sha256(model + prompt + schema)``: a re-run costs no calls and an
+  interrupted run resumes where it stopped (each answer is committed as it arrives);
+* a token ledger (in memory and per call in the cache database) and a concurrency limit.
+
+Configuration errors (401/403/404, unknown model) raise :class:`LLMConfigError` instead of failing every
+request one by one: they are the operator's problem, not the session's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import random
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Messages = list[dict[str, str]]
+Validator = Callable[[Any], None]
+
+RESPONSE_FORMATS: tuple[str, ...] = ("auto", "json_schema", "json_object")
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+class InvalidAnswer(ValueError):
+    """The endpoint answered, but the answer is unusable (bad JSON, wrong shape, label not allowed)."""
+
+
+class LLMConfigError(RuntimeError):
+    """The endpoint cannot serve us at all (auth, unknown model, bad URL): stop, don't fail each row."""
+
+
+@dataclass
+class LLMSettings:
+    """Where and how to call the model. Defaults suit a small local model behind llama.cpp."""
+
+    model: str
+    base_url: str | None = None  # None: OPENAI_BASE_URL, else OpenAI's own endpoint
+    api_key: str | None = None  # None: OPENAI_API_KEY; local servers accept any key
+    response_format: str = "auto"  # auto | json_schema (OpenAI, vLLM) | json_object (llama.cpp)
+    temperature: float = 0.0  # deterministic first attempt: reproducible and cacheable
+    retry_temperature: float = 0.7  # an invalid answer is re-sampled, a repeat would be identical
+    max_tokens: int = 160  # answers are tiny JSON objects; a cap stops a runaway small model
+    timeout_s: float = 60.0  # per HTTP request; a timeout is retried like a 5xx
+    max_retries: int = 4  # extra attempts after the first, shared by transport and validity errors
+    backoff_s: float = 0.5  # first backoff; doubles per retry, with jitter in [0.5, 1.5)
+    backoff_max_s: float = 8.0  # cap, also applied to a server's Retry-After
+    concurrency: int = 2  # simultaneous requests; llama.cpp's python server serialises anyway
+    cache_path: Path | None = None  # SQLite file; None disables caching (tests of the raw path)
+    seed: int = 0  # sampling seed sent to servers that accept one
+    replica_urls: tuple[str, ...] = ()  # more endpoints serving the same model: requests go to a free one
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("LLMSettings.model: must be a non-empty model name")
+        if self.response_format not in RESPONSE_FORMATS:
+            raise ValueError(
+                f"LLMSettings.response_format: must be one of {RESPONSE_FORMATS}, got {self.response_format!r}"
+            )
+        if self.concurrency < 1:
+            raise ValueError(f"LLMSettings.concurrency: must be >= 1, got {self.concurrency}")
+        if self.max_retries < 0:
+            raise ValueError(f"LLMSettings.max_retries: must be >= 0, got {self.max_retries}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"LLMSettings.timeout_s: must be > 0, got {self.timeout_s}")
+        if self.cache_path is not None:
+            self.cache_path = Path(self.cache_path)
+
+    @classmethod
+    def from_env(cls, model: str | None = None, **overrides: Any) -> LLMSettings:
+        """Read ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` and ``C2I_LLM_MODEL`` (the standard settings)."""
+        model = model or os.environ.get("C2I_LLM_MODEL")
+        if not model:
+            raise ValueError(
+                "model: required (pass --model or set C2I_LLM_MODEL) when an endpoint is configured"
+            )
+        overrides.setdefault("base_url", os.environ.get("OPENAI_BASE_URL"))
+        overrides.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
+        return cls(model=model, **overrides)
+
+
+@dataclass
+class LLMResult:
+    """Outcome of one structured request; ``data`` is set exactly when ``status == "ok"``."""
+
+    status: str
+    data: Any
+    error: str | None
+    prompt_sha256: str
+    cached: bool = False
+    attempts: int = 0
+
+
+@dataclass
+class TokenLedger:
+    """Counts calls and tokens so a run's cost is known (and a cached re-run visibly costs nothing)."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    api_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failures: int = 0
+    outcomes: Counter = field(default_factory=Counter)  # per attempt: ok, rate_limited, timeout, …
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def outcome(self, name: str) -> None:
+        with self._lock:
+            self.outcomes[name] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            names = ("requests", "cache_hits", "api_calls", "prompt_tokens", "completion_tokens", "failures")
+            out: dict[str, Any] = {k: getattr(self, k) for k in names}
+            out["outcomes"] = dict(sorted(self.outcomes.items()))
+            out["total_tokens"] = self.prompt_tokens + self.completion_tokens
+        return out
+
+
+class ResponseCache:
+    """Validated answers (and final failures) by request hash, in SQLite, committed per answer.
+
+    SQLite because it is in the standard library, survives a kill mid-run, and one file holds both the
+    cache and the per-call ledger that an operator may want to query.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, status TEXT, "
+            "content TEXT, error TEXT, attempts INTEGER, created_at REAL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (ts REAL, key TEXT, model TEXT, attempt INTEGER, "
+            "outcome TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL)"
+        )
+
+    def get(self, key: str) -> tuple[str, Any, str | None, int] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status, content, error, attempts FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        status, content, error, attempts = row
+        return status, (json.loads(content) if content is not None else None), error, attempts
+
+    def put(self, key: str, model: str, result: LLMResult) -> None:
+        content = json.dumps(result.data, sort_keys=True) if result.status == STATUS_OK else None
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, model, result.status, content, result.error, result.attempts, time.time()),
+            )
+
+    def log_call(
+        self, key: str, model: str, attempt: int, outcome: str, usage: Any, latency_s: float
+    ) -> None:
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
+        ct = int(getattr(usage, "completion_tokens", 0) or 0) if usage is not None else 0
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), key, model, attempt, outcome, pt, ct, latency_s),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# --- schema subset check ------------------------------------------------------------------------
+def check_schema(value: Any, schema: dict[str, Any], where: str = "$") -> None:
+    """Validate the JSON-schema subset our prompts use (object/array/string/integer/number, enum,
+    required, additionalProperties=false, min/maxLength, min/maxItems). A grammar-constrained server
+    already obeys it; an unconstrained one may not, and a bad answer must never reach a label."""
+    kind = schema.get("type")
+    if "enum" in schema and value not in schema["enum"]:
+        raise InvalidAnswer(f"{where}: {value!r} is not one of the allowed values")
+    if kind == "object":
+        if not isinstance(value, dict):
+            raise InvalidAnswer(f"{where}: expected an object, got {type(value).__name__}")
+        props = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                raise InvalidAnswer(f"{where}.{name}: required field is missing")
+        if schema.get("additionalProperties") is False:
+            extra = sorted(set(value) - set(props))
+            if extra:
+                raise InvalidAnswer(f"{where}: unexpected field(s) {extra}")
+        for name, sub in props.items():
+            if name in value:
+                check_schema(value[name], sub, f"{where}.{name}")
+    elif kind == "array":
+        if not isinstance(value, list):
+            raise InvalidAnswer(f"{where}: expected an array, got {type(value).__name__}")
+        if len(value) < schema.get("minItems", 0):
+            raise InvalidAnswer(f"{where}: needs at least {schema['minItems']} items, got {len(value)}")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise InvalidAnswer(f"{where}: allows at most {schema['maxItems']} items, got {len(value)}")
+        for i, item in enumerate(value):
+            check_schema(item, schema.get("items", {}), f"{where}[{i}]")
+    elif kind == "string":
+        if not isinstance(value, str):
+            raise InvalidAnswer(f"{where}: expected a string, got {type(value).__name__}")
+        if len(value) < schema.get("minLength", 0):
+            raise InvalidAnswer(f"{where}: shorter than {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise InvalidAnswer(f"{where}: longer than {schema['maxLength']} characters")
+    elif kind == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InvalidAnswer(f"{where}: expected an integer, got {type(value).__name__}")
+    elif kind == "number" and (not isinstance(value, int | float) or isinstance(value, bool)):
+        raise InvalidAnswer(f"{where}: expected a number, got {type(value).__name__}")
+
+
+def request_key(model: str, messages: Messages, schema: dict[str, Any]) -> str:
+    """sha256 of model + prompt (messages and the answer schema, which is part of the prompt)."""
+    payload = json.dumps({"model": model, "messages": messages, "schema": schema}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class JsonRequest:
+    """One structured request for :meth:`LLMClient.map_json`."""
+
+    messages: Messages
+    schema: dict[str, Any]
+    validate: Validator | None = None
+    name: str = "answer"
+
+
+class LLMClient:
+    """Structured, validated, cached, retried chat completions against any OpenAI-compatible endpoint."""
+
+    def __init__(self, settings: LLMSettings, retry_failed: bool = False) -> None:
+        import openai
+
+        self.settings = settings
+        # A cached *failure* is served again by default (a re-run is free and reproducible);
+        # retry_failed=True asks the endpoint again for those requests only.
+        self.retry_failed = retry_failed
+        self.ledger = TokenLedger()
+        self.cache = ResponseCache(settings.cache_path) if settings.cache_path is not None else None
+        api_key = settings.api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key-needed"
+        # One SDK client per endpoint; a request borrows whichever is free (replicas of a local server
+        # are single-threaded processes, so spreading requests is how several cores get used).
+        self._endpoints: queue.Queue[Any] = queue.Queue()
+        self._all_endpoints = [
+            openai.OpenAI(
+                base_url=url or None,
+                api_key=api_key,
+                max_retries=0,  # retries are ours: one policy for transport and validity errors
+                timeout=settings.timeout_s,
+            )
+            for url in (settings.base_url, *settings.replica_urls)
+        ]
+        per_endpoint = -(-settings.concurrency // len(self._all_endpoints))  # ceil: slots per endpoint
+        for _ in range(per_endpoint):
+            for endpoint in self._all_endpoints:
+                self._endpoints.put(endpoint)
+        self._style = "json_schema" if settings.response_format == "auto" else settings.response_format
+        self._style_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._rng = random.Random(settings.seed)
+
+    # --- public API -----------------------------------------------------------------------------
+    def complete_json(
+        self,
+        messages: Messages,
+        schema: dict[str, Any],
+        validate: Validator | None = None,
+        name: str = "answer",
+    ) -> LLMResult:
+        """Ask for one JSON object matching ``schema``; never raises for a per-request failure."""
+        key = request_key(self.settings.model, messages, schema)
+        self.ledger.add(requests=1)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None and not (self.retry_failed and hit[0] == STATUS_FAILED):
+                status, data, error, attempts = hit
+                self.ledger.add(cache_hits=1, failures=int(status == STATUS_FAILED))
+                return LLMResult(status, data, error, key, cached=True, attempts=attempts)
+        result = self._request_with_retries(key, messages, schema, validate, name)
+        if result.status == STATUS_FAILED:
+            self.ledger.add(failures=1)
+        if self.cache is not None:
+            self.cache.put(key, self.settings.model, result)
+        return result
+
+    def map_json(self, requests: Sequence[JsonRequest], progress: str | None = None) -> list[LLMResult]:
+        """Run many requests with at most ``settings.concurrency`` in flight; results keep input order."""
+        from tqdm.auto import tqdm
+
+        def one(req: JsonRequest) -> LLMResult:
+            return self.complete_json(req.messages, req.schema, req.validate, req.name)
+
+        with (
+            ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool,
+            tqdm(total=len(requests), desc=progress, disable=progress is None, unit="req") as bar,
+        ):
+            futures = [pool.submit(one, r) for r in requests]
+            results = []
+            for fut in futures:
+                results.append(fut.result())
+                bar.update(1)
+        return results
+
+    def close(self) -> None:
+        for endpoint in self._all_endpoints:
+            endpoint.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals ------------------------------------------------------------------------------
+    def _response_format(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
+        if self._style == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+    def _backoff(self, retry: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.settings.backoff_max_s)
+        base = min(self.settings.backoff_s * (2**retry), self.settings.backoff_max_s)
+        with self._style_lock:
+            return base * (0.5 + self._rng.random())
+
+    def _request_with_retries(
+        self,
+        key: str,
+        messages: Messages,
+        schema: dict[str, Any],
+        validate: Validator | None,
+        name: str,
+    ) -> LLMResult:
+        import openai
+
+        s = self.settings
+        last_error = "no attempt made"
+        invalid = 0  # invalid answers so far: each one raises temperature and changes the seed
+        attempt = 0
+        while attempt <= s.max_retries:
+            attempt += 1
+            style = self._style
+            temperature = s.temperature if invalid == 0 else s.retry_temperature
+            wait: float | None = None
+            t0 = time.perf_counter()
+            usage = None
+            try:
+                with self._slots:
+                    endpoint = self._endpoints.get()
+                    try:
+                        resp = endpoint.chat.completions.create(
+                            model=s.model,
+                            messages=messages,  # type: ignore[arg-type]
+                            response_format=self._response_format(schema, name),  # type: ignore[arg-type]
+                            temperature=temperature,
+                            max_tokens=s.max_tokens,
+                            seed=s.seed + invalid,
+                        )
+                    finally:
+                        self._endpoints.put(endpoint)
+                usage = resp.usage
+                self.ledger.add(
+                    api_calls=1,
+                    prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                    completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                )
+                data = self._parse(resp, schema, validate)
+            except openai.RateLimitError as e:
+                outcome, last_error = "rate_limited", f"HTTP 429 rate limited (attempt {attempt})"
+                wait = self._backoff(attempt - 1, _retry_after(e))
+            except openai.APITimeoutError:
+                outcome, last_error = "timeout", f"timed out after {s.timeout_s:g}s (attempt {attempt})"
+                wait = self._backoff(attempt - 1)
+            except openai.APIConnectionError as e:
+                outcome, last_error = "connection_error", f"connection error: {e} (attempt {attempt})"
+                wait = self._backoff(attempt - 1)
+            except openai.APIStatusError as e:
+                code = e.status_code
+                if s.response_format == "auto" and style == "json_schema" and _rejects_json_schema(e):
+                    # llama.cpp's python server refuses json_schema (with a 500 wrapping a validation
+                    # error; others say 400/422): switch once, for all threads, to json_object+schema.
+                    with self._style_lock:
+                        self._style = "json_object"
+                    outcome, last_error = "format_fallback", f"HTTP {code} on json_schema; using json_object"
+                    attempt -= 1  # the endpoint never saw a valid request: not a real attempt
+                elif code >= 500 or code == 408:
+                    outcome, last_error = "server_error", f"HTTP {code} server error (attempt {attempt})"
+                    wait = self._backoff(attempt - 1, _retry_after(e))
+                elif code in (401, 403, 404):
+                    raise LLMConfigError(
+                        f"endpoint {s.base_url or 'OpenAI default'} refused model {s.model!r}: HTTP {code} {e.message}"
+                    ) from e
+                else:
+                    outcome, last_error = "bad_request", f"HTTP {code}: {e.message}"
+                    attempt = s.max_retries + 1  # the same request will fail the same way
+            except InvalidAnswer as e:
+                invalid += 1
+                outcome, last_error = "invalid_answer", f"invalid answer: {e} (attempt {attempt})"
+            else:
+                self.ledger.outcome("ok")
+                if self.cache is not None:
+                    self.cache.log_call(key, s.model, attempt, "ok", usage, time.perf_counter() - t0)
+                return LLMResult(STATUS_OK, data, None, key, cached=False, attempts=attempt)
+            self.ledger.outcome(outcome)
+            if self.cache is not None:
+                self.cache.log_call(key, s.model, attempt, outcome, usage, time.perf_counter() - t0)
+            if wait is not None and attempt <= s.max_retries:
+                time.sleep(wait)
+        return LLMResult(STATUS_FAILED, None, last_error, key, cached=False, attempts=attempt)
+
+    @staticmethod
+    def _parse(resp: Any, schema: dict[str, Any], validate: Validator | None) -> Any:
+        if not resp.choices:
+            raise InvalidAnswer("no choices in the response")
+        content = resp.choices[0].message.content
+        if not content or not content.strip():
+            raise InvalidAnswer("empty answer")
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as e:
+            raise InvalidAnswer(f"malformed JSON ({e.msg} at char {e.pos}): {content[:80]!r}") from None
+        check_schema(data, schema)
+        if validate is not None:
+            validate(data)
+        return data
+
+
+def _rejects_json_schema(err: Any) -> bool:
+    """Whether an error response says the server does not accept ``response_format: json_schema``."""
+    if err.status_code not in (400, 422, 500):
+        return False
+    text = f"{getattr(err, 'message', '')} {getattr(err, 'body', '')}".lower()
+    return "response_format" in text or "json_object" in text or "json_schema" in text
+
+
+def _retry_after(err: Any) -> float | None:
+    """Seconds from a Retry-After header, when the server sent a numeric one."""
+    response = getattr(err, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,324 @@
+"""Taxonomy: summaries, name merging, review bound, the generate loop, the file's edit/approval rules."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from clicks2intent import columns as C
+from clicks2intent.cli import main
+from clicks2intent.llm.client import LLMClient, LLMSettings
+from clicks2intent.summaries import (
+    common_prefixes,
+    generic_pages,
+    session_phrases,
+    summarize_session,
+    summarize_sessions,
+    web_session_ids,
+)
+from clicks2intent.taxonomy import (
+    OTHER_ID,
+    OTHER_NAME,
+    STATUS_APPROVED,
+    Candidate,
+    Label,
+    Taxonomy,
+    TaxonomyConfig,
+    generate_taxonomy,
+    grounded_options,
+    merge_proposal,
+    name_tokens,
+    render_review,
+    review_candidates,
+)
+
+
+def test_summary_is_compact_scrubbed_and_deterministic() -> None:
+    text = summarize_session(
+        ["home", "mortgage_rates", "mortgage_rates", "mortgage_calculator"],
+        [4.0, 30.0, 65.0, None],
+        [None, "rates for 4111 1111 1111 1111", "rates for 4111 1111 1111 1111", None],
+        "web",
+    )
+    assert (
+        text
+        == 'channel web; 4 pages: home 4s > mortgage rates x2 95s > mortgage calculator; searches: "rates for <CARD>"'
+    )
+    long = summarize_session([f"p{i}" for i in range(30)], [None] * 30, [None] * 30, None)
+    assert "(+20 more)" in long and long.startswith("30 pages: p0 > p1 > p2 > (+20 more) > p23")
+
+
+def test_summaries_keep_web_and_unknown_channel_only(events: pd.DataFrame) -> None:
+    s = summarize_sessions(events)
+    assert "app001" not in set(s[C.SESSION_ID]) and "nochan" in set(s[C.SESSION_ID])
+    assert web_session_ids(events) == sorted(s[C.SESSION_ID])
+    shuffled = events.sample(frac=1.0, random_state=3)
+    pd.testing.assert_frame_equal(s, summarize_sessions(shuffled))  # order of rows in the file is irrelevant
+    no_channel = events.drop(columns=[C.CHANNEL])
+    assert len(summarize_sessions(no_channel)) == events[C.SESSION_ID].nunique()
+    with pytest.raises(ValueError, match="page_type"):
+        summarize_sessions(events.drop(columns=[C.PAGE_TYPE]))
+
+
+def test_generic_pages_are_the_navigation_of_most_sessions(events: pd.DataFrame) -> None:
+    assert generic_pages(events, max_share=0.5) == {"home"}  # in 12 of 13 web sessions
+    assert "mortgages" in generic_pages(events, max_share=0.15)  # 4 of 13 sessions > 15 %
+    with pytest.raises(ValueError, match="max_share"):
+        generic_pages(events, max_share=0)
+
+
+def test_site_map_prefixes_are_stripped_from_phrases() -> None:
+    pages = ["product_mortgage", "product_savings", "product_auto_loan", "apply_start", "apply_form", "home"]
+    prefixes = common_prefixes(pages)
+    assert prefixes == {"product"}  # "apply" starts only two page names
+    phrases = session_phrases(
+        ["home", "product_mortgage", "mortgage_calculator", "product_mortgage", "apply_start"],
+        [None, "Fixed rate 4111 1111 1111 1111", None, None, None],
+        generic={"home"},
+        prefixes=prefixes,
+    )
+    assert phrases == ["mortgage", "mortgage calculator", "apply start", "fixed rate <card>"]
+
+
+def test_names_merge_by_meaning_not_spelling() -> None:
+    assert name_tokens("Comparing credit cards") == name_tokens("Credit card comparison")
+    cands: list[Candidate] = []
+    for sid, name in enumerate(
+        ["Compare credit cards", "Credit card comparison", "Mortgage rates", "Mortage rates", "Auto loan"]
+    ):
+        merge_proposal(cands, f"s{sid}", name, "d", threshold=0.5)
+    assert [(c.name, c.support) for c in cands] == [
+        ("Compare credit cards", 2),
+        ("Mortgage rates", 2),
+        ("Auto loan", 1),
+    ]
+    merge_proposal(cands, "s9", "Unknown", "d", threshold=0.5)  # no information: not a candidate
+    assert sum(c.support for c in cands) == 5
+
+
+def test_review_bounds_the_label_count() -> None:
+    cands: list[Candidate] = []
+    names = (
+        ["Mortgage rates"] * 5 + ["Mortgage calculator"] * 1 + ["Savings account"] * 4 + ["Credit cards"] * 3
+    )
+    names += ["Travel insurance"] * 1 + ["Auto loan"] * 2
+    for i, n in enumerate(names):
+        merge_proposal(cands, f"s{i}", n, "d", threshold=0.5)
+    kept, what = review_candidates(cands, TaxonomyConfig(max_labels=3, min_support=2))
+    assert [c.name for c in kept] == ["Mortgage rates", "Savings account", "Credit cards"]
+    assert "Mortgage calculator -> Mortgage rates" in what["folded"]
+    assert "Travel insurance" in what["dropped"] and kept[0].support == 6
+
+
+def _client(server: Any, tmp_path: Path) -> LLMClient:
+    return LLMClient(
+        LLMSettings(
+            model=server.model,
+            base_url=server.base_url,
+            api_key="t",
+            backoff_s=0.01,
+            timeout_s=0.5,
+            cache_path=tmp_path / "cache.sqlite",
+        )
+    )
+
+
+def test_free_proposals_feed_candidates_back_and_survive_faults(
+    events: pd.DataFrame, fault_server: Any, tmp_path: Path
+) -> None:
+    fault_server.plan.faults = {"s001": ["500", "malformed"], "s002": ["offmenu*"]}
+    summaries = summarize_sessions(events)
+    config = TaxonomyConfig(n_sessions=12, minibatch_size=4, max_labels=4, min_support=1, proposal="free")
+    with _client(fault_server, tmp_path) as client:
+        tax = generate_taxonomy(summaries, client, config, progress=False)
+    g = tax.generation
+    assert g["n_sessions"] == 12 and g["n_minibatches"] == 3
+    assert g["proposals_failed"] == int("s002" in _sampled(summaries, config))
+    assert g["proposals_ok"] + g["proposals_failed"] == 12
+    assert len(tax.labels) <= config.max_labels + 1 and tax.labels[-1].id == OTHER_ID
+    names = {lab.name for lab in tax.labels}
+    assert any("Mortgage" in n for n in names) and any("Savings" in n for n in names)
+    # update rounds: the second minibatch's prompts list the names found in the first
+    user_msgs = [r["messages"][-1]["content"] for r in fault_server.plan.requests]
+    assert "Goals named so far" not in user_msgs[0] and any("Goals named so far" in m for m in user_msgs[4:])
+    assert sum(g["support"].values()) == 12 and "propose_free" in tax.prompts
+
+
+def test_grounded_proposals_choose_among_salient_phrases(
+    events: pd.DataFrame, fault_server: Any, tmp_path: Path
+) -> None:
+    fault_server.plan.faults = {"s001": ["500", "malformed"], "s002": ["offmenu*"]}
+    summaries = summarize_sessions(events, generic={"home"})
+    assert summaries.set_index(C.SESSION_ID).loc["s000", "phrases"] == [
+        "mortgages",
+        "mortgage rates",
+        "mortgage help s000",
+    ]
+    config = TaxonomyConfig(n_sessions=13, minibatch_size=4, max_labels=4, min_support=1)
+    with _client(fault_server, tmp_path) as client:
+        tax = generate_taxonomy(summaries, client, config, progress=False)
+    g = tax.generation
+    assert g["proposals_forced"] == 1  # "nochan" has a single salient page: no call needed
+    assert g["proposals_failed"] == 1 and g["failure_reasons"] == {
+        "invalid answer: $.interest: 'wire money to mars' is not one of the allowed values": 1
+    }
+    assert g["proposals_ok"] + g["proposals_failed"] + g["proposals_forced"] == 13
+    assert tax.labels[-1].name == OTHER_NAME
+    assert sorted(lab.name for lab in tax.labels[:-1]) == [
+        "Credit cards",
+        "Fraud help",
+        "Mortgages",
+        "Savings accounts",
+    ]
+    mortgage = next(lab for lab in tax.labels if lab.name == "Mortgages")
+    assert mortgage.description == "Visits mainly about mortgages; typical pages and searches: mortgages."
+    for req in fault_server.plan.requests:  # every answer was constrained to the visit's own phrases
+        options = req["response_format"]["json_schema"]["schema"]["properties"]["interest"]["enum"]
+        assert set(options) <= set(
+            req["messages"][-1]["content"].split("interest: ")[1].rstrip("?").split(", ")
+        )
+
+
+def test_grounded_options_offer_related_existing_goals() -> None:
+    cands: list[Candidate] = []
+    merge_proposal(cands, "a", "Product mortgage", "", 0.5)
+    merge_proposal(cands, "b", "Report fraud", "", 0.5)
+    assert grounded_options(["mortgage calculator", "rates"], cands, 12) == [
+        "mortgage calculator",
+        "rates",
+        "product mortgage",
+    ]
+    assert grounded_options([], cands, 12) == []
+
+
+def test_a_presampled_frame_keeps_its_order_as_minibatches(
+    events: pd.DataFrame, fault_server: Any, tmp_path: Path
+) -> None:
+    summaries = summarize_sessions(events, generic={"home"}).iloc[::-1]  # reversed: s011 first
+    config = TaxonomyConfig(n_sessions=50, minibatch_size=2, proposal="free")
+    with _client(fault_server, tmp_path) as client:
+        generate_taxonomy(summaries, client, config, progress=False)
+    first = fault_server.plan.requests[0]["messages"][-1]["content"]
+    assert "s011" in first or "s010" in first  # the first minibatch is the frame's first two rows
+
+
+def _sampled(summaries: pd.DataFrame, config: TaxonomyConfig) -> list[str]:
+    from clicks2intent.taxonomy import sample_ids
+
+    return sample_ids(summaries[C.SESSION_ID].tolist(), config.n_sessions, config.random_state)
+
+
+def _tax() -> Taxonomy:
+    return Taxonomy(
+        version=2,
+        status="draft",
+        labels=[
+            Label("mortgage", "Mortgage", "Home loans.", ["s000"]),
+            Label(OTHER_ID, "Other", "None.", []),
+        ],
+        model="m",
+        prompts={"propose": "ab" * 32},
+    )
+
+
+def test_file_round_trip_edit_detection_and_approval(tmp_path: Path) -> None:
+    path = _tax().save(tmp_path / "taxonomy.yaml")
+    tax = Taxonomy.load(path)
+    assert not tax.edited and tax.version_string == "v2"
+    raw = yaml.safe_load(path.read_text())
+    assert list(raw)[:2] == ["version", "status"] and raw["labels"][0]["examples"] == ["s000"]
+    raw["labels"][0]["name"] = "Home buying"  # a reviewer edits a name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    edited = Taxonomy.load(path)
+    assert edited.edited and edited.version_string.startswith("v2+edit.")
+    main(
+        [
+            "taxonomy",
+            "review",
+            "--taxonomy",
+            str(path),
+            "--approve",
+            "--approver",
+            "pm",
+            "--out",
+            str(tmp_path / "r.md"),
+        ]
+    )
+    approved = Taxonomy.load(path)
+    assert approved.status == STATUS_APPROVED and approved.version == 3 and not approved.edited
+    assert approved.labels[0].name == "Home buying" and approved.approved_by == "pm"
+
+
+@pytest.mark.parametrize(
+    ("patch", "error"),
+    [
+        ({"status": "final"}, "taxonomy.status"),
+        ({"version": 0}, "taxonomy.version"),
+        ({"labels": [{"id": "Bad Id", "name": "x"}]}, r"labels\[0\].id"),
+        ({"labels": [{"id": "a", "name": "x"}, {"id": "a", "name": "y"}]}, "duplicate id"),
+        ({"labels": []}, "at least one label"),
+    ],
+)
+def test_bad_taxonomy_file_names_field_and_rule(tmp_path: Path, patch: dict, error: str) -> None:
+    raw = _tax().to_dict() | patch
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=error):
+        Taxonomy.load(path)
+
+
+def test_review_markdown_shows_frequencies_and_examples(events: pd.DataFrame) -> None:
+    tax = _tax()
+    labels = pd.DataFrame(
+        {
+            C.SESSION_ID: ["s000", "s001", "s002"],
+            "label_id": ["mortgage", "mortgage", None],
+            "status": ["ok", "ok", "failed"],
+        }
+    )
+    md = render_review(tax, summarize_sessions(events), labels)
+    assert "| `mortgage` | Mortgage | Home loans. | 2 | 100.0% |" in md
+    assert "LLM labels (3 sessions, 1 failed)" in md and "`s000`: channel web; 3 pages: home" in md
+
+
+def test_generate_cli_respects_an_approved_file(
+    events_path: Path, fault_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ev_path = events_path
+    out = tmp_path / "taxonomy.yaml"
+    common = [
+        "--events",
+        str(ev_path),
+        "--out",
+        str(out),
+        "--sessions",
+        "8",
+        "--minibatch",
+        "4",
+        "--base-url",
+        fault_server.base_url,
+        "--model",
+        fault_server.model,
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+    ]
+    assert main(["taxonomy", "generate", *common]) == 0
+    first = Taxonomy.load(out)
+    assert first.version == 1 and first.status == "draft" and first.model == fault_server.model
+    assert main(["taxonomy", "generate", *common]) == 0  # an untouched draft is replaced by a new version
+    assert Taxonomy.load(out).version == 2
+    main(["taxonomy", "review", "--taxonomy", str(out), "--approve"])
+    before = out.read_text()
+    assert main(["taxonomy", "generate", *common]) == 2  # approved: refused without --force
+    assert out.read_text() == before and "not replacing" in capsys.readouterr().out
+    assert main(["taxonomy", "generate", *common, "--force"]) == 0
+    assert Taxonomy.load(out).version == 3 and (tmp_path / "taxonomy.v2.bak.yaml").read_text() == before
+    assert (
+        Counter(r["messages"][-1]["content"].startswith("Visit:") for r in fault_server.plan.requests)[True]
+        == 8
+    )
