@@ -1,0 +1,223 @@
+"""Benchmark: ``c2i embed`` end to end vs the bare Transformer forward on the same shapes, + training speed.
+
+    python benchmarks/bench_embed.py                       # 50k synthetic sessions, <= 64 events each
+    python benchmarks/bench_embed.py --events artifacts/data/events.parquet --channel web
+
+Figures printed (one run, same machine, same batches):
+
+* pipeline: sessions/s of :func:`clicks2intent.embedding.embed_file` — parquet in, featurise,
+  length-bucketed batches, the encoder, parquet out (the model load is included);
+* bare: sessions/s of a plain ``torch.nn.TransformerEncoder`` with the encoder's size (d_model, heads,
+  d_ff, layers, pre-norm, GELU) run on random inputs with exactly the pipeline's batch shapes and
+  padding masks — the model's own limit; the ratio pipeline / bare shows the pipeline's overhead
+  (target >= 0.7);
+* training: sessions/s of self-supervised training (both views, forward + backward + step);
+* online: latency of ``SessionEmbedder.embed_session`` for one session (p50 / p99).
+
+CUDA is used when present (``--device``). This is a benchmark, not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+# Before torch loads OpenMP (see clicks2intent/encoder.py): spinning workers ruin timings on a shared CPU.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+
+from clicks2intent import columns as C  # noqa: E402
+from clicks2intent.embedding import SessionEmbedder, embed_file, pick_device  # noqa: E402
+from clicks2intent.encoder import EncoderConfig  # noqa: E402
+from clicks2intent.encoder_training import TrainConfig, save_encoder_dir, train_encoder  # noqa: E402
+
+QUERIES = ["mortgage rates", "credit card cashback", "open savings account", "lost card", "routing number",
+           "auto loan calculator", "ira rollover", "business checking", "wire transfer fee", "zelle limit"]  # fmt: skip
+
+
+def synthetic_events(n_sessions: int, max_events: int, seed: int = 0) -> pa.Table:
+    """Contract events: 60 page types, geometric session lengths (mean ~8, capped), every modality."""
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(rng.geometric(1 / 8, n_sessions), max_events)
+    n = int(lengths.sum())
+    session = np.repeat(np.arange(n_sessions), lengths)
+    pos = np.arange(n) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    start = (
+        pd.Timestamp("2026-01-01", tz="UTC").value // 1000
+        + np.sort(rng.integers(0, 90 * 86_400, n_sessions)) * 1_000_000
+    )
+    dwell = rng.lognormal(3, 1, n)
+    ts = start[session] + (pos * 40_000_000)  # 40 s apart: simple and exact
+    pages = np.array([f"page_{i:02d}" for i in range(60)], dtype=object)[rng.integers(0, 60, n)]
+    has_query = rng.random(n) < 0.05
+    queries = np.where(has_query, np.array(QUERIES, dtype=object)[rng.integers(0, len(QUERIES), n)], None)
+    devices = np.array(["desktop", "mobile", "tablet"], dtype=object)[rng.integers(0, 3, n_sessions)][session]
+    return pa.table(
+        {
+            C.SESSION_ID: pa.array(np.char.add("s", session.astype(str)).astype(object), pa.string()),
+            C.EVENT_TIMESTAMP: pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            C.PAGE_TYPE: pa.array(pages, pa.string()),
+            C.CHANNEL: pa.array(np.full(n, "web", dtype=object), pa.string()),
+            C.DWELL_SECONDS: pa.array(
+                np.where(rng.random(n) < 0.1, np.nan, dwell), pa.float64(), from_pandas=True
+            ),
+            C.SEARCH_QUERY: pa.array(queries, pa.string()),
+            C.DEVICE: pa.array(devices, pa.string()),
+        }
+    )
+
+
+def bare_forward_inputs(
+    embedder: SessionEmbedder, events_path: Path, channel: str | None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Random ``[B, L, d]`` inputs and padding masks with exactly the pipeline's batches."""
+    cfg, device = embedder.config, embedder.device
+    table = pq.read_table(events_path)
+    if channel:
+        table = table.filter(pc.equal(table[C.CHANNEL], channel))
+    arrays = embedder.featurise(table)
+    inputs = []
+    for idx in embedder.batches(arrays):
+        lengths = torch.from_numpy(arrays.lengths[idx]).to(device)
+        width = int(lengths.max())
+        x = torch.randn(len(idx), width, cfg.d_model, device=device)
+        inputs.append((x, torch.arange(width, device=device).unsqueeze(0) >= lengths.unsqueeze(1)))
+    return inputs
+
+
+@torch.inference_mode()
+def bare_forward_seconds(embedder: SessionEmbedder, inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """One pass of a plain TransformerEncoder of the encoder's size over the given batches."""
+    cfg, device = embedder.config, embedder.device
+    layer = torch.nn.TransformerEncoderLayer(
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.d_ff,
+        dropout=cfg.dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
+    bare = torch.nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False).to(device).eval()
+    _sync(device)
+    t0 = time.perf_counter()
+    for x, pad in inputs:
+        bare(x, src_key_padding_mask=pad)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sessions", type=int, default=50_000, help="synthetic sessions (ignored with --events)")
+    ap.add_argument("--max-events", type=int, default=64, help="events per synthetic session at most")
+    ap.add_argument("--events", help="use this events parquet instead of synthetic events")
+    ap.add_argument("--channel", choices=list(C.CHANNELS))
+    ap.add_argument("--encoder", help="trained encoder dir; default: train one here (--train-steps)")
+    ap.add_argument(
+        "--train-steps", type=int, default=60, help="training steps timed (and used for the encoder)"
+    )
+    ap.add_argument("--batch-size", type=int, default=1024, help="embedding batch size")
+    ap.add_argument("--repeats", type=int, default=3, help="best of N for both timings")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary events/encoder/output files")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    work = Path(tempfile.mkdtemp(prefix="c2i-bench-"))
+    events_path = Path(args.events) if args.events else work / "events.parquet"
+    if not args.events:
+        pq.write_table(synthetic_events(args.sessions, args.max_events), events_path)
+    meta = pq.ParquetFile(events_path).metadata
+    print(
+        f"events: {events_path} ({meta.num_rows:,} rows); device {device}; torch threads {torch.get_num_threads()}"
+    )
+
+    figures: dict[str, float | int | str] = {"device": str(device), "threads": torch.get_num_threads()}
+    if args.encoder:
+        encoder_dir = Path(args.encoder)
+    else:
+        table = pq.read_table(events_path)
+        t_cfg = TrainConfig(max_steps=args.train_steps, device=str(device), max_train_sessions=50_000)
+        result = train_encoder(table, EncoderConfig(), t_cfg, channel=args.channel, progress=False)
+        encoder_dir = save_encoder_dir(result.checkpoint, work / "encoder")
+        figures["train_sessions_per_s"] = round(result.train_sessions_per_second, 1)
+        print(
+            f"training: {result.train_sessions_per_second:,.0f} sessions/s ({args.train_steps} steps, batch 256)"
+        )
+
+    embedder = SessionEmbedder.load(encoder_dir, device=str(device), batch_size=args.batch_size)
+    bare_inputs = bare_forward_inputs(embedder, events_path, args.channel)
+    best, bare_s = None, float("inf")
+    for r in range(args.repeats):  # interleaved, best of N each: load drift hits both alike
+        stats = embed_file(
+            encoder_dir, events_path, work / f"emb{r}.parquet", batch_size=args.batch_size, channel=args.channel,
+            device=str(device), progress=False,
+        )  # fmt: skip
+        best = stats if best is None or stats.seconds < best.seconds else best
+        bare_s = min(bare_s, bare_forward_seconds(embedder, bare_inputs))
+    assert best is not None
+    bare_rate = best.n_sessions / bare_s
+    mean_len = float(np.mean([s for _, s in best.batch_shapes])) if best.batch_shapes else 0.0
+    figures.update(
+        sessions=best.n_sessions,
+        events=best.n_events,
+        pipeline_sessions_per_s=round(best.sessions_per_second, 1),
+        bare_forward_sessions_per_s=round(bare_rate, 1),
+        ratio=round(best.sessions_per_second / bare_rate, 3),
+        batches=len(best.batch_shapes),
+        mean_padded_length=round(mean_len, 2),
+        **{f"pipeline_{k}_s": round(v, 3) for k, v in best.phase_seconds.items()},
+    )
+    print(
+        f"embed end-to-end: {best.n_sessions:,} sessions in {best.seconds:.2f}s = {best.sessions_per_second:,.0f} "
+        f"sessions/s\nbare TransformerEncoder forward, same {len(best.batch_shapes)} batches: {bare_s:.2f}s = "
+        f"{bare_rate:,.0f} sessions/s\nratio pipeline / bare: {best.sessions_per_second / bare_rate:.2f}"
+    )
+    print("pipeline phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in best.phase_seconds.items()))
+
+    sample = pq.read_table(events_path).slice(0, 4000).to_pandas()
+    sessions = [g.drop(columns=[C.SESSION_ID]).to_dict("records") for _, g in sample.groupby(C.SESSION_ID)][
+        :200
+    ]
+    for s in sessions[:20]:
+        embedder.embed_session(s)
+    lat = []
+    for s in sessions:
+        t0 = time.perf_counter()
+        embedder.embed_session(s)
+        lat.append((time.perf_counter() - t0) * 1e3)
+    figures["online_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
+    figures["online_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
+    print(f"online embed_session: p50 {figures['online_p50_ms']} ms, p99 {figures['online_p99_ms']} ms")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures))
+    if args.keep:
+        print(f"files kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
