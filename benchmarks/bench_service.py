@@ -1,0 +1,391 @@
+"""Load benchmark of the BentoML service's POST /rank_tiles, beside the in-process limit.
+
+What it measures, in one run (not a test: figures depend on the machine and its load):
+
+1. **In-process limit**: the service's own feature fetch + model predict for the same customers in a
+   plain Python loop (``ServingEngine.tile_features`` + ``ServedModel.predict``), no HTTP. Beside it,
+   for the profile story: the full endpoint logic (validation + response), the same fetch with the
+   ``tile_affinity`` on-demand view run by Feast, and the naive path (pandas frame + DMatrix predict).
+2. **Load**: ``bentoml serve`` in its own process group on a free loopback port; a load generator in
+   another process (``wrk`` when installed, else an asyncio HTTP/1.1 keep-alive client) at 1, 8 and 32
+   concurrent connections for a fixed time each: throughput, p50/p99/max latency, errors (non-2xx and
+   socket errors).
+3. ``--profile``: ``py-spy`` samples the service's workers during the 8-client level; the hottest
+   frames (inclusive) are printed and the raw stacks written for a flame graph.
+
+    python benchmarks/bench_service.py                      # the demo's artifacts/ and feature_repo/
+    python benchmarks/bench_service.py --workers 1,2 --profile --out artifacts/reports/bench_service.json
+
+Targets (2 cores, client and server sharing them): zero errors; at 8 clients throughput >= 0.5 x the
+in-process limit and p99 <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugin"))  # runnable from a checkout without installing
+
+from clicks2intent import columns as C  # noqa: E402
+from clicks2intent import serve_cli  # noqa: E402
+
+
+# --- request mix ------------------------------------------------------------------------------
+def customer_ids(artifacts: Path, n: int, seed: int) -> list[str]:
+    """Real customers of the feature sources (with and without linked web intent), sampled."""
+    import pandas as pd
+
+    from clicks2intent import features as F
+
+    profile = pd.read_parquet(
+        artifacts / "features" / F.FEATURE_FILES["customer_profile"], columns=[C.CUSTOMER_ID]
+    )
+    ids = sorted(profile[C.CUSTOMER_ID].dropna().astype(str).unique())
+    random.Random(seed).shuffle(ids)
+    return ids[:n]
+
+
+def bodies_for(ids: Sequence[str], k: int = 3) -> list[str]:
+    return [json.dumps({"customer_id": c, "k": k}) for c in ids]
+
+
+# --- in-process limit -----------------------------------------------------------------------------
+def timed_loop(fn: Callable[[int], Any], seconds: float, n_items: int, warmup: int = 50) -> dict[str, float]:
+    """Call ``fn(i)`` over the items for ``seconds``; calls/s and latency percentiles (ms)."""
+    for i in range(min(warmup, n_items)):
+        fn(i)
+    lat: list[float] = []
+    start, cpu = time.perf_counter(), time.process_time()
+    i = 0
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        fn(i % n_items)
+        lat.append(time.perf_counter() - t)
+        i += 1
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    lat.sort()
+    return {
+        "calls": len(lat),
+        "per_s": len(lat) / wall,
+        "cpu_ms": 1e3 * cpu / len(lat),  # CPU per call: comparable even when other jobs share the cores
+        "p50_ms": 1e3 * lat[len(lat) // 2],
+        "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "max_ms": 1e3 * lat[-1],
+    }
+
+
+def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, float]]:
+    """The same work as the service, in this process, one request at a time."""
+    import numpy as np
+    import xgboost as xgb
+
+    from clicks2intent import serving as S
+    from clicks2intent.feature_store import open_store
+    from clicks2intent.model_store import get_bento_model
+
+    home = Path(args.bentoml_home)
+    tile = S.ServedModel.from_store(get_bento_model(f"{args.tile_model}", home=home))
+    conv = S.ServedModel.from_store(get_bento_model(f"{args.conversion_model}", home=home))
+    store = open_store(args.feature_repo, args.feast_config)
+    engine = S.ServingEngine(store, tile, conv, Path(args.artifacts))
+    via_feast = S.ServingEngine(store, tile, conv, Path(args.artifacts), local_odfv=False)
+    requests = [S.RankTilesRequest.model_validate_json(b) for b in bodies_for(ids)]
+    est = tile.model.estimator
+
+    def naive(i: int) -> Any:  # what a first service does: Feast service read → pandas → DMatrix
+        import pandas as pd
+
+        row = via_feast.tile_features(ids[i])
+        frame = tile.model.frame(pd.DataFrame([row]))
+        dm = xgb.DMatrix(frame.to_numpy(dtype=np.float32), missing=np.nan, feature_names=list(frame.columns))
+        return est.booster_.predict(dm, iteration_range=tile.iteration_range)
+
+    s = args.inproc_seconds
+    out = {
+        "fetch_predict": timed_loop(lambda i: tile.predict(engine.tile_features(ids[i])), s, len(ids)),
+        "endpoint_logic": timed_loop(lambda i: engine.rank_tiles(requests[i]), s, len(ids)),
+        "fetch_only": timed_loop(lambda i: engine.tile_features(ids[i]), s, len(ids)),
+        "fetch_odfv_in_feast": timed_loop(lambda i: via_feast.tile_features(ids[i]), s, len(ids)),
+        "naive_fetch_frame_dmatrix": timed_loop(naive, s, len(ids)),
+    }
+    row = tile.rows.build(engine.tile_features(ids[0]))
+    plain = S.ServedModel(tile.model, tile.name, tile.version, compile_trees=False)
+    out["predict_compiled_forest"] = timed_loop(lambda i: tile.predict_row(row), s / 2, 1)
+    out["predict_xgb_inplace"] = timed_loop(lambda i: plain.predict_row(row), s / 2, 1)
+    return out
+
+
+# --- load generators ----------------------------------------------------------------------------
+_WRK_SCRIPT = """
+local bodies = {%s}
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  io.write(string.format('C2I_JSON {"requests": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, ' ..
+    '"write": %%d, "status": %%d, "timeout": %%d, "p50_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def run_wrk(url: str, bodies: list[str], connections: int, seconds: float) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_SCRIPT % ", ".join(f"[==[{b}]==]" for b in bodies))
+        script = f.name
+    try:
+        secs = max(1, round(seconds))  # wrk takes whole seconds
+        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{secs}s", "--timeout", "5s", "-s", script, url]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script)
+    line = next(x for x in out.splitlines() if x.startswith("C2I_JSON "))
+    r = json.loads(line[len("C2I_JSON ") :])
+    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    return {
+        "client": "wrk",
+        "requests": r["requests"],
+        "per_s": r["requests"] / (r["duration_us"] / 1e6),
+        "p50_ms": r["p50_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "max_ms": r["max_us"] / 1e3,
+        "errors": errors,
+    }
+
+
+async def _async_load(
+    host: str, port: int, path: str, bodies: list[str], connections: int, seconds: float
+) -> dict[str, Any]:
+    """Minimal HTTP/1.1 keep-alive POST client on asyncio streams (cheap enough to share 2 cores)."""
+    lat: list[float] = []
+    errors = Counter()
+    deadline = time.perf_counter() + seconds
+    payloads = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(b.encode())}\r\n\r\n{b}"
+        ).encode()
+        for b in bodies
+    ]
+
+    async def worker(w: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        i = w
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            writer.write(payloads[i % len(payloads)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for h in head.split(b"\r\n"):
+                if h.lower().startswith(b"content-length:"):
+                    length = int(h.split(b":", 1)[1])
+            if length:
+                await reader.readexactly(length)
+            lat.append(time.perf_counter() - t)
+            if status != 200:
+                errors[status] += 1
+        writer.close()
+
+    start = time.perf_counter()
+    results = await asyncio.gather(*(worker(w) for w in range(connections)), return_exceptions=True)
+    wall = time.perf_counter() - start
+    socket_errors = sum(1 for r in results if isinstance(r, Exception))
+    lat.sort()
+    return {
+        "client": "python-asyncio",
+        "requests": len(lat),
+        "per_s": len(lat) / wall,
+        "p50_ms": 1e3 * lat[len(lat) // 2] if lat else float("nan"),
+        "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
+        "max_ms": 1e3 * lat[-1] if lat else float("nan"),
+        "errors": sum(errors.values()) + socket_errors,
+    }
+
+
+def _python_client(queue: Any, *a: Any) -> None:
+    queue.put(asyncio.run(_async_load(*a)))
+
+
+def run_python_client(url: str, bodies: list[str], connections: int, seconds: float) -> dict[str, Any]:
+    """The asyncio client in its own process (never in the server's, never in this one's GIL)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(
+        target=_python_client, args=(queue, host, int(port), "/rank_tiles", bodies, connections, seconds)
+    )
+    proc.start()
+    result = queue.get(timeout=seconds + 60)
+    proc.join()
+    return result
+
+
+# --- profile ---------------------------------------------------------------------------------------
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and each of its children (the service's workers)."""
+    import psutil
+
+    out: dict[int, float] = {}
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            out[proc.pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def profile_server(pid: int, seconds: float, raw_path: Path) -> list[tuple[float, str]]:
+    """py-spy the service (all worker processes) for ``seconds``; top frames by inclusive share."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cmd = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)), "--rate", "250",
+           "--format", "raw", "--nonblocking", "-o", str(raw_path)]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, check=True)
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in raw_path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(n)
+        seen = set()
+        for frame in stack.split(";"):
+            name, _, where = frame.partition(" (")
+            key = f"{name} ({where.split(':')[0].rsplit('/', 2)[-1] if where else ''})"
+            if key not in seen:
+                seen.add(key)
+                incl[key] += int(n)
+    return [(100.0 * v / total, k) for k, v in incl.most_common(40)] if total else []
+
+
+# --- main ------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--artifacts", default=str(REPO / "artifacts"))
+    p.add_argument("--feature-repo", default=str(REPO / "feature_repo"))
+    p.add_argument("--feast-config", default=None, help="e.g. feature_store.production.yaml (Redis)")
+    p.add_argument("--bentoml-home", default=None, help="model store (default <artifacts>/bentoml)")
+    p.add_argument("--tile-model", default="tile_ranker_v1:latest")
+    p.add_argument("--conversion-model", default="conversion_v1:latest")
+    p.add_argument("--concurrency", default="1,8,32", help="concurrent connections per level")
+    p.add_argument("--workers", default="2", help="service worker counts to compare, e.g. 1,2")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per level")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each worker config")
+    p.add_argument("--inproc-seconds", type=float, default=5.0)
+    p.add_argument("--customers", type=int, default=200, help="distinct customers in the request mix")
+    p.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    p.add_argument("--profile", action="store_true", help="py-spy the workers during the 8-client level")
+    p.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. C2I_METRICS=0 (repeatable)",
+    )
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    args.bentoml_home = args.bentoml_home or str(Path(args.artifacts) / "bentoml")
+    levels = [int(x) for x in args.concurrency.split(",")]
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
+    load = run_wrk if client == "wrk" else run_python_client
+
+    ids = customer_ids(Path(args.artifacts), args.customers, args.seed)
+    bodies = bodies_for(ids)
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+        "client": client,
+        "customers": len(ids),
+        "service_env": args.service_env,
+    }
+    print(f"in-process ({args.inproc_seconds:.0f}s per variant, {len(ids)} customers) ...", flush=True)
+    report["in_process"] = in_process(args, ids)
+    for name, r in report["in_process"].items():
+        print(
+            f"  {name:26s} {r['per_s']:7.0f}/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+            f"CPU {r['cpu_ms']:.3f} ms/call"
+        )
+    limit = report["in_process"]["fetch_predict"]["per_s"]
+
+    report["load"] = {}
+    for workers in (int(w) for w in args.workers.split(",")):
+        log = Path(tempfile.gettempdir()) / f"c2i_bench_serve_w{workers}.log"
+        print(f"\nbentoml serve, {workers} worker(s), client {client} (log {log}) ...", flush=True)
+        with serve_cli.running_service(
+            args.artifacts,
+            feature_repo=args.feature_repo,
+            feast_config=args.feast_config,
+            workers=workers,
+            log_path=log,
+            bentoml_home=args.bentoml_home,
+            extra_env=dict(kv.split("=", 1) for kv in args.service_env),
+        ) as (url, proc):
+            load(f"{url}/rank_tiles", bodies, 8, args.warmup)  # warm every worker
+            rows = {}
+            for c in levels:
+                cpu0 = tree_cpu_seconds(proc.pid)
+                if args.profile and c == 8:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    raw = Path(tempfile.gettempdir()) / f"c2i_bench_profile_w{workers}.txt"
+                    with ThreadPoolExecutor(1) as pool:
+                        top = pool.submit(profile_server, proc.pid, max(2.0, args.duration - 2), raw)
+                        r = load(f"{url}/rank_tiles", bodies, c, args.duration)
+                        report.setdefault("profile", {})[f"workers={workers}"] = {
+                            "raw": str(raw),
+                            "top": top.result(),
+                        }
+                else:
+                    r = load(f"{url}/rank_tiles", bodies, c, args.duration)
+                cpu1 = tree_cpu_seconds(proc.pid)
+                used = {p: cpu1[p] - cpu0.get(p, 0.0) for p in cpu1}
+                r["server_cpu_ms"] = 1e3 * sum(used.values()) / max(r["requests"], 1)
+                busy = sorted((v for p, v in used.items() if p != proc.pid), reverse=True)
+                r["worker_cpu_share"] = [round(v / max(sum(busy), 1e-9), 2) for v in busy]
+                r["vs_in_process"] = r["per_s"] / limit
+                rows[c] = r
+                print(
+                    f"  c={c:<3d} {r['per_s']:7.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                    f"max {r['max_ms']:7.2f} ms  errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req "
+                    f"(workers {r['worker_cpu_share']})  {r['vs_in_process']:.2f} x in-process",
+                    flush=True,
+                )
+            report["load"][f"workers={workers}"] = rows
+    for key, prof in report.get("profile", {}).items():
+        print(f"\nprofile ({key}, py-spy, inclusive share of samples; raw stacks: {prof['raw']}):")
+        for share, frame in prof["top"][:30]:
+            print(f"  {share:5.1f}%  {frame}")
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""clicks2intent BentoML service: tile ranking, conversion and intent over Feast online features.
+
+Thin on purpose: models are resolved from the BentoML store as class attributes, each worker builds
+one :class:`clicks2intent.serving.ServingEngine` (its own Feast ``FeatureStore``), and every endpoint
+hands its validated request to the engine. Request logic, fallbacks and validation live in
+``clicks2intent.serving`` so tests and the benchmark run the same code.
+
+Settings come from the environment because ``bentoml serve`` starts the workers itself:
+``C2I_ARTIFACTS`` (encoder, intent classifier, tile prototypes), ``C2I_FEATURE_REPO`` and
+``C2I_FEAST_CONFIG`` (e.g. ``feature_store.production.yaml`` for Redis), ``C2I_TILE_MODEL`` /
+``C2I_CONVERSION_MODEL`` (model tags), ``C2I_WORKERS``, ``C2I_ACCESS_LOG`` / ``C2I_METRICS`` (0/1),
+``C2I_FEAST_ODFV=1`` (run the tile_affinity on-demand view inside Feast instead of in-process).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import ServiceUnavailable
+from bentoml.models import BentoModel
+from pydantic import BaseModel
+from starlette.responses import Response
+
+try:  # installed package (the project's venv) or the plugin sources a bento carries
+    from clicks2intent import serving
+except ImportError:  # inside a built bento: src/plugin/clicks2intent
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
+    from clicks2intent import serving
+
+# libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
+# took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per
+# wake-up spreads them. Read by libuv when the worker starts listening, i.e. after this import.
+os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+
+TILE_MODEL = os.environ.get("C2I_TILE_MODEL", "tile_ranker_v1:latest")
+CONVERSION_MODEL = os.environ.get("C2I_CONVERSION_MODEL", "conversion_v1:latest")
+FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"  # the repo config this bento carries
+
+EXAMPLE_INPUT = serving.EXAMPLE_RANK_TILES
+
+
+def one_body_json(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
+    """Output spec for ``model``: the JSON as ONE body with a Content-Length.
+
+    BentoML's default sends a pydantic output as a chunked stream (headers, the JSON chunk, an empty
+    terminator: three socket writes per response); on 2 shared cores those writes were the largest
+    cost outside our own code in the profile. Schema and OpenAPI docs stay those of ``model``."""
+
+    class OneBody(bentoml.IODescriptor, model):  # type: ignore[misc, valid-type]
+        @classmethod
+        async def to_http_response(cls, obj: Any, serde: Any) -> Response:
+            return Response(obj.model_dump_json(), media_type="application/json")
+
+    OneBody.__name__ = OneBody.__qualname__ = model.__name__
+    return OneBody
+
+
+@bentoml.service(
+    name="clicks2intent",
+    # A request is ~1-2 ms of CPU-bound Python: worker processes, not threads, use the cores.
+    workers=int(os.environ.get("C2I_WORKERS", "2")),
+    traffic={"timeout": 10},
+    # Per-request access logs cost about as much as the model call at these latencies (opt in).
+    logging={"access": {"enabled": os.environ.get("C2I_ACCESS_LOG", "0") == "1"}},
+    metrics={"enabled": os.environ.get("C2I_METRICS", "1") == "1"},
+)
+class Clicks2Intent:
+    tile_model_ref = BentoModel(TILE_MODEL)
+    conversion_model_ref = BentoModel(CONVERSION_MODEL)
+
+    def __init__(self) -> None:
+        import torch
+
+        # One short session per call: intra-op threads only contend with the other workers.
+        torch.set_num_threads(1)
+        settings = serving.ServingSettings.from_env(default_repo=FEATURE_REPO)
+        self.engine = serving.ServingEngine.load(
+            serving.ServedModel.from_store(self.tile_model_ref),
+            serving.ServedModel.from_store(self.conversion_model_ref),
+            settings,
+        )
+
+    def _run(self, fn: Any, request: Any) -> Any:
+        try:
+            return fn(request)
+        except serving.FeatureStoreUnavailable as err:
+            raise ServiceUnavailable(str(err)) from err
+
+    # async + no await: the work is CPU-bound and short, so running it on the event loop skips a
+    # thread hop per request; concurrency comes from the worker processes.
+    @bentoml.api(input_spec=serving.RankTilesRequest, output_spec=one_body_json(serving.RankTilesResponse))
+    async def rank_tiles(self, **request: Any) -> serving.RankTilesResponse:
+        """Order the homepage tiles for a customer (fresher web intent first: session > visitor > customer)."""
+        return self._run(self.engine.rank_tiles, serving.RankTilesRequest.model_construct(**request))
+
+    @bentoml.api(input_spec=serving.ConversionRequest, output_spec=one_body_json(serving.ConversionResponse))
+    async def predict_conversion(self, **request: Any) -> serving.ConversionResponse:
+        """Probability that the visitor applies for each product (or none)."""
+        return self._run(self.engine.predict_conversion, serving.ConversionRequest.model_construct(**request))
+
+    @bentoml.api(input_spec=serving.IntentRequest, output_spec=one_body_json(serving.IntentResponse))
+    async def intent(self, **request: Any) -> serving.IntentResponse:
+        """Embedding, distilled intent label, confidence and top-3 labels of one in-flight session."""
+        return self._run(self.engine.intent, serving.IntentRequest.model_construct(**request))
