@@ -88,7 +88,7 @@ class TrainConfig:
     w_masked_page: float = 1.0  # masked page and next page are the main signals: equal weights
     w_masked_dwell: float = 0.5  # dwell buckets are noisy targets; half weight
     w_next_page: float = 1.0
-    w_contrastive: float = 0.5  # InfoNCE starts as the largest term (~ln 256); half weight stops it dominating
+    w_contrastive: float = 0.5  # InfoNCE starts largest (~ln 256): half weight keeps it from dominating
     temperature: float = 0.1  # InfoNCE temperature on unit vectors (SimCLR range)
     seed: int = 0  # numpy (batches), torch (init) and the augmentation generator all derive from it
     device: str = "auto"  # CUDA when present
