@@ -3,6 +3,8 @@
 # pinned: a plain resolve of `torch` would pull a multi-GB CUDA build; 2.13.0 is a local CPU wheel.
 
 SHELL := /bin/bash
+# OpenMP threads (torch, XGBoost) spin-wait by default; on a shared 2-core machine that made training 13x slower.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV ?= .venv
 PY := $(VENV)/bin/python
 C2I := $(VENV)/bin/c2i

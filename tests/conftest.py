@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pandas as pd
-import pytest
+# Before torch/XGBoost load: OpenMP spin-waiting makes 2-thread work crawl on a shared 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MSNBC_DIR = REPO_ROOT.parent / "shared" / "data" / "real" / "msnbc"
