@@ -78,6 +78,7 @@ import numpy as np
 import pandas as pd
 
 from clicks2intent import columns as C
+from clicks2intent.pii import luhn_valid
 
 # --- Vocabularies -----------------------------------------------------------------------------
 NEED_INTENTS: tuple[str, ...] = C.PRODUCTS + ("fraud_security", "account_servicing")
@@ -538,15 +539,7 @@ _DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "example.org", "icloud.com"
 
 def _luhn_complete(body: str) -> str:
     """Append the check digit that makes ``body`` a Luhn-valid number (as real card numbers are)."""
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return body + str((10 - total % 10) % 10)
+    return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
 
 _PII_STREAM = 0x5011  # the PII pool has its own random stream, so audits can rebuild exactly what was pasted
