@@ -8,8 +8,9 @@ What it measures, in one run (not a test: figures depend on the machine and its 
    ``tile_affinity`` on-demand view run by Feast, and the naive path (pandas frame + DMatrix predict).
 2. **Load**: ``bentoml serve`` in its own process group on a free loopback port; a load generator in
    another process (``wrk`` when installed, else an asyncio HTTP/1.1 keep-alive client) at 1, 8 and 32
-   concurrent connections for a fixed time each: throughput, p50/p99/max latency, errors (non-2xx and
-   socket errors).
+   concurrent connections for a fixed time each (after an unmeasured second at that level):
+   throughput, p50/p99/max latency, errors (non-2xx and socket errors), the service's CPU per request
+   and how it split over the workers.
 3. ``--profile``: ``py-spy`` samples the service's workers during the 8-client level; the hottest
    frames (inclusive) are printed and the raw stacks written for a flame graph.
 
@@ -66,28 +67,44 @@ def bodies_for(ids: Sequence[str], k: int = 3) -> list[str]:
 
 
 # --- in-process limit -----------------------------------------------------------------------------
-def timed_loop(fn: Callable[[int], Any], seconds: float, n_items: int, warmup: int = 50) -> dict[str, float]:
-    """Call ``fn(i)`` over the items for ``seconds``; calls/s and latency percentiles (ms)."""
-    for i in range(min(warmup, n_items)):
-        fn(i)
-    lat: list[float] = []
-    start, cpu = time.perf_counter(), time.process_time()
-    i = 0
-    while time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        fn(i % n_items)
-        lat.append(time.perf_counter() - t)
-        i += 1
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    lat.sort()
-    return {
-        "calls": len(lat),
-        "per_s": len(lat) / wall,
-        "cpu_ms": 1e3 * cpu / len(lat),  # CPU per call: comparable even when other jobs share the cores
-        "p50_ms": 1e3 * lat[len(lat) // 2],
-        "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-        "max_ms": 1e3 * lat[-1],
-    }
+def timed_loops(
+    variants: dict[str, Callable[[int], Any]],
+    n_items: int,
+    seconds: float,
+    slice_s: float = 0.5,
+    warmup: int = 30,
+) -> dict[str, dict[str, float]]:
+    """Run each variant ``fn(i)`` over the items for ``seconds`` in total, round-robin in short slices
+    (so a load change on the shared machine hits every variant alike); calls/s, CPU and latency."""
+    lat: dict[str, list[float]] = {name: [] for name in variants}
+    wall = dict.fromkeys(variants, 0.0)
+    cpu = dict.fromkeys(variants, 0.0)
+    for fn in variants.values():
+        for i in range(min(warmup, n_items)):
+            fn(i)
+    pos = dict.fromkeys(variants, 0)
+    for _ in range(max(1, round(seconds / slice_s))):
+        for name, fn in variants.items():
+            start, cpu0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - start < slice_s:
+                t = time.perf_counter()
+                fn(pos[name] % n_items)
+                lat[name].append(time.perf_counter() - t)
+                pos[name] += 1
+            wall[name] += time.perf_counter() - start
+            cpu[name] += time.process_time() - cpu0
+    out = {}
+    for name, values in lat.items():
+        values.sort()
+        out[name] = {
+            "calls": len(values),
+            "per_s": len(values) / wall[name],
+            "cpu_ms": 1e3 * cpu[name] / len(values),  # comparable even when other jobs share the cores
+            "p50_ms": 1e3 * values[len(values) // 2],
+            "p99_ms": 1e3 * values[min(len(values) - 1, int(0.99 * len(values)))],
+            "max_ms": 1e3 * values[-1],
+        }
+    return out
 
 
 def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, float]]:
@@ -116,18 +133,18 @@ def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, 
         dm = xgb.DMatrix(frame.to_numpy(dtype=np.float32), missing=np.nan, feature_names=list(frame.columns))
         return est.booster_.predict(dm, iteration_range=tile.iteration_range)
 
-    s = args.inproc_seconds
-    out = {
-        "fetch_predict": timed_loop(lambda i: tile.predict(engine.tile_features(ids[i])), s, len(ids)),
-        "endpoint_logic": timed_loop(lambda i: engine.rank_tiles(requests[i]), s, len(ids)),
-        "fetch_only": timed_loop(lambda i: engine.tile_features(ids[i]), s, len(ids)),
-        "fetch_odfv_in_feast": timed_loop(lambda i: via_feast.tile_features(ids[i]), s, len(ids)),
-        "naive_fetch_frame_dmatrix": timed_loop(naive, s, len(ids)),
-    }
     row = tile.rows.build(engine.tile_features(ids[0]))
     plain = S.ServedModel(tile.model, tile.name, tile.version, compile_trees=False)
-    out["predict_compiled_forest"] = timed_loop(lambda i: tile.predict_row(row), s / 2, 1)
-    out["predict_xgb_inplace"] = timed_loop(lambda i: plain.predict_row(row), s / 2, 1)
+    variants: dict[str, Callable[[int], Any]] = {
+        "fetch_predict": lambda i: tile.predict(engine.tile_features(ids[i])),  # the limit
+        "endpoint_logic": lambda i: engine.rank_tiles(requests[i]),
+        "fetch_only": lambda i: engine.tile_features(ids[i]),
+        "fetch_odfv_in_feast": lambda i: via_feast.tile_features(ids[i]),
+        "predict_compiled_forest": lambda i: tile.predict_row(row),
+        "predict_xgb_inplace": lambda i: plain.predict_row(row),
+        "naive_fetch_frame_dmatrix": naive,
+    }
+    out = timed_loops(variants, len(ids), args.inproc_seconds)
     return out
 
 
@@ -231,11 +248,14 @@ def _python_client(queue: Any, *a: Any) -> None:
 
 def run_python_client(url: str, bodies: list[str], connections: int, seconds: float) -> dict[str, Any]:
     """The asyncio client in its own process (never in the server's, never in this one's GIL)."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(
-        target=_python_client, args=(queue, host, int(port), "/rank_tiles", bodies, connections, seconds)
+        target=_python_client,
+        args=(queue, parts.hostname, parts.port, parts.path or "/", bodies, connections, seconds),
     )
     proc.start()
     result = queue.get(timeout=seconds + 60)
@@ -259,27 +279,37 @@ def tree_cpu_seconds(pid: int) -> dict[int, float]:
     return out
 
 
-def profile_server(pid: int, seconds: float, raw_path: Path) -> list[tuple[float, str]]:
-    """py-spy the service (all worker processes) for ``seconds``; top frames by inclusive share."""
+def profile_server(pid: int, seconds: float, raw_path: Path) -> dict[str, list[tuple[float, str]]]:
+    """py-spy the service (all worker processes) for ``seconds``: the frames with the largest inclusive
+    share of samples (below the server's common entry frames) and the largest self share."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     cmd = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)), "--rate", "250",
            "--format", "raw", "--nonblocking", "-o", str(raw_path)]  # fmt: skip
     subprocess.run(cmd, capture_output=True, check=True)
+
+    def key(frame: str) -> str:
+        name, _, where = frame.partition(" (")
+        return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})" if where else name
+
     incl: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     total = 0
     for line in raw_path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if not stack:
+        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
+        if not frames:
             continue
         total += int(n)
-        seen = set()
-        for frame in stack.split(";"):
-            name, _, where = frame.partition(" (")
-            key = f"{name} ({where.split(':')[0].rsplit('/', 2)[-1] if where else ''})"
-            if key not in seen:
-                seen.add(key)
-                incl[key] += int(n)
-    return [(100.0 * v / total, k) for k, v in incl.most_common(40)] if total else []
+        for k in {key(f) for f in frames}:
+            incl[k] += int(n)
+        own[key(frames[-1])] += int(n)
+    if not total:
+        return {"inclusive": [], "self": []}
+    entry = 0.8 * total  # uvicorn/starlette entry frames every request passes through: not informative
+    return {
+        "inclusive": [(100.0 * v / total, k) for k, v in incl.most_common(80) if v < entry][:30],
+        "self": [(100.0 * v / total, k) for k, v in own.most_common(15)],
+    }
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -347,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load(f"{url}/rank_tiles", bodies, 8, args.warmup)  # warm every worker
             rows = {}
             for c in levels:
+                load(f"{url}/rank_tiles", bodies, c, 1.0)  # settle this level's connections, unmeasured
                 cpu0 = tree_cpu_seconds(proc.pid)
                 if args.profile and c == 8:
                     from concurrent.futures import ThreadPoolExecutor
@@ -376,9 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             report["load"][f"workers={workers}"] = rows
     for key, prof in report.get("profile", {}).items():
-        print(f"\nprofile ({key}, py-spy, inclusive share of samples; raw stacks: {prof['raw']}):")
-        for share, frame in prof["top"][:30]:
-            print(f"  {share:5.1f}%  {frame}")
+        print(f"\nprofile ({key}, 8 clients, py-spy; raw stacks for a flame graph: {prof['raw']})")
+        for kind in ("inclusive", "self"):
+            print(f"  {kind} share of samples:")
+            for share, frame in prof["top"][kind]:
+                print(f"    {share:5.1f}%  {frame}")
     report["machine"]["load_avg_end"] = os.getloadavg()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
