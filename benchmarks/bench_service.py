@@ -192,9 +192,18 @@ def run_wrk(url: str, bodies: list[str], connections: int, seconds: float) -> di
 
 
 async def _async_load(
-    host: str, port: int, path: str, bodies: list[str], connections: int, seconds: float
+    host: str,
+    port: int,
+    path: str,
+    bodies: list[str],
+    connections: int,
+    seconds: float,
+    reconnect_every: int = 0,
 ) -> dict[str, Any]:
-    """Minimal HTTP/1.1 keep-alive POST client on asyncio streams (cheap enough to share 2 cores)."""
+    """Minimal HTTP/1.1 keep-alive POST client on asyncio streams (cheap enough to share 2 cores).
+
+    ``reconnect_every`` > 0 re-opens a connection after that many requests (as a proxy's
+    ``keepalive_requests`` does); the reconnect is timed as part of the next request."""
     lat: list[float] = []
     errors = Counter()
     deadline = time.perf_counter() + seconds
@@ -209,10 +218,16 @@ async def _async_load(
     async def worker(w: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         i = w
+        sent = 0
         while time.perf_counter() < deadline:
             t = time.perf_counter()
+            if reconnect_every and sent == reconnect_every:
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                sent = 0
             writer.write(payloads[i % len(payloads)])
             i += 1
+            sent += 1
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
             length = 0
@@ -232,7 +247,9 @@ async def _async_load(
     socket_errors = sum(1 for r in results if isinstance(r, Exception))
     lat.sort()
     return {
-        "client": "python-asyncio",
+        "client": f"python-asyncio (reconnect every {reconnect_every})"
+        if reconnect_every
+        else "python-asyncio",
         "requests": len(lat),
         "per_s": len(lat) / wall,
         "p50_ms": 1e3 * lat[len(lat) // 2] if lat else float("nan"),
@@ -246,7 +263,9 @@ def _python_client(queue: Any, *a: Any) -> None:
     queue.put(asyncio.run(_async_load(*a)))
 
 
-def run_python_client(url: str, bodies: list[str], connections: int, seconds: float) -> dict[str, Any]:
+def run_python_client(
+    url: str, bodies: list[str], connections: int, seconds: float, reconnect_every: int = 0
+) -> dict[str, Any]:
     """The asyncio client in its own process (never in the server's, never in this one's GIL)."""
     from urllib.parse import urlsplit
 
@@ -255,7 +274,16 @@ def run_python_client(url: str, bodies: list[str], connections: int, seconds: fl
     queue = ctx.Queue()
     proc = ctx.Process(
         target=_python_client,
-        args=(queue, parts.hostname, parts.port, parts.path or "/", bodies, connections, seconds),
+        args=(
+            queue,
+            parts.hostname,
+            parts.port,
+            parts.path or "/",
+            bodies,
+            connections,
+            seconds,
+            reconnect_every,
+        ),
     )
     proc.start()
     result = queue.get(timeout=seconds + 60)
@@ -328,6 +356,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--inproc-seconds", type=float, default=5.0)
     p.add_argument("--customers", type=int, default=200, help="distinct customers in the request mix")
     p.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    p.add_argument(
+        "--reconnect-every",
+        type=int,
+        default=0,
+        help="python client: re-open each connection after N requests (0: keep-alive for the whole run)",
+    )
     p.add_argument("--profile", action="store_true", help="py-spy the workers during the 8-client level")
     p.add_argument(
         "--service-env",
@@ -342,7 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.bentoml_home = args.bentoml_home or str(Path(args.artifacts) / "bentoml")
     levels = [int(x) for x in args.concurrency.split(",")]
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
-    load = run_wrk if client == "wrk" else run_python_client
+    if client == "wrk":
+        load: Callable[..., dict[str, Any]] = run_wrk
+    else:
+
+        def load(url: str, bodies: list[str], connections: int, seconds: float) -> dict[str, Any]:
+            return run_python_client(url, bodies, connections, seconds, args.reconnect_every)
 
     ids = customer_ids(Path(args.artifacts), args.customers, args.seed)
     bodies = bodies_for(ids)

@@ -193,3 +193,39 @@ def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path:
             assert http.post("/intent", json=S.EXAMPLE_INTENT).status_code == 200
             assert http.post("/rank_tiles", json={"customer_id": ""}).status_code == 400
     assert proc.poll() is not None  # stopped with its workers
+
+
+# --- packaging: `bentoml build` ---------------------------------------------------------------------
+def test_bentoml_build_carries_service_plugin_repo_config_and_models(pipeline: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    import yaml
+
+    home = tmp_path / "bentoml"
+    shutil.copytree(
+        pipeline / "bentoml" / "models", home / "models"
+    )  # a store of its own: builds write there
+    env = os.environ | {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "C2I_ARTIFACTS": str(pipeline),
+    }
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    out = subprocess.run(
+        [str(bentoml_cli), "build", "-f", "bento/bentofile.yaml", ".", "--output", "tag", "--version", "test"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    bento = home / "bentos" / "clicks2intent" / "test"
+    src = bento / "src"
+    for rel in ("bento/service.py", "plugin/clicks2intent/serving.py", "plugin/clicks2intent/feast_objects.py",
+                "feature_repo/feature_definitions.py", "feature_repo/feature_store.yaml",
+                "feature_repo/feature_store.production.yaml"):  # fmt: skip
+        assert (src / rel).is_file(), rel
+    assert not (src / "feature_repo" / "data").exists() and not (src / "artifacts").exists()
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert manifest["service"] == "bento.service:Clicks2Intent"
+    models = {m["tag"].split(":")[0] for s in manifest["services"] for m in s["models"]}
+    assert models == {TILE_SERVICE, CONVERSION_SERVICE}
