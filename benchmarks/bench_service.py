@@ -7,12 +7,13 @@ What it measures, in one run (not a test: figures depend on the machine and its 
    for the profile story: the full endpoint logic (validation + response), the same fetch with the
    ``tile_affinity`` on-demand view run by Feast, and the naive path (pandas frame + DMatrix predict).
 2. **Load**: ``bentoml serve`` in its own process group on a free loopback port; a load generator in
-   another process (``wrk`` when installed, else an asyncio HTTP/1.1 keep-alive client) at 1, 8 and 32
-   concurrent connections for a fixed time each (after an unmeasured second at that level):
+   another process (an asyncio HTTP/1.1 keep-alive client whose connections arrive 20 ms apart, or
+   ``wrk``, whose connections arrive in one burst) at 1, 8 and 32 concurrent connections for a fixed time each (after an unmeasured second at that level):
    throughput, p50/p99/max latency, errors (non-2xx and socket errors), the service's CPU per request
    and how it split over the workers.
-3. ``--profile``: ``py-spy`` samples the service's workers during the 8-client level; the hottest
-   frames (inclusive) are printed and the raw stacks written for a flame graph.
+3. ``--profile``: after the measured levels, one more 8-client pass while ``py-spy`` samples the
+   service's workers; the hottest frames (inclusive and self) are printed and the raw stacks written
+   for a flame graph.
 
     python benchmarks/bench_service.py                      # the demo's artifacts/ and feature_repo/
     python benchmarks/bench_service.py --workers 1,2 --profile --out artifacts/reports/bench_service.json
@@ -199,14 +200,16 @@ async def _async_load(
     connections: int,
     seconds: float,
     reconnect_every: int = 0,
+    stagger_s: float = 0.02,
 ) -> dict[str, Any]:
     """Minimal HTTP/1.1 keep-alive POST client on asyncio streams (cheap enough to share 2 cores).
 
-    ``reconnect_every`` > 0 re-opens a connection after that many requests (as a proxy's
-    ``keepalive_requests`` does); the reconnect is timed as part of the next request."""
+    Connections are opened ``stagger_s`` apart, then all start together: clients that arrive over
+    time, not in one burst, so each one lands on whichever worker is free (one burst is accepted by
+    whichever worker wakes first and stays pinned there for the run). ``reconnect_every`` > 0
+    re-opens a connection after that many requests, timed as part of the next request."""
     lat: list[float] = []
     errors = Counter()
-    deadline = time.perf_counter() + seconds
     payloads = [
         (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -215,27 +218,36 @@ async def _async_load(
         for b in bodies
     ]
 
-    async def worker(w: int) -> None:
+    async def request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> int:
+        writer.write(payload)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for h in head.split(b"\r\n"):
+            if h.lower().startswith(b"content-length:"):
+                length = int(h.split(b":", 1)[1])
+        if length:
+            await reader.readexactly(length)
+        return int(head.split(b" ", 2)[1])
+
+    streams = []
+    for w in range(connections):  # each new client talks to the server a little before the next arrives
         reader, writer = await asyncio.open_connection(host, port)
-        i = w
-        sent = 0
+        await request(reader, writer, payloads[w % len(payloads)])
+        streams.append((reader, writer))
+        await asyncio.sleep(stagger_s)
+    deadline = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        reader, writer = streams[w]
+        i, sent = w, 0
         while time.perf_counter() < deadline:
             t = time.perf_counter()
             if reconnect_every and sent == reconnect_every:
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
                 sent = 0
-            writer.write(payloads[i % len(payloads)])
-            i += 1
-            sent += 1
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = 0
-            for h in head.split(b"\r\n"):
-                if h.lower().startswith(b"content-length:"):
-                    length = int(h.split(b":", 1)[1])
-            if length:
-                await reader.readexactly(length)
+            status = await request(reader, writer, payloads[i % len(payloads)])
+            i, sent = i + 1, sent + 1
             lat.append(time.perf_counter() - t)
             if status != 200:
                 errors[status] += 1
@@ -246,10 +258,9 @@ async def _async_load(
     wall = time.perf_counter() - start
     socket_errors = sum(1 for r in results if isinstance(r, Exception))
     lat.sort()
+    name = "python-asyncio" + (f" (reconnect every {reconnect_every})" if reconnect_every else "")
     return {
-        "client": f"python-asyncio (reconnect every {reconnect_every})"
-        if reconnect_every
-        else "python-asyncio",
+        "client": name,
         "requests": len(lat),
         "per_s": len(lat) / wall,
         "p50_ms": 1e3 * lat[len(lat) // 2] if lat else float("nan"),
@@ -260,7 +271,12 @@ async def _async_load(
 
 
 def _python_client(queue: Any, *a: Any) -> None:
-    queue.put(asyncio.run(_async_load(*a)))
+    try:  # uvloop halves the client's CPU per request: less of the 2 cores taken from the server
+        import uvloop
+
+        queue.put(uvloop.run(_async_load(*a)))
+    except ImportError:
+        queue.put(asyncio.run(_async_load(*a)))
 
 
 def run_python_client(
@@ -311,6 +327,8 @@ def profile_server(pid: int, seconds: float, raw_path: Path) -> dict[str, list[t
     """py-spy the service (all worker processes) for ``seconds``: the frames with the largest inclusive
     share of samples (below the server's common entry frames) and the largest self share."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        raise SystemExit("--profile needs py-spy: pip install py-spy (the sampler runs outside the service)")
     cmd = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)), "--rate", "250",
            "--format", "raw", "--nonblocking", "-o", str(raw_path)]  # fmt: skip
     subprocess.run(cmd, capture_output=True, check=True)
@@ -355,14 +373,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each worker config")
     p.add_argument("--inproc-seconds", type=float, default=5.0)
     p.add_argument("--customers", type=int, default=200, help="distinct customers in the request mix")
-    p.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    p.add_argument(
+        "--client",
+        choices=["python", "wrk"],
+        default="python",
+        help="python: asyncio client, connections opened 20 ms apart (default); wrk: all connections in one burst",
+    )
     p.add_argument(
         "--reconnect-every",
         type=int,
         default=0,
         help="python client: re-open each connection after N requests (0: keep-alive for the whole run)",
     )
-    p.add_argument("--profile", action="store_true", help="py-spy the workers during the 8-client level")
+    p.add_argument("--profile", action="store_true", help="py-spy the workers in an extra 8-client pass")
     p.add_argument(
         "--service-env",
         action="append",
@@ -375,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.bentoml_home = args.bentoml_home or str(Path(args.artifacts) / "bentoml")
     levels = [int(x) for x in args.concurrency.split(",")]
-    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
+    client = args.client
     if client == "wrk":
         load: Callable[..., dict[str, Any]] = run_wrk
     else:
@@ -418,19 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for c in levels:
                 load(f"{url}/rank_tiles", bodies, c, 1.0)  # settle this level's connections, unmeasured
                 cpu0 = tree_cpu_seconds(proc.pid)
-                if args.profile and c == 8:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    raw = Path(tempfile.gettempdir()) / f"c2i_bench_profile_w{workers}.txt"
-                    with ThreadPoolExecutor(1) as pool:
-                        top = pool.submit(profile_server, proc.pid, max(2.0, args.duration - 2), raw)
-                        r = load(f"{url}/rank_tiles", bodies, c, args.duration)
-                        report.setdefault("profile", {})[f"workers={workers}"] = {
-                            "raw": str(raw),
-                            "top": top.result(),
-                        }
-                else:
-                    r = load(f"{url}/rank_tiles", bodies, c, args.duration)
+                r = load(f"{url}/rank_tiles", bodies, c, args.duration)
                 cpu1 = tree_cpu_seconds(proc.pid)
                 used = {p: cpu1[p] - cpu0.get(p, 0.0) for p in cpu1}
                 r["server_cpu_ms"] = 1e3 * sum(used.values()) / max(r["requests"], 1)
@@ -445,6 +456,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
             report["load"][f"workers={workers}"] = rows
+            if args.profile:  # a separate pass: the sampler's own CPU must not bend the figures above
+                from concurrent.futures import ThreadPoolExecutor
+
+                raw = Path(tempfile.gettempdir()) / f"c2i_bench_profile_w{workers}.txt"
+                with ThreadPoolExecutor(1) as pool:
+                    top = pool.submit(profile_server, proc.pid, max(2.0, args.duration - 2), raw)
+                    load(f"{url}/rank_tiles", bodies, 8, args.duration)
+                    report.setdefault("profile", {})[f"workers={workers}"] = {
+                        "raw": str(raw),
+                        "top": top.result(),
+                    }
     for key, prof in report.get("profile", {}).items():
         print(f"\nprofile ({key}, 8 clients, py-spy; raw stacks for a flame graph: {prof['raw']})")
         for kind in ("inclusive", "self"):

@@ -46,8 +46,8 @@ def service_cls(pipeline: Path) -> Iterator[Any]:
         mp.setenv("C2I_ARTIFACTS", str(pipeline))
         mp.setenv("C2I_FEATURE_REPO", str(pipeline / "feature_repo"))
         mp.setenv("BENTOML_DO_NOT_TRACK", "True")
-        # Two ASGI apps in one process would register the Prometheus collectors twice; the real
-        # `bentoml serve` test below runs with metrics on.
+        # Two ASGI apps in one process would register the Prometheus collectors twice (metrics are off
+        # by default; the real `bentoml serve` test below turns them on).
         mp.setenv("C2I_METRICS", "0")
         mp.syspath_prepend(str(REPO_ROOT))
         with BentoMLContainer.model_store.patch(ModelStore(str(pipeline / "bentoml" / "models"))):
@@ -183,6 +183,7 @@ def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path:
         workers=1,
         log_path=log,
         bentoml_home=pipeline / "bentoml",
+        extra_env={"C2I_METRICS": "1"},  # the opt-in Prometheus endpoint works too
     ) as (url, proc):
         assert url.startswith("http://127.0.0.1:")
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -192,6 +193,7 @@ def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path:
             assert http.post("/predict_conversion", json={"visitor_id": ids["visitor"]}).status_code == 200
             assert http.post("/intent", json=S.EXAMPLE_INTENT).status_code == 200
             assert http.post("/rank_tiles", json={"customer_id": ""}).status_code == 400
+            assert "bentoml_service_request" in http.get("/metrics").text
     assert proc.poll() is not None  # stopped with its workers
 
 
