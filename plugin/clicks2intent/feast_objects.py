@@ -92,7 +92,7 @@ ENCODER_SUBDIR, INTENT_SUBDIR, FEATURES_SUBDIR = "encoder", "intent", "features"
 
 # --- Feature groups (ablation variants, explanation grouping) -------------------------------------
 BASELINE, EMBEDDING, LABELS = "baseline", "embedding", "labels"
-_SESSION_ACTIVITY_FIELDS = (
+SESSION_ACTIVITY_FIELDS = (
     F.SESSION_N_EVENTS,
     F.SESSION_DURATION_S,
     F.SESSION_N_SEARCHES,
@@ -103,7 +103,7 @@ _SESSION_ACTIVITY_FIELDS = (
     F.SESSION_CHANNEL,
 )
 FEATURE_GROUPS: dict[str, str] = (
-    dict.fromkeys(_SESSION_ACTIVITY_FIELDS, BASELINE)
+    dict.fromkeys(SESSION_ACTIVITY_FIELDS, BASELINE)
     | dict.fromkeys(F.PROFILE_COLUMNS, BASELINE)
     | dict.fromkeys(
         (

@@ -483,6 +483,7 @@ def session_activity(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     from clicks2intent import features as F
     from clicks2intent.embedding import ONLINE_SESSION_ID
+    from clicks2intent.feast_objects import SESSION_ACTIVITY_FIELDS
 
     frame = pd.DataFrame(
         [
@@ -502,18 +503,9 @@ def session_activity(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     frame = frame.sort_values(C.EVENT_TIMESTAMP, kind="stable")
     activity, _ = F.session_stats(frame)
     row = activity.iloc[0]
-    names = (
-        F.SESSION_N_EVENTS,
-        F.SESSION_DURATION_S,
-        F.SESSION_N_SEARCHES,
-        F.SESSION_N_APPLY_PAGES,
-        F.SESSION_N_PRODUCT_PAGES,
-        F.SESSION_N_DISTINCT_PAGES,
-        F.SESSION_MEAN_DWELL_S,
-        F.SESSION_CHANNEL,
-    )
     return {
-        n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n]) for n in names
+        n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n])
+        for n in SESSION_ACTIVITY_FIELDS
     }
 
 
