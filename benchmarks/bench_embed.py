@@ -5,7 +5,7 @@
 
 Figures printed (one run, same machine, same batches):
 
-* pipeline: sessions/s of :func:`clicks2intent.embedding.embed_file` — parquet in, featurise,
+* pipeline: sessions/s of :func:`clicks2intent.encoder.embed.embed_file` — parquet in, featurise,
   length-bucketed batches, the encoder, parquet out (the model load is included);
 * bare: sessions/s of a plain ``torch.nn.TransformerEncoder`` with the encoder's size (d_model, heads,
   d_ff, layers, pre-norm, GELU) run on random inputs with exactly the pipeline's batch shapes and
@@ -37,10 +37,10 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent import columns as C  # noqa: E402
-from clicks2intent.embedding import SessionEmbedder, embed_file, pick_device  # noqa: E402
-from clicks2intent.encoder import EncoderConfig  # noqa: E402
-from clicks2intent.encoder_training import TrainConfig, save_encoder_dir, train_encoder  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.encoder.embed import SessionEmbedder, embed_file, pick_device  # noqa: E402
+from clicks2intent.encoder.model import EncoderConfig  # noqa: E402
+from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder  # noqa: E402
 
 QUERIES = ["mortgage rates", "credit card cashback", "open savings account", "lost card", "routing number",
            "auto loan calculator", "ira rollover", "business checking", "wire transfer fee", "zelle limit"]  # fmt: skip

@@ -35,10 +35,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clicks2intent import columns as C
-from clicks2intent import feast_objects as fo
-from clicks2intent import feature_store as FS
-from clicks2intent import features as F
+from clicks2intent.names import columns as C
+from clicks2intent.features import definitions as fo
+from clicks2intent.features import store as FS
+from clicks2intent.features import build as F
 
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
 

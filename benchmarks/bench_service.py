@@ -44,8 +44,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin"))  # runnable from a checkout without installing
 
-from clicks2intent import columns as C  # noqa: E402
-from clicks2intent import serve_cli  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.cli import serve  # noqa: E402
 
 
 # --- request mix ------------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def customer_ids(artifacts: Path, n: int, seed: int) -> list[str]:
     """Real customers of the feature sources (with and without linked web intent), sampled."""
     import pandas as pd
 
-    from clicks2intent import features as F
+    from clicks2intent.features import build as F
 
     profile = pd.read_parquet(
         artifacts / "features" / F.FEATURE_FILES["customer_profile"], columns=[C.CUSTOMER_ID]
@@ -113,9 +113,9 @@ def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, 
     import numpy as np
     import xgboost as xgb
 
-    from clicks2intent import serving as S
-    from clicks2intent.feature_store import open_store
-    from clicks2intent.model_store import get_bento_model
+    from clicks2intent.serving import engine as S
+    from clicks2intent.features.store import open_store
+    from clicks2intent.models.store import get_bento_model
 
     home = Path(args.bentoml_home)
     tile = S.ServedModel.from_store(get_bento_model(f"{args.tile_model}", home=home))

@@ -1,9 +1,9 @@
 """clicks2intent BentoML service: tile ranking, conversion and intent over Feast online features.
 
 Thin on purpose: models are resolved from the BentoML store as class attributes, each worker builds
-one :class:`clicks2intent.serving.ServingEngine` (its own Feast ``FeatureStore``), and every endpoint
+one :class:`clicks2intent.serving.engine.ServingEngine` (its own Feast ``FeatureStore``), and every endpoint
 hands its validated request to the engine. Request logic, fallbacks and validation live in
-``clicks2intent.serving`` so tests and the benchmark run the same code.
+``clicks2intent.serving.engine`` so tests and the benchmark run the same code.
 
 Settings come from the environment because ``bentoml serve`` starts the workers itself:
 ``C2I_ARTIFACTS`` (encoder, intent classifier, tile prototypes), ``C2I_FEATURE_REPO`` and
@@ -28,10 +28,10 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 try:  # installed package (the project's venv) or the plugin sources a bento carries
-    from clicks2intent import serving
+    from clicks2intent.serving import engine
 except ImportError:  # inside a built bento: src/plugin/clicks2intent
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
-    from clicks2intent import serving
+    from clicks2intent.serving import engine
 
 # libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
 # took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per

@@ -1,13 +1,13 @@
 """clicks2intent feature repository: declarations only.
 
-Every object is built by ``clicks2intent.feast_objects.build`` (the same call another team's repo
+Every object is built by ``clicks2intent.features.definitions.build`` (the same call another team's repo
 makes); this file names them so ``feast apply`` registers them. Sources are the parquet files of
 ``c2i features build`` in ``../artifacts/features`` (relative to this repo). The on-demand views load
 the encoder, the intent classifier and the tile prototypes from ``$C2I_ARTIFACTS`` (default: the
 checkout's ``artifacts/``), once per process.
 """
 
-from clicks2intent.feast_objects import build, file_sources
+from clicks2intent.features import build, file_sources
 
 c2i = build(file_sources("../artifacts/features"), embedding_dim=64)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent.ablation import (
+from clicks2intent.names import columns as C
+from clicks2intent.evaluation.ablation import (
     BASELINE,
     BOTH,
     EMBEDDING,
@@ -23,7 +23,7 @@ from clicks2intent.ablation import (
     variant_features,
     write_report,
 )
-from clicks2intent.training_sets import CONVERSION, TILE_RANKING
+from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
 
 GROUPS = {"age": "baseline", "n_products": "baseline", "intent_label": "labels", "embedding": "embedding"}
 BASE = ["age", "n_products"]

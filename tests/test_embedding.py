@@ -16,9 +16,9 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent import columns as C  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
 from clicks2intent.cli import main as cli_main  # noqa: E402
-from clicks2intent.embedding import (  # noqa: E402
+from clicks2intent.encoder.embed import (  # noqa: E402
     CHECKPOINT_FILE,
     OUTPUT_SCHEMA,
     SERVING_FILE,
@@ -29,7 +29,7 @@ from clicks2intent.embedding import (  # noqa: E402
     load_torchscript,
     query_ngram_ids,
 )
-from clicks2intent.encoder import (  # noqa: E402
+from clicks2intent.encoder.model import (  # noqa: E402
     MISSING_ID,
     N_SPECIAL,
     OOV_ID,

@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent import columns as C  # noqa: E402
-from clicks2intent.encoder import (  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.encoder.model import (  # noqa: E402
     MASK_ID,
     MISSING_ID,
     N_SPECIAL,

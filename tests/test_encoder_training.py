@@ -14,11 +14,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent import columns as C  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
 from clicks2intent.cli import main as cli_main  # noqa: E402
-from clicks2intent.embedding import CHECKPOINT_FILE, SERVING_FILE, SessionEmbedder  # noqa: E402
-from clicks2intent.encoder import EncoderConfig  # noqa: E402
-from clicks2intent.encoder_training import (  # noqa: E402
+from clicks2intent.encoder.embed import CHECKPOINT_FILE, SERVING_FILE, SessionEmbedder  # noqa: E402
+from clicks2intent.encoder.model import EncoderConfig  # noqa: E402
+from clicks2intent.encoder.train import (  # noqa: E402
     IGNORE,
     TrainConfig,
     crop_view,
@@ -199,7 +199,7 @@ def test_train_encoder_command_writes_a_usable_encoder_dir(tmp_path, capsys) -> 
 
 
 def test_next_category_prefixes_cut_before_the_target() -> None:
-    from clicks2intent.encoder_quality import next_category_prefixes
+    from clicks2intent.evaluation.encoder_probe import next_category_prefixes
 
     events = _events(60)
     prefix_events, prefixes = next_category_prefixes(events, seed=3)
@@ -214,7 +214,7 @@ def test_next_category_prefixes_cut_before_the_target() -> None:
 
 
 def test_probe_scores_and_paired_bootstrap() -> None:
-    from clicks2intent.encoder_quality import _scores, paired_bootstrap
+    from clicks2intent.evaluation.encoder_probe import _scores, paired_bootstrap
 
     classes = np.array(["a", "b", "c"], dtype=object)
     y = np.array(["a", "a", "a", "b", "c"], dtype=object)

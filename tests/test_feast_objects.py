@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent import feast_objects as fo
-from clicks2intent import features as F
+from clicks2intent.names import columns as C
+from clicks2intent.features import definitions as fo
+from clicks2intent.features import build as F
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 
 import clicks2intent
-from clicks2intent import columns as C
-from clicks2intent import feast_objects as fo
-from clicks2intent import feature_store as FS
-from clicks2intent import features as F
+from clicks2intent.names import columns as C
+from clicks2intent.features import definitions as fo
+from clicks2intent.features import store as FS
+from clicks2intent.features import build as F
 
 REPO_SRC = Path(__file__).resolve().parents[1] / "feature_repo"
 REPO_FILES = ("feature_store.yaml", "feature_store.production.yaml", "feature_definitions.py", ".feastignore")
@@ -76,11 +76,11 @@ def _pit_rows(template: pd.DataFrame) -> pd.DataFrame:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     import torch
 
-    from clicks2intent.distill import IntentClassifier
-    from clicks2intent.embedding import SessionEmbedder
-    from clicks2intent.encoder import EncoderCheckpoint, EncoderConfig, Vocabulary, build_model
-    from clicks2intent.encoder_training import save_encoder_dir
-    from clicks2intent.simulator import SimulatorConfig, simulate
+    from clicks2intent.intent.distill import IntentClassifier
+    from clicks2intent.encoder.embed import SessionEmbedder
+    from clicks2intent.encoder.model import EncoderCheckpoint, EncoderConfig, Vocabulary, build_model
+    from clicks2intent.encoder.train import save_encoder_dir
+    from clicks2intent.data.simulator import SimulatorConfig, simulate
 
     root = tmp_path_factory.mktemp("c2i")
     art = root / "artifacts"

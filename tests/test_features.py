@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent import features as F
+from clicks2intent.names import columns as C
+from clicks2intent.features import build as F
 
 T0 = pd.Timestamp("2024-05-01 10:00", tz="UTC")
 DAY = pd.Timedelta(days=1)
@@ -283,7 +283,7 @@ def test_bad_inputs_name_the_field(tiny_inputs: dict[str, Path], tmp_path: Path)
 
 def test_cli_build(tiny_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from clicks2intent.cli import main
-    from clicks2intent.distill import IntentClassifier
+    from clicks2intent.intent.distill import IntentClassifier
 
     rng = np.random.default_rng(0)
     IntentClassifier().fit(rng.normal(size=(30, 4)), np.repeat(CLASSES, 10)).save(tmp_path / "intent")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent import ingest
-from clicks2intent.events import EVENT_SCHEMA
+from clicks2intent.names import columns as C
+from clicks2intent.data import ingest
+from clicks2intent.data.contract import EVENT_SCHEMA
 
 MSNBC = (
     Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from clicks2intent import metrics as M
+from clicks2intent.evaluation import metrics as M
 
 # Four rows, three classes. Top-1 predictions: 0, 1, 2, 0 (the last row's true class is 1).
 Y = np.array([0, 1, 1, 2])

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent.model_inputs import (
+from clicks2intent.names import columns as C
+from clicks2intent.models.inputs import (
     ModelInputSpec,
     fit_model_inputs,
     model_feature_names,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent.model_store import (
+from clicks2intent.models.store import (
     REQUIRED_METADATA,
     file_version,
     get_bento_model,
@@ -14,7 +14,7 @@ from clicks2intent.model_store import (
     save_feature_model,
     taxonomy_version,
 )
-from clicks2intent.models import train_feature_model
+from clicks2intent.models.xgb import train_feature_model
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_versions_of_artifacts(tmp_path) -> None:
     ckpt.write_bytes(b"weights-2")
     assert v1.startswith("sha256:") and file_version(ckpt) != v1
     assert file_version(tmp_path / "missing.pt") == "unknown"
-    from clicks2intent.taxonomy import Label, Taxonomy
+    from clicks2intent.intent.taxonomy import Label, Taxonomy
 
     tax = tmp_path / "taxonomy.yaml"
     Taxonomy(

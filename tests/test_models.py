@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent.explain import explain, group_shares
-from clicks2intent.models import (
+from clicks2intent.models import explain, group_shares
+from clicks2intent.models.xgb import (
     FeatureModel,
     XGBMultiClassifier,
     class_weight_table,

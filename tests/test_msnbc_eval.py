@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent.msnbc_eval import (
+from clicks2intent.names import columns as C
+from clicks2intent.evaluation.msnbc import (
     COUNT_PREFIX,
     LAST_PAGE,
     LATER_CATEGORY,
@@ -83,8 +83,8 @@ def test_baseline_features_and_prefix_events(sessions) -> None:
 
 @pytest.mark.slow
 def test_tiny_real_msnbc_run(msnbc_path, tmp_path) -> None:
-    from clicks2intent.ablation import AblationConfig, validate_report, write_report
-    from clicks2intent.msnbc_eval import MsnbcRun, run_msnbc
+    from clicks2intent.evaluation.ablation import AblationConfig, validate_report, write_report
+    from clicks2intent.evaluation.msnbc import MsnbcRun, run_msnbc
 
     run = MsnbcRun(
         path=str(msnbc_path), limit=1500, work_dir=str(tmp_path / "work"), encoder_epochs=1, encoder_max_steps=5,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clicks2intent.pii import contains_pii, luhn_valid, scrub, scrub_with_counts
+from clicks2intent.data.pii import contains_pii, luhn_valid, scrub, scrub_with_counts
 
 
 @pytest.mark.parametrize(

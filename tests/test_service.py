@@ -17,8 +17,8 @@ import httpx
 import pytest
 from test_serving import CONVERSION_SERVICE, TILE_SERVICE, pipeline_ids, shared_pipeline_dir
 
-from clicks2intent import columns as C
-from clicks2intent import serving as S
+from clicks2intent.names import columns as C
+from clicks2intent.serving import engine as S
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # every test here needs the tiny pipeline (~30 s to build, once)
@@ -174,7 +174,7 @@ def test_openapi_documents_fields_and_examples(client: Any) -> None:
 
 # --- layer 3: a real `bentoml serve` on a free loopback port --------------------------------------
 def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path: Path) -> None:
-    from clicks2intent.serve_cli import running_service
+    from clicks2intent.cli.serve import running_service
 
     log = tmp_path / "serve.log"
     with running_service(

@@ -1,4 +1,4 @@
-"""clicks2intent.serving: request validation, model inputs, fallbacks, endpoints on a real tiny pipeline.
+"""clicks2intent.serving.engine: request validation, model inputs, fallbacks, endpoints on a real tiny pipeline.
 
 Fast tests use small real objects (pydantic schemas, a tiny XGBoost model). The ``pipeline`` fixture
 builds a whole tiny deployment the way ``make demo`` does — simulated data, an encoder, a distilled
@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from clicks2intent import columns as C
-from clicks2intent import serving as S
+from clicks2intent.names import columns as C
+from clicks2intent.serving import engine as S
 
 PIPELINE_EMBEDDING_DIM = 8
 TILE_SERVICE, CONVERSION_SERVICE = "tile_ranker_v1", "conversion_v1"
@@ -99,7 +99,7 @@ def test_scrubbed_events_remove_pii_before_featurisation() -> None:
 
 
 def test_session_activity_matches_the_batch_job(tiny_events: pd.DataFrame) -> None:
-    from clicks2intent.features import session_stats
+    from clicks2intent.features.build import session_stats
 
     s1 = tiny_events[tiny_events[C.SESSION_ID] == "s1"]
     batch = session_stats(s1)[0].iloc[0]
@@ -130,7 +130,7 @@ def _feature_rows() -> pd.DataFrame:
 
 
 def test_row_builder_matches_to_model_frame() -> None:
-    from clicks2intent.model_inputs import fit_model_inputs, to_model_frame
+    from clicks2intent.models.inputs import fit_model_inputs, to_model_frame
 
     df = _feature_rows()
     spec = fit_model_inputs(df.iloc[:3], ["age", "has_mortgage", "emb", "band"])
@@ -145,7 +145,7 @@ def test_row_builder_matches_to_model_frame() -> None:
 
 
 def test_served_model_predicts_like_the_training_estimator() -> None:
-    from clicks2intent.models import train_feature_model
+    from clicks2intent.models.xgb import train_feature_model
 
     rng = np.random.default_rng(0)
     n = 90
@@ -217,17 +217,17 @@ def build_serving_pipeline(out: Path) -> Path:
     """Write a complete tiny deployment under ``out`` (see the module docstring); returns ``out``."""
     from feast import FeatureStore
 
-    from clicks2intent.distill import IntentClassifier
-    from clicks2intent.embedding import SessionEmbedder
-    from clicks2intent.encoder import EncoderConfig
-    from clicks2intent.encoder_training import TrainConfig, save_encoder_dir, train_encoder
-    from clicks2intent.feast_objects import build, file_sources
-    from clicks2intent.features import build_features
-    from clicks2intent.model_inputs import model_feature_names
-    from clicks2intent.model_store import file_version, save_feature_model
-    from clicks2intent.models import train_feature_model
-    from clicks2intent.simulator import SimulatorConfig, simulate, write_simulation
-    from clicks2intent.training_sets import CONVERSION, TILE_RANKING, build_training_set, read_task_entities
+    from clicks2intent.intent.distill import IntentClassifier
+    from clicks2intent.encoder.embed import SessionEmbedder
+    from clicks2intent.encoder.model import EncoderConfig
+    from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder
+    from clicks2intent.features import build, file_sources
+    from clicks2intent.features.build import build_features
+    from clicks2intent.models.inputs import model_feature_names
+    from clicks2intent.models.store import file_version, save_feature_model
+    from clicks2intent.models.xgb import train_feature_model
+    from clicks2intent.data.simulator import SimulatorConfig, simulate, write_simulation
+    from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING, build_training_set, read_task_entities
 
     sim = simulate(SimulatorConfig(n_customers=120, days=30, seed=0))
     write_simulation(sim, out / "data")
@@ -320,7 +320,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pipeline_ids(out: Path) -> dict[str, str]:
     """A customer with linked web intent, a visitor with web intent, and ids nobody has."""
-    from clicks2intent import features as F
+    from clicks2intent.features import build as F
 
     cust = pd.read_parquet(out / "features" / "customer_web_intent.parquet")
     cust = cust[cust[F.CUSTOMER_WEB_EMBEDDING].notna()]
@@ -336,8 +336,8 @@ def pipeline_ids(out: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def engine(pipeline: Path) -> S.ServingEngine:
-    from clicks2intent.feature_store import open_store
-    from clicks2intent.model_store import get_bento_model
+    from clicks2intent.features.store import open_store
+    from clicks2intent.models.store import get_bento_model
 
     home = pipeline / "bentoml"
     tile = S.ServedModel.from_store(get_bento_model(f"{TILE_SERVICE}:latest", home=home))
@@ -494,8 +494,8 @@ def test_serving_on_redis_and_the_sql_registry_matches_sqlite(
     import os
     import uuid
 
-    from clicks2intent import feature_store as FS
-    from clicks2intent.feast_objects import build, file_sources
+    from clicks2intent.features import store as FS
+    from clicks2intent.features import build, file_sources
 
     reasons = [r for r in (FS.service_available("redis"), FS.service_available("postgres")) if r]
     if reasons:

@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent import simulator as sim
-from clicks2intent.events import EVENT_SCHEMA, validate_events
+from clicks2intent.names import columns as C
+from clicks2intent.data import simulator as sim
+from clicks2intent.data.contract import EVENT_SCHEMA, validate_events
 
 N_CUSTOMERS = 600  # ~30k events: a second or two
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent import columns as C
-from clicks2intent.training_sets import (
+from clicks2intent.names import columns as C
+from clicks2intent.models.training_sets import (
     LABEL,
     conversion_entity_df,
     historical_features,

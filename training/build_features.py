@@ -1,6 +1,6 @@
 """Offline job: events + embeddings + intents + identity links → the parquet sources of feature_repo/.
 
-Thin on purpose (the logic lives in :mod:`clicks2intent.features`); the same as ``c2i features build``::
+Thin on purpose (the logic lives in :mod:`clicks2intent.features.build`); the same as ``c2i features build``::
 
     python training/build_features.py [--data artifacts/data] \
         [--embeddings artifacts/embeddings/session_embeddings.parquet] \

@@ -1,7 +1,7 @@
 """Offline job: self-supervised training of the session encoder, then embedding every session.
 
-Thin on purpose (the logic lives in :mod:`clicks2intent.encoder_training` and
-:mod:`clicks2intent.embedding`):
+Thin on purpose (the logic lives in :mod:`clicks2intent.encoder.train` and
+:mod:`clicks2intent.encoder.embed`):
 
     python training/train_encoder.py --events artifacts/data/events.parquet --out artifacts/encoder \
         [--embed-out artifacts/embeddings/session_embeddings.parquet] [any c2i train-encoder option]

@@ -1,6 +1,6 @@
 """Offline job: train the tile ranker and the conversion model from Feast, evaluate, store them.
 
-Thin on purpose (the logic lives in :mod:`clicks2intent.ablation` and the modules it uses): runs the
+Thin on purpose (the logic lives in :mod:`clicks2intent.evaluation.ablation` and the modules it uses): runs the
 four-variant ablation on the Feast training sets, writes ``reports/ablation.{json,md,png}`` and saves
 the deployable ``tile_ranker_v1`` / ``conversion_v1`` models (and their ``*_baseline`` fallbacks) to
 the BentoML store (``$BENTOML_HOME``, default ``artifacts/bentoml``)::

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from clicks2intent import columns as C
+from clicks2intent.names import columns as C
 
 MODEL = "fault-test-model"
 
@@ -275,6 +275,6 @@ def make_session_events() -> Callable[..., pd.DataFrame]:
 @pytest.fixture
 def events_path(tmp_path: Path) -> Path:
     """The tiny events validated and written as the contract's parquet."""
-    from clicks2intent.events import validate_events, write_events
+    from clicks2intent.data.contract import validate_events, write_events
 
     return write_events(validate_events(make_events()).events, tmp_path / "events.parquet")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from clicks2intent.llm.client import (
+from clicks2intent.intent.llm.client import (
     InvalidAnswer,
     JsonRequest,
     LLMClient,

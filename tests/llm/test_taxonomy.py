@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from clicks2intent import columns as C
+from clicks2intent.names import columns as C
 from clicks2intent.cli import main
-from clicks2intent.llm.client import LLMClient, LLMSettings
-from clicks2intent.summaries import (
+from clicks2intent.intent.llm.client import LLMClient, LLMSettings
+from clicks2intent.intent.summaries import (
     common_prefixes,
     generic_pages,
     session_phrases,
@@ -21,7 +21,7 @@ from clicks2intent.summaries import (
     summarize_sessions,
     web_session_ids,
 )
-from clicks2intent.taxonomy import (
+from clicks2intent.intent.taxonomy import (
     OTHER_ID,
     OTHER_NAME,
     STATUS_APPROVED,
@@ -208,7 +208,7 @@ def test_a_presampled_frame_keeps_its_order_as_minibatches(
 
 
 def _sampled(summaries: pd.DataFrame, config: TaxonomyConfig) -> list[str]:
-    from clicks2intent.taxonomy import sample_ids
+    from clicks2intent.intent.taxonomy import sample_ids
 
     return sample_ids(summaries[C.SESSION_ID].tolist(), config.n_sessions, config.random_state)
 

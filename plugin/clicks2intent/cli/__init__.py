@@ -1,0 +1,70 @@
+"""The ``c2i`` command line: one sub-command per job, one file per pipeline stage under ``cli/``.
+
+Each handler parses its flags, makes one library call and prints the result. Only the file of the
+command being run is imported, so ``c2i validate`` does not pay for torch, scikit-learn or Feast
+imports that other commands need. A :class:`~clicks2intent.errors.Clicks2IntentError` (bad input or
+configuration) ends the command with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from clicks2intent.errors import Clicks2IntentError
+
+# command -> (cli module exposing ``register(subparsers)``, one-line help for ``c2i --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("clicks2intent.cli.data", "check an events file against the clickstream contract"),
+    "simulate": ("clicks2intent.cli.data", "generate a simulated bank clickstream with hidden truth"),
+    "ingest": ("clicks2intent.cli.data", "convert a public clickstream data set into the contract"),
+    "train-encoder": ("clicks2intent.cli.encoder", "self-supervised training of the session encoder"),
+    "embed": ("clicks2intent.cli.encoder", "embed every session of an events file with a trained encoder"),
+    "encoder-report": ("clicks2intent.cli.evaluate", "probe the session embedding against baselines"),
+    "llm": ("clicks2intent.cli.intent", "the embedded local LLM endpoint (llama.cpp + SmolLM2)"),
+    "taxonomy": ("clicks2intent.cli.intent", "LLM intent taxonomy, LLM labels, distilled classifier"),
+    "features": ("clicks2intent.cli.features", "build the Feast feature sources; read online features"),
+    "evaluate": ("clicks2intent.cli.evaluate", "train the XGBoost models and write the ablation report"),
+    "serve": ("clicks2intent.cli.serve", "run the BentoML service locally against artifacts/"),
+    "demo-requests": ("clicks2intent.cli.serve", "start the service, call each endpoint once, stop it"),
+    "summary": ("clicks2intent.cli.summary", "list the pipeline's outputs and where they are"),
+}
+
+LOG_LEVEL_ENV = "C2I_LOG_LEVEL"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with ``command``'s module registered, or a help-only entry for every command."""
+    parser = argparse.ArgumentParser(prog="c2i", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command in COMMANDS:
+        importlib.import_module(COMMANDS[command][0]).register(subparsers)
+    else:
+        for name, (_, help_text) in COMMANDS.items():
+            subparsers.add_parser(name, help=help_text)
+    return parser
+
+
+def configure_logging() -> None:
+    """Library progress goes through ``logging``; the CLI shows INFO and above on stderr."""
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its return value is the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    if not hasattr(args, "func"):  # a bare group such as ``c2i taxonomy``
+        build_parser(command).parse_args([*argv, "--help"])
+    configure_logging()
+    try:
+        return int(args.func(args) or 0)
+    except Clicks2IntentError as error:
+        print(f"c2i {command}: error: {error}", file=sys.stderr)
+        return error.exit_code

@@ -1,0 +1,1 @@
+"""Small helpers every stage shares (ports, timestamps): stage-free, imported from anywhere above."""

@@ -1,0 +1,346 @@
+"""The clickstream contract: one schema and one validation entry point for every data source.
+
+Every reader (the simulator, a bank's raw log, the MSNBC public data) converts its input to the columns
+in :mod:`clicks2intent.names.columns` and passes it through :func:`validate_events`. Validation never drops a
+row silently: each row is kept, repaired (a documented, contract-allowed fix) or rejected with the rule
+it broke, and the counts land in a :class:`ValidationReport`.
+
+Rules (``rule`` names as they appear in reports):
+
+* file level (raise :class:`ContractError`): ``required_column`` — session_id, event_timestamp and
+  page_type must be present.
+* rejected rows: ``empty_session_id``, ``unparseable_timestamp``, ``implausible_timestamp`` (before
+  1990 or more than a day in the future), ``empty_page_type``, ``non_numeric_dwell``, ``negative_dwell``,
+  ``unknown_channel`` (channel must be web/app when given), ``absurd_session_length`` (more than
+  ``max_session_events`` events in one session: every row of that session is rejected, since a bot or a
+  broken sessioniser produced it and a truncated copy would mislead the encoder).
+* repairs: ``unknown_page_type`` → :data:`~clicks2intent.names.columns.OOV_PAGE_TYPE` (only when a vocabulary
+  of known page types is given); ``naive_timestamp`` → read as UTC; ``pii_in_search_query`` → typed
+  placeholders (:mod:`clicks2intent.data.pii`); a missing dwell stays null (the contract's "missing" value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clicks2intent.names import columns as C
+from clicks2intent.data.pii import scrub_with_counts
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field(C.SESSION_ID, pa.string(), nullable=False),
+        pa.field(C.EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field(C.PAGE_TYPE, pa.string(), nullable=False),
+        pa.field(C.VISITOR_ID, pa.string()),
+        pa.field(C.CUSTOMER_ID, pa.string()),
+        pa.field(C.CHANNEL, pa.string()),
+        pa.field(C.DWELL_SECONDS, pa.float64()),
+        pa.field(C.SEARCH_QUERY, pa.string()),
+        pa.field(C.DEVICE, pa.string()),
+        pa.field(C.REFERRER, pa.string()),
+    ]
+)
+
+_STRING_COLUMNS = (
+    C.SESSION_ID,
+    C.PAGE_TYPE,
+    C.VISITOR_ID,
+    C.CUSTOMER_ID,
+    C.CHANNEL,
+    C.SEARCH_QUERY,
+    C.DEVICE,
+    C.REFERRER,
+)
+_EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
+_MAX_EXAMPLES = 5
+
+
+class ContractError(ValueError):
+    """The input cannot be read as clickstream events at all (e.g. a required column is missing)."""
+
+
+@dataclass
+class Problem:
+    """One rule that some rows broke (rejected) or needed (repaired)."""
+
+    rule: str
+    column: str
+    action: str  # "rejected" or "repaired"
+    count: int
+    example_rows: list[int] = field(default_factory=list)  # 0-based positions in the input
+
+
+@dataclass
+class ValidationReport:
+    """What validation did to an input: counts per outcome and per rule."""
+
+    n_input: int = 0
+    n_valid: int = 0
+    n_rejected: int = 0
+    n_repaired: int = 0
+    n_sessions: int = 0
+    pii_redactions: dict[str, int] = field(default_factory=dict)
+    missing_optional_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        """Human-readable summary printed by ``c2i validate``."""
+        lines = [
+            f"rows: {self.n_input} read, {self.n_valid} valid, {self.n_rejected} rejected, "
+            f"{self.n_repaired} repaired; sessions: {self.n_sessions}",
+        ]
+        if self.pii_redactions:
+            red = ", ".join(f"{k} x{v}" for k, v in sorted(self.pii_redactions.items()))
+            lines.append(f"PII scrubbed from search_query: {red}")
+        if self.missing_optional_columns:
+            lines.append(f"optional columns absent (left null): {', '.join(self.missing_optional_columns)}")
+        if self.ignored_columns:
+            lines.append(
+                f"columns outside the contract (not carried over): {', '.join(self.ignored_columns)}"
+            )
+        for p in self.problems:
+            lines.append(
+                f"{p.action} {p.count} row(s): column '{p.column}' rule '{p.rule}' (e.g. rows {p.example_rows})"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class ValidationResult:
+    """Clean events in the contract plus the report, and the rejected rows with their rule."""
+
+    events: pd.DataFrame
+    report: ValidationReport
+    rejected: pd.DataFrame  # input position, rule, column (no raw values: they may hold PII)
+
+
+def _as_clean_strings(series: pd.Series) -> pd.Series:
+    """Strings stripped of surrounding blanks, with empty strings and nulls both as None.
+
+    Ids and page types repeat heavily, so each distinct value is cleaned once and mapped back
+    (about 3x faster than a per-element ``str.strip`` on a million events).
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    cleaned = [str(u).strip() or None for u in uniques]
+    lookup = np.array([*cleaned, None], dtype=object)  # code -1 (null) picks the trailing None
+    return pd.Series(lookup[codes], index=series.index, dtype=object)
+
+
+def validate_events(
+    df: pd.DataFrame,
+    *,
+    known_page_types: Collection[str] | None = None,
+    max_session_events: int = 2000,
+    now: pd.Timestamp | None = None,
+) -> ValidationResult:
+    """Validate, repair and normalise raw events into the contract; see the module docstring for rules.
+
+    ``known_page_types`` is the vocabulary a model was trained on: other page types become the OOV
+    token. ``now`` bounds plausible timestamps (defaults to the current time; fixed in tests).
+    """
+    missing = [c for c in C.REQUIRED_EVENT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ContractError(
+            f"missing required column(s) {missing}: rule 'required_column' — every event needs "
+            f"{list(C.REQUIRED_EVENT_COLUMNS)}; got columns {list(df.columns)}"
+        )
+    report = ValidationReport(n_input=len(df))
+    report.missing_optional_columns = [c for c in C.OPTIONAL_EVENT_COLUMNS if c not in df.columns]
+    report.ignored_columns = [c for c in df.columns if c not in C.EVENT_COLUMNS]
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+
+    position = np.arange(len(df))
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    src = df.reset_index(drop=True)
+    for col in _STRING_COLUMNS:
+        out[col] = _as_clean_strings(src[col]) if col in src.columns else None
+
+    reject_rule = pd.Series(None, index=out.index, dtype=object)
+    reject_col = pd.Series(None, index=out.index, dtype=object)
+    repaired = np.zeros(len(df), dtype=bool)
+
+    def reject(mask: pd.Series | np.ndarray, rule: str, column: str) -> None:
+        mask = pd.Series(np.asarray(mask, dtype=bool), index=out.index) & reject_rule.isna()
+        if mask.any():
+            reject_rule[mask] = rule
+            reject_col[mask] = column
+            report.problems.append(
+                Problem(
+                    rule,
+                    column,
+                    "rejected",
+                    int(mask.sum()),
+                    position[mask.to_numpy()][:_MAX_EXAMPLES].tolist(),
+                )
+            )
+
+    def repair(mask: np.ndarray, rule: str, column: str) -> None:
+        if mask.any():
+            repaired[mask] = True
+            report.problems.append(
+                Problem(rule, column, "repaired", int(mask.sum()), position[mask][:_MAX_EXAMPLES].tolist())
+            )
+
+    reject(out[C.SESSION_ID].isna(), "empty_session_id", C.SESSION_ID)
+
+    raw_ts = src[C.EVENT_TIMESTAMP]
+    if isinstance(raw_ts.dtype, pd.DatetimeTZDtype):
+        ts = raw_ts.dt.tz_convert("UTC")
+        naive = np.zeros(len(df), dtype=bool)
+    elif pd.api.types.is_datetime64_dtype(raw_ts.dtype):
+        ts = raw_ts.dt.tz_localize("UTC")
+        naive = raw_ts.notna().to_numpy()
+    else:
+        text = raw_ts.astype("string").str.strip()
+        ts = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+        has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+        naive = (ts.notna() & ~has_offset).to_numpy()
+    ts = ts.astype("datetime64[us, UTC]")
+    reject(ts.isna(), "unparseable_timestamp", C.EVENT_TIMESTAMP)
+    reject((ts < _EARLIEST) | (ts > now + pd.Timedelta(days=1)), "implausible_timestamp", C.EVENT_TIMESTAMP)
+    out[C.EVENT_TIMESTAMP] = ts
+
+    reject(out[C.PAGE_TYPE].isna(), "empty_page_type", C.PAGE_TYPE)
+
+    if C.DWELL_SECONDS in src.columns:
+        raw_dwell = src[C.DWELL_SECONDS]
+        dwell = pd.to_numeric(raw_dwell, errors="coerce").astype("float64")
+        given = raw_dwell.notna() & (raw_dwell.astype("string").str.strip() != "")
+        reject(given & dwell.isna(), "non_numeric_dwell", C.DWELL_SECONDS)
+        reject(dwell < 0, "negative_dwell", C.DWELL_SECONDS)
+        reject(np.isinf(dwell.to_numpy()), "non_numeric_dwell", C.DWELL_SECONDS)
+        out[C.DWELL_SECONDS] = dwell
+    else:
+        out[C.DWELL_SECONDS] = np.nan
+
+    channel = out[C.CHANNEL].str.lower() if C.CHANNEL in src.columns else out[C.CHANNEL]
+    reject(channel.notna() & ~channel.isin(C.CHANNELS), "unknown_channel", C.CHANNEL)
+    out[C.CHANNEL] = channel
+
+    sizes = out.groupby(C.SESSION_ID, dropna=True)[C.SESSION_ID].transform("size")
+    reject(sizes > max_session_events, "absurd_session_length", C.SESSION_ID)
+
+    ok = reject_rule.isna().to_numpy()
+
+    if known_page_types is not None:
+        unknown = ok & ~out[C.PAGE_TYPE].isin(set(known_page_types)).to_numpy()
+        out.loc[unknown, C.PAGE_TYPE] = C.OOV_PAGE_TYPE
+        repair(unknown, "unknown_page_type", C.PAGE_TYPE)
+    repair(ok & naive, "naive_timestamp", C.EVENT_TIMESTAMP)
+
+    queries = out[C.SEARCH_QUERY]
+    has_query = queries.notna().to_numpy()
+    if has_query.any():
+        # Queries repeat a lot (templates, popular searches): scrub each distinct text once.
+        scrubbed: dict[str, str] = {}
+        redactions: Counter[str] = Counter()
+        uniques, counts = np.unique(queries[has_query].to_numpy(dtype=str), return_counts=True)
+        for text, n in zip(uniques, counts, strict=True):
+            clean, found = scrub_with_counts(text)
+            scrubbed[text] = clean
+            for k, v in found.items():
+                redactions[k] += v * int(n)
+        new_queries = queries.map(lambda q: scrubbed.get(q, q) if q is not None else None)
+        changed = has_query & (new_queries != queries).to_numpy()
+        out[C.SEARCH_QUERY] = new_queries
+        report.pii_redactions = dict(redactions)
+        repair(changed, "pii_in_search_query", C.SEARCH_QUERY)
+
+    rejected = pd.DataFrame(
+        {"row": position[~ok], "rule": reject_rule[~ok].to_numpy(), "column": reject_col[~ok].to_numpy()}
+    )
+    events = out.loc[ok, list(C.EVENT_COLUMNS)]
+    events = events.sort_values([C.SESSION_ID, C.EVENT_TIMESTAMP], kind="stable").reset_index(drop=True)
+    report.n_valid = int(ok.sum())
+    report.n_rejected = int((~ok).sum())
+    report.n_repaired = int(repaired[ok].sum())
+    report.n_sessions = int(events[C.SESSION_ID].nunique())
+    return ValidationResult(events=events, report=report, rejected=rejected)
+
+
+def read_raw(path: str | Path) -> pd.DataFrame:
+    """Read a parquet or CSV file as-is (CSV cells as strings, so validation sees what was written)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"events file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"} or path.is_dir():
+        return pd.read_parquet(path)
+    if suffix in {".csv", ".gz"}:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    raise ContractError(f"unsupported events file type '{suffix}' for {path}: use .parquet or .csv")
+
+
+def read_events(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """Read and validate an events file; raises :class:`ContractError` if any row is rejected.
+
+    Jobs that must not run on partial data use this; ``c2i validate`` shows what would be rejected.
+    """
+    result = validate_events(read_raw(path), **kwargs)
+    if result.report.n_rejected:
+        raise ContractError(f"{path}: {result.report.n_rejected} row(s) rejected\n{result.report.to_text()}")
+    return result.events
+
+
+def to_arrow(events: pd.DataFrame) -> pa.Table:
+    """Convert contract events to a table with exactly :data:`EVENT_SCHEMA`."""
+    return pa.Table.from_pandas(events[list(C.EVENT_COLUMNS)], schema=EVENT_SCHEMA, preserve_index=False)
+
+
+def write_events(events: pd.DataFrame, path: str | Path) -> Path:
+    """Write contract events as parquet with :data:`EVENT_SCHEMA` (the one on-disk form)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_arrow(events), path)
+    return path
+
+
+def _validate_command(args: argparse.Namespace) -> int:
+    known = None
+    if args.known_page_types:
+        known = [
+            line.strip() for line in Path(args.known_page_types).read_text().splitlines() if line.strip()
+        ]
+    try:
+        result = validate_events(
+            read_raw(args.path), known_page_types=known, max_session_events=args.max_session_events
+        )
+    except (ContractError, FileNotFoundError) as exc:
+        print(f"error: {exc}")
+        return 2
+    print(json.dumps(result.report.to_dict(), indent=2) if args.json else result.report.to_text())
+    if args.rejects and len(result.rejected):
+        Path(args.rejects).parent.mkdir(parents=True, exist_ok=True)
+        result.rejected.to_csv(args.rejects, index=False)
+        print(f"rejected rows and their rules: {args.rejects}")
+    if args.out:
+        write_events(result.events, args.out)
+        print(f"valid events: {args.out}")
+    return 1 if result.report.n_rejected else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``c2i validate``."""
+    p = subparsers.add_parser("validate", help="check an events file against the clickstream contract")
+    p.add_argument("path", help="events as parquet or CSV")
+    p.add_argument("--known-page-types", help="file with one known page type per line; others become OOV")
+    p.add_argument("--max-session-events", type=int, default=2000, help="longer sessions are rejected")
+    p.add_argument("--rejects", help="write rejected row positions and rules to this CSV")
+    p.add_argument("--out", help="write the valid (repaired, scrubbed) events to this parquet file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_validate_command)

@@ -1,0 +1,1156 @@
+"""Simulated web and app traffic of a retail bank, with the hidden truth that lets us grade models.
+
+No public financial clickstream exists, so this module generates one. Everything is vectorised numpy
+(one pass per Markov step, never a Python loop per event) and deterministic for a seed: the same
+:class:`SimulatorConfig` gives byte-identical files.
+
+Generative story
+----------------
+1. **Customers** (``n_customers``) get a baseline in-app profile at the start of the window (the
+   snapshot ``event_timestamp`` of ``customers.parquet``): age, tenure, a latent wealth that sets the
+   balance band, products held (``has_<product>``, more likely with age/tenure/wealth) and an app
+   activity rate (15 % never use the app). ``app_sessions_30d`` is that rate observed over the 30 days
+   before the window.
+2. **Web visitors.** Each customer owns 0..``max_visitors_per_customer`` anonymous web visitor ids
+   (cookies/devices, Poisson). Pure **prospects** (people who are not customers) own one visitor each
+   and make up ``prospect_share`` of all visitors. Visitor ids are random permutations, so an id says
+   nothing about its owner.
+3. **Latent needs** (the intents :data:`NEED_INTENTS`: the eight products, fraud/security help,
+   account servicing). Each person has Poisson(``needs_per_90d``) need episodes; a need starts at a
+   uniform time (up to 30 days before the window) and lasts a lognormal number of days whose median
+   depends on the intent (fraud 3 days, mortgage 30). Which need arises follows a multinomial logit
+   of the profile (young → credit card, 28–45 → mortgage, older → retirement, wealthy → investing,
+   held products are rarely sought again). Prospects only have product needs.
+4. **Web sessions.** Each need episode drives Poisson(``web_sessions_per_need``) sessions inside it;
+   every visitor also has background sessions (``background_sessions_per_90d``) whose intent is
+   ``browsing`` (or ``account_servicing`` for a customer's visitor). A session goes to one of its
+   owner's visitors (the first device is favoured). Its page sequence is a Markov chain over the bank's
+   site map (:data:`WEB_PAGES`): at step ``t`` the transition matrix is
+   ``w_t · F_intent + (1 − w_t) · G`` where ``G`` is a generic browsing chain (site links, popular
+   pages, exits) and ``F_intent`` walks the intent's funnel (e.g. product_mortgage → rates →
+   mortgage_calculator → apply_start → apply_form). ``w_t = intent_signal · min(1, t / ramp_steps)``
+   grows with the position, so ORDER and RECENCY carry signal: early pages are generic (home, search,
+   blog), later ones intent-specific, and calculators lead to applications. Funnels share pages
+   (rates, apply_start, contact, market_insights), so the bag of pages alone is ambiguous. The entry
+   page depends on the referrer (search engines land on product pages, display ads on random products,
+   direct traffic on home/login). Dwell times are lognormal per page type, 1.5× longer on pages of
+   the session's own funnel; the last page's dwell is unknown (null), as in real logs; event times
+   are the session start plus the cumulative dwell. Sessions start at a diurnal time of day.
+   ``search`` pages carry a query from per-intent templates (``query_intent_prob``; else a generic
+   one), with typos (``typo_rate``) and, in ``pii_rate`` of queries, pasted PII: e-mails, Luhn-valid
+   card numbers, SSNs, phone numbers, account/routing numbers. Raw events go through
+   :func:`clicks2intent.data.contract.validate_events`, which scrubs the PII: it never reaches a file.
+   Device is fixed per visitor (desktop/mobile/tablet); channel ``web``; web events carry the visitor
+   id only (never a customer id).
+5. **App sessions** of logged-in customers: Poisson(rate × days), channel ``app``, ``customer_id``
+   set, no visitor id, pages from an intent-free app chain (balance, transactions, transfers…) that
+   starts at ``app_home``.
+6. **Tile impressions**: every ``app_home`` view is one impression. The customer clicks tile ``k``
+   of :data:`clicks2intent.names.columns.TILES` or ``none`` by a softmax over
+   ``tile_affinity_scale · need-prior logit(k) + tile_held_effect · has_k + boost + N(0, tile_noise_sd)``
+   against ``tile_none_logit``, where ``boost = tile_need_boost · exp(−age / tile_recency_days)`` for
+   the tile of the customer's current need (active at the impression, ``age`` = days since it
+   started). The boost comes from the latent need, whether or not the customer's visitors are linked
+   or even browsed, so web intent helps only where it was observed: helpful, not dominant.
+7. **Conversions**: one row per web session. The visitor applies within ``conversion_horizon_days``
+   with probability ``sigmoid(conv_base + conv_intent_effect[intent] + conv_apply_start ·
+   reached apply_start + conv_apply_form · reached apply_form + conv_depth · log1p(n_events))``; the
+   product is the session's intent product (``conv_same_product``) or one drawn by popularity;
+   ``converted_at`` is the session end plus a truncated exponential delay.
+8. **Identity links**: a minority (``link_rate``) of the customers' visitors that were seen are
+   resolved at one of their sessions (``linked_at`` = that session's end; method login / email_click /
+   app_handoff). Prospects are never linked.
+
+The truth (each session's intent and owner, the need episodes, all parameters and the seed) is written
+under ``truth/`` for evaluation only; it is never a column of any other file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clicks2intent.names import columns as C
+from clicks2intent.data.pii import luhn_valid
+
+# --- Vocabularies -----------------------------------------------------------------------------
+NEED_INTENTS: tuple[str, ...] = C.PRODUCTS + ("fraud_security", "account_servicing")
+BROWSING = "browsing"  # a session with no particular need (true_intent of background sessions)
+ALL_INTENTS: tuple[str, ...] = NEED_INTENTS + (BROWSING,)
+# The app tile that serves each need (products map to their own tile).
+INTENT_TILE: dict[str, str] = {p: p for p in C.PRODUCTS} | {
+    "fraud_security": "security_center",
+    "account_servicing": "account_services",
+}
+
+PRODUCT_PAGES: tuple[str, ...] = tuple(f"product_{p}" for p in C.PRODUCTS)
+WEB_PAGES: tuple[str, ...] = (
+    "home",
+    "search",
+    "login",
+    "faq",
+    "contact",
+    "branch_locator",
+    "blog",
+    "about",
+    "rates",
+    "apply_start",
+    "apply_form",
+    *PRODUCT_PAGES,
+    "mortgage_calculator",
+    "auto_loan_calculator",
+    "loan_calculator",
+    "savings_calculator",
+    "compare_cards",
+    "market_insights",
+    "retirement_planner",
+    "business_solutions",
+    "security_center",
+    "report_fraud",
+    "account_help",
+)
+APP_PAGES: tuple[str, ...] = (
+    "app_home",
+    "account_balance",
+    "transactions",
+    "transfers",
+    "bill_pay",
+    "statements",
+    "card_controls",
+    "messages",
+    "settings",
+    "deposit_check",
+)
+PAGE_TYPES: tuple[str, ...] = WEB_PAGES + APP_PAGES  # the simulator's vocabulary (known_page_types)
+
+# Each need's funnel through the site, in the order a purposeful visitor walks it.
+FUNNELS: dict[str, tuple[str, ...]] = {
+    "mortgage": ("product_mortgage", "rates", "mortgage_calculator", "apply_start", "apply_form"),
+    "credit_card": ("product_credit_card", "compare_cards", "rates", "apply_start", "apply_form"),
+    "auto_loan": ("product_auto_loan", "auto_loan_calculator", "rates", "apply_start", "apply_form"),
+    "personal_loan": ("product_personal_loan", "loan_calculator", "rates", "apply_start", "apply_form"),
+    "savings": ("product_savings", "rates", "savings_calculator", "apply_start", "apply_form"),
+    "investing": ("product_investing", "market_insights", "blog", "apply_start", "apply_form"),
+    "retirement": ("product_retirement", "retirement_planner", "market_insights", "contact", "apply_start"),
+    "business_banking": (
+        "product_business_banking",
+        "business_solutions",
+        "branch_locator",
+        "contact",
+        "apply_start",
+    ),
+    "fraud_security": ("security_center", "report_fraud", "login", "contact"),
+    "account_servicing": ("login", "account_help", "faq", "branch_locator", "contact"),
+}
+
+# Median dwell seconds per page type (lognormal around it).
+DWELL_MEDIAN_S: dict[str, float] = {
+    "home": 12, "search": 20, "login": 15, "faq": 45, "contact": 40, "branch_locator": 50, "blog": 90,
+    "about": 30, "rates": 40, "apply_start": 60, "apply_form": 240, "mortgage_calculator": 120,
+    "auto_loan_calculator": 100, "loan_calculator": 100, "savings_calculator": 90, "compare_cards": 80,
+    "market_insights": 100, "retirement_planner": 150, "business_solutions": 60, "security_center": 45,
+    "report_fraud": 120, "account_help": 50,
+    "app_home": 10, "account_balance": 15, "transactions": 30, "transfers": 45, "bill_pay": 60,
+    "statements": 40, "card_controls": 30, "messages": 35, "settings": 25, "deposit_check": 50,
+} | {p: 50 for p in PRODUCT_PAGES}  # fmt: skip
+
+# Median need duration in days (how long someone keeps researching).
+NEED_DURATION_DAYS: dict[str, float] = {
+    "mortgage": 30, "credit_card": 10, "auto_loan": 14, "personal_loan": 10, "savings": 14,
+    "investing": 20, "retirement": 30, "business_banking": 21, "fraud_security": 3, "account_servicing": 4,
+}  # fmt: skip
+
+# Query templates per intent (typos and PII are added at generation time).
+QUERY_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "mortgage": ("mortgage rates", "30 year fixed mortgage", "refinance my home", "first time home buyer",
+                 "mortgage preapproval", "home equity loan"),
+    "credit_card": ("best credit card", "cash back card", "travel rewards card", "balance transfer card",
+                    "credit card apr", "student credit card"),
+    "auto_loan": ("auto loan rates", "car loan calculator", "used car financing", "refinance car loan"),
+    "personal_loan": ("personal loan", "debt consolidation loan", "loan for home improvement",
+                      "personal loan rates"),
+    "savings": ("high yield savings", "savings account rates", "cd rates", "open savings account"),
+    "investing": ("brokerage account", "etf investing", "open investment account", "stock trading fees"),
+    "retirement": ("ira rollover", "roth ira", "401k rollover", "retirement planning"),
+    "business_banking": ("business checking", "small business loan", "merchant services",
+                         "business credit card"),
+    "fraud_security": ("report fraud", "lost card", "unrecognized transaction", "phishing email",
+                       "freeze my card"),
+    "account_servicing": ("routing number", "change address", "reset password", "order checks",
+                          "direct deposit form", "wire transfer"),
+    BROWSING: ("branch hours", "atm near me", "holiday hours", "customer service number", "careers",
+               "mobile app"),
+}  # fmt: skip
+
+REFERRERS: tuple[str, ...] = (
+    "direct",
+    "google.com",
+    "bing.com",
+    "email_campaign",
+    "facebook.com",
+    "display_ad",
+)
+DEVICES: tuple[str, ...] = ("desktop", "mobile", "tablet")
+LINK_METHODS: tuple[str, ...] = ("login", "email_click", "app_handoff")
+BALANCE_BANDS: tuple[str, ...] = ("0-1k", "1k-10k", "10k-50k", "50k-250k", "250k+")
+
+
+@dataclass
+class SimulatorConfig:
+    """Every generation parameter; written to ``truth/params.json`` with the seed."""
+
+    n_customers: int = 20_000  # ~1M events at the defaults
+    seed: int = 0
+    end_date: str = "2024-06-30T00:00:00Z"  # fixed so runs are deterministic; window ends here (UTC)
+    days: int = 90  # window length
+
+    # Visitors and identity
+    visitors_per_customer: float = 0.9  # Poisson mean of web cookies/devices per customer (many have none)
+    max_visitors_per_customer: int = 4
+    prospect_share: float = 0.30  # share of visitors that are not customers
+    link_rate: float = 0.28  # share of a customer's seen visitors ever resolved (the paper's problem)
+    link_method_probs: tuple[float, ...] = (0.55, 0.25, 0.20)  # login, email_click, app_handoff
+
+    # Needs and sessions
+    needs_per_90d: float = 2.0  # need episodes per customer per 90 days (~20 % of app views fall in one)
+    prospect_extra_needs: float = 0.3  # prospects have 1 + Poisson(this) needs (they come for one)
+    need_duration_sigma: float = 0.5  # lognormal sigma around NEED_DURATION_DAYS
+    web_sessions_per_need: float = 2.5  # sessions a need drives (Poisson), if its owner has a visitor
+    background_sessions_per_90d: float = 2.0  # need-free sessions per visitor
+    customer_background_servicing: float = (
+        0.4  # share of a customer visitor's background sessions that are servicing
+    )
+    app_sessions_per_day: float = 0.07  # median app sessions/day of an app user (lognormal, sigma 0.7)
+    app_user_share: float = 0.85
+
+    # Signal strengths (defaults: web intent helpful, not dominant)
+    intent_signal: float = 0.7  # max weight of the intent funnel chain vs the generic chain
+    ramp_steps: int = 3  # steps until the funnel weight reaches intent_signal (order/recency signal)
+    entry_signal: float = 0.5  # weight of the intent's landing pages at the entry
+    relevant_dwell_factor: float = 1.5  # dwell multiplier on pages of the session's own funnel
+    dwell_sigma: float = 0.6
+    max_web_events: int = 60  # per session (the chain is truncated there)
+    max_app_events: int = 30
+
+    # Search queries
+    query_intent_prob: float = 0.75  # query from the session's intent templates (else generic)
+    typo_rate: float = 0.15
+    pii_rate: float = 0.03  # share of queries with pasted PII (scrubbed by validation)
+
+    # Tile clicks (softmax over tiles + none)
+    tile_affinity_scale: float = 1.0  # weight of the profile's need-prior logit (what a baseline can learn)
+    tile_held_effect: float = 0.8  # products held attract clicks (servicing)
+    tile_need_boost: float = 4.0  # logit boost of the current need's tile (oracle need: ~-8 % log loss)
+    tile_recency_days: float = 10.0  # the boost decays with the need's age
+    tile_noise_sd: float = 0.5  # per impression, per tile
+    tile_none_logit: float = 3.6  # sets the click rate (~28 %)
+
+    # Conversions
+    conversion_horizon_days: float = 14.0
+    conv_base: float = -4.6
+    conv_product_intent: float = 1.2  # product-intent sessions convert more
+    conv_other_intent: float = -1.5  # browsing / servicing / fraud sessions rarely apply
+    conv_apply_start: float = 1.0
+    conv_apply_form: float = 1.8
+    conv_depth: float = 0.3  # per log1p(events)
+    conv_same_product: float = 0.85  # applied product = the session's intent product
+    conv_delay_days: float = 2.0  # mean of the (truncated) exponential delay
+
+    def __post_init__(self) -> None:
+        if self.n_customers < 1:
+            raise ValueError(f"n_customers must be >= 1, got {self.n_customers}")
+        if self.days < 1:
+            raise ValueError(f"days must be >= 1, got {self.days}")
+        for name in ("prospect_share", "link_rate", "intent_signal", "entry_signal", "query_intent_prob",
+                     "typo_rate", "pii_rate", "app_user_share", "conv_same_product"):  # fmt: skip
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0 or (name == "prospect_share" and v >= 1.0):
+                raise ValueError(f"{name} must lie in [0, 1], got {v}")
+        if len(self.link_method_probs) != len(LINK_METHODS):
+            raise ValueError(f"link_method_probs needs {len(LINK_METHODS)} values for {LINK_METHODS}")
+        self.link_method_probs = tuple(float(p) for p in self.link_method_probs)
+
+
+@dataclass
+class SimulationResult:
+    """The simulated frames (already validated / scrubbed) and what it took to make them."""
+
+    events: pd.DataFrame
+    identity_links: pd.DataFrame
+    customers: pd.DataFrame
+    tile_impressions: pd.DataFrame
+    conversions: pd.DataFrame
+    session_truth: pd.DataFrame
+    needs: pd.DataFrame
+    params: dict[str, Any]
+    validation: dict[str, Any]
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+# --- Small vectorised helpers -------------------------------------------------------------------
+_DAY = 86_400.0
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _categorical(rng: np.random.Generator, cum_rows: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Draw one category per element from row ``row`` of a table of cumulative probabilities.
+
+    Rows are shifted by their index into one increasing array, so a single ``searchsorted`` samples
+    every element at once, whatever its row.
+    """
+    n_rows, k = cum_rows.shape
+    flat = (cum_rows + np.arange(n_rows)[:, None]).ravel()
+    pos = np.searchsorted(flat, row + rng.random(len(row)), side="right")
+    return np.minimum(pos - row * k, k - 1)
+
+
+def _cumulative(p: np.ndarray) -> np.ndarray:
+    """Row-normalised cumulative probabilities whose last column is exactly 1."""
+    p = np.asarray(p, dtype=np.float64)
+    c = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
+    c[..., -1] = 1.0
+    return c
+
+
+def _choice(rng: np.random.Generator, probs: np.ndarray | list[float], n: int) -> np.ndarray:
+    return _categorical(
+        rng, _cumulative(np.asarray(probs, dtype=np.float64))[None, :], np.zeros(n, dtype=np.int64)
+    )
+
+
+def _diurnal_second(rng: np.random.Generator, n: int, app: bool) -> np.ndarray:
+    """Seconds into the day: web traffic peaks at lunch and in the evening, the app in the morning too."""
+    hours = np.arange(24)
+    w = 0.2 + np.exp(-((hours - 12.5) ** 2) / 8) + 1.4 * np.exp(-((hours - 20.0) ** 2) / 6)
+    if app:
+        w = w + 0.8 * np.exp(-((hours - 8.0) ** 2) / 3)
+    return (_choice(rng, w, n) + rng.random(n)) * 3600.0
+
+
+def _day_time(rng: np.random.Generator, t: np.ndarray, app: bool) -> np.ndarray:
+    """Keep the day of ``t`` (seconds), redraw its time of day from the diurnal profile."""
+    return np.floor(t / _DAY) * _DAY + _diurnal_second(rng, len(t), app)
+
+
+# --- Site model ---------------------------------------------------------------------------------
+_S = len(PAGE_TYPES)
+_EXIT = _S  # absorbing "session ends" state, never emitted
+_P = {p: i for i, p in enumerate(PAGE_TYPES)}
+_WEB_IDX = np.array([_P[p] for p in WEB_PAGES])
+_APP_CHAIN = len(ALL_INTENTS)  # chain index of app sessions (web chains are ALL_INTENTS)
+_INTENT_IDX = {name: i for i, name in enumerate(ALL_INTENTS)}
+_TOOLS_OF_PRODUCT = {
+    "mortgage": ("mortgage_calculator", "rates"),
+    "credit_card": ("compare_cards",),
+    "auto_loan": ("auto_loan_calculator",),
+    "personal_loan": ("loan_calculator",),
+    "savings": ("savings_calculator", "rates"),
+    "investing": ("market_insights",),
+    "retirement": ("retirement_planner",),
+    "business_banking": ("business_solutions",),
+}
+
+
+def _generic_web_chain() -> np.ndarray:
+    """G: where an aimless visitor goes next from each web page (popularity + site links + exit)."""
+    pop = dict.fromkeys(WEB_PAGES, 0.015) | {
+        "home": 0.14, "search": 0.07, "login": 0.08, "faq": 0.06, "contact": 0.03, "branch_locator": 0.04,
+        "blog": 0.08, "about": 0.03, "rates": 0.05, "apply_start": 0.01, "apply_form": 0.0,
+        "security_center": 0.02, "report_fraud": 0.003, "account_help": 0.02,
+    } | {p: 0.03 for p in PRODUCT_PAGES}  # fmt: skip
+    base = np.zeros(_S + 1)
+    for page, w in pop.items():
+        base[_P[page]] = w
+    base[_EXIT] = 0.30
+    G = np.zeros((_S + 1, _S + 1))
+    for page in WEB_PAGES:
+        row = base.copy()
+        row[_P[page]] *= 0.2  # reloads are rare
+        if page.startswith("product_"):
+            for tool in _TOOLS_OF_PRODUCT[page.removeprefix("product_")]:
+                row[_P[tool]] += 0.08
+            row[_P["apply_start"]] += 0.04
+        if page == "apply_start":
+            row[_P["apply_form"]] += 0.35
+        if page == "apply_form":
+            row[_EXIT] += 0.6
+        G[_P[page]] = row / row.sum()
+    G[_EXIT, _EXIT] = 1.0
+    return G
+
+
+def _funnel_chain(funnel: tuple[str, ...]) -> np.ndarray:
+    """F_intent: forward along the intent's funnel, some back-tracking and searching, exits at the end."""
+    F = np.zeros((_S + 1, _S + 1))
+    idx = [_P[p] for p in funnel]
+    L = len(idx)
+    entry = np.zeros(_S + 1)
+    for k, w in enumerate((0.55, 0.2, 0.1)[:L]):
+        entry[idx[k]] += w
+    entry[_P["search"]] += 0.05
+    entry[_EXIT] += 0.10
+    for page in WEB_PAGES:
+        F[_P[page]] = entry / entry.sum()
+    for k, i in enumerate(idx):
+        row = np.zeros(_S + 1)
+        last = k == L - 1
+        if not last:
+            row[idx[k + 1]] += 0.50
+        if k > 0:
+            row[idx[k - 1]] += 0.15 if last else 0.10
+        row[i] += 0.05
+        others = [j for j in idx if j not in (i, idx[k - 1] if k > 0 else -1, idx[k + 1] if not last else -1)]
+        for j in others:
+            row[j] += 0.10 / max(len(others), 1)
+        row[_P["search"]] += 0.03
+        row[_EXIT] += 0.55 if last else 0.17
+        F[i] = row / row.sum()
+    F[_EXIT, _EXIT] = 1.0
+    return F
+
+
+def _app_chain() -> np.ndarray:
+    """The app's own chain: balances and transfers dominate, no intent."""
+    w = {"account_balance": 0.3, "transactions": 0.2, "transfers": 0.15, "bill_pay": 0.1, "statements": 0.05,
+         "card_controls": 0.05, "messages": 0.05, "settings": 0.03, "deposit_check": 0.04, "app_home": 0.03}  # fmt: skip
+    base = np.zeros(_S + 1)
+    for page, v in w.items():
+        base[_P[page]] = v
+    base[_EXIT] = 0.38
+    A = np.zeros((_S + 1, _S + 1))
+    for page in APP_PAGES:
+        row = base.copy()
+        row[_P[page]] *= 0.2
+        A[_P[page]] = row / row.sum()
+    A[_EXIT, _EXIT] = 1.0
+    return A
+
+
+def _transition_tables(cfg: SimulatorConfig) -> np.ndarray:
+    """Cumulative transition rows indexed by ((chain · ramp_steps) + bucket) · (S+1) + current page.
+
+    Bucket ``b`` (0-based) is the transition into position ``b + 1``; positions past ``ramp_steps``
+    use the last bucket. Chains: one per intent in :data:`ALL_INTENTS` (browsing = G only) + the app.
+    """
+    G = _generic_web_chain()
+    ramp = max(cfg.ramp_steps, 1)
+    n_chains = len(ALL_INTENTS) + 1
+    T = np.zeros((n_chains, ramp, _S + 1, _S + 1))
+    for c, intent in enumerate(ALL_INTENTS):
+        F = _funnel_chain(FUNNELS[intent]) if intent in FUNNELS else G
+        for b in range(ramp):
+            w = cfg.intent_signal * min(1.0, (b + 1) / ramp)
+            T[c, b] = w * F + (1.0 - w) * G
+    T[_APP_CHAIN] = _app_chain()[None]
+    # Rows never visited (e.g. app pages under a web chain) still need a valid distribution.
+    empty = T.sum(axis=-1) == 0
+    T[empty, _EXIT] = 1.0
+    return _cumulative(T.reshape(-1, _S + 1))
+
+
+def _entry_tables(cfg: SimulatorConfig) -> np.ndarray:
+    """Cumulative landing-page distributions indexed by chain · len(REFERRERS) + referrer."""
+
+    def dist(weights: dict[str, float]) -> np.ndarray:
+        v = np.zeros(_S + 1)
+        for page, w in weights.items():
+            v[_P[page]] += w
+        return v / v.sum()
+
+    products = dict.fromkeys(PRODUCT_PAGES, 1.0 / len(PRODUCT_PAGES))
+    browse = {
+        "direct": dist({"home": 0.7, "login": 0.2, "search": 0.1}),
+        "google.com": dist(
+            {"home": 0.3, "blog": 0.3, "rates": 0.1, "faq": 0.1} | {p: 0.2 / 8 for p in PRODUCT_PAGES}
+        ),
+        "bing.com": dist(
+            {"home": 0.3, "blog": 0.3, "rates": 0.1, "faq": 0.1} | {p: 0.2 / 8 for p in PRODUCT_PAGES}
+        ),
+        "email_campaign": dist({"home": 0.4, "login": 0.3, "blog": 0.3}),
+        "facebook.com": dist({"blog": 0.6, "home": 0.4}),
+        "display_ad": dist(products | {"home": 0.4}),
+    }
+    n_chains = len(ALL_INTENTS) + 1
+    E = np.zeros((n_chains, len(REFERRERS), _S + 1))
+    for c, intent in enumerate(ALL_INTENTS):
+        for r, ref in enumerate(REFERRERS):
+            if intent not in FUNNELS:
+                E[c, r] = browse[ref]
+                continue
+            f = FUNNELS[intent]
+            landing = {
+                "direct": {"home": 0.6, f[0]: 0.25, "search": 0.15},
+                "google.com": {f[0]: 0.6, f[1]: 0.2, "home": 0.2},
+                "bing.com": {f[0]: 0.6, f[1]: 0.2, "home": 0.2},
+                "email_campaign": {f[0]: 0.6, "login": 0.4},
+                "facebook.com": {f[0]: 0.4, "blog": 0.6},
+                "display_ad": products | {f[0]: 0.5},
+            }[ref]
+            E[c, r] = cfg.entry_signal * dist(landing) + (1 - cfg.entry_signal) * browse[ref]
+    E[_APP_CHAIN, :] = dist({"app_home": 1.0})
+    return _cumulative(E.reshape(-1, _S + 1))
+
+
+def _walk(
+    rng: np.random.Generator,
+    chain: np.ndarray,
+    first: np.ndarray,
+    max_events: np.ndarray,
+    trans_cum: np.ndarray,
+    ramp: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run every session's Markov chain in lock-step; returns (session, position, page) per event."""
+    sess_parts, pos_parts, page_parts = [np.arange(len(chain))], [np.zeros(len(chain), np.int64)], [first]
+    active = np.arange(len(chain))
+    cur = first
+    t = 1
+    while len(active):
+        bucket = min(t, ramp) - 1
+        row = (chain[active] * ramp + bucket) * (_S + 1) + cur
+        nxt = _categorical(rng, trans_cum, row)
+        keep = (nxt != _EXIT) & (t < max_events[active])
+        active, cur = active[keep], nxt[keep]
+        sess_parts.append(active)
+        pos_parts.append(np.full(len(active), t, np.int64))
+        page_parts.append(cur)
+        t += 1
+    sess = np.concatenate(sess_parts)
+    pos = np.concatenate(pos_parts)
+    page = np.concatenate(page_parts)
+    order = np.lexsort((pos, sess))
+    return sess[order], pos[order], page[order]
+
+
+# --- Queries and PII ----------------------------------------------------------------------------
+_FIRST = ("john", "maria", "wei", "fatima", "james", "olga", "raj", "emily", "carlos", "aisha")
+_LAST = ("smith", "garcia", "chen", "khan", "johnson", "ivanova", "patel", "brown", "lopez", "okafor")
+_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "example.org", "icloud.com")
+
+
+def _luhn_complete(body: str) -> str:
+    """Append the check digit that makes ``body`` a Luhn-valid number (as real card numbers are)."""
+    return next(body + d for d in "0123456789" if luhn_valid(body + d))
+
+
+_PII_STREAM = 0x5011  # the PII pool has its own random stream, so audits can rebuild exactly what was pasted
+
+
+def make_pii_pool(rng: np.random.Generator, n: int = 200) -> list[tuple[str, str, str]]:
+    """``n`` (kind, value, query text) triples of fake PII as people paste it into a search box.
+
+    The simulator draws it from ``np.random.default_rng([seed, _PII_STREAM])`` (see :func:`pii_pool`).
+    """
+    pool: list[tuple[str, str, str]] = []
+    kinds = ("email", "card", "ssn", "phone", "account")
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        digits = "".join(map(str, rng.integers(0, 10, 20)))
+        if kind == "email":
+            sep = (".", "_", "")[i % 3]
+            value = f"{_FIRST[rng.integers(10)]}{sep}{_LAST[rng.integers(10)]}{rng.integers(1, 99)}@{_DOMAINS[rng.integers(5)]}"
+            text = (f"email {value}", f"my email is {value}", f"{value} password reset")[i % 3]
+        elif kind == "card":
+            card = _luhn_complete(("4", "5", "37")[i % 3] + digits[: 15 - len(("4", "5", "37")[i % 3])])
+            value = (
+                card,
+                " ".join(card[j : j + 4] for j in range(0, 16, 4)),
+                "-".join(card[j : j + 4] for j in range(0, 16, 4)),
+            )[i % 3]
+            text = (f"card {value} declined", f"lost card {value}", f"{value}")[i % 3]
+        elif kind == "ssn":
+            a, b, c = (
+                f"{rng.integers(100, 900):03d}",
+                f"{rng.integers(10, 99):02d}",
+                f"{rng.integers(1000, 9999):04d}",
+            )
+            value = (f"{a}-{b}-{c}", f"{a} {b} {c}", f"ssn {a}{b}{c}")[i % 3]
+            text = (f"my ssn is {value}", f"{value} tax form", value)[i % 3]
+        elif kind == "phone":
+            a, b, c = rng.integers(201, 989), rng.integers(200, 999), rng.integers(1000, 9999)
+            value = (f"({a}) {b}-{c}", f"{a}.{b}.{c}", f"+1 {a} {b} {c}")[i % 3]
+            text = (f"call me {value}", f"{value} callback", f"phone {value}")[i % 3]
+        else:
+            value = digits[: 8 + i % 5]
+            text = (f"acct {value} balance", f"account number {value}", f"routing {value[:9]}")[i % 3]
+            value = value[:9] if i % 3 == 2 else value
+        pool.append((kind, value, text))
+    return pool
+
+
+def pii_pool(config: SimulatorConfig, n: int = 200) -> list[tuple[str, str, str]]:
+    """The exact fake PII a simulation with ``config`` may paste into queries (for audits and tests)."""
+    return make_pii_pool(np.random.default_rng([config.seed, _PII_STREAM]), n)
+
+
+def _typo(rng: np.random.Generator, text: str) -> str:
+    """One keyboard slip: swap, drop or double a letter."""
+    if len(text) < 4:
+        return text
+    i = int(rng.integers(1, len(text) - 1))
+    op = int(rng.integers(3))
+    if op == 0:
+        return text[: i - 1] + text[i] + text[i - 1] + text[i + 1 :]
+    if op == 1:
+        return text[:i] + text[i + 1 :]
+    return text[:i] + text[i] + text[i:]
+
+
+def _make_queries(
+    rng: np.random.Generator, cfg: SimulatorConfig, intent: np.ndarray, pool: list[tuple[str, str, str]]
+) -> np.ndarray:
+    """A query per search event: templates (per intent or generic), typo variants, sometimes PII.
+
+    Per-template typo variants and the PII texts are small pools built once, then indexed by numpy:
+    no Python work per event.
+    """
+    n_var = 4  # variant 0 is the clean template
+    pools = {
+        name: np.array([[t] + [_typo(rng, t) for _ in range(n_var - 1)] for t in temps], dtype=object)
+        for name, temps in QUERY_TEMPLATES.items()
+    }
+    n = len(intent)
+    out = np.empty(n, dtype=object)
+    own = rng.random(n) < cfg.query_intent_prob
+    source = np.where(own, intent, _INTENT_IDX[BROWSING])
+    typo = rng.random(n) < cfg.typo_rate
+    variant = np.where(typo, rng.integers(1, n_var, n), 0)
+    pick = rng.random(n)
+    for i, name in enumerate(ALL_INTENTS):
+        sel = np.flatnonzero(source == i)
+        table = pools[name]
+        out[sel] = table[(pick[sel] * len(table)).astype(np.int64), variant[sel]]
+    has_pii = rng.random(n) < cfg.pii_rate
+    texts = np.array([t for _, _, t in pool], dtype=object)
+    k = np.flatnonzero(has_pii)
+    which = rng.integers(0, len(texts), len(k))
+    glue = rng.random(len(k)) < 0.5
+    out[k] = np.where(glue, out[k] + " " + texts[which], texts[which])
+    return out
+
+
+# --- The simulation -----------------------------------------------------------------------------
+def _need_prior_logits(
+    age: np.ndarray, wealth: np.ndarray, held: np.ndarray, prospect: np.ndarray
+) -> np.ndarray:
+    """Multinomial-logit scores of which need arises, from the profile (columns: NEED_INTENTS)."""
+    n = len(age)
+    az = (age - 45.0) / 15.0
+    L = np.zeros((n, len(NEED_INTENTS)))
+    base = {"mortgage": -0.3, "credit_card": 0.4, "auto_loan": -0.1, "personal_loan": -0.3, "savings": 0.2,
+            "investing": -0.2, "retirement": -0.4, "business_banking": -1.3, "fraud_security": -0.5,
+            "account_servicing": 0.5}  # fmt: skip
+    for j, name in enumerate(NEED_INTENTS):
+        L[:, j] = base[name]
+    col = {name: j for j, name in enumerate(NEED_INTENTS)}
+    L[:, col["mortgage"]] += np.where((age >= 28) & (age <= 45), 1.0, -0.3)
+    L[:, col["credit_card"]] -= 0.5 * az
+    L[:, col["auto_loan"]] += 0.3 * (np.abs(az) < 1)
+    L[:, col["personal_loan"]] -= 0.4 * wealth
+    L[:, col["savings"]] += 0.3 * wealth
+    L[:, col["investing"]] += 0.8 * wealth
+    L[:, col["retirement"]] += 0.9 * az + 0.3 * wealth
+    # Held products are rarely sought again (business owners are the exception: they come back).
+    for j, p in enumerate(C.PRODUCTS):
+        L[:, j] += np.where(held[:, j], 1.2 if p == "business_banking" else -1.0, 0.0)
+    L[prospect, col["fraud_security"]] = -np.inf
+    L[prospect, col["account_servicing"]] = -np.inf
+    return L
+
+
+def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
+    """Generate one dataset (see the module docstring); events are validated and PII-scrubbed."""
+    from clicks2intent.data.contract import validate_events
+
+    cfg = config or SimulatorConfig()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    rng = np.random.default_rng(cfg.seed)
+    span = cfg.days * _DAY
+    end = pd.Timestamp(cfg.end_date)
+    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    start = end - pd.Timedelta(days=cfg.days)
+    t0_us = start.value // 1000  # microseconds since epoch
+
+    def to_ts(seconds: np.ndarray) -> pd.DatetimeIndex:
+        """Seconds since the window start → UTC timestamps (microseconds); NaN → NaT."""
+        sec = np.asarray(seconds, dtype=np.float64)
+        us = t0_us + np.round(np.nan_to_num(sec) * 1e6).astype(np.int64)
+        ts = pd.to_datetime(us, unit="us", utc=True)
+        return ts.where(~np.isnan(sec), pd.NaT) if np.isnan(sec).any() else ts
+
+    # 1. Customers -------------------------------------------------------------------------------
+    n_c = cfg.n_customers
+    age = np.clip(np.round(rng.normal(45, 15, n_c)), 18, 90)
+    tenure = np.minimum(np.round(rng.exponential(80, n_c)), (age - 18) * 12).astype(np.int64)
+    wealth = rng.normal(0, 1, n_c) + 0.02 * (age - 45) + 0.004 * tenure
+    held_logit = (
+        np.column_stack(
+            [
+                -1.3 + np.where((age >= 30) & (age <= 65), 0.8, -1.0) + 0.3 * wealth,  # mortgage
+                0.0 - 0.01 * (age - 45),  # credit_card
+                -1.6 + 0.2 * (np.abs(age - 40) < 15),  # auto_loan
+                -2.0 - 0.3 * wealth,  # personal_loan
+                0.3 + 0.5 * wealth,  # savings
+                -1.5 + 0.9 * wealth,  # investing
+                -1.4 + 0.04 * (age - 45) + 0.4 * wealth,  # retirement
+                -2.7 + 0.2 * wealth,  # business_banking
+            ]
+        )
+        + 0.004 * tenure[:, None]
+    )
+    held = rng.random((n_c, len(C.PRODUCTS))) < _sigmoid(held_logit)
+    band = np.digitize(wealth, [-1.0, 0.0, 0.9, 1.9])
+    app_user = rng.random(n_c) < cfg.app_user_share
+    app_rate = np.where(app_user, cfg.app_sessions_per_day * np.exp(rng.normal(0, 0.7, n_c)), 0.0)
+    app_30d = rng.poisson(app_rate * 30)
+
+    # 2. Visitors ----------------------------------------------------------------------------------
+    n_vis_c = np.minimum(rng.poisson(cfg.visitors_per_customer, n_c), cfg.max_visitors_per_customer)
+    n_cust_visitors = int(n_vis_c.sum())
+    n_p = round(n_cust_visitors * cfg.prospect_share / (1.0 - cfg.prospect_share))
+    n_persons = n_c + n_p
+    is_prospect = np.arange(n_persons) >= n_c
+    n_vis = np.concatenate([n_vis_c, np.ones(n_p, np.int64)])
+    vis_offset = np.cumsum(n_vis) - n_vis
+    n_visitors = int(n_vis.sum())
+    visitor_owner = np.repeat(np.arange(n_persons), n_vis)
+    visitor_device = _choice(rng, [0.50, 0.42, 0.08], n_visitors)
+    visitor_label = rng.permutation(n_visitors)  # public id number: says nothing about the owner
+
+    # Prospects' hidden profile (only to draw their needs).
+    p_age = np.clip(np.round(rng.normal(38, 13, n_p)), 18, 90)
+    p_wealth = rng.normal(-0.2, 1, n_p)
+    all_age = np.concatenate([age, p_age])
+    all_wealth = np.concatenate([wealth, p_wealth])
+    all_held = np.concatenate([held, np.zeros((n_p, len(C.PRODUCTS)), bool)])
+    prior = _need_prior_logits(all_age, all_wealth, all_held, is_prospect)
+
+    # 3. Needs ------------------------------------------------------------------------------------
+    scale = cfg.days / 90.0
+    n_needs = np.where(
+        is_prospect,
+        1 + rng.poisson(cfg.prospect_extra_needs * scale, n_persons),
+        rng.poisson(cfg.needs_per_90d * scale, n_persons),
+    )
+    need_person = np.repeat(np.arange(n_persons), n_needs)
+    gumbel = rng.gumbel(size=(len(need_person), len(NEED_INTENTS)))
+    need_intent = np.argmax(prior[need_person] + gumbel, axis=1)
+    median_days = np.array([NEED_DURATION_DAYS[i] for i in NEED_INTENTS])
+    need_dur = (
+        median_days[need_intent] * np.exp(rng.normal(0, cfg.need_duration_sigma, len(need_person))) * _DAY
+    )
+    need_start = rng.uniform(-30 * _DAY, span, len(need_person))
+    need_end = need_start + need_dur
+
+    # 4. Web sessions -------------------------------------------------------------------------------
+    has_visitor = n_vis[need_person] > 0
+    n_need_sess = np.where(has_visitor, rng.poisson(cfg.web_sessions_per_need, len(need_person)), 0)
+    ns_need = np.repeat(np.arange(len(need_person)), n_need_sess)
+    ns_time = need_start[ns_need] + rng.random(len(ns_need)) * need_dur[ns_need]
+    ns_person = need_person[ns_need]
+    ns_intent = need_intent[ns_need]
+
+    n_bg = rng.poisson(cfg.background_sessions_per_90d * scale, n_visitors)
+    bg_visitor = np.repeat(np.arange(n_visitors), n_bg)
+    bg_time = rng.random(len(bg_visitor)) * span
+    bg_servicing = ~is_prospect[visitor_owner[bg_visitor]] & (
+        rng.random(len(bg_visitor)) < cfg.customer_background_servicing
+    )
+    bg_intent = np.where(bg_servicing, _INTENT_IDX["account_servicing"], _INTENT_IDX[BROWSING])
+
+    # The session's device: the owner's first visitor is favoured.
+    ns_visitor = vis_offset[ns_person] + np.floor(
+        n_vis[ns_person] * rng.random(len(ns_person)) ** 1.5
+    ).astype(np.int64)
+    w_visitor = np.concatenate([ns_visitor, bg_visitor])
+    w_time = np.concatenate([ns_time, bg_time])
+    w_intent = np.concatenate([ns_intent, bg_intent])
+    w_need = np.concatenate([ns_need, np.full(len(bg_visitor), -1)])
+    inside = (w_time >= 0) & (w_time < span)
+    w_visitor, w_time, w_intent, w_need = w_visitor[inside], w_time[inside], w_intent[inside], w_need[inside]
+    w_time = _day_time(rng, w_time, app=False)
+
+    # 5. App sessions -------------------------------------------------------------------------------
+    n_app = rng.poisson(app_rate * cfg.days)
+    a_customer = np.repeat(np.arange(n_c), n_app)
+    a_time = _day_time(rng, rng.random(len(a_customer)) * span, app=True)
+
+    # Walk every session (web + app) together.
+    n_w, n_a = len(w_visitor), len(a_customer)
+    chain = np.concatenate([w_intent, np.full(n_a, _APP_CHAIN)])
+    referrer = np.concatenate(
+        [_choice(rng, [0.32, 0.30, 0.08, 0.10, 0.08, 0.12], n_w), np.zeros(n_a, np.int64)]
+    )
+    first = _categorical(rng, _entry_tables(cfg), chain * len(REFERRERS) + referrer)
+    max_events = np.concatenate([np.full(n_w, cfg.max_web_events), np.full(n_a, cfg.max_app_events)])
+    ev_sess, ev_pos, ev_page = _walk(
+        rng, chain, first, max_events, _transition_tables(cfg), max(cfg.ramp_steps, 1)
+    )
+    n_ev = len(ev_sess)
+    sess_len = np.bincount(ev_sess, minlength=n_w + n_a)
+    sess_first = np.cumsum(sess_len) - sess_len
+    is_last = ev_pos == sess_len[ev_sess] - 1
+
+    # Dwell and timestamps.
+    med = np.array([DWELL_MEDIAN_S[p] for p in PAGE_TYPES])
+    relevant = np.zeros((len(ALL_INTENTS) + 1, _S), bool)
+    for intent, funnel in FUNNELS.items():
+        relevant[_INTENT_IDX[intent], [_P[p] for p in funnel]] = True
+    ev_chain = chain[ev_sess]
+    mu = np.log(med[ev_page]) + np.log(cfg.relevant_dwell_factor) * relevant[ev_chain, ev_page]
+    dwell = np.clip(np.round(np.exp(mu + cfg.dwell_sigma * rng.normal(size=n_ev)), 1), 1.0, 1800.0)
+    sess_start = np.concatenate([w_time, a_time])
+    offset = np.cumsum(dwell) - dwell
+    offset -= offset[sess_first][ev_sess]
+    ev_time = sess_start[ev_sess] + offset
+    dwell_out = np.where(is_last, np.nan, dwell)  # nobody knows how long the last page was read
+
+    # Public ids: sessions numbered by start time.
+    sess_order = np.argsort(sess_start, kind="stable")
+    sess_rank = np.empty_like(sess_order)
+    sess_rank[sess_order] = np.arange(len(sess_order))
+    width = max(8, len(str(len(sess_rank))))
+    session_ids = np.array([f"s{r:0{width}d}" for r in sess_rank], dtype=object)
+    vwidth = max(7, len(str(n_visitors)))
+    visitor_ids = np.array([f"v{r:0{vwidth}d}" for r in visitor_label], dtype=object)
+    cwidth = max(7, len(str(n_c)))
+    customer_ids = np.array([f"c{i:0{cwidth}d}" for i in range(n_c)], dtype=object)
+
+    # Queries on search pages.
+    is_search = ev_page == _P["search"]
+    queries = np.full(n_ev, None, dtype=object)
+    queries[is_search] = _make_queries(rng, cfg, ev_chain[is_search], pii_pool(cfg))
+
+    is_web_ev = ev_sess < n_w
+    ev_visitor = np.full(n_ev, -1)  # -1: none (app events have no visitor, web events no customer)
+    ev_visitor[is_web_ev] = w_visitor[ev_sess[is_web_ev]]
+    ev_customer = np.full(n_ev, -1)
+    ev_customer[~is_web_ev] = a_customer[ev_sess[~is_web_ev] - n_w]
+    visitor_or_none = np.append(visitor_ids, None)  # index -1 → None
+    customer_or_none = np.append(customer_ids, None)
+    device_names = np.array(DEVICES, dtype=object)
+    app_device = _choice(rng, [0.0, 0.9, 0.1], n_a)
+    sess_device = np.concatenate([visitor_device[w_visitor], app_device])
+    ref_names = np.array(REFERRERS, dtype=object)
+    raw = pd.DataFrame(
+        {
+            C.SESSION_ID: session_ids[ev_sess],
+            C.EVENT_TIMESTAMP: to_ts(ev_time),
+            C.PAGE_TYPE: np.array(PAGE_TYPES, dtype=object)[ev_page],
+            C.VISITOR_ID: visitor_or_none[ev_visitor],
+            C.CUSTOMER_ID: customer_or_none[ev_customer],
+            C.CHANNEL: np.where(is_web_ev, "web", "app").astype(object),
+            C.DWELL_SECONDS: dwell_out,
+            C.SEARCH_QUERY: queries,
+            C.DEVICE: device_names[sess_device[ev_sess]],
+            C.REFERRER: np.append(ref_names, None)[np.where(is_web_ev, referrer[ev_sess], -1)],
+        }
+    )
+    t_gen = time.perf_counter()
+    now = max(pd.Timestamp.now(tz="UTC"), end + pd.Timedelta(days=cfg.conversion_horizon_days + 1))
+    validated = validate_events(
+        raw,
+        known_page_types=PAGE_TYPES,
+        max_session_events=max(cfg.max_web_events, cfg.max_app_events),
+        now=now,
+    )
+    del raw, queries  # the raw (unscrubbed) queries go no further
+    if validated.report.n_rejected:
+        raise RuntimeError(f"simulator produced rows the contract rejects:\n{validated.report.to_text()}")
+    t_val = time.perf_counter()
+
+    # 6. Tile impressions: every app_home view --------------------------------------------------------
+    imp = np.flatnonzero(ev_page == _P["app_home"])
+    imp_cust = ev_customer[imp]
+    imp_time = ev_time[imp]
+    tiles = C.TILES
+    tile_intent = np.array(
+        [_INTENT_IDX[next(i for i, t in INTENT_TILE.items() if t == tile)] for tile in tiles]
+    )
+    held_tile = np.column_stack([held, np.zeros((n_c, len(tiles) - len(C.PRODUCTS)), bool)])
+    util = (
+        cfg.tile_affinity_scale * prior[imp_cust][:, tile_intent] + cfg.tile_held_effect * held_tile[imp_cust]
+    )
+    # The customer's current need: the latest-started episode of theirs that covers the impression.
+    cust_need = np.flatnonzero(~is_prospect[need_person])
+    key_need = need_person[cust_need] * (span + 60 * _DAY) + need_start[cust_need] + 30 * _DAY
+    order = np.argsort(key_need, kind="stable")
+    cust_need, key_need = cust_need[order], key_need[order]
+    key_imp = imp_cust * (span + 60 * _DAY) + imp_time + 30 * _DAY
+    j = np.searchsorted(key_need, key_imp, side="right") - 1
+    active = np.zeros(len(imp), bool)
+    if len(cust_need):
+        jj = cust_need[np.maximum(j, 0)]
+        active = (
+            (j >= 0)
+            & (need_person[jj] == imp_cust)
+            & (need_start[jj] <= imp_time)
+            & (need_end[jj] >= imp_time)
+        )
+    rows = np.flatnonzero(active)
+    need_of_row = jj[rows] if len(rows) else np.zeros(0, np.int64)
+    age_days = (imp_time[rows] - need_start[need_of_row]) / _DAY
+    need_tile = np.array([tiles.index(INTENT_TILE[i]) for i in NEED_INTENTS])
+    util[rows, need_tile[need_intent[need_of_row]]] += cfg.tile_need_boost * np.exp(
+        -age_days / cfg.tile_recency_days
+    )
+    util += cfg.tile_noise_sd * rng.normal(size=util.shape)
+    util = np.column_stack([util, np.full(len(imp), cfg.tile_none_logit)])
+    choice = np.argmax(util + rng.gumbel(size=util.shape), axis=1)
+    tile_names = np.array(list(tiles) + [C.NO_CLICK], dtype=object)
+    imp_order = np.lexsort((imp_cust, imp_time))
+    iwidth = max(8, len(str(len(imp))))
+    impressions = pd.DataFrame(
+        {
+            C.IMPRESSION_ID: [f"i{r:0{iwidth}d}" for r in range(len(imp))],
+            C.CUSTOMER_ID: customer_ids[imp_cust[imp_order]],
+            C.EVENT_TIMESTAMP: to_ts(imp_time[imp_order]),
+            C.CLICKED_TILE: tile_names[choice[imp_order]],
+        }
+    )
+
+    # 7. Conversions: one row per web session -------------------------------------------------------
+    w_len = sess_len[:n_w]
+    web_ev = is_web_ev
+    reached_start = np.bincount(ev_sess[web_ev & (ev_page == _P["apply_start"])], minlength=n_w)[:n_w] > 0
+    reached_form = np.bincount(ev_sess[web_ev & (ev_page == _P["apply_form"])], minlength=n_w)[:n_w] > 0
+    product_intent = w_intent < len(C.PRODUCTS)
+    logit = (
+        cfg.conv_base
+        + np.where(product_intent, cfg.conv_product_intent, cfg.conv_other_intent)
+        + cfg.conv_apply_start * reached_start
+        + cfg.conv_apply_form * reached_form
+        + cfg.conv_depth * np.log1p(w_len)
+    )
+    converts = rng.random(n_w) < _sigmoid(logit)
+    popularity = np.array([0.10, 0.30, 0.10, 0.12, 0.16, 0.10, 0.07, 0.05])
+    other = _choice(rng, popularity, n_w)
+    same = product_intent & (rng.random(n_w) < cfg.conv_same_product)
+    product = np.where(same, w_intent, other)
+    sess_end = ev_time[sess_first[:n_w] + w_len - 1] if n_w else np.zeros(0)
+    h = cfg.conversion_horizon_days * _DAY
+    mean = cfg.conv_delay_days * _DAY
+    delay = -mean * np.log1p(-rng.random(n_w) * (1 - np.exp(-h / mean)))  # exponential truncated at h
+    product_names = np.array(list(C.PRODUCTS) + [C.NO_CONVERSION], dtype=object)
+    conv_order = np.argsort(sess_rank[:n_w], kind="stable")
+    conversions = pd.DataFrame(
+        {
+            C.SESSION_ID: session_ids[:n_w][conv_order],
+            C.VISITOR_ID: visitor_ids[w_visitor][conv_order],
+            C.EVENT_TIMESTAMP: to_ts(sess_end[conv_order]),
+            C.CONVERSION_PRODUCT: product_names[np.where(converts, product, len(C.PRODUCTS))][conv_order],
+            "converted_at": to_ts(np.where(converts, sess_end + delay, np.nan)[conv_order]),
+        }
+    )
+
+    # 8. Identity links -------------------------------------------------------------------------------
+    seen = np.bincount(w_visitor, minlength=n_visitors)
+    w_by_visitor = np.argsort(w_visitor, kind="stable")
+    w_vis_first = np.cumsum(seen) - seen
+    cust_visitor = ~is_prospect[visitor_owner]
+    linked = cust_visitor & (seen > 0) & (rng.random(n_visitors) < cfg.link_rate)
+    lv = np.flatnonzero(linked)
+    at_sess = w_by_visitor[w_vis_first[lv] + np.floor(rng.random(len(lv)) * seen[lv]).astype(np.int64)]
+    method = _choice(rng, cfg.link_method_probs, len(lv))
+    link_time = sess_end[at_sess]
+    lorder = np.argsort(link_time, kind="stable")
+    links = pd.DataFrame(
+        {
+            C.VISITOR_ID: visitor_ids[lv][lorder],
+            C.CUSTOMER_ID: customer_ids[visitor_owner[lv]][lorder],
+            C.LINKED_AT: to_ts(link_time[lorder]),
+            C.LINK_METHOD: np.array(LINK_METHODS, dtype=object)[method][lorder],
+        }
+    )
+
+    customers = pd.DataFrame(
+        {
+            C.CUSTOMER_ID: customer_ids,
+            C.EVENT_TIMESTAMP: to_ts(np.zeros(n_c)),
+            "tenure_months": tenure,
+            "age": age.astype(np.int64),
+            "app_sessions_30d": app_30d.astype(np.int64),
+            "balance_band": np.array(BALANCE_BANDS, dtype=object)[band],
+            "n_products": held.sum(axis=1).astype(np.int64),
+        }
+        | {f"has_{p}": held[:, j] for j, p in enumerate(C.PRODUCTS)}
+    )
+
+    # Truth (evaluation only).
+    owner = np.concatenate([visitor_owner[w_visitor], a_customer])
+    person_id = np.concatenate(
+        [customer_ids, np.array([f"p{i:0{cwidth}d}" for i in range(n_p)], dtype=object)]
+    )
+    owner_id = person_id[owner]
+    truth = (
+        pd.DataFrame(
+            {
+                C.SESSION_ID: session_ids,
+                C.TRUE_INTENT: np.array(list(ALL_INTENTS) + [BROWSING], dtype=object)[
+                    np.where(chain == _APP_CHAIN, len(ALL_INTENTS), chain)
+                ],
+                C.CHANNEL: np.where(np.arange(n_w + n_a) < n_w, "web", "app").astype(object),
+                "true_owner_id": owner_id,
+                "is_prospect": owner >= n_c,
+                "need_active": np.concatenate([w_need >= 0, np.zeros(n_a, bool)]),
+            }
+        )
+        .iloc[sess_order]
+        .reset_index(drop=True)
+    )
+    needs = (
+        pd.DataFrame(
+            {
+                "person_id": person_id[need_person],
+                "is_prospect": is_prospect[need_person],
+                C.TRUE_INTENT: np.array(NEED_INTENTS, dtype=object)[need_intent],
+                "need_start": to_ts(need_start),
+                "need_end": to_ts(need_end),
+            }
+        )
+        .sort_values(["person_id", "need_start"], kind="stable")
+        .reset_index(drop=True)
+    )
+    t_end = time.perf_counter()
+
+    params = {
+        "config": asdict(cfg),
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "need_intents": list(NEED_INTENTS),
+        "page_types": list(PAGE_TYPES),
+        "funnels": {k: list(v) for k, v in FUNNELS.items()},
+        "tiles": list(C.TILES),
+        "products": list(C.PRODUCTS),
+        "n_prospects": n_p,
+        "n_visitors_total": n_visitors,
+    }
+    n_seen = int((seen > 0).sum())
+    stats = {
+        "n_events": float(len(validated.events)),
+        "n_web_sessions": float(n_w),
+        "n_app_sessions": float(n_a),
+        "n_visitors_seen": float(n_seen),
+        "prospect_share_seen": float(((seen > 0) & ~cust_visitor).sum() / max(n_seen, 1)),
+        "link_rate_customer_visitors": float(len(lv) / max(((seen > 0) & cust_visitor).sum(), 1)),
+        "link_rate_all_visitors": float(len(lv) / max(n_seen, 1)),
+        "web_sessions_per_visitor": float(n_w / max(n_seen, 1)),
+        "web_events_per_session": float(sess_len[:n_w].mean()) if n_w else 0.0,
+        "app_events_per_session": float(sess_len[n_w:].mean()) if n_a else 0.0,
+        "click_rate": float((choice < len(tiles)).mean()) if len(imp) else 0.0,
+        "impressions_with_active_need": float(active.mean()) if len(imp) else 0.0,
+        "conversion_rate": float(converts.mean()) if n_w else 0.0,
+        "search_query_share": float(is_search.mean()),
+        "pii_redactions": float(sum(validated.report.pii_redactions.values())),
+        "seconds_generate": t_gen - t_start,
+        "seconds_validate": t_val - t_gen,
+        "seconds_total": t_end - t_start,
+        "cpu_seconds_total": time.process_time() - cpu_start,  # less sensitive to a busy machine
+        "events_per_second": len(validated.events) / max(t_end - t_start, 1e-9),
+    }
+    return SimulationResult(
+        events=validated.events,
+        identity_links=links,
+        customers=customers,
+        tile_impressions=impressions,
+        conversions=conversions,
+        session_truth=truth,
+        needs=needs,
+        params=params,
+        validation=validated.report.to_dict(),
+        stats=stats,
+    )
+
+
+OUTPUT_FILES: dict[str, str] = {
+    "events": "events.parquet",
+    "identity_links": "identity_links.parquet",
+    "customers": "customers.parquet",
+    "tile_impressions": "tile_impressions.parquet",
+    "conversions": "conversions.parquet",
+    "session_truth": "truth/session_truth.parquet",
+    "needs": "truth/needs.parquet",
+}
+
+
+def write_simulation(result: SimulationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write every frame as parquet (timestamps in UTC microseconds) plus ``truth/params.json``."""
+    from clicks2intent.data.contract import write_events
+
+    out = Path(out_dir)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name, rel in OUTPUT_FILES.items():
+        frame: pd.DataFrame = getattr(result, name)
+        path = out / rel
+        if name == "events":
+            write_events(frame, path)
+        else:
+            frame = frame.copy()
+            for col in frame.columns:
+                if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+                    frame[col] = frame[col].astype("datetime64[us, UTC]")
+            frame.to_parquet(path, index=False)
+        paths[name] = path
+    params_path = out / "truth" / "params.json"
+    params_path.write_text(json.dumps(result.params, indent=2, sort_keys=True) + "\n")
+    paths["params"] = params_path
+    return paths
+
+
+def summary(result: SimulationResult, paths: dict[str, Path] | None = None) -> str:
+    """The lines ``c2i simulate`` prints: rows per file and the key marginals."""
+    s = result.stats
+    lines = []
+    for name, rel in OUTPUT_FILES.items():
+        where = f"  {paths[name]}" if paths else ""
+        lines.append(f"{rel:<30} {len(getattr(result, name)):>10,} rows{where}")
+    lines += [
+        f"web sessions {int(s['n_web_sessions']):,} ({s['web_events_per_session']:.2f} events each), "
+        f"app sessions {int(s['n_app_sessions']):,} ({s['app_events_per_session']:.2f} events each)",
+        f"visitors seen {int(s['n_visitors_seen']):,} (prospects {s['prospect_share_seen']:.1%}), "
+        f"{s['web_sessions_per_visitor']:.2f} web sessions per visitor",
+        f"link rate: {s['link_rate_customer_visitors']:.1%} of customer visitors, {s['link_rate_all_visitors']:.1%} of all",
+        f"tile click rate {s['click_rate']:.1%} (impressions during an active need {s['impressions_with_active_need']:.1%})",
+        f"conversion rate {s['conversion_rate']:.2%} of web sessions",
+        f"PII redactions in search queries: {int(s['pii_redactions'])} ({result.validation.get('pii_redactions', {})})",
+        f"{int(s['n_events']):,} events in {s['seconds_total']:.1f} s "
+        f"(generate {s['seconds_generate']:.1f} s, validate {s['seconds_validate']:.1f} s): "
+        f"{s['events_per_second']:,.0f} events/s (CPU time {s['cpu_seconds_total']:.1f} s)",
+    ]
+    return "\n".join(lines)
+
+
+def _simulate_command(args: argparse.Namespace) -> int:
+    cfg = SimulatorConfig(n_customers=args.customers, seed=args.seed, days=args.days, pii_rate=args.pii_rate)
+    result = simulate(cfg)
+    t = time.perf_counter()
+    paths = write_simulation(result, args.out)
+    print(summary(result, paths))
+    print(f"written in {time.perf_counter() - t:.1f} s to {Path(args.out).resolve()}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``c2i simulate``."""
+    d = SimulatorConfig()
+    p = subparsers.add_parser("simulate", help="generate a simulated bank clickstream with hidden truth")
+    p.add_argument("--out", default="artifacts/data", help="output directory (default: artifacts/data)")
+    p.add_argument(
+        "--customers", type=int, default=d.n_customers, help=f"number of customers (default {d.n_customers})"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed: same seed, identical files")
+    p.add_argument("--days", type=int, default=d.days, help=f"window length in days (default {d.days})")
+    p.add_argument(
+        "--pii-rate", type=float, default=d.pii_rate, help="share of search queries with pasted PII"
+    )
+    p.set_defaults(func=_simulate_command)

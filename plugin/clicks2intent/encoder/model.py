@@ -1,0 +1,374 @@
+"""The session encoder: one readable file with its config, vocabulary, model and checkpoint format.
+
+A web session is a short sequence of events. Each event is embedded from every modality the clickstream
+contract has (page type, dwell time, time gap to the previous event, search query text, channel,
+device, position from the start and from the end), a small pre-norm Transformer mixes the events, and a
+recency-aware pooling turns the sequence into one L2-normalised vector.
+
+Why the pooling is not a plain mean: on real MSNBC sessions a mean-pooled masked+contrastive encoder
+added nothing over bag-of-pages + last-page features, while the 2nd/3rd-last pages did carry signal
+(``../shared/DESIGN.md``, "What a good encoder must beat"). So the session vector concatenates the
+last event's contextual state with an attention pooling whose scores see each event's distance from the
+end (reverse position embedding) — order and recency reach the embedding by construction.
+
+Featurisation (strings → the integer/float tensors below) lives in :mod:`clicks2intent.encoder.embed` and
+is shared by training, the batch job and online serving. Self-supervised objectives live in
+:mod:`clicks2intent.encoder.train`. Checkpoints store config + vocabularies + weights, so any job
+rebuilds the model without guessing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# PyTorch's OpenMP workers spin while they wait by default; on this shared 2-core machine that made
+# 2-thread training 13x slower (104 vs 1,378 sessions/s, same run with PASSIVE). Passive waiting only
+# adds a wake-up latency when the cores are free. Set before torch loads OpenMP (models.py does the
+# same for XGBoost); an explicit environment setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from clicks2intent.names import columns as C  # noqa: E402
+
+CHECKPOINT_FORMAT = 1
+
+# Special ids shared by every categorical input (page type, channel, device) and by the dwell/gap
+# buckets, so masking and padding mean the same thing everywhere.
+PAD_ID = 0  # padding position (never attended to)
+MASK_ID = 1  # hidden by the masked-event objective
+MISSING_ID = 2  # the event has no value for this modality (e.g. MSNBC has no dwell)
+OOV_ID = 3  # a value never seen in training (categoricals) / the first event's gap (time buckets)
+FIRST_GAP_ID = OOV_ID  # the first event of a session has no previous event: its own gap bucket
+N_SPECIAL = 4
+
+
+@dataclass
+class EncoderConfig:
+    """Model hyper-parameters; each default says why it is what it is."""
+
+    d_model: int = 64  # events have ~20-200 page types and few modalities: 64 is enough, keeps CPU fast
+    n_heads: int = 4  # 16-d heads; an even count keeps PyTorch's fused CPU Transformer fast path
+    n_layers: int = 2  # sessions are short (median < 10 events); two layers see every pair twice
+    d_ff: int = 128  # 2x d_model: the feed-forward dominates FLOPs, wider bought nothing on MSNBC
+    dropout: float = 0.0  # SSL masking/cropping regularise already; CPU dropout cost ~15 % of a step
+    max_len: int = 64  # longer sessions keep their LAST max_len events: recency carries the signal
+    embedding_dim: int = 64  # the published vector (Feast Array(Float32)); ranker features stay compact
+    n_time_buckets: int = 16  # dwell and gap are log-bucketed: seconds span 5 orders of magnitude
+    dwell_max_seconds: float = 1800.0  # a page read longer than 30 min is "long"; one top bucket
+    gap_max_seconds: float = 3600.0  # sessions end after ~30 min idle; longer gaps share the top bucket
+    query_buckets: int = 16384  # hashed word + char-trigram ids; no model download, collisions rare
+    query_char_ngram: int = 3  # trigrams make "mortage"/"mortgage" overlap (typos, plurals)
+    max_query_ngrams: int = 48  # bound per query: a pasted paragraph must not blow up a batch
+
+    def __post_init__(self) -> None:
+        rules = [
+            (
+                "d_model",
+                self.d_model > 0 and self.d_model % self.n_heads == 0,
+                "a positive multiple of n_heads",
+            ),
+            ("n_heads", self.n_heads > 0, "positive"),
+            ("n_layers", self.n_layers > 0, "positive"),
+            ("d_ff", self.d_ff > 0, "positive"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+            ("max_len", self.max_len >= 2, "at least 2"),
+            ("embedding_dim", self.embedding_dim > 0, "positive"),
+            ("n_time_buckets", self.n_time_buckets >= 2, "at least 2"),
+            ("dwell_max_seconds", self.dwell_max_seconds > 0, "positive"),
+            ("gap_max_seconds", self.gap_max_seconds > 0, "positive"),
+            ("query_buckets", self.query_buckets > 1, "greater than 1"),
+            ("query_char_ngram", self.query_char_ngram >= 2, "at least 2"),
+            ("max_query_ngrams", self.max_query_ngrams >= 1, "at least 1"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"EncoderConfig.{name}={getattr(self, name)!r} must be {rule}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """Rebuild from a checkpoint; unknown keys are an error (a newer format, not silently dropped)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"EncoderConfig: unknown field(s) {unknown} in checkpoint config")
+        return cls(**data)
+
+
+@dataclass
+class Vocabulary:
+    """A categorical vocabulary: token ``i`` has id ``N_SPECIAL + i``; unseen values map to ``OOV_ID``."""
+
+    tokens: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._index = {t: i + N_SPECIAL for i, t in enumerate(self.tokens)}
+        if len(self._index) != len(self.tokens):
+            raise ValueError("Vocabulary.tokens must be unique")
+
+    def __len__(self) -> int:
+        """Number of ids, specials included: the embedding table size."""
+        return N_SPECIAL + len(self.tokens)
+
+    @classmethod
+    def build(cls, values: Iterable[Any], *, min_count: int = 1, max_size: int | None = None) -> Vocabulary:
+        """Most frequent first (ties by name, so builds are deterministic); nulls are not tokens.
+
+        The contract's own OOV token (``columns.OOV_PAGE_TYPE``) is never a token: it must share the
+        OOV id with values unseen at training time.
+        """
+        counts = Counter(v for v in values if isinstance(v, str) and v and v != C.OOV_PAGE_TYPE)
+        ranked = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
+        return cls(ranked[:max_size] if max_size is not None else ranked)
+
+    @classmethod
+    def from_counts(
+        cls, counts: dict[str, int], *, min_count: int = 1, max_size: int | None = None
+    ) -> Vocabulary:
+        """Same ranking as :meth:`build` from precomputed counts (a streaming pass over a big file)."""
+        ranked = sorted(
+            (t for t, n in counts.items() if n >= min_count and t and t != C.OOV_PAGE_TYPE),
+            key=lambda t: (-counts[t], t),
+        )
+        return cls(ranked[:max_size] if max_size is not None else ranked)
+
+    def lookup(self, values: np.ndarray | list[Any]) -> np.ndarray:
+        """Ids for an array of values: None/NaN → MISSING_ID, unseen → OOV_ID (never an error)."""
+        out = np.empty(len(values), dtype=np.int64)
+        index = self._index
+        for i, v in enumerate(values):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                out[i] = MISSING_ID
+            else:
+                out[i] = index.get(v, OOV_ID)
+        return out
+
+
+class SessionEncoder(nn.Module):
+    """Events → contextual event states → one L2-normalised session vector.
+
+    Inputs are padded ``[B, L]`` tensors (events left-aligned, ``lengths`` real events per row):
+    ``page``, ``channel``, ``device`` (vocabulary ids), ``dwell`` and ``time`` (float seconds, NaN =
+    missing; ``time`` is relative to the session start), ``query`` (row of ``query_table`` per event, 0 =
+    no query) and ``query_table`` ``[U, K]`` (hashed n-gram ids per distinct query, 0 = padding).
+    """
+
+    # Plain int attributes: the TorchScript export can read neither dataclasses nor module globals.
+    __constants__ = ["max_len", "n_special", "mask_id", "missing_id", "first_gap_id", "pad_id"]
+
+    def __init__(self, config: EncoderConfig, n_pages: int, n_channels: int, n_devices: int) -> None:
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.n_pages = n_pages
+        self.max_len = config.max_len
+        self.n_special = N_SPECIAL
+        self.mask_id = MASK_ID
+        self.missing_id = MISSING_ID
+        self.first_gap_id = FIRST_GAP_ID
+        self.pad_id = PAD_ID
+        n_time_ids = N_SPECIAL + config.n_time_buckets
+        self.page_emb = nn.Embedding(n_pages, d, padding_idx=PAD_ID)
+        self.channel_emb = nn.Embedding(n_channels, d, padding_idx=PAD_ID)
+        self.device_emb = nn.Embedding(n_devices, d, padding_idx=PAD_ID)
+        self.dwell_emb = nn.Embedding(n_time_ids, d, padding_idx=PAD_ID)
+        self.gap_emb = nn.Embedding(n_time_ids, d, padding_idx=PAD_ID)
+        # Query text: mean of hashed word/char-n-gram vectors (padding id 0 is excluded from the mean,
+        # and an all-padding row — "no query" — gives a zero vector).
+        self.query_bag = nn.EmbeddingBag(config.query_buckets, d, mode="mean", padding_idx=0)
+        self.pos_emb = nn.Embedding(config.max_len, d)  # position from the start
+        self.rev_pos_emb = nn.Embedding(config.max_len, d)  # position from the end: recency
+        self.input_norm = nn.LayerNorm(d)
+        self.input_drop = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(
+            d,
+            config.n_heads,
+            config.d_ff,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,  # pre-norm: stable without warm-up tricks at this size
+        )
+        # Nested tensors are unavailable with pre-norm; length-bucketed batches keep padding small anyway.
+        self.transformer = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(d)
+        self.attn_score = nn.Linear(d, 1)  # recency-aware attention pooling (sees rev_pos via the states)
+        self.proj = nn.Linear(2 * d, config.embedding_dim)  # [last event state, attention pool] → vector
+        # Log-spaced bucket edges in log1p(seconds); buffers so they travel with the weights.
+        self.register_buffer(
+            "dwell_edges",
+            torch.linspace(0.0, math.log1p(config.dwell_max_seconds), config.n_time_buckets - 1),
+            persistent=False,
+        )
+        self.register_buffer(
+            "gap_edges",
+            torch.linspace(0.0, math.log1p(config.gap_max_seconds), config.n_time_buckets - 1),
+            persistent=False,
+        )
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """Small normal init (GPT-style) so the sum of eight embeddings starts at a sane scale."""
+        if isinstance(module, nn.Embedding | nn.EmbeddingBag):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    def time_bucket(self, seconds: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """Seconds → bucket id (N_SPECIAL..); NaN → MISSING_ID. Negative values count as 0 s."""
+        ids = torch.bucketize(torch.log1p(seconds.clamp(min=0.0)), edges) + self.n_special
+        return torch.where(torch.isnan(seconds), torch.full_like(ids, self.missing_id), ids)
+
+    def dwell_bucket(self, dwell: torch.Tensor) -> torch.Tensor:
+        """Dwell-time bucket ids; also the masked-event dwell target."""
+        return self.time_bucket(dwell, self.dwell_edges)
+
+    def encode_events(
+        self,
+        page: torch.Tensor,
+        dwell: torch.Tensor,
+        time: torch.Tensor,
+        channel: torch.Tensor,
+        device: torch.Tensor,
+        query: torch.Tensor,
+        query_table: torch.Tensor,
+        lengths: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contextual event states ``[B, L, d]`` and the padding mask ``[B, L]`` (True = padding).
+
+        ``mask`` (True = hidden) is the masked-event objective's input: a hidden event loses its page
+        type, dwell and query, and the gap into the next event is hidden too (otherwise that gap would
+        give the dwell away).
+        """
+        batch, length = page.shape
+        positions = torch.arange(length, device=page.device).unsqueeze(0)
+        padding = positions >= lengths.unsqueeze(1)
+
+        dwell_ids = self.dwell_bucket(dwell)
+        gaps = time[:, 1:] - time[:, :-1]
+        gap_ids = torch.cat(
+            [torch.full_like(page[:, :1], self.first_gap_id), self.time_bucket(gaps, self.gap_edges)], dim=1
+        )
+        if mask is not None:
+            hidden_gap = mask.clone()
+            hidden_gap[:, 1:] |= mask[:, :-1]
+            page = page.masked_fill(mask, self.mask_id)
+            dwell_ids = dwell_ids.masked_fill(mask, self.mask_id)
+            gap_ids = gap_ids.masked_fill(hidden_gap, self.mask_id)
+            query = query.masked_fill(mask, 0)
+        dwell_ids = dwell_ids.masked_fill(padding, self.pad_id)
+        gap_ids = gap_ids.masked_fill(padding, self.pad_id)
+
+        query_vectors = self.query_bag(query_table)  # [U, d]; row 0 is "no query" (all padding → 0)
+        rev = (lengths.unsqueeze(1) - 1 - positions).clamp(0, self.max_len - 1)
+        # Summed in place: one [B, L, d] buffer instead of seven temporaries (embedding backward
+        # needs only the indices, so this is autograd-safe).
+        x = self.page_emb(page)
+        x += self.dwell_emb(dwell_ids)
+        x += self.gap_emb(gap_ids)
+        x += self.channel_emb(channel)
+        x += self.device_emb(device)
+        x += query_vectors[query]
+        x += self.pos_emb(positions.clamp(max=self.max_len - 1))
+        x += self.rev_pos_emb(rev)
+        x = self.input_drop(self.input_norm(x))
+        h = self.transformer(x, src_key_padding_mask=padding)
+        return self.final_norm(h), padding
+
+    def pool(self, states: torch.Tensor, padding: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[last event state, attention pool] → projection → L2 normalisation."""
+        last = states[torch.arange(states.shape[0], device=states.device), lengths - 1]
+        scores = self.attn_score(states).squeeze(-1).masked_fill(padding, float("-inf"))
+        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+        pooled = (weights * states).sum(dim=1)
+        return F.normalize(self.proj(torch.cat([last, pooled], dim=-1)), dim=-1)
+
+    def forward(
+        self,
+        page: torch.Tensor,
+        dwell: torch.Tensor,
+        time: torch.Tensor,
+        channel: torch.Tensor,
+        device: torch.Tensor,
+        query: torch.Tensor,
+        query_table: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Session embeddings ``[B, embedding_dim]`` (unit length)."""
+        states, padding = self.encode_events(page, dwell, time, channel, device, query, query_table, lengths)
+        return self.pool(states, padding, lengths)
+
+
+# --- checkpoint ---------------------------------------------------------------------------------
+
+VOCAB_NAMES: tuple[str, ...] = (C.PAGE_TYPE, C.CHANNEL, C.DEVICE)
+
+
+@dataclass
+class EncoderCheckpoint:
+    """Everything a job needs to rebuild and use the encoder: config, vocabularies, weights, metadata."""
+
+    config: EncoderConfig
+    vocabularies: dict[str, Vocabulary]
+    model: SessionEncoder
+    metadata: dict[str, Any] = field(default_factory=dict)  # training summary: split, losses, data
+
+
+def build_model(config: EncoderConfig, vocabularies: dict[str, Vocabulary]) -> SessionEncoder:
+    """The model whose embedding tables match these vocabularies."""
+    missing = [n for n in VOCAB_NAMES if n not in vocabularies]
+    if missing:
+        raise ValueError(f"vocabularies: missing {missing}; expected {list(VOCAB_NAMES)}")
+    return SessionEncoder(
+        config,
+        n_pages=len(vocabularies[C.PAGE_TYPE]),
+        n_channels=len(vocabularies[C.CHANNEL]),
+        n_devices=len(vocabularies[C.DEVICE]),
+    )
+
+
+def save_checkpoint(checkpoint: EncoderCheckpoint, path: str | Path) -> Path:
+    """Write config + vocabularies + weights + metadata as one ``torch.save`` file of plain types."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": checkpoint.config.to_dict(),
+        "vocabularies": {name: list(v.tokens) for name, v in checkpoint.vocabularies.items()},
+        "state_dict": {k: v.detach().cpu() for k, v in checkpoint.model.state_dict().items()},
+        "metadata": checkpoint.metadata,
+    }
+    torch.save(payload, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> EncoderCheckpoint:
+    """Rebuild the model from a checkpoint (``weights_only``: loading never runs pickled code)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"encoder checkpoint not found: {path}")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    fmt = payload.get("format")
+    if fmt != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {fmt!r} is not the supported {CHECKPOINT_FORMAT}")
+    config = EncoderConfig.from_dict(payload["config"])
+    vocabularies = {name: Vocabulary(list(tokens)) for name, tokens in payload["vocabularies"].items()}
+    model = build_model(config, vocabularies)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return EncoderCheckpoint(config, vocabularies, model, dict(payload.get("metadata") or {}))

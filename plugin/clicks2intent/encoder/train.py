@@ -1,0 +1,641 @@
+"""Self-supervised training of the session encoder (no labels) and the ``c2i train-encoder`` command.
+
+Three objectives, weighted by :class:`TrainConfig`, on two augmented views of each session:
+
+* **masked-event modelling** (view A: a random crop with ~15 % of its events hidden): predict each
+  hidden event's page type and dwell bucket from its context;
+* **next-event prediction** (view B: a random strict prefix, lightly masked and locally reordered):
+  predict the page type of the event that followed the prefix *from the session vector itself* — this
+  is what pushes order and recency into the embedding (DESIGN.md: bag-of-pages + last page is the bar);
+* **contrastive (InfoNCE)** between the two views' vectors, in-batch negatives; identical sessions in a
+  batch are not used as each other's negatives (short sessions repeat a lot on real sites).
+
+Sessions are split by time: the latest ``holdout_fraction`` is left out entirely (for evaluation), the
+latest ``val_fraction`` of the rest drives early stopping, training uses the earlier ones. Seeds are
+fixed; validation augmentations are drawn from a fixed seed, so validation losses are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see encoder.py
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.encoder.embed import (  # noqa: E402
+    CHECKPOINT_FILE,
+    INPUT_COLUMNS,
+    SERVING_FILE,
+    SessionArrays,
+    count_values,
+    export_torchscript,
+    featurise,
+    pick_device,
+)
+from clicks2intent.encoder.model import (  # noqa: E402
+    N_SPECIAL,
+    EncoderCheckpoint,
+    EncoderConfig,
+    SessionEncoder,
+    Vocabulary,
+    build_model,
+    save_checkpoint,
+)
+
+IGNORE = -100  # cross-entropy target for "no target here"
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters; each default says why."""
+
+    epochs: int = 3  # simulated data: by epoch 3 validation loss gains < 1 % per half epoch
+    max_steps: int | None = None  # hard bound for quick runs and tests
+    max_minutes: float | None = None  # wall-clock bound (breaks step-for-step determinism; off by default)
+    batch_size: int = 256  # 255 in-batch negatives for InfoNCE; bigger means fewer, slower CPU steps
+    lr: float = 2e-3  # small pre-norm Transformer + AdamW: tolerates a high rate after a short warm-up
+    weight_decay: float = 0.01  # AdamW's usual light decay, on weight matrices only (not norms/biases)
+    warmup_steps: int = 50  # a few dozen steps stabilise Adam's moments before the full rate
+    val_fraction: float = 0.1  # latest 10 % of (non-holdout) sessions: early stopping on later data
+    holdout_fraction: float = 0.0  # latest sessions never seen in training (set for honest evaluation)
+    max_train_sessions: int | None = 50_000  # most recent ones: bounds a demo run to ~1-2 min on 2 cores
+    patience: int = 3  # evaluations without a better validation loss before stopping
+    evals_per_epoch: int = 2  # early stopping needs more than one look per epoch when epochs are few
+    min_page_count: int = 2  # a page type seen once cannot be learned; it shares the OOV embedding
+    max_page_vocab: int = 5000  # bounds the softmax of the masked/next-page heads
+    mask_prob: float = 0.15  # BERT's rate: enough targets per batch, enough context left
+    view_mask_prob: float = 0.1  # light masking of the prefix view (the last event is never hidden)
+    swap_prob: float = 0.1  # adjacent swaps in the prefix view: order matters, but not every detail
+    crop_min_fraction: float = 0.6  # the masked view keeps a contiguous 60-100 % of the session
+    w_masked_page: float = 1.0  # masked page and next page are the main signals: equal weights
+    w_masked_dwell: float = 0.5  # dwell buckets are noisy targets; half weight
+    w_next_page: float = 1.0
+    w_contrastive: float = 0.5  # InfoNCE starts largest (~ln 256): half weight keeps it from dominating
+    temperature: float = 0.1  # InfoNCE temperature on unit vectors (SimCLR range)
+    seed: int = 0  # numpy (batches), torch (init) and the augmentation generator all derive from it
+    device: str = "auto"  # CUDA when present
+
+    def __post_init__(self) -> None:
+        rules = [
+            ("epochs", self.epochs >= 1, "at least 1"),
+            ("batch_size", self.batch_size >= 2, "at least 2 (in-batch negatives)"),
+            ("lr", self.lr > 0, "positive"),
+            ("val_fraction", 0.0 < self.val_fraction < 1.0, "in (0, 1)"),
+            ("holdout_fraction", 0.0 <= self.holdout_fraction < 1.0, "in [0, 1)"),
+            ("mask_prob", 0.0 < self.mask_prob < 1.0, "in (0, 1)"),
+            ("view_mask_prob", 0.0 <= self.view_mask_prob < 1.0, "in [0, 1)"),
+            ("swap_prob", 0.0 <= self.swap_prob <= 1.0, "in [0, 1]"),
+            ("crop_min_fraction", 0.0 < self.crop_min_fraction <= 1.0, "in (0, 1]"),
+            ("temperature", self.temperature > 0, "positive"),
+            ("patience", self.patience >= 1, "at least 1"),
+            ("evals_per_epoch", self.evals_per_epoch >= 1, "at least 1"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} must be {rule}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps={self.max_steps} must be >= 1 when given")
+
+
+class SSLHeads(nn.Module):
+    """Training-only prediction heads; not part of the served encoder."""
+
+    def __init__(self, encoder: SessionEncoder) -> None:
+        super().__init__()
+        d = encoder.config.d_model
+        self.masked_page = nn.Linear(d, encoder.n_pages)
+        self.masked_dwell = nn.Linear(d, encoder.config.n_time_buckets)
+        # From the unit-length session vector: a learnable scale lets the softmax get sharp.
+        self.next_page = nn.Linear(encoder.config.embedding_dim, encoder.n_pages)
+        self.next_scale = nn.Parameter(torch.tensor(4.0))
+
+
+# --- time split ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TimeSplit:
+    """Session ids per side, ordered by (session start, session id)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    holdout: np.ndarray
+    train_end: str | None  # latest session start in train (ISO, UTC)
+    holdout_start: str | None  # earliest session start in holdout
+    holdout_first_session: str | None  # its session id (ties in start time are ordered by id)
+
+
+def time_split(table: pa.Table, val_fraction: float, holdout_fraction: float) -> TimeSplit:
+    """Split sessions by their first event's time: train < validation < holdout (never row-random)."""
+    starts = table.group_by(C.SESSION_ID).aggregate([(C.EVENT_TIMESTAMP, "min")]).to_pandas()
+    starts = starts.rename(columns={f"{C.EVENT_TIMESTAMP}_min": "start"})
+    starts = starts.sort_values(["start", C.SESSION_ID], kind="stable")
+    ids = starts[C.SESSION_ID].to_numpy(dtype=object)
+    n = len(ids)
+    n_hold = int(round(holdout_fraction * n))
+    n_rest = n - n_hold
+    if n_rest < 2:
+        raise ValueError(
+            f"events: {n} session(s) ({n_hold} held out) are too few to split into train/validation; "
+            "need at least 2 outside the holdout"
+        )
+    n_val = min(max(1, int(round(val_fraction * n_rest))), n_rest - 1)
+    n_train = n_rest - n_val
+
+    def iso(i: int) -> str | None:
+        return pd.Timestamp(starts["start"].iloc[i]).isoformat() if 0 <= i < n else None
+
+    return TimeSplit(
+        train=ids[:n_train],
+        val=ids[n_train:n_rest],
+        holdout=ids[n_rest:],
+        train_end=iso(n_train - 1),
+        holdout_start=iso(n_rest) if n_hold else None,
+        holdout_first_session=str(ids[n_rest]) if n_hold else None,
+    )
+
+
+def _rows_of(table: pa.Table, session_ids: np.ndarray) -> pa.Table:
+    return table.filter(pc.is_in(table[C.SESSION_ID], value_set=pa.array(session_ids, pa.string())))
+
+
+def build_vocabularies(table: pa.Table, config: TrainConfig) -> dict[str, Vocabulary]:
+    """Page/channel/device vocabularies from the training rows only."""
+    return {
+        C.PAGE_TYPE: Vocabulary.from_counts(
+            count_values(table, C.PAGE_TYPE), min_count=config.min_page_count, max_size=config.max_page_vocab
+        ),
+        C.CHANNEL: Vocabulary.from_counts(count_values(table, C.CHANNEL)),
+        C.DEVICE: Vocabulary.from_counts(count_values(table, C.DEVICE), max_size=1000),
+    }
+
+
+# --- augmentations (vectorised over a padded batch) ---------------------------------------------
+
+_PER_EVENT = ("page", "dwell", "time", "channel", "device", "query")
+
+
+def _gather(
+    batch: dict[str, torch.Tensor], index: torch.Tensor, lengths: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Re-index every per-event tensor by ``index`` [B, L] and set new lengths."""
+    out = dict(batch)
+    for k in _PER_EVENT:
+        out[k] = torch.gather(batch[k], 1, index)
+    out["lengths"] = lengths
+    return out
+
+
+def crop_view(
+    batch: dict[str, torch.Tensor], min_fraction: float, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """A random contiguous crop keeping ``min_fraction``-100 % of each session."""
+    lengths = batch["lengths"]
+    frac = min_fraction + (1 - min_fraction) * torch.rand(lengths.shape, generator=gen)
+    new_len = torch.clamp(torch.ceil(frac * lengths).long(), 1)
+    start = (torch.rand(lengths.shape, generator=gen) * (lengths - new_len + 1)).long()
+    width = batch["page"].shape[1]
+    index = (start.unsqueeze(1) + torch.arange(width).unsqueeze(0)).clamp(max=width - 1)
+    return _gather(batch, index, new_len)
+
+
+def random_mask(lengths: torch.Tensor, width: int, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Bernoulli mask over real events, with at least one hidden event per session."""
+    valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+    mask = (torch.rand((len(lengths), width), generator=gen) < prob) & valid
+    none = ~mask.any(dim=1)
+    forced = (torch.rand(lengths.shape, generator=gen) * lengths).long()
+    mask[none, forced[none]] = True
+    return mask
+
+
+def prefix_view(
+    batch: dict[str, torch.Tensor], config: TrainConfig, gen: torch.Generator
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """A random strict prefix of each session (whole one-event sessions), its next page, and a light mask.
+
+    The prefix is lightly masked and some adjacent events swap content (timestamps stay in place), but
+    its last event is never hidden or moved: recency is what the next-event target rewards.
+    """
+    lengths = batch["lengths"]
+    width = batch["page"].shape[1]
+    cut = 1 + (torch.rand(lengths.shape, generator=gen) * (lengths - 1).clamp(min=0)).long()
+    cut = torch.where(lengths >= 2, cut.clamp(max=lengths - 1), lengths)
+    rows = torch.arange(len(lengths))
+    target = batch["page"][rows, cut.clamp(max=width - 1)]
+    target = torch.where(lengths >= 2, target, torch.full_like(target, IGNORE))
+
+    pos = torch.arange(width).unsqueeze(0)
+    # Swap i <-> i+1 where chosen, for i < cut-2 (the last kept event stays put); no overlapping swaps.
+    swap = (torch.rand((len(lengths), width), generator=gen) < config.swap_prob) & (
+        pos < (cut - 2).unsqueeze(1)
+    )
+    swap[:, 1:] &= ~swap[:, :-1]
+    index = pos.expand(len(lengths), width).clone()
+    index[swap] += 1
+    shifted = torch.zeros_like(swap)
+    shifted[:, 1:] = swap[:, :-1]
+    index[shifted] -= 1
+    view = dict(batch)
+    for k in ("page", "dwell", "channel", "device", "query"):  # content moves, the timeline does not
+        view[k] = torch.gather(batch[k], 1, index)
+    view["lengths"] = cut
+    mask = (torch.rand((len(lengths), width), generator=gen) < config.view_mask_prob) & (
+        pos < (cut - 1).unsqueeze(1)
+    )
+    return view, target, mask
+
+
+def _session_keys(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A hash of each session's page sequence, to keep duplicates out of each other's negatives."""
+    width = batch["page"].shape[1]
+    weights = torch.tensor(
+        [(1_000_003**i) % (2**61 - 1) for i in range(1, width + 1)], dtype=torch.int64
+    ).unsqueeze(0)
+    pos = torch.arange(width).unsqueeze(0)
+    pages = batch["page"].masked_fill(pos >= batch["lengths"].unsqueeze(1), 0)
+    return (pages * weights).sum(dim=1) * 31 + batch["lengths"]
+
+
+def ssl_losses(
+    model: SessionEncoder,
+    heads: SSLHeads,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    gen: torch.Generator,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """The three objectives on one batch (augmentations drawn on CPU from ``gen``, then moved)."""
+    view_a = crop_view(batch, config.crop_min_fraction, gen)
+    width = view_a["page"].shape[1]
+    mask_a = random_mask(view_a["lengths"], width, config.mask_prob, gen)
+    view_b, next_target, mask_b = prefix_view(batch, config, gen)
+    keys = _session_keys(batch)
+
+    view_a = {k: v.to(device) for k, v in view_a.items()}
+    view_b = {k: v.to(device) for k, v in view_b.items()}
+    mask_a, mask_b, next_target, keys = (t.to(device) for t in (mask_a, mask_b, next_target, keys))
+
+    states_a, pad_a = model.encode_events(**view_a, mask=mask_a)
+    z_a = model.pool(states_a, pad_a, view_a["lengths"])
+    hidden = states_a[mask_a]
+    page_loss = F.cross_entropy(heads.masked_page(hidden), view_a["page"][mask_a])
+    dwell_target = model.dwell_bucket(view_a["dwell"][mask_a]) - N_SPECIAL
+    dwell_target = torch.where(dwell_target >= 0, dwell_target, torch.full_like(dwell_target, IGNORE))
+    if (dwell_target != IGNORE).any():
+        dwell_loss = F.cross_entropy(heads.masked_dwell(hidden), dwell_target, ignore_index=IGNORE)
+    else:  # e.g. MSNBC: no dwell at all
+        dwell_loss = hidden.sum() * 0.0
+
+    states_b, pad_b = model.encode_events(**view_b, mask=mask_b)
+    z_b = model.pool(states_b, pad_b, view_b["lengths"])
+    if (next_target != IGNORE).any():
+        next_logits = heads.next_page(z_b * heads.next_scale)
+        next_loss = F.cross_entropy(next_logits, next_target, ignore_index=IGNORE)
+    else:
+        next_loss = z_b.sum() * 0.0
+
+    logits = z_a @ z_b.T / config.temperature
+    duplicate = (keys.unsqueeze(0) == keys.unsqueeze(1)) & ~torch.eye(
+        len(keys), dtype=torch.bool, device=device
+    )
+    logits = logits.masked_fill(duplicate, float("-inf"))
+    labels = torch.arange(len(keys), device=device)
+    contrastive = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+    total = (
+        config.w_masked_page * page_loss
+        + config.w_masked_dwell * dwell_loss
+        + config.w_next_page * next_loss
+        + config.w_contrastive * contrastive
+    )
+    return {
+        "loss": total,
+        "masked_page": page_loss,
+        "masked_dwell": dwell_loss,
+        "next_page": next_loss,
+        "contrastive": contrastive,
+    }
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Length-bucketed batches: shuffle, sort within windows of 50 batches, shuffle the batch order."""
+    n = len(lengths)
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    window = batch_size * 50
+    batches: list[np.ndarray] = []
+    for start in range(0, n, window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    batches = [b for b in batches if len(b) >= 2]  # InfoNCE needs a negative
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def evaluate(
+    model: SessionEncoder,
+    heads: SSLHeads,
+    arrays: SessionArrays,
+    config: TrainConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """Mean SSL losses over a fixed set of augmentations (same seed every call, so comparable)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    totals: dict[str, float] = {}
+    weight = 0
+    for idx in _batches(arrays.lengths, config.batch_size, None):
+        losses = ssl_losses(model, heads, arrays.batch(idx), config, gen, device)
+        for k, v in losses.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * len(idx)
+        weight += len(idx)
+    model.train()
+    return {k: v / max(weight, 1) for k, v in totals.items()}
+
+
+@dataclass
+class TrainResult:
+    checkpoint: EncoderCheckpoint
+    history: list[dict[str, Any]]
+    train_sessions_per_second: float
+
+
+def _as_table(events: pa.Table | pd.DataFrame, channel: str | None) -> pa.Table:
+    if isinstance(events, pd.DataFrame):
+        missing = [c for c in C.REQUIRED_EVENT_COLUMNS if c not in events.columns]
+        if missing:
+            raise ValueError(f"events: missing required column(s) {missing}")
+        events = pa.Table.from_pandas(
+            events[[c for c in INPUT_COLUMNS if c in events.columns]], preserve_index=False
+        )
+    missing = [c for c in C.REQUIRED_EVENT_COLUMNS if c not in events.column_names]
+    if missing:
+        raise ValueError(f"events: missing required column(s) {missing}")
+    if channel is not None:
+        if C.CHANNEL not in events.column_names:
+            raise ValueError(f"channel={channel!r}: the events have no '{C.CHANNEL}' column")
+        events = events.filter(pc.fill_null(pc.equal(events[C.CHANNEL], channel), False))
+    if events.num_rows == 0:
+        raise ValueError("events: no rows to train on")
+    return events
+
+
+def train_encoder(
+    events: pa.Table | pd.DataFrame,
+    encoder_config: EncoderConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    channel: str | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Build vocabularies, split by time, train with early stopping, return the best checkpoint."""
+    encoder_config = encoder_config or EncoderConfig()
+    cfg = train_config or TrainConfig()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+
+    table = _as_table(events, channel)
+    split = time_split(table, cfg.val_fraction, cfg.holdout_fraction)
+    train_ids = split.train
+    if cfg.max_train_sessions is not None and len(train_ids) > cfg.max_train_sessions:
+        train_ids = train_ids[-cfg.max_train_sessions :]  # the most recent: closest to what gets embedded
+    train_rows = _rows_of(table, train_ids)
+    vocabularies = build_vocabularies(train_rows, cfg)
+    train = featurise(train_rows, vocabularies, encoder_config)
+    val = featurise(_rows_of(table, split.val), vocabularies, encoder_config)
+
+    model = build_model(encoder_config, vocabularies).to(device)
+    heads = SSLHeads(model).to(device)
+    params = list(model.parameters()) + list(heads.parameters())
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # The fused kernel updates the ~1M hashed-query weights ~7x faster than the per-tensor loop on CPU.
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    steps_per_epoch = len(_batches(train.lengths, cfg.batch_size, None))
+    if steps_per_epoch == 0:
+        raise ValueError(f"events: {len(train)} training session(s) make no batch of >= 2 sessions")
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        progress_frac = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_frac))))
+
+    history: list[dict[str, Any]] = []
+    initial = evaluate(model, heads, val, cfg, device)
+    history.append({"step": 0, "epoch": 0.0, "val": initial})
+    best_loss, best_step = initial["loss"], 0
+    best_state = copy.deepcopy(model.state_dict())
+    stale = 0
+    step = 0
+    train_seconds = 0.0
+    sessions_seen = 0
+    started = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, desc="train-encoder", unit="step", file=sys.stderr, dynamic_ncols=True)
+    stop_reason: str | None = None
+    model.train()
+    try:
+        for _epoch in range(cfg.epochs):
+            for idx in _batches(train.lengths, cfg.batch_size, rng):
+                t0 = time.perf_counter()
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step)
+                losses = ssl_losses(model, heads, train.batch(idx), cfg, gen, device)
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                train_seconds += time.perf_counter() - t0
+                sessions_seen += len(idx)
+                step += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses['loss'].item():.3f}", best_val=f"{best_loss:.3f}")
+                if step % eval_every == 0 or step == total_steps:
+                    val_losses = evaluate(model, heads, val, cfg, device)
+                    history.append(
+                        {"step": step, "epoch": round(step / steps_per_epoch, 3), "val": val_losses}
+                    )
+                    if val_losses["loss"] < best_loss - 1e-4:
+                        best_loss, best_step, stale = val_losses["loss"], step, 0
+                        best_state = copy.deepcopy(model.state_dict())
+                    else:
+                        stale += 1
+                        if stale >= cfg.patience:
+                            stop_reason = "early_stopping"
+                if stop_reason is None and step >= total_steps:
+                    stop_reason = (
+                        "max_steps" if cfg.max_steps is not None and step >= cfg.max_steps else "epochs"
+                    )
+                if (
+                    stop_reason is None
+                    and cfg.max_minutes is not None
+                    and time.perf_counter() - started > 60 * cfg.max_minutes
+                ):
+                    stop_reason = "max_minutes"
+                if stop_reason is not None:
+                    break
+            if stop_reason is not None:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    stop_reason = stop_reason or "epochs"
+    if history[-1]["step"] != step:  # stopped by the clock between evaluations: judge the last weights too
+        val_losses = evaluate(model, heads, val, cfg, device)
+        history.append({"step": step, "epoch": round(step / steps_per_epoch, 3), "val": val_losses})
+        if val_losses["loss"] < best_loss - 1e-4:
+            best_loss, best_step = val_losses["loss"], step
+            best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    speed = sessions_seen / train_seconds if train_seconds > 0 else float("nan")
+    metadata = {
+        "train_config": asdict(cfg),
+        "channel": channel,
+        "n_train_sessions": len(train),
+        "n_val_sessions": len(val),
+        "n_holdout_sessions": len(split.holdout),
+        "train_end": split.train_end,
+        "holdout_start": split.holdout_start,
+        "holdout_first_session": split.holdout_first_session,
+        "steps": step,
+        "best_step": best_step,
+        "best_val_loss": best_loss,
+        "initial_val_loss": initial["loss"],
+        "stop_reason": stop_reason,
+        "train_sessions_per_second": speed,
+        "device": str(device),
+        "history": history,
+    }
+    checkpoint = EncoderCheckpoint(encoder_config, vocabularies, model.cpu(), metadata)
+    return TrainResult(checkpoint, history, speed)
+
+
+def save_encoder_dir(checkpoint: EncoderCheckpoint, out_dir: str | Path, export: bool = True) -> Path:
+    """``checkpoint.pt`` (config + vocab + weights) and the TorchScript serving export."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(checkpoint, out_dir / CHECKPOINT_FILE)
+    if export:
+        export_torchscript(checkpoint.model, out_dir / SERVING_FILE)
+    (out_dir / "training.json").write_text(json.dumps(checkpoint.metadata, indent=2, default=str))
+    return out_dir
+
+
+def read_training_events(path: str | Path) -> pa.Table:
+    """The columns the encoder uses from an events parquet (others are never loaded)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"events file not found: {path}")
+    names = pq.ParquetFile(path).schema_arrow.names
+    return pq.read_table(path, columns=[c for c in INPUT_COLUMNS if c in names])
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    enc_overrides = {
+        f.name: getattr(args, f.name)
+        for f in fields(EncoderConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    train_overrides = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None
+    }
+    try:
+        encoder_config = EncoderConfig(**enc_overrides)
+        train_config = TrainConfig(**train_overrides)
+        table = read_training_events(args.events)
+        result = train_encoder(
+            table, encoder_config, train_config, channel=args.channel, progress=not args.quiet
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = save_encoder_dir(result.checkpoint, args.out)
+    m = result.checkpoint.metadata
+    print(
+        f"trained on {m['n_train_sessions']} sessions ({m['n_val_sessions']} validation, "
+        f"{m['n_holdout_sessions']} held out) for {m['steps']} steps ({m['stop_reason']}); "
+        f"val loss {m['initial_val_loss']:.3f} -> {m['best_val_loss']:.3f} (best at step {m['best_step']}); "
+        f"{m['train_sessions_per_second']:,.0f} training sessions/s on {m['device']} -> {out}"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``c2i train-encoder``."""
+    p = subparsers.add_parser("train-encoder", help="self-supervised training of the session encoder")
+    p.add_argument("--events", required=True, help="events parquet in the clickstream contract")
+    p.add_argument("--out", required=True, help="encoder directory to write (checkpoint.pt, encoder.ts)")
+    p.add_argument("--channel", choices=list(C.CHANNELS), help="train on events of this channel only")
+    p.add_argument("--epochs", type=int, help=f"default {TrainConfig.epochs}")
+    p.add_argument("--max-steps", dest="max_steps", type=int, help="stop after this many optimiser steps")
+    p.add_argument(
+        "--max-minutes", dest="max_minutes", type=float, help="stop after this much wall-clock time"
+    )
+    p.add_argument("--batch-size", dest="batch_size", type=int, help=f"default {TrainConfig.batch_size}")
+    p.add_argument("--lr", type=float, help=f"default {TrainConfig.lr}")
+    p.add_argument(
+        "--val-fraction", dest="val_fraction", type=float, help="latest share of sessions for validation"
+    )
+    p.add_argument(
+        "--holdout-fraction",
+        dest="holdout_fraction",
+        type=float,
+        help="latest share never trained on (evaluation)",
+    )
+    p.add_argument("--max-train-sessions", dest="max_train_sessions", type=int, help="most recent N sessions")
+    p.add_argument("--patience", type=int, help="evaluations without improvement before early stopping")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--device", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--d-model", dest="d_model", type=int, help=f"default {EncoderConfig.d_model}")
+    p.add_argument("--n-layers", dest="n_layers", type=int, help=f"default {EncoderConfig.n_layers}")
+    p.add_argument("--n-heads", dest="n_heads", type=int, help=f"default {EncoderConfig.n_heads}")
+    p.add_argument("--d-ff", dest="d_ff", type=int, help=f"default {EncoderConfig.d_ff}")
+    p.add_argument(
+        "--embedding-dim", dest="embedding_dim", type=int, help=f"default {EncoderConfig.embedding_dim}"
+    )
+    p.add_argument("--max-len", dest="max_len", type=int, help="events kept per session (the last ones)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_command)

@@ -1,0 +1,765 @@
+"""The paper's table: baseline / +labels / +embedding / +both, per task, on one time split.
+
+For each task the four variants are trained on the SAME training rows, early-stopped on the same
+validation period and scored on the same test period; only the feature columns differ:
+
+=====================  ===============================================================
+``baseline``           the production baseline (the ``*_baseline`` feature service)
+``labels``             baseline + intent-label features (label, confidence, decayed label mix)
+``embedding``          baseline + session-embedding features
+``embedding+labels``   baseline + both: the ``*_v1`` feature service, the deployed model
+=====================  ===============================================================
+
+Which group a feature belongs to is decided once, by ``feast_objects.feature_group``. Differences
+against the baseline come with paired bootstrap intervals over test rows
+(:func:`clicks2intent.evaluation.metrics.paired_bootstrap`): an interval that spans zero is reported as such,
+whichever way the point estimate goes.
+
+``c2i evaluate`` runs it on the simulated data through Feast, writes ``reports/ablation.json``,
+``ablation.md`` and PNGs, and saves the deployable models to the BentoML store.
+``c2i evaluate --dataset msnbc PATH`` runs the same protocol on real MSNBC sessions
+(:mod:`clicks2intent.evaluation.msnbc`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clicks2intent.names import columns as C
+from clicks2intent.evaluation import metrics as M
+from clicks2intent.models.inputs import model_feature_names
+from clicks2intent.models.xgb import FeatureModel, train_feature_model
+from clicks2intent.models.training_sets import CONVERSION, LABEL, TASK_CLASSES, TILE_RANKING
+
+BASELINE, LABELS, EMBEDDING, BOTH = "baseline", "labels", "embedding", "embedding+labels"
+VARIANTS: tuple[str, ...] = (BASELINE, LABELS, EMBEDDING, BOTH)
+VARIANT_GROUPS: dict[str, frozenset[str]] = {
+    BASELINE: frozenset({"baseline"}),
+    LABELS: frozenset({"baseline", "labels"}),
+    EMBEDDING: frozenset({"baseline", "embedding"}),
+    BOTH: frozenset({"baseline", "embedding", "labels"}),
+}
+SERVICES: dict[str, dict[str, str]] = {
+    TILE_RANKING: {BASELINE: "tile_ranker_baseline", BOTH: "tile_ranker_v1"},
+    CONVERSION: {BASELINE: "conversion_baseline", BOTH: "conversion_v1"},
+}
+TASK_TITLES = {TILE_RANKING: "Tile ranking", CONVERSION: "Conversion"}
+GroupFn = Callable[[str], str]
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout carries the table)."""
+    print(f"[evaluate] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class AblationConfig:
+    """Model and evaluation settings shared by every variant (bounded for a 2-core demo)."""
+
+    n_estimators: int = 300  # upper bound; early stopping usually ends far sooner
+    learning_rate: float = 0.1  # with ≤300 rounds: converges on 10k-100k rows
+    max_depth: int = 4  # 16 leaves: enough for these feature counts; depth 6 was 3x slower per tree here
+    min_child_weight: float = 1.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    max_bin: int = 64  # hist bins: a quarter of the default, faster, ample for 10k-rows training sets
+    early_stopping_rounds: int = 20
+    class_weight_power: float = 0.5  # sqrt-balanced weights: see clicks2intent.models.xgb
+    n_jobs: int = 2
+    n_boot: int = 500  # paired bootstrap resamples of the test rows
+    none_sample_rate: float = 0.3  # conversion: share of "none" training rows kept (weighted 1/rate)
+    n_explain: int = 500  # test rows whose TreeSHAP contributions give the group shares (cost ∝ rows)
+    random_state: int = 0
+
+    def model_params(self) -> dict[str, Any]:
+        keys = (
+            "n_estimators", "learning_rate", "max_depth", "min_child_weight", "subsample",
+            "colsample_bytree", "max_bin", "early_stopping_rounds", "class_weight_power", "n_jobs",
+            "random_state",
+        )  # fmt: skip
+        return {k: getattr(self, k) for k in keys}
+
+
+def variant_features(
+    baseline_features: Sequence[str], full_features: Sequence[str], variant: str, group_of: GroupFn
+) -> list[str]:
+    """Baseline features plus the full service's features of the variant's extra groups (ordered)."""
+    extra = VARIANT_GROUPS[variant] - {"baseline"}
+    out = list(baseline_features)
+    out += [f for f in full_features if f not in out and group_of(f) in extra]
+    return out
+
+
+WEIGHT = "sample_weight"  # per-row training weight column (inverse sampling rate)
+
+
+def subsample_class(
+    df: pd.DataFrame, label_column: str, majority: str, rate: float, random_state: int = 0
+) -> pd.DataFrame:
+    """Keep a random ``rate`` share of the ``majority`` rows, weighted 1/rate (others weight 1).
+
+    For conversion, where "none" is ~94 % of sessions: training on a weighted sample gives the same
+    objective in expectation at a fraction of the Feast fetch and training time. Only ever applied to
+    training rows; validation and test keep every row.
+    """
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"none_sample_rate must be in (0, 1], got {rate}")
+    rng = np.random.default_rng(random_state)
+    is_major = (df[label_column] == majority).to_numpy()
+    keep = ~is_major | (rng.random(len(df)) < rate)
+    out = df[keep].copy()
+    out[WEIGHT] = np.where(is_major[keep], 1.0 / rate, 1.0) * (
+        df[WEIGHT].to_numpy()[keep] if WEIGHT in df else 1.0
+    )
+    return out.reset_index(drop=True)
+
+
+def _codes(labels: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[v] for v in labels], dtype=np.int64)
+
+
+def task_metrics(task: str, classes: Sequence[str]) -> dict[str, M.MetricFn]:
+    """The paper's metric set for a task (conversion F1 over the products, "none" left out)."""
+    if task == CONVERSION:
+        positive = [i for i, c in enumerate(classes) if c != C.NO_CONVERSION]
+        return M.conversion_metrics(positive)
+    return M.ranking_metrics()
+
+
+def run_task_ablation(
+    task: str,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    test: pd.DataFrame,
+    variant_feature_lists: Mapping[str, Sequence[str]],
+    classes: Sequence[str],
+    group_of: GroupFn,
+    config: AblationConfig,
+    metric_fns: Mapping[str, M.MetricFn] | None = None,
+    vocabularies: Mapping[str, Sequence[str]] | None = None,
+    label_column: str = LABEL,
+    services: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, FeatureModel]]:
+    """Train every variant with features, score the test rows, bootstrap the differences.
+
+    Returns the task's report section and the fitted models. A variant without any features of its
+    extra group (e.g. no label features in the service) is reported as skipped, not silently trained
+    as a copy of the baseline.
+    """
+    from clicks2intent.models.explain import group_shares
+
+    classes = list(classes)
+    metric_fns = dict(metric_fns or task_metrics(task, classes))
+    none_label = classes.index(C.NO_CONVERSION) if task == CONVERSION and C.NO_CONVERSION in classes else None
+    positive = [i for i in range(len(classes)) if i != none_label]
+    y_valid = _codes(valid[label_column].tolist(), classes)
+    if none_label is not None and config.none_sample_rate < 1.0 and WEIGHT not in train.columns:
+        train = subsample_class(
+            train, label_column, C.NO_CONVERSION, config.none_sample_rate, config.random_state
+        )
+    variant_fns: dict[str, dict[str, M.MetricFn]] = {}
+    services = dict(services or {})
+    y_test = _codes(test[label_column].tolist(), classes)
+    models: dict[str, FeatureModel] = {}
+    probas: dict[str, np.ndarray] = {}
+    section: dict[str, Any] = {
+        "n_train": len(train),  # rows trained on (after any "none" subsampling)
+        "n_train_weighted": float(train[WEIGHT].sum()) if WEIGHT in train.columns else float(len(train)),
+        "n_valid": len(valid),
+        "n_test": len(test),
+        "classes": list(classes),
+        "class_counts": {
+            split: {
+                c: int(n) for c, n in df[label_column].value_counts().reindex(classes, fill_value=0).items()
+            }
+            for split, df in (("train", train), ("test", test))
+        },
+        "metric_names": list(metric_fns),
+        "variants": {},
+    }
+    base_feats = list(variant_feature_lists[BASELINE])
+    for variant in VARIANTS:
+        feats = list(variant_feature_lists.get(variant, []))
+        entry: dict[str, Any] = {"features": feats, "n_features": len(feats)}
+        if variant != BASELINE and feats == base_feats:
+            entry |= {
+                "status": "skipped",
+                "reason": f"no {sorted(VARIANT_GROUPS[variant] - {'baseline'})} features available",
+            }
+            section["variants"][variant] = entry
+            continue
+        t0 = time.perf_counter()
+        model = train_feature_model(
+            train,
+            valid,
+            feats,
+            label_column,
+            classes,
+            vocabularies,
+            services.get(variant, ""),
+            weight_column=WEIGHT if WEIGHT in train.columns else None,
+            **config.model_params(),
+        )
+        fit_s = time.perf_counter() - t0
+        log(
+            f"{task}/{variant}: {len(feats)} features, {model.estimator.best_iteration_ + 1} trees/class, fit {fit_s:.1f}s"
+        )
+        p = model.predict_proba(test)
+        models[variant], probas[variant] = model, p
+        if none_label is not None:  # F1 decision rule tuned on the validation period, per model
+            entry["decision_threshold"] = M.tune_threshold(
+                y_valid, model.predict_proba(valid), positive, none_label
+            )
+            variant_fns[variant] = M.conversion_metrics(positive, none_label, entry["decision_threshold"])
+        entry |= {
+            "status": "ok",
+            "feature_service": services.get(variant, ""),
+            "n_model_columns": len(model.spec.columns),
+            "best_iteration": model.estimator.best_iteration_,
+            "valid_weighted_log_loss": model.estimator.valid_log_loss_,
+            "fit_seconds": round(fit_s, 2),
+            "ece": M.expected_calibration_error(y_test, p),
+            "calibration": M.reliability_curve(y_test, p),
+        }
+        if set(group_of(f) for f in feats) - {"baseline"}:
+            explain_rows = test.sample(n=min(len(test), config.n_explain), random_state=config.random_state)
+            entry["contribution_shares"] = group_shares(model, explain_rows, group_of)
+        section["variants"][variant] = entry
+    boot = M.paired_bootstrap(
+        y_test,
+        probas,
+        metric_fns,
+        BASELINE,
+        config.n_boot,
+        random_state=config.random_state,
+        variant_metrics=variant_fns,
+    )
+    for variant, res in boot.items():
+        entry = section["variants"][variant]
+        for m, iv in res["metric"].items():
+            entry[m] = iv.value
+        entry["ci"] = {m: [iv.low, iv.high] for m, iv in res["metric"].items()}
+        if variant != BASELINE:
+            base = res["metric"]
+            entry["vs_baseline"] = {
+                m: {
+                    "diff": d.value,
+                    "ci_low": d.low,
+                    "ci_high": d.high,
+                    "relative_pct": 100.0 * d.value / abs(boot[BASELINE]["metric"][m].value)
+                    if boot[BASELINE]["metric"][m].value
+                    else None,
+                    "significant": bool(d.low > 0 or d.high < 0),
+                }
+                for m, d in res["diff"].items()
+                if m in base
+            }
+    return section, models
+
+
+# --- report schema ---------------------------------------------------------------------------------
+TASK_METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    TILE_RANKING: ("macro_recall_at_1", "log_loss", "ndcg_at_3"),
+    CONVERSION: ("micro_f1", "macro_f1", "log_loss"),
+}
+
+
+def validate_report(report: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first missing piece of the ablation report contract.
+
+    ``{"dataset", "<task>": {"n_test", "variants": {<4 variants>: {<metrics>…}}}, "distillation",
+    "taxonomy"}`` — what the serving issue, the README and reviewers read.
+    """
+    for key in ("dataset", "tasks", "distillation", "taxonomy"):
+        if key not in report:
+            raise ValueError(f"ablation report: missing top-level key {key!r}")
+    for task in report["tasks"]:
+        sec = report.get(task)
+        if not isinstance(sec, Mapping):
+            raise ValueError(f"ablation report: missing task section {task!r}")
+        if not isinstance(sec.get("n_test"), int) or sec["n_test"] <= 0:
+            raise ValueError(f"ablation report: {task}.n_test must be a positive int")
+        variants = sec.get("variants", {})
+        for v in VARIANTS:
+            if v not in variants:
+                raise ValueError(f"ablation report: {task}.variants lacks {v!r}")
+            e = variants[v]
+            if e.get("status") == "skipped":
+                continue
+            for m in TASK_METRIC_NAMES.get(task, sec.get("metric_names", ())):
+                if not isinstance(e.get(m), float):
+                    raise ValueError(f"ablation report: {task}.variants.{v}.{m} must be a number")
+            if v != BASELINE and "vs_baseline" not in e:
+                raise ValueError(f"ablation report: {task}.variants.{v} lacks vs_baseline")
+
+
+# --- report writing -------------------------------------------------------------------------------
+def _fmt(v: Any, digits: int = 4) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def markdown_table(section: Mapping[str, Any], title: str) -> str:
+    """The paper's form: each variant's metrics and their relative change against the baseline,
+    with the 95 % paired-bootstrap interval of the absolute difference."""
+    metrics = section["metric_names"]
+    lines = [
+        f"### {title} (n_train={section['n_train']}, n_valid={section['n_valid']}, n_test={section['n_test']})",
+        "",
+        "| variant | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for variant in VARIANTS:
+        e = section["variants"].get(variant)
+        if e is None:
+            continue
+        if e.get("status") != "ok":
+            lines.append(f"| {variant} | " + " | ".join(["skipped"] * len(metrics)) + " |")
+            continue
+        cells = []
+        for m in metrics:
+            cell = _fmt(e.get(m))
+            vs = e.get("vs_baseline", {}).get(m)
+            if vs is not None:
+                rel = vs["relative_pct"]
+                star = "*" if vs["significant"] else ""
+                cell += (
+                    f" ({rel:+.2f} %{star}; Δ [{vs['ci_low']:+.4f}, {vs['ci_high']:+.4f}])"
+                    if rel is not None
+                    else ""
+                )
+            cells.append(cell)
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Relative change against baseline; Δ = 95 % paired-bootstrap interval of the absolute difference "
+        "(* = interval excludes 0). Lower log loss is better.",
+    ]
+    shares = {
+        v: e["contribution_shares"] for v, e in section["variants"].items() if "contribution_shares" in e
+    }
+    if shares:
+        lines += ["", "Share of mean |contribution| (TreeSHAP, top class) per feature group:", ""]
+        groups = sorted({g for s in shares.values() for g in s})
+        lines += ["| variant | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+        for v, s in shares.items():
+            lines.append(f"| {v} | " + " | ".join(f"{s.get(g, 0.0):.2f}" for g in groups) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Path]:
+    """Metric bars with bootstrap intervals per task, and one calibration (reliability) figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths: list[Path] = []
+    tasks = [t for t in report.get("tasks", []) if t in report]
+    for task in tasks:
+        sec = report[task]
+        ok = [v for v in VARIANTS if sec["variants"].get(v, {}).get("status") == "ok"]
+        metrics = sec["metric_names"]
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
+        for ax, m in zip(np.atleast_1d(axes), metrics, strict=True):
+            vals = [sec["variants"][v][m] for v in ok]
+            lo = [vals[i] - sec["variants"][v]["ci"][m][0] for i, v in enumerate(ok)]
+            hi = [sec["variants"][v]["ci"][m][1] - vals[i] for i, v in enumerate(ok)]
+            ax.bar(
+                range(len(ok)),
+                vals,
+                yerr=[lo, hi],
+                capsize=4,
+                color=["#888", "#e69f00", "#56b4e9", "#009e73"][: len(ok)],
+            )
+            ax.set_xticks(range(len(ok)), ok, rotation=20, fontsize=8)
+            span = max(hi[i] + vals[i] for i in range(len(ok))) - min(vals[i] - lo[i] for i in range(len(ok)))
+            ax.set_ylim(max(0.0, min(v - e for v, e in zip(vals, lo, strict=True)) - span), None)
+            ax.set_title(m + (" (lower is better)" if m in M.LOWER_IS_BETTER else ""), fontsize=9)
+        fig.suptitle(
+            f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')} (95 % bootstrap CI)", fontsize=10
+        )
+        fig.tight_layout()
+        path = out_dir / f"{stem}_{task}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    if tasks:
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4))
+        for ax, task in zip(np.atleast_1d(axes), tasks, strict=True):
+            ax.plot([0, 1], [0, 1], color="#bbb", lw=1, ls="--")
+            for v in VARIANTS:
+                e = report[task]["variants"].get(v, {})
+                if e.get("status") == "ok":
+                    cal = e["calibration"]
+                    ax.plot(
+                        cal["confidence"],
+                        cal["accuracy"],
+                        marker="o",
+                        ms=3,
+                        label=f"{v} (ECE {e['ece']:.3f})",
+                    )
+            ax.set_xlabel("top-1 confidence")
+            ax.set_ylabel("top-1 accuracy")
+            ax.set_title(f"Calibration — {TASK_TITLES.get(task, task)}", fontsize=10)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{stem}_calibration.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, pd.Timestamp):
+        return o.isoformat()
+    return str(o)
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path, stem: str = "ablation") -> dict[str, Path]:
+    """``<stem>.json`` + ``<stem>.md`` + PNGs under ``out_dir``; returns the paths."""
+    validate_report(report)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    pngs = plot_report(report, out_dir, stem)
+    md = [f"# Ablation — {report.get('dataset', '')}", ""]
+    md += [f"- {line}" for line in report.get("notes", [])]
+    md.append("")
+    for task in report.get("tasks", []):
+        if task in report:
+            md.append(markdown_table(report[task], TASK_TITLES.get(task, task)))
+    for key in ("distillation", "taxonomy"):
+        if report.get(key):
+            md += [
+                f"### {key.capitalize()}",
+                "",
+                "```json",
+                json.dumps(report[key], indent=1, default=_json_default)[:3000],
+                "```",
+                "",
+            ]
+    md += [f"![{p.stem}]({p.name})" for p in pngs]
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text("\n".join(md) + "\n")
+    return {"json": json_path, "md": md_path} | {p.stem: p for p in pngs}
+
+
+def print_tables(report: Mapping[str, Any]) -> None:
+    for task in report.get("tasks", []):
+        if task in report:
+            print(
+                markdown_table(report[task], f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')}")
+            )
+
+
+# --- the simulated (Feast) run ----------------------------------------------------------------------
+@dataclass
+class SimulatedRun:
+    """Where `c2i evaluate` reads and writes (defaults: the demo's artifacts layout)."""
+
+    repo_path: str = "feature_repo"
+    data_dir: str = "artifacts/data"
+    reports_dir: str = "artifacts/reports"
+    encoder_dir: str = "artifacts/encoder"
+    taxonomy_path: str = "artifacts/taxonomy/taxonomy.yaml"
+    intent_dir: str = "artifacts/intent"
+    max_rows: int | None = 40_000  # per task, sampled before the Feast query: bounds demo time
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    conversion_embargo_days: float = 0.0  # >0 drops train/valid sessions whose horizon crosses a boundary
+    save_models: bool = True
+    tasks: tuple[str, ...] = (TILE_RANKING, CONVERSION)
+
+
+def _taxonomy_vocab(path: str) -> list[str] | None:
+    """Every label id of the taxonomy: the fixed one-hot vocabulary of the intent-label features."""
+    if not Path(path).is_file():
+        return None
+    from clicks2intent.intent.taxonomy import Taxonomy
+
+    return list(Taxonomy.load(path).ids) or None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_simulated(
+    run: SimulatedRun, config: AblationConfig, group_of: GroupFn | None = None
+) -> dict[str, Any]:
+    """Feast training sets → four variants per task → report dict (+ models saved to the store)."""
+    from clicks2intent.features.store import open_store
+    from clicks2intent.models.store import file_version, save_feature_model, taxonomy_version
+    from clicks2intent.models.training_sets import (
+        historical_features,
+        read_task_entities,
+        sample_entities,
+        service_feature_names,
+        time_split,
+    )
+
+    if group_of is None:
+        from clicks2intent.features.definitions import feature_group as group_of
+    store = open_store(run.repo_path)
+    tax_vocab = _taxonomy_vocab(run.taxonomy_path)
+    enc_version = file_version(Path(run.encoder_dir) / "checkpoint.pt")
+    report: dict[str, Any] = {
+        "dataset": "simulated",
+        "tasks": list(run.tasks),
+        "config": asdict(config),
+        "run": asdict(run),
+        "encoder_version": enc_version,
+        "notes": [
+            "Tile ranker trained on clicked impressions only (multi-class over the tiles).",
+            "Conversion micro/macro F1 over the products ('none' excluded), decided with a product-probability "
+            "threshold tuned on the validation period per model; log loss over all classes.",
+            f"Class imbalance: sample weights (n/(K n_c))^{config.class_weight_power}, probabilities prior-corrected "
+            f"back to the data's class frequencies; conversion trains on {config.none_sample_rate:.0%} of the 'none' "
+            "rows, weighted by the inverse rate.",
+            "Splits by time: train earliest, valid (early stopping) next, test latest; 95 % paired bootstrap "
+            f"({config.n_boot} resamples of the test rows) for differences against the baseline.",
+        ],
+        "saved_models": {},
+    }
+    for task in run.tasks:
+        t0 = time.perf_counter()
+        services = SERVICES[task]
+        entities = sample_entities(read_task_entities(task, run.data_dir), run.max_rows, config.random_state)
+        embargo = pd.Timedelta(days=run.conversion_embargo_days) if task == CONVERSION else None
+        # Split the entity rows by time first, so "none" training rows can be subsampled before the
+        # (slow) point-in-time join; valid and test keep every row.
+        group = C.SESSION_ID if task == CONVERSION else None  # impressions are their own entity
+        split = time_split(entities, C.EVENT_TIMESTAMP, group, run.valid_fraction, run.test_fraction, embargo)
+        train_entities = split.train
+        if task == CONVERSION and config.none_sample_rate < 1.0:
+            train_entities = subsample_class(
+                split.train, LABEL, C.NO_CONVERSION, config.none_sample_rate, config.random_state
+            )
+        parts = {"train": train_entities, "valid": split.valid, "test": split.test}
+        marked = pd.concat([df.assign(_part=name) for name, df in parts.items()], ignore_index=True)
+        frame = historical_features(store, marked, services[BOTH])
+        log(f"{task}: {len(frame)} rows from Feast ({services[BOTH]}) in {time.perf_counter() - t0:.1f}s")
+        full = model_feature_names(service_feature_names(store, services[BOTH]))
+        base = model_feature_names(service_feature_names(store, services[BASELINE]))
+        missing_base = [f for f in base if f not in frame.columns]
+        if missing_base:  # the baseline service has features v1 lacks: fetch them for the same rows
+            extra = historical_features(store, marked, services[BASELINE])
+            frame[missing_base] = extra[missing_base].to_numpy()
+        for name in parts:
+            rows = frame[frame["_part"] == name].drop(columns="_part")
+            setattr(split, name, rows.sort_values(C.EVENT_TIMESTAMP, kind="stable").reset_index(drop=True))
+        lists = {v: variant_features(base, full, v, group_of) for v in VARIANTS}
+        vocab = {f: tax_vocab for f in full if tax_vocab and f.endswith(C.INTENT_LABEL)}
+        section, models = run_task_ablation(
+            task,
+            split.train,
+            split.valid,
+            split.test,
+            lists,
+            TASK_CLASSES[task],
+            group_of,
+            config,
+            vocabularies=vocab,
+            services={BASELINE: services[BASELINE], BOTH: services[BOTH]},
+        )
+        section["split"] = split.summary()
+        v1_groups = {f: group_of(f) for f in full}
+        if sorted(f for f, g in v1_groups.items() if g == "baseline") != sorted(base):
+            section["note"] = "the v1 service's baseline-group features differ from the baseline service's"
+        section["feature_groups"] = v1_groups
+        tax_col = next((c for c in split.train.columns if c.endswith(C.TAXONOMY_VERSION)), None)
+        tax_ver = (
+            str(split.train[tax_col].dropna().mode().iloc[0])
+            if tax_col and split.train[tax_col].notna().any()
+            else taxonomy_version(run.taxonomy_path)
+        )
+        section["taxonomy_version"] = tax_ver
+        if run.save_models:
+            for variant in (BOTH, BASELINE):
+                if variant not in models:
+                    continue
+                e = section["variants"][variant]
+                meta = {
+                    "task": task,
+                    "variant": variant,
+                    "feature_service": services[variant],
+                    "feature_names": models[variant].spec.feature_names,
+                    "encoder_version": enc_version if variant != BASELINE else "none",
+                    "taxonomy_version": tax_ver if variant != BASELINE else "none",
+                    "metrics": {m: e[m] for m in section["metric_names"]} | {"n_test": section["n_test"]},
+                    "training_window": section["split"]["train_window"],
+                    "split": section["split"],
+                    "params": config.model_params(),
+                    # request fields the service's on-demand views need, as used in training
+                    "request_values": {"candidate_tiles": list(C.TILES)} if task == TILE_RANKING else {},
+                }
+                report["saved_models"][services[variant]] = save_feature_model(models[variant], meta)
+        section["seconds"] = round(time.perf_counter() - t0, 1)
+        report[task] = section
+    report["distillation"] = _distillation_section(Path(run.intent_dir))
+    report["taxonomy"] = _taxonomy_section(Path(run.intent_dir), run.taxonomy_path)
+    return report
+
+
+def _distillation_section(intent_dir: Path) -> dict[str, Any]:
+    """Distillation fidelity from the distil step's report (agreement, macro F1, latency)."""
+    rep = _read_json(intent_dir / "report.json")
+    if rep is None:
+        return {"status": "missing", "path": str(intent_dir / "report.json")}
+    keep = (
+        "taxonomy_version",
+        "held_out",
+        "n_labelled_with_embedding",
+        "n_sessions_labelled",
+        "batch_sessions_per_s",
+        "classes",
+    )
+    return {"status": "ok", "source": str(intent_dir / "report.json")} | {k: rep[k] for k in keep if k in rep}
+
+
+def _taxonomy_section(intent_dir: Path, taxonomy_path: str) -> dict[str, Any]:
+    """Taxonomy quality against the simulator's hidden true intents (AMI/NMI), when measured."""
+    rep = _read_json(intent_dir / "report.json") or {}
+    out: dict[str, Any] = {"version": None, "n_labels": None}
+    if Path(taxonomy_path).is_file():
+        from clicks2intent.intent.taxonomy import Taxonomy
+
+        tax = Taxonomy.load(taxonomy_path)
+        out |= {
+            "version": tax.version_string,
+            "status": tax.status,
+            "n_labels": len(tax.ids),
+            "model": tax.model,
+        }
+    if "truth" in rep:
+        out["against_true_intents"] = rep["truth"]
+    return out
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def _config_from_args(args: argparse.Namespace) -> AblationConfig:
+    return AblationConfig(
+        n_estimators=args.n_estimators,
+        learning_rate=args.learning_rate,
+        max_depth=args.max_depth,
+        class_weight_power=args.class_weight_power,
+        n_jobs=args.n_jobs,
+        none_sample_rate=args.none_sample_rate,
+        n_boot=args.n_boot,
+        random_state=args.seed,
+    )
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``c2i evaluate [--dataset simulated|msnbc PATH]``."""
+    config = _config_from_args(args)
+    if args.dataset == "msnbc":
+        from clicks2intent.evaluation.msnbc import MsnbcRun, run_msnbc
+
+        if not args.path:
+            raise SystemExit("c2i evaluate --dataset msnbc needs the .seq PATH")
+        report = run_msnbc(
+            MsnbcRun(
+                path=args.path,
+                limit=args.limit,
+                max_rows=args.max_rows,
+                encoder_dir=args.encoder,
+                intent_dir=args.intent,
+                work_dir=args.work_dir,
+            ),
+            config,
+        )
+        paths = write_report(report, args.reports, "ablation_msnbc")
+    else:
+        from clicks2intent.models.store import use_default_home
+
+        home = use_default_home(args.bentoml_home)
+        run = SimulatedRun(
+            repo_path=args.repo,
+            data_dir=args.data,
+            reports_dir=args.reports,
+            encoder_dir=args.encoder or "artifacts/encoder",
+            intent_dir=args.intent or "artifacts/intent",
+            taxonomy_path=args.taxonomy,
+            max_rows=args.max_rows,
+            conversion_embargo_days=args.conversion_embargo_days,
+            save_models=not args.no_save,
+            tasks=tuple(args.tasks),
+        )
+        report = run_simulated(run, config)
+        paths = write_report(report, args.reports, "ablation")
+        if report["saved_models"]:
+            print(f"saved to the BentoML store at {home}: " + ", ".join(report["saved_models"].values()))
+    print_tables(report)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``c2i evaluate``."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="four-variant ablation (baseline/labels/embedding/both) per task; saves the v1 models",
+    )
+    p.add_argument("--dataset", choices=("simulated", "msnbc"), default="simulated")
+    p.add_argument("path", nargs="?", help="msnbc: the .seq file (e.g. ../shared/data/real/msnbc/*.seq)")
+    p.add_argument("--repo", default="feature_repo", help="Feast repository (simulated)")
+    p.add_argument("--data", default="artifacts/data", help="task logs: tile_impressions/conversions parquet")
+    p.add_argument("--reports", default="artifacts/reports", help="report directory")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="encoder dir (simulated: version stamp; msnbc: a trained MSNBC encoder)",
+    )
+    p.add_argument(
+        "--intent", default=None, help="distilled intent classifier dir (msnbc: its labels, else a proxy)"
+    )
+    p.add_argument("--taxonomy", default="artifacts/taxonomy/taxonomy.yaml")
+    p.add_argument(
+        "--bentoml-home", default=None, help="model store (default: $BENTOML_HOME or artifacts/bentoml)"
+    )
+    p.add_argument("--no-save", action="store_true", help="do not write models to the BentoML store")
+    p.add_argument("--max-rows", type=int, default=40_000, help="rows per task before the split (time bound)")
+    p.add_argument(
+        "--tasks", nargs="+", choices=(TILE_RANKING, CONVERSION), default=[TILE_RANKING, CONVERSION]
+    )
+    p.add_argument("--limit", type=int, default=None, help="msnbc: read only the first N sessions")
+    p.add_argument(
+        "--work-dir", default="artifacts/msnbc_eval", help="msnbc: where the MSNBC encoder is trained"
+    )
+    p.add_argument("--conversion-embargo-days", type=float, default=0.0)
+    p.add_argument("--n-estimators", type=int, default=AblationConfig.n_estimators)
+    p.add_argument("--learning-rate", type=float, default=AblationConfig.learning_rate)
+    p.add_argument("--max-depth", type=int, default=AblationConfig.max_depth)
+    p.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=AblationConfig.class_weight_power,
+        help="0 unweighted … 1 balanced",
+    )
+    p.add_argument("--n-jobs", type=int, default=AblationConfig.n_jobs)
+    p.add_argument(
+        "--none-sample-rate",
+        type=float,
+        default=AblationConfig.none_sample_rate,
+        help="conversion: share of 'none' training rows kept (inverse-weighted); 1 keeps all",
+    )
+    p.add_argument("--n-boot", type=int, default=AblationConfig.n_boot)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=evaluate_command)

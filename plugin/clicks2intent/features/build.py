@@ -1,0 +1,963 @@
+"""The offline feature job: events, embeddings, intents and identity links → the parquet sources Feast reads.
+
+``c2i features build`` writes one file per feature view (:data:`FEATURE_FILES`), each with the entity
+key and an ``event_timestamp`` that says when the row's values became known:
+
+* ``session_activity`` / ``session_intent``: one row per session at its END (a session's stats,
+  embedding and label exist once it is over; an in-flight session is the on-demand view's job).
+* ``visitor_web_intent``: one row per visitor at every time its aggregate changes: each session end
+  (the session joins the aggregate) and each session end + ``window_days`` (it leaves the 30-day count).
+* ``customer_web_intent``: the same for a customer, over the sessions of every visitor LINKED to it.
+  A linked visitor's session counts from ``max(session end, linked_at)``: a link made later makes the
+  visitor's earlier history known only from that moment, so nothing leaks backwards in time. Rows are
+  also emitted at each ``linked_at`` (the linked-visitor count changes).
+* ``customer_profile``: the customer snapshot, passed through with declared types.
+* ``tile_prototypes`` (not a Feast source): per app tile, the direction in embedding space of the
+  sessions that visited that tile's pages, relative to all sessions; the ``tile_affinity`` on-demand
+  view scores a customer's web embedding against it. Computed from events and embeddings only (never
+  from tile clicks or conversions, the models' targets).
+
+Time decay: a session ended at ``e`` weighs ``confidence · 2^(−(t − e) / half_life)`` at time ``t``. The
+outputs are NORMALISED (a label distribution, a unit-length mean embedding), so decaying every weight
+by the same factor between two changes leaves them unchanged: the value stored at a change time is
+exact for every later time until the next change, which is what Feast's as-of join serves.
+
+"Latest" intent (``*_intent_label`` / ``*_intent_confidence``) is the label of the most recently ended
+session; the decayed distribution is the time-weighted mix over all of them.
+
+Feast workaround (0.67, file offline store): ``get_historical_features`` DROPS an entity row whose
+entity has feature rows but none inside ``[t − ttl, t]`` (e.g. a customer whose first link is after
+``t``) instead of returning nulls. Every entity therefore also gets one *anchor* row with a null
+``event_timestamp`` and null features: Feast keeps null-timestamp matches, prefers a real in-range row
+when there is one, and ``materialize`` never selects a null timestamp.
+
+Scale: every input is read in record batches; rows are hash-partitioned by entity into spill files
+(:class:`_Buckets`), and each per-entity step holds one bucket in memory at a time, so memory is set
+by ``bucket_rows``, not by the size of the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clicks2intent.names import columns as C
+from clicks2intent.names.features import *  # noqa: F403
+from clicks2intent.names.paths import BUILD_REPORT_FILE as REPORT_FILE
+from clicks2intent.names.paths import FEATURE_FILES
+
+# The customer snapshot columns (the "production baseline"), with the Arrow type each is cast to.
+_PROFILE_TYPES: dict[str, pa.DataType] = {
+    "tenure_months": pa.float64(),
+    "age": pa.int64(),
+    "app_sessions_30d": pa.int64(),
+    "balance_band": pa.string(),
+    "n_products": pa.int64(),
+}
+PROFILE_COLUMNS: dict[str, pa.DataType] = {name: _PROFILE_TYPES.get(name, pa.bool_()) for name in PROFILE_FEATURES}
+
+TILE_ID = "tile_id"
+PROTOTYPE = "prototype"
+PROTOTYPE_SESSIONS = "n_sessions"
+
+
+_TS = pa.timestamp("us", tz="UTC")
+_F32_LIST = pa.list_(pa.float32())
+_US_PER_DAY = 86_400 * 1_000_000
+
+
+def default_tile_pages() -> dict[str, tuple[str, ...]]:
+    """Which page types belong to each app tile on the bank's site (product tiles: their product page)."""
+    pages = {p: (f"product_{p}",) for p in C.PRODUCTS}
+    return pages | {
+        "security_center": ("security_center", "report_fraud"),
+        "account_services": ("account_help",),
+    }
+
+
+@dataclass
+class FeatureBuildConfig:
+    """Knobs of the offline job; each default says why."""
+
+    half_life_days: float = 7.0  # a week-old session counts half: need episodes last days to weeks
+    window_days: float = 30.0  # the *_sessions_30d activity counts
+    batch_rows: int = 131_072  # rows per record batch read from any input: bounds memory per read
+    bucket_rows: int = 2_000_000  # events per hash bucket; one bucket is in memory at a time
+    n_buckets: int | None = None  # None: ceil(events / bucket_rows); set it to force partitioning
+    product_page_prefix: str = "product_"  # page types counted in session_n_product_pages
+    apply_page_prefix: str = "apply"  # page types counted in session_n_apply_pages (apply_start, apply_form)
+    search_page_type: str = "search"  # a search page (or any event with a query) counts as a search
+    tile_pages: dict[str, tuple[str, ...]] = field(default_factory=default_tile_pages)
+
+    def validate(self) -> FeatureBuildConfig:
+        for name in ("half_life_days", "window_days"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: must be a positive number of days, got {value!r}")
+        for name in ("batch_rows", "bucket_rows"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+        if self.n_buckets is not None and int(self.n_buckets) < 1:
+            raise ValueError(f"n_buckets: must be >= 1 or None, got {self.n_buckets!r}")
+        return self
+
+
+# --- Output schemas -------------------------------------------------------------------------------
+def source_schemas() -> dict[str, pa.Schema]:
+    """Arrow schema of every output file (embeddings are list<float32> of any dimension)."""
+    return {
+        "session_activity": pa.schema(
+            [
+                (C.SESSION_ID, pa.string()),
+                (C.EVENT_TIMESTAMP, _TS),
+                (C.VISITOR_ID, pa.string()),
+                (SESSION_CHANNEL, pa.string()),
+                (SESSION_N_EVENTS, pa.int64()),
+                (SESSION_DURATION_S, pa.float64()),
+                (SESSION_N_SEARCHES, pa.int64()),
+                (SESSION_N_APPLY_PAGES, pa.int64()),
+                (SESSION_N_PRODUCT_PAGES, pa.int64()),
+                (SESSION_N_DISTINCT_PAGES, pa.int64()),
+                (SESSION_MEAN_DWELL_S, pa.float64()),
+            ]
+        ),
+        "session_intent": pa.schema(
+            [
+                (C.SESSION_ID, pa.string()),
+                (C.EVENT_TIMESTAMP, _TS),
+                (C.EMBEDDING, _F32_LIST),
+                (C.INTENT_LABEL, pa.string()),
+                (C.INTENT_CONFIDENCE, pa.float64()),
+                (C.TAXONOMY_VERSION, pa.string()),
+            ]
+        ),
+        "visitor_web_intent": pa.schema(
+            [
+                (C.VISITOR_ID, pa.string()),
+                (C.EVENT_TIMESTAMP, _TS),
+                (VISITOR_INTENT_LABEL, pa.string()),
+                (VISITOR_INTENT_CONFIDENCE, pa.float64()),
+                (VISITOR_INTENT_DECAYED, _F32_LIST),
+                (VISITOR_EMBEDDING_DECAYED, _F32_LIST),
+                (VISITOR_SESSIONS_30D, pa.int64()),
+            ]
+        ),
+        "customer_web_intent": pa.schema(
+            [
+                (C.CUSTOMER_ID, pa.string()),
+                (C.EVENT_TIMESTAMP, _TS),
+                (CUSTOMER_INTENT_LABEL, pa.string()),
+                (CUSTOMER_INTENT_CONFIDENCE, pa.float64()),
+                (CUSTOMER_INTENT_DECAYED, _F32_LIST),
+                (CUSTOMER_WEB_EMBEDDING, _F32_LIST),
+                (CUSTOMER_LINKED_VISITORS, pa.int64()),
+                (CUSTOMER_WEB_SESSIONS_30D, pa.int64()),
+            ]
+        ),
+        "customer_profile": pa.schema(
+            [(C.CUSTOMER_ID, pa.string()), (C.EVENT_TIMESTAMP, _TS)] + list(PROFILE_COLUMNS.items())
+        ),
+        "tile_prototypes": pa.schema(
+            [(TILE_ID, pa.string()), (PROTOTYPE, _F32_LIST), (PROTOTYPE_SESSIONS, pa.int64())]
+        ),
+    }
+
+
+# Spill-file schemas (internal).
+_EVENT_SPILL = pa.schema(
+    [
+        (C.SESSION_ID, pa.string()),
+        (C.EVENT_TIMESTAMP, _TS),
+        (C.PAGE_TYPE, pa.string()),
+        (C.VISITOR_ID, pa.string()),
+        (C.CHANNEL, pa.string()),
+        (C.DWELL_SECONDS, pa.float64()),
+        (C.SEARCH_QUERY, pa.string()),
+    ]
+)
+_EMB_SPILL = pa.schema([(C.SESSION_ID, pa.string()), (C.EVENT_TIMESTAMP, _TS), (C.EMBEDDING, _F32_LIST)])
+_INTENT_SPILL = pa.schema(
+    [
+        (C.SESSION_ID, pa.string()),
+        (C.EVENT_TIMESTAMP, _TS),
+        (C.INTENT_LABEL, pa.string()),
+        (C.INTENT_CONFIDENCE, pa.float64()),
+        (C.TAXONOMY_VERSION, pa.string()),
+    ]
+)
+_CONTRIB_SPILL = pa.schema(
+    [
+        (C.VISITOR_ID, pa.string()),
+        (C.SESSION_ID, pa.string()),
+        (C.EVENT_TIMESTAMP, _TS),
+        (C.INTENT_LABEL, pa.string()),
+        (C.INTENT_CONFIDENCE, pa.float64()),
+        (C.EMBEDDING, _F32_LIST),
+    ]
+)
+_CUSTOMER_CONTRIB_SPILL = pa.schema(
+    [(C.CUSTOMER_ID, pa.string()), (C.LINKED_AT, _TS)]
+    + list(zip(_CONTRIB_SPILL.names, _CONTRIB_SPILL.types, strict=True))
+)
+_LINK_SPILL = pa.schema([(C.VISITOR_ID, pa.string()), (C.CUSTOMER_ID, pa.string()), (C.LINKED_AT, _TS)])
+
+
+# --- Streaming and spilling -----------------------------------------------------------------------
+def _bucket_of(keys: np.ndarray, n: int) -> np.ndarray:
+    """Stable hash partition (pandas' SipHash with a fixed key: the same in every process)."""
+    if n == 1:
+        return np.zeros(len(keys), dtype=np.int64)
+    return (pd.util.hash_array(np.asarray(keys, dtype=object)) % np.uint64(n)).astype(np.int64)
+
+
+class _Buckets:
+    """Hash-partitioned spill files: all rows of one key land in one file, so per-key work needs only
+    that file in memory."""
+
+    def __init__(self, root: Path, name: str, n: int, schema: pa.Schema) -> None:
+        self.dir = root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.n = n
+        self.schema = schema
+        self._writers: dict[int, pq.ParquetWriter] = {}
+
+    def write(self, table: pa.Table, key: str) -> None:
+        if table.num_rows == 0:
+            return
+        table = _conform(table, self.schema)
+        bucket = _bucket_of(table[key].to_numpy(zero_copy_only=False), self.n)
+        order = np.argsort(bucket, kind="stable")
+        table, bucket = table.take(pa.array(order)), bucket[order]
+        bounds = np.searchsorted(bucket, np.arange(self.n + 1))
+        for b in range(self.n):
+            lo, hi = int(bounds[b]), int(bounds[b + 1])
+            if hi > lo:
+                if b not in self._writers:
+                    self._writers[b] = pq.ParquetWriter(self.dir / f"{b:05d}.parquet", self.schema)
+                self._writers[b].write_table(table.slice(lo, hi - lo))
+
+    def close(self) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers.clear()
+
+    def read(self, b: int) -> pa.Table:
+        path = self.dir / f"{b:05d}.parquet"
+        return pq.read_table(path) if path.exists() else self.schema.empty_table()
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Select and cast to ``schema``; absent optional columns become nulls."""
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            col = table[f.name]
+            if pa.types.is_timestamp(f.type) and pa.types.is_timestamp(col.type) and col.type.tz is None:
+                col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))  # naive = UTC (the event contract)
+            cols.append(col.cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.table(cols, schema=schema)
+
+
+def _batches(
+    path: Path, columns: Sequence[str], required: Sequence[str], batch_rows: int, what: str
+) -> Iterator[pa.Table]:
+    """Record batches of the columns present; a missing required column is an error naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} not found")
+    pf = pq.ParquetFile(path)
+    present = [c for c in columns if c in pf.schema_arrow.names]
+    missing = [c for c in required if c not in pf.schema_arrow.names]
+    if missing:
+        raise ValueError(f"{what} ({path}): required column(s) {missing} missing")
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=present):
+        yield pa.Table.from_batches([batch])
+
+
+class _Output:
+    """One output parquet written bucket by bucket (into a temp name, renamed when complete)."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.tmp = path.with_suffix(".parquet.tmp")
+        self.schema = schema
+        self.writer = pq.ParquetWriter(self.tmp, schema)
+        self.rows = 0
+        self.anchors = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.writer.write_table(_conform(table, self.schema))
+            self.rows += table.num_rows
+
+    def write_anchors(self, keys: Sequence[str] | np.ndarray) -> None:
+        """One null-timestamp, null-feature row per entity (see the module docstring)."""
+        keys = pd.unique(np.asarray(keys, dtype=object))
+        if len(keys):
+            key = self.schema.names[0]
+            self.writer.write_table(_conform(pa.table({key: pa.array(keys, pa.string())}), self.schema))
+            self.anchors += len(keys)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        if self.writer.is_open:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+# --- Per-session statistics -------------------------------------------------------------------------
+def session_stats(
+    events: pd.DataFrame, config: FeatureBuildConfig | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Contract events (any subset of whole sessions) → (session_activity rows, tile hits per session).
+
+    The tile-hit frame has one boolean column per tile: did the session visit that tile's pages."""
+    cfg = config or FeatureBuildConfig()
+    ev = events
+    page = ev[C.PAGE_TYPE].astype(str)
+    query = ev[C.SEARCH_QUERY] if C.SEARCH_QUERY in ev else pd.Series(None, index=ev.index, dtype=object)
+    has_query = query.notna() & (query.astype(str).str.strip() != "")
+    derived = pd.DataFrame(
+        {
+            C.SESSION_ID: ev[C.SESSION_ID].astype(str),
+            "_ts": ev[C.EVENT_TIMESTAMP],
+            "_page": page,
+            "_search": ((page == cfg.search_page_type) | has_query).astype(np.int64),
+            "_apply": page.str.startswith(cfg.apply_page_prefix).astype(np.int64),
+            "_product": page.str.startswith(cfg.product_page_prefix).astype(np.int64),
+            "_dwell": pd.to_numeric(ev[C.DWELL_SECONDS], errors="coerce")
+            if C.DWELL_SECONDS in ev
+            else np.nan,
+            "_visitor": ev.get(C.VISITOR_ID),
+            "_channel": ev.get(C.CHANNEL),
+        }
+    )
+    for tile, pages in cfg.tile_pages.items():
+        derived[f"_tile_{tile}"] = page.isin(pages)
+    g = derived.groupby(C.SESSION_ID, sort=True)
+    start, end = g["_ts"].min(), g["_ts"].max()
+    activity = pd.DataFrame(
+        {
+            C.EVENT_TIMESTAMP: end,
+            C.VISITOR_ID: g["_visitor"].first(),
+            SESSION_CHANNEL: g["_channel"].first(),
+            SESSION_N_EVENTS: g.size().astype(np.int64),
+            SESSION_DURATION_S: (end - start).dt.total_seconds(),
+            SESSION_N_SEARCHES: g["_search"].sum(),
+            SESSION_N_APPLY_PAGES: g["_apply"].sum(),
+            SESSION_N_PRODUCT_PAGES: g["_product"].sum(),
+            SESSION_N_DISTINCT_PAGES: g["_page"].nunique().astype(np.int64),
+            SESSION_MEAN_DWELL_S: g["_dwell"].mean(),
+        }
+    ).reset_index()
+    tiles = g[[f"_tile_{t}" for t in cfg.tile_pages]].any()
+    tiles.columns = list(cfg.tile_pages)
+    return activity, tiles.reset_index()
+
+
+# --- Time-decayed web intent ------------------------------------------------------------------------
+_ADD, _EXPIRE, _LINK = 0, 1, 2
+
+
+def web_intent_timeline(
+    contributions: pd.DataFrame,
+    key: str,
+    classes: Sequence[str],
+    config: FeatureBuildConfig | None = None,
+    links: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Point-in-time web-intent aggregate of each entity, one row per change time.
+
+    ``contributions``: one row per (entity ``key``, session) with ``event_timestamp`` (session end),
+    ``available_at`` (when the entity may use it: the session end, or the later link time),
+    ``intent_label``, ``intent_confidence``, ``embedding``. ``links`` (customers only): ``key``,
+    ``visitor_id``, ``linked_at``. Returns ``key, event_timestamp, label, confidence, decayed,
+    embedding, sessions_window[, linked_visitors]`` (generic names; callers rename).
+    """
+    cfg = config or FeatureBuildConfig()
+    class_index = {str(c): i for i, c in enumerate(classes)}
+    n_classes = len(class_index)
+    rate = math.log(2.0) / (cfg.half_life_days * _US_PER_DAY)  # per microsecond
+    window_us = int(round(cfg.window_days * _US_PER_DAY))
+
+    n = len(contributions)
+    ent = contributions[key].astype(str).to_numpy(dtype=object)
+    end = _to_us(contributions[C.EVENT_TIMESTAMP]) if n else np.zeros(0, np.int64)
+    avail = _to_us(contributions["available_at"]) if n else np.zeros(0, np.int64)
+    label_idx = np.array(
+        [class_index.get(str(x), -1) if x is not None else -1 for x in contributions[C.INTENT_LABEL]],
+        dtype=np.int64,
+    )
+    labels = contributions[C.INTENT_LABEL].to_numpy(dtype=object)
+    conf = contributions[C.INTENT_CONFIDENCE].astype(float).to_numpy() if n else np.zeros(0)
+    emb = contributions[C.EMBEDDING].to_numpy(dtype=object)
+    dims = {len(e) for e in emb if e is not None}
+    if len(dims) > 1:
+        raise ValueError(f"{C.EMBEDDING}: sessions have different dimensions {sorted(dims)[:5]}")
+    dim = dims.pop() if dims else 0
+
+    expiring = end + window_us > avail
+    ev_ent = [ent, ent[expiring]]
+    ev_t = [avail, end[expiring] + window_us]
+    ev_kind = [np.full(n, _ADD), np.full(int(expiring.sum()), _EXPIRE)]
+    ev_idx = [np.arange(n), np.flatnonzero(expiring)]
+    link_visitors = np.zeros(0, dtype=object)
+    if links is not None and len(links):
+        link_visitors = links[C.VISITOR_ID].astype(str).to_numpy(dtype=object)
+        ev_ent.append(links[key].astype(str).to_numpy(dtype=object))
+        ev_t.append(_to_us(links[C.LINKED_AT]))
+        ev_kind.append(np.full(len(links), _LINK))
+        ev_idx.append(np.arange(len(links)))
+    e_ent = np.concatenate(ev_ent) if ev_ent else np.zeros(0, object)
+    e_t, e_kind, e_idx = np.concatenate(ev_t), np.concatenate(ev_kind), np.concatenate(ev_idx)
+    order = np.lexsort((e_kind, e_t, e_ent))
+    e_ent, e_t, e_kind, e_idx = e_ent[order], e_t[order], e_kind[order], e_idx[order]
+
+    out_ent: list[str] = []
+    out_t: list[int] = []
+    out_label: list[str | None] = []
+    out_conf: list[float | None] = []
+    out_dist: list[np.ndarray | None] = []
+    out_emb: list[np.ndarray | None] = []
+    out_count: list[int] = []
+    out_links: list[int] = []
+
+    current = None
+    lab = np.zeros(n_classes)
+    vec = np.zeros(dim)
+    wsum = 0.0
+    t_state = 0
+    latest_end, latest_i = -1, -1
+    count = 0
+    linked: set[str] = set()
+    m = len(e_t)
+    for j in range(m):
+        en, t, kind, i = e_ent[j], int(e_t[j]), e_kind[j], int(e_idx[j])
+        if en != current:
+            current, t_state = en, t
+            lab, vec, wsum = np.zeros(n_classes), np.zeros(dim), 0.0
+            latest_end, latest_i, count = -1, -1, 0
+            linked = set()
+        if t != t_state:
+            f = math.exp(-rate * (t - t_state))
+            lab *= f
+            vec *= f
+            wsum *= f
+            t_state = t
+        if kind == _ADD:
+            w = math.exp(-rate * (t - end[i]))
+            if label_idx[i] >= 0:
+                c = conf[i] if math.isfinite(conf[i]) else 1.0
+                lab[label_idx[i]] += c * w
+            if emb[i] is not None and dim:
+                vec += w * np.asarray(emb[i], dtype=np.float64)
+                wsum += w
+            if end[i] > latest_end:
+                latest_end, latest_i = end[i], i
+            if end[i] + window_us > t:
+                count += 1
+        elif kind == _EXPIRE:
+            count -= 1
+        else:
+            linked.add(link_visitors[i])
+        if j + 1 < m and e_ent[j + 1] == en and int(e_t[j + 1]) == t:
+            continue  # emit once per (entity, time), after every change at that time
+        out_ent.append(en)
+        out_t.append(t)
+        if latest_i >= 0:
+            out_label.append(None if labels[latest_i] is None else str(labels[latest_i]))
+            out_conf.append(float(conf[latest_i]) if math.isfinite(conf[latest_i]) else None)
+        else:
+            out_label.append(None)
+            out_conf.append(None)
+        total = lab.sum()
+        out_dist.append((lab / total).astype(np.float32) if total > 0 else None)
+        norm = np.linalg.norm(vec)
+        out_emb.append((vec / norm).astype(np.float32) if wsum > 0 and norm > 0 else None)
+        out_count.append(count)
+        out_links.append(len(linked))
+
+    frame = pd.DataFrame(
+        {
+            key: pd.Series(out_ent, dtype=object),
+            C.EVENT_TIMESTAMP: pd.to_datetime(pd.Series(out_t, dtype=np.int64), unit="us", utc=True),
+            "label": pd.Series(out_label, dtype=object),
+            "confidence": pd.Series(out_conf, dtype=float),
+            "decayed": pd.Series(out_dist, dtype=object),
+            "embedding": pd.Series(out_emb, dtype=object),
+            "sessions_window": pd.Series(out_count, dtype=np.int64),
+        }
+    )
+    if links is not None:
+        frame["linked_visitors"] = pd.Series(out_links, dtype=np.int64)
+    return frame
+
+
+def _to_us(ts: pd.Series) -> np.ndarray:
+    """UTC timestamps → int64 microseconds since the epoch (nulls are an error: rows need a time)."""
+    s = pd.to_datetime(ts, utc=True)
+    if s.isna().any():
+        raise ValueError(f"{ts.name}: null timestamps are not allowed")
+    return ((s - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")).to_numpy(dtype=np.int64)
+
+
+def _str_or_none(values: pd.Series) -> pa.Array:
+    return pa.array(
+        [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values],
+        pa.string(),
+    )
+
+
+def _list_array(values: Sequence[np.ndarray | None]) -> pa.Array:
+    return pa.array([None if v is None else np.asarray(v, dtype=np.float32) for v in values], type=_F32_LIST)
+
+
+def _timeline_table(frame: pd.DataFrame, key: str, names: dict[str, str]) -> pa.Table:
+    cols = {
+        key: pa.array(frame[key].to_numpy(dtype=object), pa.string()),
+        C.EVENT_TIMESTAMP: pa.array(frame[C.EVENT_TIMESTAMP], _TS),
+    }
+    for generic, name in names.items():
+        if generic in ("decayed", "embedding"):
+            cols[name] = _list_array(list(frame[generic]))
+        else:
+            cols[name] = pa.array(frame[generic])
+    return pa.table(cols)
+
+
+# --- The job ----------------------------------------------------------------------------------------
+@dataclass
+class BuildReport:
+    """What the job read and wrote (saved as ``build_report.json`` next to the sources)."""
+
+    n_events: int = 0
+    n_sessions: int = 0
+    n_sessions_with_intent: int = 0
+    n_embeddings_without_intent: int = 0
+    n_intents_without_embedding: int = 0
+    n_labels_outside_classes: int = 0
+    n_links: int = 0
+    n_customers: int = 0
+    n_buckets: int = 1
+    embedding_dim: int = 0
+    classes: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    anchors: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_features(
+    events_path: str | Path,
+    embeddings_path: str | Path,
+    intents_path: str | Path,
+    links_path: str | Path,
+    customers_path: str | Path,
+    out_dir: str | Path,
+    classes: Sequence[str],
+    config: FeatureBuildConfig | None = None,
+) -> BuildReport:
+    """Write every file of :data:`FEATURE_FILES` into ``out_dir`` (see the module docstring).
+
+    ``classes`` is the label order of the decayed distributions: the intent classifier's ``classes_``.
+    """
+    cfg = (config or FeatureBuildConfig()).validate()
+    classes = [str(c) for c in classes]
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes: need a non-empty list of distinct label ids, got {classes[:10]}")
+    events_path, embeddings_path, intents_path = Path(events_path), Path(embeddings_path), Path(intents_path)
+    links_path, customers_path, out_dir = Path(links_path), Path(customers_path), Path(out_dir)
+    for what, p in (
+        ("events", events_path),
+        ("embeddings", embeddings_path),
+        ("intents", intents_path),
+        ("identity links", links_path),
+        ("customers", customers_path),
+    ):
+        if not p.is_file():
+            raise FileNotFoundError(f"{what}: {p} not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    report = BuildReport(classes=classes, config=asdict(cfg))
+    n_events = pq.ParquetFile(events_path).metadata.num_rows
+    n_b = int(cfg.n_buckets) if cfg.n_buckets is not None else max(1, math.ceil(n_events / cfg.bucket_rows))
+    report.n_buckets = n_b
+    emb_dim = _embedding_dim(embeddings_path)
+    report.embedding_dim = emb_dim
+    schemas = source_schemas()
+    outputs = {
+        name: _Output(out_dir / FEATURE_FILES[name], schemas[name])
+        for name in FEATURE_FILES
+        if name != "tile_prototypes"
+    }
+    tiles = list(cfg.tile_pages)
+    proto_sum = np.zeros((len(tiles), emb_dim))
+    proto_n = np.zeros(len(tiles), dtype=np.int64)
+    all_sum, all_n = np.zeros(emb_dim), 0
+    tmp = Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir))
+    try:
+        # 1. Partition events, embeddings and intents by session.
+        ev_b = _Buckets(tmp, "events", n_b, _EVENT_SPILL)
+        for t in _batches(
+            events_path, _EVENT_SPILL.names, C.REQUIRED_EVENT_COLUMNS, cfg.batch_rows, "events"
+        ):
+            report.n_events += t.num_rows
+            ev_b.write(t, C.SESSION_ID)
+        ev_b.close()
+        emb_b = _Buckets(tmp, "embeddings", n_b, _EMB_SPILL)
+        for t in _batches(embeddings_path, _EMB_SPILL.names, _EMB_SPILL.names, cfg.batch_rows, "embeddings"):
+            emb_b.write(t, C.SESSION_ID)
+        emb_b.close()
+        int_b = _Buckets(tmp, "intents", n_b, _INTENT_SPILL)
+        for t in _batches(
+            intents_path, _INTENT_SPILL.names, _INTENT_SPILL.names[:4], cfg.batch_rows, "intents"
+        ):
+            int_b.write(t, C.SESSION_ID)
+        int_b.close()
+
+        # 2. Per session bucket: activity stats, embedding ⋈ intent, visitor contributions, prototypes.
+        contrib_b = _Buckets(tmp, "visitor_contrib", n_b, _CONTRIB_SPILL)
+        for b in range(n_b):
+            events = ev_b.read(b).to_pandas()
+            if len(events):
+                activity, tile_hits = session_stats(events, cfg)
+                report.n_sessions += len(activity)
+                outputs["session_activity"].write(pa.Table.from_pandas(activity, preserve_index=False))
+                outputs["session_activity"].write_anchors(activity[C.SESSION_ID])
+            else:
+                activity = pd.DataFrame(columns=[C.SESSION_ID, C.VISITOR_ID])
+                tile_hits = pd.DataFrame(columns=[C.SESSION_ID, *tiles])
+            joined = _join_intents(emb_b.read(b).to_pandas(), int_b.read(b).to_pandas(), report)
+            if joined.empty:
+                continue
+            dims = set(joined[C.EMBEDDING].map(len))
+            if dims != {emb_dim}:
+                raise ValueError(
+                    f"embeddings: every row must have dimension {emb_dim}, found {sorted(dims)[:5]}"
+                )
+            report.n_sessions_with_intent += len(joined)
+            report.n_labels_outside_classes += int((~joined[C.INTENT_LABEL].astype(str).isin(classes)).sum())
+            outputs["session_intent"].write(_session_intent_table(joined))
+            outputs["session_intent"].write_anchors(joined[C.SESSION_ID])
+            X = np.stack(joined[C.EMBEDDING].to_numpy()).astype(np.float64)
+            all_sum += X.sum(axis=0)
+            all_n += len(X)
+            hits = joined[[C.SESSION_ID]].merge(tile_hits, on=C.SESSION_ID, how="left")
+            for k, tile in enumerate(tiles):
+                mask = hits[tile].fillna(False).to_numpy(dtype=bool)
+                proto_sum[k] += X[mask].sum(axis=0)
+                proto_n[k] += int(mask.sum())
+            web = joined.merge(activity[[C.SESSION_ID, C.VISITOR_ID]], on=C.SESSION_ID, how="inner")
+            web = web[web[C.VISITOR_ID].notna()]
+            contrib_b.write(_contrib_table(web), C.VISITOR_ID)
+        contrib_b.close()
+        shutil.rmtree(ev_b.dir)
+        shutil.rmtree(emb_b.dir)
+        shutil.rmtree(int_b.dir)
+
+        # 3. Links, partitioned by visitor (to join sessions) and by customer (its own link events).
+        links_v = _Buckets(tmp, "links_by_visitor", n_b, _LINK_SPILL)
+        links_c = _Buckets(tmp, "links_by_customer", n_b, _LINK_SPILL)
+        for t in _batches(links_path, _LINK_SPILL.names, _LINK_SPILL.names, cfg.batch_rows, "identity links"):
+            report.n_links += t.num_rows
+            links_v.write(t, C.VISITOR_ID)
+            links_c.write(t, C.CUSTOMER_ID)
+        links_v.close()
+        links_c.close()
+
+        # 4. Per visitor bucket: the visitor timeline; contributions re-keyed to linked customers.
+        cust_b = _Buckets(tmp, "customer_contrib", n_b, _CUSTOMER_CONTRIB_SPILL)
+        names_v = {
+            "label": VISITOR_INTENT_LABEL,
+            "confidence": VISITOR_INTENT_CONFIDENCE,
+            "decayed": VISITOR_INTENT_DECAYED,
+            "embedding": VISITOR_EMBEDDING_DECAYED,
+            "sessions_window": VISITOR_SESSIONS_30D,
+        }
+        for b in range(n_b):
+            contrib = contrib_b.read(b).to_pandas()
+            if len(contrib):
+                contrib["available_at"] = contrib[C.EVENT_TIMESTAMP]
+                timeline = web_intent_timeline(contrib, C.VISITOR_ID, classes, cfg)
+                outputs["visitor_web_intent"].write(_timeline_table(timeline, C.VISITOR_ID, names_v))
+                outputs["visitor_web_intent"].write_anchors(contrib[C.VISITOR_ID])
+            links = _first_links(links_v.read(b).to_pandas())
+            if len(contrib) and len(links):
+                per_customer = contrib.drop(columns="available_at").merge(links, on=C.VISITOR_ID, how="inner")
+                cust_b.write(pa.Table.from_pandas(per_customer, preserve_index=False), C.CUSTOMER_ID)
+        cust_b.close()
+
+        # 5. Per customer bucket: the customer timeline over linked visitors' sessions.
+        names_c = {
+            "label": CUSTOMER_INTENT_LABEL,
+            "confidence": CUSTOMER_INTENT_CONFIDENCE,
+            "decayed": CUSTOMER_INTENT_DECAYED,
+            "embedding": CUSTOMER_WEB_EMBEDDING,
+            "linked_visitors": CUSTOMER_LINKED_VISITORS,
+            "sessions_window": CUSTOMER_WEB_SESSIONS_30D,
+        }
+        for b in range(n_b):
+            links = _first_links(links_c.read(b).to_pandas())
+            if links.empty:
+                continue
+            contrib = cust_b.read(b).to_pandas()
+            contrib["available_at"] = (
+                np.maximum(contrib[C.EVENT_TIMESTAMP], contrib[C.LINKED_AT])
+                if len(contrib)
+                else contrib[C.EVENT_TIMESTAMP]
+            )
+            timeline = web_intent_timeline(contrib, C.CUSTOMER_ID, classes, cfg, links=links)
+            outputs["customer_web_intent"].write(_timeline_table(timeline, C.CUSTOMER_ID, names_c))
+            outputs["customer_web_intent"].write_anchors(links[C.CUSTOMER_ID])
+
+        # 6. Customer profile snapshot, partitioned by customer so anchors are unique.
+        prof_b = _Buckets(tmp, "profile", n_b, schemas["customer_profile"])
+        for t in _batches(
+            customers_path,
+            schemas["customer_profile"].names,
+            [C.CUSTOMER_ID, C.EVENT_TIMESTAMP],
+            cfg.batch_rows,
+            "customers",
+        ):
+            prof_b.write(t, C.CUSTOMER_ID)
+        prof_b.close()
+        customers: set[str] = set()
+        for b in range(n_b):
+            t = prof_b.read(b)
+            outputs["customer_profile"].write(t)
+            keys = t[C.CUSTOMER_ID].to_numpy(zero_copy_only=False)
+            outputs["customer_profile"].write_anchors(keys)
+            customers.update(keys)
+        report.n_customers = len(customers)
+    except BaseException:
+        for o in outputs.values():
+            o.abort()
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for name, o in outputs.items():
+        o.close()
+        report.rows[name] = o.rows
+        report.anchors[name] = o.anchors
+
+    protos = tile_prototypes(tiles, proto_sum, proto_n, all_sum, all_n)
+    pq.write_table(protos, out_dir / FEATURE_FILES["tile_prototypes"])
+    report.rows["tile_prototypes"] = protos.num_rows
+    report.seconds = time.perf_counter() - t0
+    (out_dir / REPORT_FILE).write_text(
+        json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
+    )
+    return report
+
+
+def _embedding_dim(path: Path) -> int:
+    """The embedding dimension, from the first non-empty row."""
+    for t in _batches(
+        path, [C.EMBEDDING], [C.SESSION_ID, C.EVENT_TIMESTAMP, C.EMBEDDING], 1024, "embeddings"
+    ):
+        for v in t[C.EMBEDDING].to_pylist():
+            if v:
+                return len(v)
+    raise ValueError(f"embeddings ({path}): no non-empty '{C.EMBEDDING}' row")
+
+
+def _join_intents(emb: pd.DataFrame, intents: pd.DataFrame, report: BuildReport) -> pd.DataFrame:
+    """Embedding ⋈ intent per session (last row wins for a re-embedded session); the row's time is the
+    later of the two (both are the session end when produced by the pipeline)."""
+    emb = emb.drop_duplicates(C.SESSION_ID, keep="last")
+    intents = intents.drop_duplicates(C.SESSION_ID, keep="last")
+    joined = emb.merge(intents, on=C.SESSION_ID, how="inner", suffixes=("", "_intent"))
+    report.n_embeddings_without_intent += len(emb) - len(joined)
+    report.n_intents_without_embedding += len(intents) - len(joined)
+    if joined.empty:
+        return joined
+    joined[C.EVENT_TIMESTAMP] = joined[[C.EVENT_TIMESTAMP, f"{C.EVENT_TIMESTAMP}_intent"]].max(axis=1)
+    joined = joined[joined[C.EMBEDDING].notna()]
+    return joined.drop(columns=f"{C.EVENT_TIMESTAMP}_intent").reset_index(drop=True)
+
+
+def _session_intent_table(joined: pd.DataFrame) -> pa.Table:
+    return pa.table(
+        {
+            C.SESSION_ID: pa.array(joined[C.SESSION_ID].astype(str), pa.string()),
+            C.EVENT_TIMESTAMP: pa.array(joined[C.EVENT_TIMESTAMP], _TS),
+            C.EMBEDDING: _list_array(list(joined[C.EMBEDDING])),
+            C.INTENT_LABEL: _str_or_none(joined[C.INTENT_LABEL]),
+            C.INTENT_CONFIDENCE: pa.array(joined[C.INTENT_CONFIDENCE].astype(float), pa.float64()),
+            C.TAXONOMY_VERSION: _str_or_none(joined[C.TAXONOMY_VERSION]),
+        }
+    )
+
+
+def _contrib_table(web: pd.DataFrame) -> pa.Table:
+    return pa.table(
+        {
+            C.VISITOR_ID: pa.array(web[C.VISITOR_ID].astype(str), pa.string()),
+            C.SESSION_ID: pa.array(web[C.SESSION_ID].astype(str), pa.string()),
+            C.EVENT_TIMESTAMP: pa.array(web[C.EVENT_TIMESTAMP], _TS),
+            C.INTENT_LABEL: _str_or_none(web[C.INTENT_LABEL]),
+            C.INTENT_CONFIDENCE: pa.array(web[C.INTENT_CONFIDENCE].astype(float), pa.float64()),
+            C.EMBEDDING: _list_array(list(web[C.EMBEDDING])),
+        },
+        schema=_CONTRIB_SPILL,
+    )
+
+
+def _first_links(links: pd.DataFrame) -> pd.DataFrame:
+    """One link per (visitor, customer): the earliest (a later duplicate adds nothing)."""
+    if links.empty:
+        return links
+    bad = links[C.LINKED_AT].isna() | links[C.VISITOR_ID].isna() | links[C.CUSTOMER_ID].isna()
+    if bad.any():
+        raise ValueError(
+            f"identity links: {int(bad.sum())} row(s) with a null visitor_id, customer_id or linked_at"
+        )
+    return (
+        links.sort_values(C.LINKED_AT, kind="stable")
+        .drop_duplicates([C.VISITOR_ID, C.CUSTOMER_ID])
+        .reset_index(drop=True)
+    )
+
+
+def tile_prototypes(
+    tiles: Sequence[str], proto_sum: np.ndarray, proto_n: np.ndarray, all_sum: np.ndarray, all_n: int
+) -> pa.Table:
+    """Per tile: unit vector from the mean of all sessions to the mean of the tile's sessions.
+
+    Centring matters: session embeddings share a common direction, so raw cosine to a tile's mean is
+    high for everyone; the offset from the overall mean is what distinguishes one tile's visitors."""
+    rows = []
+    mean_all = all_sum / max(all_n, 1)
+    for k in range(len(tiles)):
+        if proto_n[k] == 0 or all_n == 0:
+            rows.append(None)
+            continue
+        d = proto_sum[k] / proto_n[k] - mean_all
+        norm = np.linalg.norm(d)
+        rows.append((d / norm).astype(np.float32) if norm > 0 else None)
+    return pa.table(
+        {
+            TILE_ID: pa.array(list(tiles), pa.string()),
+            PROTOTYPE: _list_array(rows),
+            PROTOTYPE_SESSIONS: pa.array(proto_n.astype(np.int64)),
+        }
+    )
+
+
+# --- CLI --------------------------------------------------------------------------------------------
+def _load_classes(intent_dir: Path) -> list[str]:
+    """Label order of the decayed distributions: the distilled classifier's ``classes_``."""
+    from clicks2intent.intent.distill import IntentClassifier
+
+    return [str(c) for c in IntentClassifier.load(intent_dir).classes_]
+
+
+def build_command(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    cfg = FeatureBuildConfig(
+        half_life_days=args.half_life_days, window_days=args.window_days, n_buckets=args.buckets
+    )
+    report = build_features(
+        events_path=data / "events.parquet",
+        embeddings_path=args.embeddings,
+        intents_path=args.intents,
+        links_path=data / "identity_links.parquet",
+        customers_path=data / "customers.parquet",
+        out_dir=args.out,
+        classes=_load_classes(Path(args.intent_model)),
+        config=cfg,
+    )
+    print(
+        f"features: {report.n_events} events, {report.n_sessions} sessions ({report.n_sessions_with_intent} with "
+        f"embedding+intent), {report.n_links} identity links, {report.n_customers} customers → {args.out} "
+        f"in {report.seconds:.1f}s ({report.n_buckets} bucket(s))"
+    )
+    for name, rows in report.rows.items():
+        print(
+            f"  {FEATURE_FILES[name]}: {rows} rows"
+            + (f" + {report.anchors[name]} anchors" if report.anchors.get(name) else "")
+        )
+    if report.n_embeddings_without_intent or report.n_intents_without_embedding:
+        print(
+            f"  note: {report.n_embeddings_without_intent} embedded session(s) without an intent and "
+            f"{report.n_intents_without_embedding} intent(s) without an embedding were left out"
+        )
+    return 0
+
+
+def online_command(args: argparse.Namespace) -> int:
+    from clicks2intent.features.store import print_customer_features
+
+    return print_customer_features(
+        repo_path=args.repo,
+        customer_id=args.customer_id,
+        service=args.service,
+        config=args.config,
+        features_dir=args.features,
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """``c2i features build`` (offline sources) and ``c2i features online`` (one customer's features)."""
+    parser = subparsers.add_parser("features", help="build the Feast feature sources; read online features")
+    sub = parser.add_subparsers(dest="features_command", required=True)
+    d = FeatureBuildConfig()
+    b = sub.add_parser("build", help="events + embeddings + intents + identity links → Feast parquet sources")
+    b.add_argument(
+        "--data", default="artifacts/data", help="dir with events, identity_links, customers parquet"
+    )
+    b.add_argument("--embeddings", default="artifacts/embeddings/session_embeddings.parquet")
+    b.add_argument("--intents", default="artifacts/intent/session_intents.parquet")
+    b.add_argument(
+        "--intent-model", default="artifacts/intent", help="distilled classifier dir (label order)"
+    )
+    b.add_argument("--out", default="artifacts/features")
+    b.add_argument(
+        "--half-life-days",
+        type=float,
+        default=d.half_life_days,
+        help=f"decay half-life (default {d.half_life_days})",
+    )
+    b.add_argument(
+        "--window-days",
+        type=float,
+        default=d.window_days,
+        help=f"activity-count window (default {d.window_days})",
+    )
+    b.add_argument(
+        "--buckets", type=int, default=None, help="hash partitions (default: events / bucket_rows)"
+    )
+    b.set_defaults(func=build_command)
+    o = sub.add_parser(
+        "online", help="print one customer's online features (after feast apply + materialize)"
+    )
+    o.add_argument("--repo", default="feature_repo", help="Feast repository")
+    o.add_argument(
+        "--config", default=None, help="feature store YAML (default: the repo's feature_store.yaml)"
+    )
+    o.add_argument("--customer-id", default=None, help="default: a customer with linked web intent")
+    o.add_argument("--service", default="tile_ranker_v1", help="feature service to read")
+    o.add_argument(
+        "--features", default="artifacts/features", help="feature sources (to pick a default customer)"
+    )
+    o.set_defaults(func=online_command)

@@ -1,0 +1,677 @@
+"""The Feast objects of clicks2intent, built by functions so any team's feature repo adopts them with one import.
+
+``build(sources, embedding_dim)`` returns every entity, feature view, request source, on-demand view and
+feature service (:class:`Clicks2IntentObjects`); a repo assigns them to module-level names (Feast
+collects module attributes) or passes ``objects.all()`` to ``FeatureStore.apply``. A team brings its
+own sources (any Feast ``DataSource`` with the columns ``c2i features build`` writes), its own entities
+if it already has ``customer``/``visitor``/``session`` ones, an optional name prefix and its own
+artifact directory for the on-demand views.
+
+On-demand views run in Feast's ``python`` mode (p50 0.45 ms vs 2.1 ms for pandas mode, measured,
+DESIGN.md). Four Feast 0.67 behaviours shape them (each has its workaround here):
+
+* Feast stores a UDF's SOURCE TEXT in the registry and, when a store loads it, re-``exec``\\ s that
+  text in a namespace holding only ``pd``/``np`` (``feast.transformation.udf_rehydrate``): a closure or
+  a module global the UDF refers to is a ``NameError`` at request time, not at apply time. So each UDF
+  is generated (:func:`python_udf`) as a two-line function that imports its implementation from this
+  module and passes its parameters as literals: the text is self-contained and every parameter is
+  visible in the registry (and in ``feast plan`` diffs).
+* ``feast apply`` calls every python-mode UDF once on synthetic inputs (``"hello world"``, ``[1.0]``)
+  to check the declared schema. The transforms therefore treat unknown tiles, unknown channels and
+  short vectors as "unknown" (NaN / OOV) rather than errors, and ``feast apply`` needs the model
+  artifacts the views load (encoder, intent classifier, tile prototypes) to exist.
+* An on-demand view's field descriptions are lost in the registry round trip while a feature service's
+  projection keeps them, so ``get_online_features(service)`` fails ("projection … contains a feature
+  the FeatureView doesn't have"): on-demand output fields carry no description; the view's does.
+* A python UDF returning Python floats is inferred as ``Float64``; scalar outputs are declared
+  ``Float64`` (declaring ``Float32`` fails apply with ``SpecifiedFeaturesNotPresentError``). Arrays are
+  checked by name only, so the embedding keeps ``Array(Float32)``.
+
+Request arrays cannot hold nulls in Feast's proto lists: a missing dwell is ``NaN`` and a missing
+search query ``""``. Event times travel as Int64 microseconds: an ``Array(UnixTimestamp)`` request
+field is truncated to whole seconds (the in-flight embedding would drift from the batch one) and
+rejects ``pd.Timestamp`` values (Feast checks exact types). :func:`clicks2intent.features.store.inflight_request`
+builds the fields from contract events.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clicks2intent.names import columns as C
+from clicks2intent.names.features import *  # noqa: F403
+from clicks2intent.features import build as F
+
+if TYPE_CHECKING:
+    from feast import Entity, FeatureService, FeatureView, RequestSource
+    from feast.data_source import DataSource
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+# --- Names (docs/interfaces.md, "Feast objects and model inputs") ------------------------------------
+ARTIFACTS_ENV = "C2I_ARTIFACTS"
+ENCODER_SUBDIR, INTENT_SUBDIR, FEATURES_SUBDIR = "encoder", "intent", "features"
+
+def feature_group(feature_name: str) -> str:
+    """``"baseline" | "embedding" | "labels"`` for a feature or model column.
+
+    Accepts the Feast name (``customer_intent_decayed``), a full name (``view__feature``) and model
+    columns derived from it (``customer_web_embedding_3``, ``customer_intent_label=L02``).
+    """
+    name = feature_name.split("__", 1)[1] if "__" in feature_name else feature_name
+    if name in FEATURE_GROUPS:
+        return FEATURE_GROUPS[name]
+    base = name.split("=", 1)[0]
+    if base in FEATURE_GROUPS:
+        return FEATURE_GROUPS[base]
+    stem, _, index = base.rpartition("_")
+    if index.isdigit() and stem in FEATURE_GROUPS:
+        return FEATURE_GROUPS[stem]
+    raise KeyError(
+        f"feature_group: {feature_name!r} is not a clicks2intent feature (known: {sorted(FEATURE_GROUPS)})"
+    )
+
+
+# --- Artifacts loaded by the on-demand views (once per process) ------------------------------------
+def resolve_artifacts_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Where the on-demand views find the encoder, classifier and tile prototypes.
+
+    ``override`` (a view's ``artifacts_dir``), else ``$C2I_ARTIFACTS``, else ``<repo>/artifacts`` when the
+    package runs from a checkout, else ``./artifacts``. Cached per (override, env) so the per-request
+    path makes no filesystem calls."""
+    return _resolve(str(override) if override else None, os.environ.get(ARTIFACTS_ENV) or None, os.getcwd())
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve(override: str | None, env: str | None, cwd: str) -> Path:
+    if override:
+        return Path(override).resolve()
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "artifacts"
+    return Path(cwd).resolve() / "artifacts"
+
+
+_LOCK = threading.Lock()
+_MODELS: dict[Path, tuple[Any, Any]] = {}
+_PROTOTYPES: dict[Path, Prototypes] = {}
+
+
+def load_models(root: Path) -> tuple[Any, Any]:
+    """(SessionEmbedder, IntentClassifier) from ``root``/encoder and ``root``/intent, cached per process."""
+    with _LOCK:
+        if root not in _MODELS:
+            from clicks2intent.intent.distill import IntentClassifier
+            from clicks2intent.encoder.embed import SessionEmbedder
+
+            for sub in (ENCODER_SUBDIR, INTENT_SUBDIR):
+                if not (root / sub).is_dir():
+                    raise FileNotFoundError(
+                        f"on-demand view {INFLIGHT_SESSION_INTENT}: {root / sub} not found; train the encoder and "
+                        f"the intent classifier first, or point ${ARTIFACTS_ENV} at the artifacts directory"
+                    )
+            _MODELS[root] = (
+                SessionEmbedder.load(root / ENCODER_SUBDIR, device="cpu"),
+                IntentClassifier.load(root / INTENT_SUBDIR),
+            )
+        return _MODELS[root]
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """Unit prototype vectors of the tiles that have one, stacked for one matrix product per request."""
+
+    index: dict[str, int]  # tile id → row of ``matrix``
+    matrix: np.ndarray  # [n_tiles_with_prototype, dim] float64
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1]) if self.matrix.ndim == 2 else 0
+
+    @classmethod
+    def from_dict(cls, prototypes: Mapping[str, Sequence[float]]) -> Prototypes:
+        tiles = list(prototypes)
+        dims = {len(v) for v in prototypes.values()}
+        if len(dims) > 1:
+            raise ValueError(f"prototypes: tiles have different dimensions {sorted(dims)}")
+        matrix = np.asarray([prototypes[t] for t in tiles], dtype=np.float64).reshape(
+            len(tiles), dims.pop() if dims else 0
+        )
+        return cls({t: i for i, t in enumerate(tiles)}, matrix)
+
+
+def load_prototypes(root: Path) -> tuple[Prototypes, int]:
+    """(tile prototypes of ``c2i features build`` under ``root``/features, their dimension), cached."""
+    with _LOCK:
+        if root not in _PROTOTYPES:
+            import pyarrow.parquet as pq
+
+            path = root / FEATURES_SUBDIR / F.FEATURE_FILES["tile_prototypes"]
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"on-demand view {TILE_AFFINITY_VIEW}: {path} not found; run `c2i features build` first, "
+                    f"or point ${ARTIFACTS_ENV} at the artifacts directory"
+                )
+            table = pq.read_table(path).to_pydict()
+            pairs = zip(table[F.TILE_ID], table[F.PROTOTYPE], strict=True)
+            _PROTOTYPES[root] = Prototypes.from_dict({str(t): v for t, v in pairs if v is not None})
+        prototypes = _PROTOTYPES[root]
+        return prototypes, prototypes.dim
+
+
+# --- On-demand transforms (python mode: dict of equal-length lists in, dict of lists out) ----------
+def inflight_events(
+    page_types: Sequence[str] | None,
+    times_us: Sequence[int] | None,
+    dwell: Sequence[float] | None,
+    queries: Sequence[str] | None,
+    channel: str | None,
+    device: str | None,
+) -> list[dict[str, Any]]:
+    """Request arrays of one in-flight session → contract event dicts (``SessionEmbedder.embed_session``).
+
+    Arrays are aligned by event; ``times``/``dwell``/``queries`` may be empty (unknown) but not of
+    another length. Unknown channels become missing (like OOV page types: serving never crashes on a
+    value the batch data never had)."""
+    pages = list(page_types or [])
+    n = len(pages)
+    cols: dict[str, list[Any]] = {}
+    for name, values in (
+        (INFLIGHT_EVENT_TIMES_US, times_us),
+        (INFLIGHT_DWELL_SECONDS, dwell),
+        (INFLIGHT_SEARCH_QUERIES, queries),
+    ):
+        values = list(values or [])
+        if values and len(values) != n:
+            raise ValueError(
+                f"{name}: {len(values)} values for {n} page types; arrays must align by event (or be empty)"
+            )
+        cols[name] = values or [None] * n
+    chan = channel.strip().lower() if isinstance(channel, str) else ""
+    chan = chan if chan in C.CHANNELS else None
+    dev = device.strip() if isinstance(device, str) and device.strip() else None
+    events = []
+    for i, page in enumerate(pages):
+        t = cols[INFLIGHT_EVENT_TIMES_US][i]
+        d = cols[INFLIGHT_DWELL_SECONDS][i]
+        q = cols[INFLIGHT_SEARCH_QUERIES][i]
+        events.append(
+            {
+                C.PAGE_TYPE: page,
+                C.EVENT_TIMESTAMP: None if t is None else _us_to_datetime(int(t)),
+                C.DWELL_SECONDS: None if d is None or (isinstance(d, float) and math.isnan(d)) else float(d),
+                C.SEARCH_QUERY: q if isinstance(q, str) and q.strip() else None,
+                C.CHANNEL: chan,
+                C.DEVICE: dev,
+            }
+        )
+    return events
+
+
+def _us_to_datetime(us: int) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(us, unit="us", tz="UTC")
+
+
+def inflight_intent_transform(
+    inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
+) -> dict[str, list[Any]]:
+    """Embed each in-flight session with the exported encoder and label it with the distilled classifier."""
+    embedder, classifier = load_models(resolve_artifacts_dir(artifacts_dir))
+    pages = inputs[INFLIGHT_PAGE_TYPES]
+    n = len(pages)
+
+    def col(name: str) -> list[Any]:
+        values = inputs.get(name)
+        return list(values) if values is not None else [None] * n
+
+    times, dwell, queries = (
+        col(INFLIGHT_EVENT_TIMES_US),
+        col(INFLIGHT_DWELL_SECONDS),
+        col(INFLIGHT_SEARCH_QUERIES),
+    )
+    channels, devices = col(INFLIGHT_CHANNEL), col(INFLIGHT_DEVICE)
+    out_emb: list[list[float]] = []
+    out_label: list[str] = []
+    out_conf: list[float] = []
+    for i in range(n):
+        events = inflight_events(pages[i], times[i], dwell[i], queries[i], channels[i], devices[i])
+        vector = embedder.embed_session(events)
+        label, confidence, _ = classifier.predict_one(vector)
+        out_emb.append([float(x) for x in vector])
+        out_label.append(label)
+        out_conf.append(float(confidence))
+    return {
+        INFLIGHT_EMBEDDING: out_emb,
+        INFLIGHT_INTENT_LABEL: out_label,
+        INFLIGHT_INTENT_CONFIDENCE: out_conf,
+    }
+
+
+def tile_affinity(
+    embedding: Sequence[float] | None,
+    tiles: Sequence[str],
+    prototypes: Prototypes | Mapping[str, Sequence[float]],
+    dim: int,
+) -> list[float]:
+    """Cosine between a web-intent embedding and each candidate tile's prototype (NaN = unknown: no
+    web intent, a tile without a prototype, or an embedding of another dimension than ``dim``).
+
+    Serving calls it too (for a fresher embedding than the customer's), so both paths score alike."""
+    if not isinstance(prototypes, Prototypes):
+        prototypes = Prototypes.from_dict(prototypes)
+    if prototypes.index and prototypes.dim != dim:
+        raise ValueError(f"dim: {dim} does not match the prototypes' dimension {prototypes.dim}")
+    if embedding is None or len(embedding) != dim or dim == 0:
+        return [math.nan] * len(tiles)
+    x = np.asarray(embedding, dtype=np.float64)
+    norm = float(np.sqrt(x @ x))
+    if not math.isfinite(norm) or norm == 0:
+        return [math.nan] * len(tiles)
+    scores = (prototypes.matrix @ x / norm).tolist()
+    return [scores[prototypes.index[t]] if t in prototypes.index else math.nan for t in tiles]
+
+
+def tile_affinity_transform(
+    inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
+) -> dict[str, list[Any]]:
+    """Affinity of the customer's web embedding to each tile of the request's ``candidate_tiles``."""
+    prototypes, dim = load_prototypes(resolve_artifacts_dir(artifacts_dir))
+    embeddings = inputs[F.CUSTOMER_WEB_EMBEDDING]
+    candidates = inputs[CANDIDATE_TILES]
+    return {
+        TILE_AFFINITY: [
+            tile_affinity(e, t or [], prototypes, dim) for e, t in zip(embeddings, candidates, strict=True)
+        ]
+    }
+
+
+def python_udf(
+    name: str, impl: Callable[..., dict[str, list[Any]]], **params: Any
+) -> tuple[Callable[..., Any], str]:
+    """A self-contained UDF (function, source text) calling ``impl`` with literal ``params``.
+
+    Why generated: Feast re-executes the stored source text with only ``pd``/``np`` in scope (module
+    docstring), so the text must import what it calls and spell out its parameters."""
+    if not name.isidentifier():
+        raise ValueError(f"name: {name!r} must be a Python identifier (it names the UDF)")
+    for key, value in params.items():
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise TypeError(
+                f"python_udf: parameter {key!r} must be a literal (str/int/float/bool/None), got {type(value).__name__}"
+            )
+    args = "".join(f", {k}={v!r}" for k, v in params.items())
+    source = f"def {name}(inputs):\n    from {impl.__module__} import {impl.__name__}\n\n    return {impl.__name__}(inputs{args})\n"
+    namespace: dict[str, Any] = {"__name__": f"{impl.__module__}.udf"}
+    exec(compile(source, f"<clicks2intent udf {name}>", "exec"), namespace)  # noqa: S102 - our own generated text
+    return namespace[name], source
+
+
+# --- Sources ---------------------------------------------------------------------------------------
+@dataclass
+class Sources:
+    """The batch sources the five feature views read (any Feast ``DataSource`` with these columns)."""
+
+    session_activity: DataSource
+    session_intent: DataSource
+    visitor_web_intent: DataSource
+    customer_web_intent: DataSource
+    customer_profile: DataSource
+
+
+def file_sources(features_dir: str = "../artifacts/features", prefix: str = "") -> Sources:
+    """``FileSource``\\ s over the parquet files of ``c2i features build`` (relative = to the repo)."""
+    from feast import FileSource
+
+    def source(view: str) -> FileSource:
+        return FileSource(
+            name=f"{prefix}{view}_source",
+            path=f"{features_dir.rstrip('/')}/{F.FEATURE_FILES[view]}",
+            timestamp_field=C.EVENT_TIMESTAMP,
+            description=f"c2i features build: {F.FEATURE_FILES[view]}",
+        )
+
+    return Sources(*(source(f.name) for f in fields(Sources)))
+
+
+# --- The objects -----------------------------------------------------------------------------------
+@dataclass
+class Clicks2IntentObjects:
+    """Everything ``build`` makes, in the Feast template's order."""
+
+    session: Entity
+    visitor: Entity
+    customer: Entity
+    sources: Sources
+    session_activity: FeatureView
+    session_intent: FeatureView
+    visitor_web_intent: FeatureView
+    customer_web_intent: FeatureView
+    customer_profile: FeatureView
+    inflight_session: RequestSource
+    tile_candidates: RequestSource
+    inflight_session_intent: OnDemandFeatureView
+    tile_affinity: OnDemandFeatureView
+    tile_ranker_baseline: FeatureService
+    tile_ranker_v1: FeatureService
+    conversion_baseline: FeatureService
+    conversion_v1: FeatureService
+
+    def all(self) -> list[Any]:
+        """Every object, for ``FeatureStore.apply`` (request sources travel inside their views)."""
+        out: list[Any] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Sources):
+                out.extend(getattr(value, s.name) for s in fields(value))
+            elif f.name not in ("inflight_session", "tile_candidates"):
+                out.append(value)
+        return out
+
+    def services(self) -> dict[str, FeatureService]:
+        return {
+            s.name: s
+            for s in (
+                self.tile_ranker_baseline,
+                self.tile_ranker_v1,
+                self.conversion_baseline,
+                self.conversion_v1,
+            )
+        }
+
+
+def profile_fields() -> list[Any]:
+    """The customer-profile schema (the "production baseline"), from :data:`features.PROFILE_COLUMNS`."""
+    import pyarrow as pa
+    from feast import Field
+    from feast.types import Bool, Float64, Int64, String
+
+    kinds = {pa.float64(): Float64, pa.int64(): Int64, pa.string(): String, pa.bool_(): Bool}
+    return [Field(name=name, dtype=kinds[t]) for name, t in F.PROFILE_COLUMNS.items()]
+
+
+def build(
+    sources: Sources,
+    embedding_dim: int = 64,
+    *,
+    prefix: str = "",
+    entities: Mapping[str, Entity] | None = None,
+    profile: Sequence[Any] | None = None,
+    artifacts_dir: str | None = None,
+    session_ttl: timedelta = timedelta(days=30),
+    web_intent_ttl: timedelta = timedelta(days=90),
+    profile_ttl: timedelta = timedelta(days=365),
+    owner: str = "",
+    tags: Mapping[str, str] | None = None,
+) -> Clicks2IntentObjects:
+    """Every clicks2intent Feast object over a team's ``sources``.
+
+    ``embedding_dim``: the encoder's output size (stated in the descriptions). ``prefix``: prepended to
+    view, request-source and service names so they cannot clash with a team's own. ``entities``: reuse
+    a team's ``session``/``visitor``/``customer`` entities (their join keys must match the sources).
+    ``profile``: the customer-profile fields (default :func:`profile_fields`). ``artifacts_dir``: where
+    the on-demand views load models and prototypes (default ``$C2I_ARTIFACTS`` at request time).
+    ttls: how stale a value may be before it is "unknown" (sessions are served shortly after they end;
+    web intent fades within weeks; the profile is a slowly changing snapshot).
+    """
+    from feast import Entity, FeatureService, FeatureView, Field, RequestSource, ValueType
+    from feast.on_demand_feature_view import OnDemandFeatureView
+    from feast.types import Array, Float32, Float64, Int64, String
+
+    if not (isinstance(embedding_dim, int) and embedding_dim > 0):
+        raise ValueError(f"embedding_dim: must be a positive int, got {embedding_dim!r}")
+    if prefix and not prefix.replace("_", "a").isalnum():
+        raise ValueError(
+            f"prefix: {prefix!r} may hold letters, digits and '_' only (it starts Feast object names)"
+        )
+    tags = {"system": "clicks2intent", **(tags or {})}
+    common: dict[str, Any] = {"owner": owner, "tags": tags}
+    given = dict(entities or {})
+
+    # Entities ------------------------------------------------------------------------------------
+    def entity(name: str, key: str, description: str) -> Entity:
+        return given.get(name) or Entity(
+            name=name, join_keys=[key], value_type=ValueType.STRING, description=description, **common
+        )
+
+    session = entity(
+        "session",
+        C.SESSION_ID,
+        "A web or app session: the unit the encoder embeds and the classifier labels.",
+    )
+    visitor = entity(
+        "visitor", C.VISITOR_ID, "An anonymous web visitor (cookie/device): web intent before anyone logs in."
+    )
+    customer = entity(
+        "customer", C.CUSTOMER_ID, "A bank customer: whom the recommenders rank for after login."
+    )
+
+    # Feature views --------------------------------------------------------------------------------
+    dist = "time-decayed label distribution (float32, one weight per label in the intent classifier's classes_ order)"
+    emb = (
+        f"L2-normalised session embedding from the clicks2intent encoder, dimension {embedding_dim} (float32)"
+    )
+    session_activity = FeatureView(
+        name=f"{prefix}{SESSION_ACTIVITY}",
+        entities=[session],
+        ttl=session_ttl,
+        source=sources.session_activity,
+        description="Baseline session statistics (no web intent): counts and durations from the events.",
+        schema=[
+            Field(name=F.SESSION_N_EVENTS, dtype=Int64, description="events in the session"),
+            Field(
+                name=F.SESSION_DURATION_S, dtype=Float64, description="last minus first event time, seconds"
+            ),
+            Field(name=F.SESSION_N_SEARCHES, dtype=Int64, description="search pages or events with a query"),
+            Field(name=F.SESSION_N_APPLY_PAGES, dtype=Int64, description="application pages (apply_*)"),
+            Field(name=F.SESSION_N_PRODUCT_PAGES, dtype=Int64, description="product pages (product_*)"),
+            Field(name=F.SESSION_N_DISTINCT_PAGES, dtype=Int64, description="distinct page types"),
+            Field(
+                name=F.SESSION_MEAN_DWELL_S,
+                dtype=Float64,
+                description="mean known dwell, seconds (null if none known)",
+            ),
+            Field(name=F.SESSION_CHANNEL, dtype=String, description="web or app"),
+        ],
+        **common,
+    )
+    session_intent = FeatureView(
+        name=f"{prefix}{SESSION_INTENT}",
+        entities=[session],
+        ttl=session_ttl,
+        source=sources.session_intent,
+        description=f"Session embedding and distilled intent label, known at session end. Embedding dimension {embedding_dim}.",
+        schema=[
+            Field(name=C.EMBEDDING, dtype=Array(Float32), description=emb),
+            Field(
+                name=C.INTENT_LABEL,
+                dtype=String,
+                description="taxonomy label id from the distilled classifier",
+            ),
+            Field(
+                name=C.INTENT_CONFIDENCE, dtype=Float64, description="classifier probability of that label"
+            ),
+            Field(
+                name=C.TAXONOMY_VERSION,
+                dtype=String,
+                description="taxonomy the label belongs to (provenance)",
+            ),
+        ],
+        **common,
+    )
+    visitor_web_intent = FeatureView(
+        name=f"{prefix}{VISITOR_WEB_INTENT}",
+        entities=[visitor],
+        ttl=web_intent_ttl,
+        source=sources.visitor_web_intent,
+        description="A visitor's web intent as of each change: latest session's label and time-decayed mixes.",
+        schema=[
+            Field(
+                name=F.VISITOR_INTENT_LABEL,
+                dtype=String,
+                description="label of the visitor's most recent session",
+            ),
+            Field(name=F.VISITOR_INTENT_CONFIDENCE, dtype=Float64, description="its classifier confidence"),
+            Field(name=F.VISITOR_INTENT_DECAYED, dtype=Array(Float32), description=dist),
+            Field(
+                name=F.VISITOR_EMBEDDING_DECAYED,
+                dtype=Array(Float32),
+                description=f"time-decayed mean of session embeddings, unit length, dimension {embedding_dim}",
+            ),
+            Field(name=F.VISITOR_SESSIONS_30D, dtype=Int64, description="sessions ended in the last 30 days"),
+        ],
+        **common,
+    )
+    customer_web_intent = FeatureView(
+        name=f"{prefix}{CUSTOMER_WEB_INTENT}",
+        entities=[customer],
+        ttl=web_intent_ttl,
+        source=sources.customer_web_intent,
+        description=(
+            "Web intent of the customer's LINKED visitors, point in time: a session counts from "
+            "max(session end, linked_at); links or sessions after the row time never contribute."
+        ),
+        schema=[
+            Field(
+                name=F.CUSTOMER_INTENT_LABEL,
+                dtype=String,
+                description="label of the latest linked web session",
+            ),
+            Field(name=F.CUSTOMER_INTENT_CONFIDENCE, dtype=Float64, description="its classifier confidence"),
+            Field(name=F.CUSTOMER_INTENT_DECAYED, dtype=Array(Float32), description=dist),
+            Field(
+                name=F.CUSTOMER_WEB_EMBEDDING,
+                dtype=Array(Float32),
+                description=f"time-decayed mean embedding of linked web sessions, unit length, dimension {embedding_dim}",
+            ),
+            Field(
+                name=F.CUSTOMER_LINKED_VISITORS,
+                dtype=Int64,
+                description="visitors linked to the customer so far",
+            ),
+            Field(
+                name=F.CUSTOMER_WEB_SESSIONS_30D,
+                dtype=Int64,
+                description="linked web sessions ended in the last 30 days",
+            ),
+        ],
+        **common,
+    )
+    customer_profile = FeatureView(
+        name=f"{prefix}{CUSTOMER_PROFILE}",
+        entities=[customer],
+        ttl=profile_ttl,
+        source=sources.customer_profile,
+        description="The production baseline: tenure, age, app activity, balance band, products held.",
+        schema=list(profile or profile_fields()),
+        **common,
+    )
+
+    # Request sources ------------------------------------------------------------------------------
+    inflight_session = RequestSource(
+        name=f"{prefix}{INFLIGHT_SESSION}",
+        description="One in-flight web session sent with the request, as arrays aligned by event.",
+        schema=[
+            Field(name=INFLIGHT_PAGE_TYPES, dtype=Array(String)),
+            Field(name=INFLIGHT_EVENT_TIMES_US, dtype=Array(Int64)),
+            Field(name=INFLIGHT_DWELL_SECONDS, dtype=Array(Float64)),
+            Field(name=INFLIGHT_SEARCH_QUERIES, dtype=Array(String)),
+            Field(name=INFLIGHT_CHANNEL, dtype=String),
+            Field(name=INFLIGHT_DEVICE, dtype=String),
+        ],
+        **common,
+    )
+    tile_candidates = RequestSource(
+        name=f"{prefix}{TILE_CANDIDATES}",
+        description="The tiles the app may show on this homepage view.",
+        schema=[Field(name=CANDIDATE_TILES, dtype=Array(String))],
+        **common,
+    )
+
+    # On-demand views --------------------------------------------------------------------------------
+    udf, source = python_udf(
+        f"{prefix}{INFLIGHT_SESSION_INTENT}", inflight_intent_transform, artifacts_dir=artifacts_dir
+    )
+    inflight_session_intent = OnDemandFeatureView(
+        name=f"{prefix}{INFLIGHT_SESSION_INTENT}",
+        sources=[inflight_session],
+        schema=[
+            Field(name=INFLIGHT_EMBEDDING, dtype=Array(Float32)),
+            Field(name=INFLIGHT_INTENT_LABEL, dtype=String),
+            Field(name=INFLIGHT_INTENT_CONFIDENCE, dtype=Float64),
+        ],
+        udf=udf,
+        udf_string=source,
+        mode="python",
+        description=(
+            f"Embedding ({embedding_dim}-d, float32) and distilled intent label/confidence of the in-flight "
+            "session (exported encoder + classifier, loaded once per process)."
+        ),
+        **common,
+    )
+    udf, source = python_udf(
+        f"{prefix}{TILE_AFFINITY_VIEW}", tile_affinity_transform, artifacts_dir=artifacts_dir
+    )
+    tile_affinity_view = OnDemandFeatureView(
+        name=f"{prefix}{TILE_AFFINITY_VIEW}",
+        sources=[customer_web_intent[[F.CUSTOMER_WEB_EMBEDDING]], tile_candidates],
+        schema=[Field(name=TILE_AFFINITY, dtype=Array(Float64))],
+        udf=udf,
+        udf_string=source,
+        mode="python",
+        description=(
+            f"{TILE_AFFINITY}: cosine between the customer's web embedding and each of the request's "
+            f"{CANDIDATE_TILES} prototypes, in candidate order; NaN = unknown."
+        ),
+        **common,
+    )
+
+    # Feature services -----------------------------------------------------------------------------
+    def service(name: str, features: list[Any], description: str) -> FeatureService:
+        return FeatureService(name=f"{prefix}{name}", features=features, description=description, **common)
+
+    return Clicks2IntentObjects(
+        session=session,
+        visitor=visitor,
+        customer=customer,
+        sources=sources,
+        session_activity=session_activity,
+        session_intent=session_intent,
+        visitor_web_intent=visitor_web_intent,
+        customer_web_intent=customer_web_intent,
+        customer_profile=customer_profile,
+        inflight_session=inflight_session,
+        tile_candidates=tile_candidates,
+        inflight_session_intent=inflight_session_intent,
+        tile_affinity=tile_affinity_view,
+        tile_ranker_baseline=service(
+            TILE_RANKER_BASELINE,
+            [customer_profile],
+            "Tile ranker, production baseline: customer profile only.",
+        ),
+        tile_ranker_v1=service(
+            TILE_RANKER_V1,
+            [customer_profile, customer_web_intent, tile_affinity_view],
+            f"Tile ranker v1: baseline + linked web intent + tile affinity (request: {CANDIDATE_TILES}).",
+        ),
+        conversion_baseline=service(
+            CONVERSION_BASELINE, [session_activity], "Conversion, baseline: session statistics only."
+        ),
+        conversion_v1=service(
+            CONVERSION_V1,
+            [session_activity, session_intent, visitor_web_intent],
+            "Conversion v1: baseline + session embedding/label + the visitor's decayed web intent.",
+        ),
+    )

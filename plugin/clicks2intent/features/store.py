@@ -1,0 +1,309 @@
+"""Opening the Feast store (embedded default or production config) and the read helpers around it.
+
+* :func:`open_store`: a ``FeatureStore`` for a repo and an optional YAML (``feature_store.yaml`` by
+  default; ``feature_store.production.yaml`` for Redis + the SQL registry on PostgreSQL).
+* :func:`production_config` / :func:`write_config` / :func:`production_store`: the production config as
+  data, so tests, benchmarks and deployments can point it at their own Redis, registry URL and project
+  (``$C2I_REDIS`` and ``$C2I_REGISTRY_URL`` override the defaults).
+* :func:`drop_project`: remove one project from the online store and the registry. Never call
+  ``FeatureStore.teardown()`` on a SQL registry: Feast 0.67's ``SqlRegistry.teardown`` deletes the rows
+  of EVERY project in the database.
+* :func:`historical_features`: ``get_historical_features`` that returns exactly one row per entity row,
+  in order (Feast's file offline store collapses entity rows sharing join keys and timestamp, #6787).
+* :func:`inflight_request` / :func:`online_features`: what serving sends and reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from clicks2intent.names import columns as C
+from clicks2intent.features import definitions as fo
+from clicks2intent.features import build as F
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+
+REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"  # the checkout's repo (when run from one)
+DEFAULT_YAML = "feature_store.yaml"
+PRODUCTION_YAML = "feature_store.production.yaml"
+PRODUCTION_PROJECT = "clicks2intent"
+REDIS_ENV = "C2I_REDIS"
+REGISTRY_ENV = "C2I_REGISTRY_URL"
+DEFAULT_REDIS = "127.0.0.1:6379"
+DEFAULT_REGISTRY_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def open_store(repo_path: str | Path = REPO_DIR, config: str | Path | None = None) -> FeatureStore:
+    """A ``FeatureStore`` for ``repo_path`` (relative paths in the YAML resolve against it).
+
+    ``config``: a YAML path (absolute, or relative to the working directory, or a file name inside the
+    repo such as ``feature_store.production.yaml``); default the repo's ``feature_store.yaml``."""
+    from feast import FeatureStore
+
+    repo = Path(repo_path).resolve()
+    if not repo.is_dir():
+        raise FileNotFoundError(f"repo_path: feature repository {repo} not found")
+    if config is None:
+        return FeatureStore(repo_path=str(repo))
+    path = Path(config)
+    if not path.is_file() and (repo / path).is_file():
+        path = repo / path
+    if not path.is_file():
+        raise FileNotFoundError(f"config: feature store YAML {config} not found (nor in {repo})")
+    return FeatureStore(repo_path=str(repo), fs_yaml_file=path.resolve())
+
+
+def production_config(
+    project: str = PRODUCTION_PROJECT,
+    redis: str | None = None,
+    registry_url: str | None = None,
+    registry_cache_ttl_seconds: int = 60,
+) -> dict[str, Any]:
+    """The production store as a dict: Redis online store, SQL registry (SQLAlchemy, PostgreSQL),
+    file offline store. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string."""
+    if not project.replace("_", "a").isalnum():
+        raise ValueError(f"project: {project!r} may hold letters, digits and '_' only (Feast project names)")
+    redis = redis or os.environ.get(REDIS_ENV) or DEFAULT_REDIS
+    registry_url = registry_url or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY_URL
+    return {
+        "project": project,
+        "provider": "local",
+        "registry": {
+            "registry_type": "sql",
+            "path": registry_url,
+            "cache_ttl_seconds": int(registry_cache_ttl_seconds),
+            "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+        },
+        "online_store": {"type": "redis", "connection_string": redis},
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+
+
+def write_config(path: str | Path, config: Mapping[str, Any]) -> Path:
+    """Write a feature store YAML (what ``feast -f <path> …`` and :func:`open_store` read)."""
+    import yaml
+
+    path = Path(path)
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a feature store YAML as a dict (``${VAR}`` expanded, as Feast does)."""
+    import yaml
+
+    return yaml.safe_load(os.path.expandvars(Path(path).read_text(encoding="utf-8")))
+
+
+def production_store(repo_path: str | Path = REPO_DIR, **kwargs: Any) -> FeatureStore:
+    """A ``FeatureStore`` on :func:`production_config` (keyword arguments go to it)."""
+    from feast import FeatureStore, RepoConfig
+
+    repo = Path(repo_path).resolve()
+    config = RepoConfig(**production_config(**kwargs))
+    config.repo_path = repo
+    return FeatureStore(repo_path=str(repo), config=config)
+
+
+def drop_project(store: FeatureStore) -> None:
+    """Delete this store's project from the online store and the registry, and nothing else."""
+    from feast.errors import ProjectNotFoundException
+
+    project = store.project
+    views = store.list_feature_views()
+    entities = store.list_entities()
+    store._get_provider().teardown_infra(project, views, entities)
+    with contextlib.suppress(ProjectNotFoundException):  # already gone: nothing to delete
+        store.registry.delete_project(project, commit=True)
+
+
+def service_available(kind: str, timeout_s: float = 1.0) -> str | None:
+    """``None`` when the Redis (``"redis"``) or PostgreSQL (``"postgres"``) of the production config
+    answers, else the reason it does not (tests skip or fail with it)."""
+    config = production_config()
+    try:
+        if kind == "redis":
+            import redis
+
+            host, _, rest = config["online_store"]["connection_string"].partition(":")
+            port = int(rest.split(",")[0] or 6379)
+            redis.Redis(host=host, port=port, socket_connect_timeout=timeout_s).ping()
+        elif kind == "postgres":
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(
+                config["registry"]["path"], connect_args={"connect_timeout": max(1, int(timeout_s))}
+            )
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+            engine.dispose()
+        else:
+            raise ValueError(f"kind: {kind!r} must be 'redis' or 'postgres'")
+    except ValueError:
+        raise
+    except Exception as e:  # any connection failure is a reason to report, not to crash on
+        return f"{kind} not reachable ({type(e).__name__}: {e})"
+    return None
+
+
+# --- Offline -----------------------------------------------------------------------------------------
+def historical_features(
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    features: FeatureService | Sequence[str],
+    full_feature_names: bool = False,
+) -> pd.DataFrame:
+    """Point-in-time features, exactly one output row per entity row, in the entity order.
+
+    Feast 0.67's file offline store keeps one row per (join keys, event_timestamp) (#6787); entity rows
+    that repeat a key and time are therefore retrieved in rounds (k-th repeat in round k)."""
+    if C.EVENT_TIMESTAMP not in entity_df.columns:
+        raise ValueError(f"entity_df: needs an '{C.EVENT_TIMESTAMP}' column (the as-of time of each row)")
+    ts = pd.to_datetime(entity_df[C.EVENT_TIMESTAMP], utc=True)
+    if ts.isna().any():
+        raise ValueError(f"entity_df: '{C.EVENT_TIMESTAMP}' has {int(ts.isna().sum())} null(s)")
+    frame = entity_df.reset_index(drop=True).assign(**{C.EVENT_TIMESTAMP: ts.reset_index(drop=True)})
+    keys = [c for c in (C.SESSION_ID, C.VISITOR_ID, C.CUSTOMER_ID) if c in frame.columns]
+    row = "__c2i_row"
+    frame[row] = np.arange(len(frame))
+    repeat = (
+        frame.groupby(keys + [C.EVENT_TIMESTAMP], sort=False, dropna=False).cumcount()
+        if keys
+        else pd.Series(0, index=frame.index)
+    )
+    parts = []
+    for k in range(int(repeat.max()) + 1 if len(frame) else 0):
+        chunk = frame[repeat.to_numpy() == k]
+        parts.append(
+            store.get_historical_features(
+                entity_df=chunk, features=features, full_feature_names=full_feature_names
+            ).to_df()
+        )
+    if not parts:
+        return frame.drop(columns=row)
+    out = pd.concat(parts, ignore_index=True).sort_values(row, kind="stable").reset_index(drop=True)
+    if len(out) != len(frame) or not (out[row].to_numpy() == np.arange(len(frame))).all():
+        raise RuntimeError(f"Feast returned {len(out)} rows for {len(frame)} entity rows")
+    return out.drop(columns=row)
+
+
+# --- Online ------------------------------------------------------------------------------------------
+def inflight_request(events: Sequence[Mapping[str, Any]] | pd.DataFrame) -> dict[str, Any]:
+    """One in-flight session's events (contract columns) → the ``inflight_session`` request fields.
+
+    Events are ordered by time first (as the batch featuriser does); a missing dwell becomes NaN and a
+    missing query ``""`` (Feast request arrays cannot hold nulls)."""
+    rows = events.to_dict("records") if isinstance(events, pd.DataFrame) else [dict(e) for e in events]
+    for i, e in enumerate(rows):
+        page = e.get(C.PAGE_TYPE)
+        if not isinstance(page, str) or not page.strip():
+            raise ValueError(
+                f"event {i}: '{C.PAGE_TYPE}' is required and must be a non-empty string, got {page!r}"
+            )
+    stamps = []
+    for i, e in enumerate(rows):
+        t = e.get(C.EVENT_TIMESTAMP)
+        stamp = pd.Timestamp(t) if t is not None and not (isinstance(t, float) and np.isnan(t)) else None
+        if stamp is not None and stamp.tzinfo is None:
+            stamp = stamp.tz_localize("UTC")
+        if stamp is None or pd.isna(stamp):
+            raise ValueError(
+                f"event {i}: '{C.EVENT_TIMESTAMP}' is required for an in-flight event, got {t!r}"
+            )
+        stamps.append(int((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")))
+    order = sorted(range(len(rows)), key=lambda i: stamps[i])
+
+    def text(v: Any) -> str:
+        return v.strip() if isinstance(v, str) else ""
+
+    def dwell(v: Any) -> float:
+        return float(v) if v is not None and not (isinstance(v, float) and np.isnan(v)) else float("nan")
+
+    first = rows[order[0]] if rows else {}
+    return {
+        fo.INFLIGHT_PAGE_TYPES: [rows[i][C.PAGE_TYPE].strip() for i in order],
+        fo.INFLIGHT_EVENT_TIMES_US: [stamps[i] for i in order],
+        fo.INFLIGHT_DWELL_SECONDS: [dwell(rows[i].get(C.DWELL_SECONDS)) for i in order],
+        fo.INFLIGHT_SEARCH_QUERIES: [text(rows[i].get(C.SEARCH_QUERY)) for i in order],
+        fo.INFLIGHT_CHANNEL: text(first.get(C.CHANNEL)),
+        fo.INFLIGHT_DEVICE: text(first.get(C.DEVICE)),
+    }
+
+
+def online_features(
+    store: FeatureStore,
+    features: FeatureService | str | Sequence[str],
+    entity_rows: Iterable[Mapping[str, Any]],
+    request: Mapping[str, Any] | None = None,
+) -> dict[str, list[Any]]:
+    """``get_online_features`` → column dict. ``features`` may name a feature service; ``request``
+    fields (e.g. ``candidate_tiles``) are added to every entity row."""
+    if isinstance(features, str):
+        features = store.get_feature_service(features)
+    rows = [{**dict(r), **dict(request or {})} for r in entity_rows]
+    return store.get_online_features(features=features, entity_rows=rows).to_dict()
+
+
+def default_customer(features_dir: str | Path) -> str:
+    """A customer with linked web intent (the most linked web sessions), for the demo."""
+    import pyarrow.parquet as pq
+
+    path = Path(features_dir) / F.FEATURE_FILES["customer_web_intent"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `c2i features build` or pass --customer-id")
+    df = pq.read_table(
+        path,
+        columns=[C.CUSTOMER_ID, C.EVENT_TIMESTAMP, F.CUSTOMER_WEB_SESSIONS_30D, F.CUSTOMER_WEB_EMBEDDING],
+    ).to_pandas()
+    df = df[df[F.CUSTOMER_WEB_EMBEDDING].notna()]
+    if df.empty:
+        raise ValueError(f"{path}: no customer has linked web intent; pass --customer-id")
+    return str(
+        df.sort_values([F.CUSTOMER_WEB_SESSIONS_30D, C.EVENT_TIMESTAMP], ascending=False)[C.CUSTOMER_ID].iloc[
+            0
+        ]
+    )
+
+
+def _short(value: Any, width: int = 6) -> str:
+    if isinstance(value, list | tuple):
+        head = ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value[:width])
+        return f"[{head}{', …' if len(value) > width else ''}] (len {len(value)})"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def print_customer_features(
+    repo_path: str | Path,
+    customer_id: str | None,
+    service: str = fo.TILE_RANKER_V1,
+    config: str | Path | None = None,
+    features_dir: str | Path = "artifacts/features",
+) -> int:
+    """``c2i features online``: one customer's online features from a feature service."""
+    store = open_store(repo_path, config)
+    customer_id = customer_id or default_customer(features_dir)
+    values = online_features(
+        store, service, [{C.CUSTOMER_ID: customer_id}], request={fo.CANDIDATE_TILES: list(C.TILES)}
+    )
+    print(f"online features of customer {customer_id} (service {service}, project {store.project}):")
+    width = max(len(k) for k in values)
+    for name, column in values.items():
+        print(f"  {name:<{width}}  {_short(column[0])}")
+    if fo.TILE_AFFINITY in values and values[fo.TILE_AFFINITY][0] is not None:
+        ranked = sorted(
+            zip(C.TILES, values[fo.TILE_AFFINITY][0], strict=True),
+            key=lambda kv: -kv[1] if kv[1] == kv[1] else np.inf,
+        )
+        print("  tiles by web-intent affinity: " + ", ".join(f"{t} {a:+.2f}" for t, a in ranked[:5]))
+    return 0

@@ -1,0 +1,413 @@
+"""The distilled intent classifier: session embedding → taxonomy label, at microsecond latency.
+
+Why distil: the LLM labels a sample offline (seconds per session); serving must label every in-flight
+session per request. A multinomial logistic regression on the session embedding, trained on the LLM's
+labels, keeps most of the LLM's labelling at the cost of a matrix-vector product. Training uses
+scikit-learn; inference is plain numpy (``W @ x + b``, softmax) on weights copied out of it, so the
+Feast on-demand view and the BentoML service load two small arrays and no estimator pipeline.
+
+The ``distill`` command trains on the LLM-labelled sessions, reports fidelity on a *time-based*
+held-out part (the latest sessions: agreement and macro F1 against the LLM, single-session p50/p99
+latency in µs), refits on all labelled sessions, labels every embedded session
+(``session_intents.parquet``) and, on simulated data, measures AMI/NMI of LLM and distilled labels
+against the simulator's hidden true intents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clicks2intent.names import columns as C
+
+CLASSIFIER_FILE = "classifier.npz"
+META_FILE = "classifier.json"
+INTENTS_FILE = "session_intents.parquet"
+FORMAT_VERSION = 1
+
+
+class IntentClassifier:
+    """Multinomial logistic regression with a numpy inference path (scikit-learn conventions).
+
+    Parameters are stored as given; fitted state ends in ``_``. ``predict_one`` is the per-request path.
+    """
+
+    def __init__(
+        self,
+        C: float = 10.0,  # L2-normalised embeddings have small coordinates; measured best of 0.3…100 (held-out agreement)
+        class_weight: str | None = None,  # None: follow the LLM's label frequencies (what we distil)
+        max_iter: int = 2000,
+        random_state: int | None = 0,
+    ) -> None:
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.taxonomy_version: str = ""
+        self.label_names: dict[str, str] = {}
+
+    # --- training ------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: np.ndarray,
+        y: Any,
+        label_names: dict[str, str] | None = None,
+        taxonomy_version: str = "",
+    ) -> IntentClassifier:
+        """Fit on embeddings ``X`` [n, dim] and label ids ``y``; returns self."""
+        from sklearn.linear_model import LogisticRegression
+
+        X = self._check_X(np.asarray(X, dtype=np.float64), fitted=False)
+        y = np.asarray(y).astype(str)
+        if len(y) != len(X):
+            raise ValueError(f"y: length {len(y)} does not match X rows {len(X)}")
+        if len(y) == 0:
+            raise ValueError("y: no labelled rows to train on")
+        classes = np.unique(y)
+        if len(classes) == 1:
+            # The LLM used one label only: a constant classifier is the honest distillation of that.
+            self.coef_ = np.zeros((1, X.shape[1]), dtype=np.float32)
+            self.intercept_ = np.zeros(1, dtype=np.float32)
+        else:
+            lr = LogisticRegression(
+                C=self.C,
+                class_weight=self.class_weight,
+                max_iter=self.max_iter,
+                random_state=self.random_state,
+            ).fit(X, y)
+            classes = lr.classes_
+            coef, intercept = lr.coef_, lr.intercept_
+            if coef.shape[0] == 1:  # binary: sklearn keeps one row; make it a 2-class softmax
+                coef = np.vstack([-coef / 2, coef / 2])
+                intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+            self.coef_ = np.ascontiguousarray(coef, dtype=np.float32)
+            self.intercept_ = np.ascontiguousarray(intercept, dtype=np.float32)
+        self.classes_ = np.asarray(classes).astype(str)
+        self.n_features_in_ = X.shape[1]
+        self.label_names = {c: (label_names or {}).get(c, c) for c in self.classes_}
+        self.taxonomy_version = taxonomy_version
+        return self
+
+    # --- inference -----------------------------------------------------------------------------
+    def _check_X(self, X: np.ndarray, fitted: bool = True) -> np.ndarray:
+        if X.ndim != 2:
+            raise ValueError(f"X: must be 2-D [n_sessions, dim], got shape {X.shape}")
+        if fitted and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X: embedding dimension {X.shape[1]} != trained dimension {self.n_features_in_}"
+            )
+        if not np.isfinite(X).all():
+            raise ValueError("X: embeddings must be finite (found NaN/inf)")
+        return X
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        X = self._check_X(np.asarray(X, dtype=np.float32))
+        return X @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities [n, n_classes], columns in ``classes_`` order."""
+        z = self.decision_function(X)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    def predict_one(self, embedding: Any, k: int = 3) -> tuple[str, float, list[tuple[str, float]]]:
+        """One session: (label id, confidence, top-k [(label id, p)]). No validation beyond shape, so it
+        stays in the microseconds: this is the per-request path of the feature view and the service."""
+        x = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if x.shape[0] != self.n_features_in_:
+            raise ValueError(f"embedding: dimension {x.shape[0]} != trained dimension {self.n_features_in_}")
+        z = self.coef_ @ x + self.intercept_
+        z = np.exp(z - z.max())
+        p = z / z.sum()
+        top = np.argsort(-p)[:k]
+        best = int(top[0])
+        return str(self.classes_[best]), float(p[best]), [(str(self.classes_[i]), float(p[i])) for i in top]
+
+    # --- persistence ---------------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {
+            "C": self.C,
+            "class_weight": self.class_weight,
+            "max_iter": self.max_iter,
+            "random_state": self.random_state,
+        }
+
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / CLASSIFIER_FILE, coef=self.coef_, intercept=self.intercept_)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": "multinomial_logistic_regression",
+            "params": self.get_params(),
+            "classes": self.classes_.tolist(),
+            "label_names": self.label_names,
+            "taxonomy_version": self.taxonomy_version,
+            "n_features_in": int(self.n_features_in_),
+            **(extra or {}),
+        }
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> IntentClassifier:
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: run `c2i taxonomy distill` first")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+        arrays = np.load(directory / CLASSIFIER_FILE)
+        clf = cls(**meta["params"])
+        clf.coef_ = np.ascontiguousarray(arrays["coef"], dtype=np.float32)
+        clf.intercept_ = np.ascontiguousarray(arrays["intercept"], dtype=np.float32)
+        clf.classes_ = np.asarray(meta["classes"]).astype(str)
+        clf.label_names = dict(meta["label_names"])
+        clf.taxonomy_version = meta["taxonomy_version"]
+        clf.n_features_in_ = int(meta["n_features_in"])
+        if clf.coef_.shape != (len(clf.classes_), clf.n_features_in_):
+            raise ValueError(
+                f"{directory / CLASSIFIER_FILE}: weights shape {clf.coef_.shape} does not match classes/dim"
+            )
+        return clf
+
+
+# --- evaluation helpers --------------------------------------------------------------------------
+def embedding_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """Stack the ``embedding`` list column into float32 [n, dim]; ragged rows are an error."""
+    lengths = frame[C.EMBEDDING].map(len)
+    if lengths.nunique() > 1:
+        raise ValueError(f"embeddings: rows have different dimensions {sorted(lengths.unique())[:5]}")
+    if len(frame) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack(frame[C.EMBEDDING].map(lambda v: np.asarray(v, dtype=np.float32)).to_list())
+
+
+def latency_us(clf: IntentClassifier, X: np.ndarray, min_calls: int = 2000) -> dict[str, float]:
+    """p50/p99 of one ``predict_one`` call (µs), cycling through real embeddings after a warm-up."""
+    if len(X) == 0:
+        return {}
+    for x in X[:50]:
+        clf.predict_one(x)
+    n = max(min_calls, len(X))
+    times = np.empty(n)
+    for i in range(n):
+        x = X[i % len(X)]
+        t0 = time.perf_counter_ns()
+        clf.predict_one(x)
+        times[i] = time.perf_counter_ns() - t0
+    times /= 1000.0
+    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "calls": n}
+
+
+def agreement_metrics(y_ref: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import f1_score
+
+    if len(y_ref) == 0:
+        return {"n": 0}
+    return {
+        "n": int(len(y_ref)),
+        "agreement": float(np.mean(y_ref == y_pred)),
+        "macro_f1": float(f1_score(y_ref, y_pred, average="macro", zero_division=0)),
+        "majority_baseline": float(pd.Series(y_ref).value_counts(normalize=True).iloc[0]),
+    }
+
+
+def truth_metrics(truth: pd.Series, labels: pd.Series) -> dict[str, Any]:
+    """AMI/NMI between label assignments and the hidden true intents, on sessions having both."""
+    from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+
+    joined = pd.concat([truth.rename("t"), labels.rename("l")], axis=1, join="inner").dropna()
+    if len(joined) < 2:
+        return {"n": int(len(joined))}
+    return {
+        "n": int(len(joined)),
+        "ami": float(adjusted_mutual_info_score(joined["t"], joined["l"])),
+        "nmi": float(normalized_mutual_info_score(joined["t"], joined["l"])),
+        "n_true_intents": int(joined["t"].nunique()),
+        "n_labels_used": int(joined["l"].nunique()),
+    }
+
+
+def distill(
+    labels: pd.DataFrame,
+    embeddings: pd.DataFrame,
+    label_names: dict[str, str] | None = None,
+    test_fraction: float = 0.25,
+    lr_C: float | None = None,
+    random_state: int = 0,
+) -> tuple[IntentClassifier, pd.DataFrame, dict[str, Any]]:
+    """Train, evaluate on the latest ``test_fraction`` of labelled sessions, refit on all labelled
+    sessions and label every embedded session. Returns (classifier, session intents, report)."""
+    from clicks2intent.intent.labelling import LABEL_ID, STATUS
+
+    for col in (C.SESSION_ID, LABEL_ID, STATUS, C.TAXONOMY_VERSION):
+        if col not in labels.columns:
+            raise ValueError(f"labels: required column {col!r} is missing")
+    for col in (C.SESSION_ID, C.EVENT_TIMESTAMP, C.EMBEDDING):
+        if col not in embeddings.columns:
+            raise ValueError(f"embeddings: required column {col!r} is missing")
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction: must be in [0, 1), got {test_fraction}")
+    ok = labels[labels[STATUS] == "ok"]
+    versions = sorted(ok[C.TAXONOMY_VERSION].dropna().unique())
+    if len(versions) != 1:
+        raise ValueError(f"labels: need exactly one taxonomy_version among ok rows, found {versions}")
+    version = str(versions[0])
+    emb = embeddings.drop_duplicates(C.SESSION_ID, keep="last").set_index(C.SESSION_ID)
+    ok = ok.assign(**{C.SESSION_ID: ok[C.SESSION_ID].astype(str)})
+    train_rows = ok.join(emb, on=C.SESSION_ID, how="inner").sort_values([C.EVENT_TIMESTAMP, C.SESSION_ID])
+    if train_rows.empty:
+        raise ValueError("labels/embeddings: no labelled session has an embedding (session_id mismatch?)")
+    X = embedding_matrix(train_rows)
+    y = train_rows[LABEL_ID].astype(str).to_numpy()
+    params = {"random_state": random_state, **({"C": lr_C} if lr_C is not None else {})}
+
+    n_test = int(round(len(y) * test_fraction))
+    held_out: dict[str, Any] = {"n_train": len(y) - n_test, "n_test": n_test}
+    if n_test >= 1 and len(y) - n_test >= 1:
+        # Time split: train on earlier sessions, test on later ones (no leakage of a session or period).
+        clf_eval = IntentClassifier(**params).fit(X[:-n_test], y[:-n_test], label_names, version)
+        y_hat = clf_eval.predict(X[-n_test:])
+        held_out.update(agreement_metrics(y[-n_test:], y_hat))
+        held_out["test_labels_unseen_in_train"] = sorted(set(y[-n_test:]) - set(clf_eval.classes_))
+        held_out["latency_us"] = latency_us(clf_eval, X[-n_test:])
+    clf = IntentClassifier(**params).fit(X, y, label_names, version)
+
+    all_X = embedding_matrix(embeddings)
+    if all_X.shape[1] != clf.n_features_in_:
+        raise ValueError(f"embeddings: dimension {all_X.shape[1]} != labelled dimension {clf.n_features_in_}")
+    t0 = time.perf_counter()
+    proba = clf.predict_proba(all_X)
+    batch_s = time.perf_counter() - t0
+    best = proba.argmax(axis=1)
+    intents = pd.DataFrame(
+        {
+            C.SESSION_ID: embeddings[C.SESSION_ID].astype(str).to_numpy(),
+            C.EVENT_TIMESTAMP: embeddings[C.EVENT_TIMESTAMP].reset_index(drop=True),
+            C.INTENT_LABEL: clf.classes_[best],
+            C.INTENT_CONFIDENCE: proba[np.arange(len(best)), best].astype(np.float32),
+            C.TAXONOMY_VERSION: version,
+        }
+    )
+    report = {
+        "taxonomy_version": version,
+        "classifier": {"kind": "multinomial_logistic_regression", **clf.get_params()},
+        "n_labels_rows": int(len(labels)),
+        "n_labels_ok": int(len(ok)),
+        "n_labelled_with_embedding": int(len(train_rows)),
+        "n_labelled_missing_embedding": int(len(ok) - len(train_rows)),
+        "classes": clf.classes_.tolist(),
+        "held_out": held_out,
+        "final_model": f"refit on all {len(y)} labelled sessions",
+        "n_sessions_labelled": int(len(intents)),
+        "batch_sessions_per_s": float(len(intents) / batch_s) if batch_s > 0 else None,
+        "distilled_distribution": intents[C.INTENT_LABEL].value_counts().to_dict(),
+    }
+    return clf, intents, report
+
+
+def truth_report(
+    truth: pd.DataFrame,
+    labels: pd.DataFrame,
+    intents: pd.DataFrame,
+    embeddings: pd.DataFrame,
+    n_clusters: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Quality against the simulator's hidden intents, plus an unsupervised reference (k-means on the
+    embedding with as many clusters as labels) to show what the embedding alone separates."""
+    from sklearn.cluster import KMeans
+
+    from clicks2intent.intent.labelling import LABEL_ID, STATUS
+
+    if C.TRUE_INTENT not in truth.columns or C.SESSION_ID not in truth.columns:
+        raise ValueError(f"truth: needs columns {C.SESSION_ID!r} and {C.TRUE_INTENT!r}")
+    t = truth.drop_duplicates(C.SESSION_ID).set_index(truth[C.SESSION_ID].astype(str))[C.TRUE_INTENT]
+    ok = labels[labels[STATUS] == "ok"]
+    llm = pd.Series(ok[LABEL_ID].to_numpy(), index=ok[C.SESSION_ID].astype(str))
+    dist = pd.Series(intents[C.INTENT_LABEL].to_numpy(), index=intents[C.SESSION_ID].astype(str))
+    out = {
+        "llm_labels_vs_truth": truth_metrics(t, llm),
+        "distilled_vs_truth_on_llm_sample": truth_metrics(t, dist.reindex(llm.index)),
+        "distilled_vs_truth_all_sessions": truth_metrics(t, dist),
+    }
+    sub = embeddings[embeddings[C.SESSION_ID].astype(str).isin(t.index)]
+    if len(sub) > n_clusters >= 2:
+        km = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit(embedding_matrix(sub))
+        out["reference_kmeans_on_embedding"] = truth_metrics(
+            t, pd.Series(km.labels_, index=sub[C.SESSION_ID].astype(str).to_numpy())
+        ) | {"k": n_clusters}
+    return out
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    h = report["held_out"]
+    lat = h.get("latency_us", {})
+    lines = [
+        f"# Distilled intent classifier ({report['taxonomy_version']})",
+        "",
+        f"- trained on {report['n_labelled_with_embedding']} LLM-labelled sessions ({report['final_model']})",
+        f"- held-out (latest {h['n_test']} sessions): agreement with LLM {h.get('agreement', float('nan')):.3f}, "
+        f"macro F1 {h.get('macro_f1', float('nan')):.3f} (majority baseline {h.get('majority_baseline', float('nan')):.3f})",
+        f"- single-session latency: p50 {lat.get('p50', float('nan')):.1f} µs, p99 {lat.get('p99', float('nan')):.1f} µs",
+        f"- labelled {report['n_sessions_labelled']} sessions",
+    ]
+    if "truth" in report:
+        lines += ["", "| against hidden true intent | n | AMI | NMI |", "|---|---:|---:|---:|"]
+        for name, m in report["truth"].items():
+            lines.append(
+                f"| {name} | {m.get('n', 0)} | {m.get('ami', float('nan')):.3f} | {m.get('nmi', float('nan')):.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def distill_command(args: argparse.Namespace) -> int:
+    """``c2i taxonomy distill``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clicks2intent.intent.taxonomy import Taxonomy
+
+    labels = pd.read_parquet(args.labels)
+    embeddings = pd.read_parquet(args.embeddings)
+    tax_path = args.taxonomy or Path(args.labels).with_name("taxonomy.yaml")
+    names = Taxonomy.load(tax_path).names if Path(tax_path).is_file() else None
+    clf, intents, report = distill(labels, embeddings, names, args.test_fraction, args.C, args.seed)
+    if args.truth:
+        truth = pd.read_parquet(args.truth)
+        report["truth"] = truth_report(
+            truth, labels, intents, embeddings, max(len(clf.classes_), 2), args.seed
+        )
+    out = Path(args.out)
+    clf.save(out, extra={"trained_on": str(args.labels), "held_out": report["held_out"]})
+    table = pa.Table.from_pandas(intents, preserve_index=False).cast(
+        pa.schema(
+            [
+                pa.field(C.SESSION_ID, pa.string()),
+                pa.field(C.EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+                pa.field(C.INTENT_LABEL, pa.string()),
+                pa.field(C.INTENT_CONFIDENCE, pa.float32()),
+                pa.field(C.TAXONOMY_VERSION, pa.string()),
+            ]
+        ),
+        safe=False,
+    )
+    pq.write_table(table, out / INTENTS_FILE)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(_markdown(report), encoding="utf-8")
+    print(_markdown(report))
+    print(f"wrote {out}/ ({CLASSIFIER_FILE}, {META_FILE}, {INTENTS_FILE}, report.json, report.md)")
+    return 0

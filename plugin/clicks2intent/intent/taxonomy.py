@@ -1,0 +1,924 @@
+"""LLM-generated intent taxonomy (TnT-LLM style): summarise → generate → update per minibatch → review.
+
+Why this shape: the default model is a 135M-parameter SmolLM2, far too small to write and revise a whole
+taxonomy in one answer (TnT-LLM's prompts assume a GPT-4-class model). So the model does what it can do
+reliably — name the goal of *one* session summary, as constrained JSON, seeing the goals named so far
+— and the bookkeeping is deterministic code:
+
+1. **generate**: the first minibatch of session summaries gets one proposal ``{name, description}`` each;
+   proposals are grouped by name similarity (stemmed content words, typo-tolerant) into candidates;
+2. **update**: every further minibatch is proposed *with the current candidate names in the prompt*
+   (reuse one if it fits), then merged into the candidates the same way;
+3. **review**: candidates are consolidated to at most ``max_labels`` — rare ones (< ``min_support``
+   sessions) and the overflow fold into the most similar larger candidate or are dropped — and a
+   catch-all ``other`` label is added so that labelling never has to force a wrong label.
+
+The result is ``taxonomy.yaml`` (``version``, ``status`` draft/approved, ``labels[{id, name, description,
+examples}]``, the model, the prompts' hashes, a hash of the label content) for people to review
+(``c2i taxonomy review`` renders Markdown with label frequencies and example sessions, ``--approve``
+marks it approved). A file a person approved or edited is respected: later steps use it as written,
+its edited content gets its own version string, and ``generate`` refuses to replace it without
+``--force`` (which keeps a backup). A stronger model behind the same settings gives better names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import difflib
+import hashlib
+import json
+import re
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clicks2intent.names import columns as C
+
+STATUS_DRAFT = "draft"
+STATUS_APPROVED = "approved"
+STATUSES = (STATUS_DRAFT, STATUS_APPROVED)
+LABEL_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+OTHER_ID = "other"
+OTHER_NAME = "Other or general browsing"
+OTHER_DESCRIPTION = "General browsing with no clear banking goal, or a goal no other label describes."
+
+
+# --- the taxonomy file ---------------------------------------------------------------------------
+@dataclass
+class Label:
+    """One intent: a stable id (what features carry), a name and description (what people read)."""
+
+    id: str
+    name: str
+    description: str
+    examples: list[str] = field(default_factory=list)  # session ids that illustrate it
+
+
+@dataclass
+class Taxonomy:
+    """The reviewable taxonomy file's content."""
+
+    version: int
+    status: str
+    labels: list[Label]
+    model: str = ""
+    prompts: dict[str, str] = field(default_factory=dict)  # prompt name -> sha256 of its template
+    labels_sha256: str = ""  # hash of ids/names/descriptions when written: detects hand edits
+    created_at: str = ""
+    approved_at: str | None = None
+    approved_by: str | None = None
+    generation: dict[str, Any] = field(default_factory=dict)  # how it was made (sample, counts, ledger)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Clear errors for a hand-edited file: field, rule, offending value."""
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
+            raise ValueError(f"taxonomy.version: must be an integer >= 1, got {self.version!r}")
+        if self.status not in STATUSES:
+            raise ValueError(f"taxonomy.status: must be one of {STATUSES}, got {self.status!r}")
+        if not self.labels:
+            raise ValueError("taxonomy.labels: must hold at least one label")
+        seen: set[str] = set()
+        for i, lab in enumerate(self.labels):
+            if not isinstance(lab.id, str) or not LABEL_ID_RE.match(lab.id):
+                raise ValueError(f"taxonomy.labels[{i}].id: must match {LABEL_ID_RE.pattern}, got {lab.id!r}")
+            if lab.id in seen:
+                raise ValueError(f"taxonomy.labels[{i}].id: duplicate id {lab.id!r}")
+            seen.add(lab.id)
+            if not isinstance(lab.name, str) or not lab.name.strip():
+                raise ValueError(f"taxonomy.labels[{i}].name: must be a non-empty string")
+            if not isinstance(lab.description, str):
+                raise ValueError(f"taxonomy.labels[{i}].description: must be a string")
+            if not isinstance(lab.examples, list):
+                raise ValueError(f"taxonomy.labels[{i}].examples: must be a list of session ids")
+
+    @property
+    def ids(self) -> list[str]:
+        return [lab.id for lab in self.labels]
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {lab.id: lab.name for lab in self.labels}
+
+    def content_sha256(self) -> str:
+        """Hash of what labelling depends on (ids, names, descriptions; not examples)."""
+        payload = [[lab.id, lab.name, lab.description] for lab in self.labels]
+        return hashlib.sha256(json.dumps(payload).encode("utf-8")).hexdigest()
+
+    @property
+    def edited(self) -> bool:
+        """True when the labels changed since the file was written by a command (a person edited it)."""
+        return bool(self.labels_sha256) and self.labels_sha256 != self.content_sha256()
+
+    @property
+    def version_string(self) -> str:
+        """The version recorded on every label: ``v3``, or ``v3+edit.1a2b3c4d`` for unversioned edits,
+        so labels made from an edited file can never be mistaken for labels of the original."""
+        base = f"v{self.version}"
+        return f"{base}+edit.{self.content_sha256()[:8]}" if self.edited else base
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        order = ["version", "status", "model", "created_at", "approved_at", "approved_by", "labels_sha256"]
+        out = {k: d[k] for k in order}
+        out["prompts"] = d["prompts"]
+        out["labels"] = d["labels"]
+        out["generation"] = d["generation"]
+        return out
+
+    def save(self, path: str | Path, stamp: bool = True) -> Path:
+        """Write YAML. ``stamp`` records the content hash (commands do; it is what makes edits visible)."""
+        import yaml
+
+        if stamp:
+            self.labels_sha256 = self.content_sha256()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=110)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Taxonomy:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"taxonomy file not found: {path}")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: must be a YAML mapping with version, status and labels")
+        for key in ("version", "status", "labels"):
+            if key not in raw:
+                raise ValueError(f"{path}: required field {key!r} is missing")
+        if not isinstance(raw["labels"], list):
+            raise ValueError(f"{path}: labels must be a list of {{id, name, description, examples}}")
+        labels = []
+        for i, item in enumerate(raw["labels"]):
+            if not isinstance(item, dict) or "id" not in item or "name" not in item:
+                raise ValueError(f"{path}: labels[{i}] must be a mapping with at least id and name")
+            labels.append(
+                Label(
+                    id=item["id"],
+                    name=item["name"],
+                    description=item.get("description") or "",
+                    examples=[str(x) for x in (item.get("examples") or [])],
+                )
+            )
+        return cls(
+            version=raw["version"],
+            status=raw["status"],
+            labels=labels,
+            model=raw.get("model") or "",
+            prompts=dict(raw.get("prompts") or {}),
+            labels_sha256=raw.get("labels_sha256") or "",
+            created_at=str(raw.get("created_at") or ""),
+            approved_at=raw.get("approved_at"),
+            approved_by=raw.get("approved_by"),
+            generation=dict(raw.get("generation") or {}),
+        )
+
+
+# --- generation ----------------------------------------------------------------------------------
+PROPOSAL_MODES = ("grounded", "free")
+
+
+@dataclass
+class TaxonomyConfig:
+    """Generation settings; defaults fit a demo's few-minute LLM budget on a 2-core CPU."""
+
+    n_sessions: int = 64  # sessions that propose a goal; only ambiguous ones cost a call (grounded)
+    minibatch_size: int = 8  # one update round per minibatch (candidate names fed back after each)
+    max_labels: int = 10  # label count bound (excluding "other"): reviewable, learnable per class
+    min_support: int = 2  # a candidate proposed by fewer sessions is folded or dropped in review
+    name_similarity: float = 0.5  # weighted Jaccard of content stems at which two names merge
+    show_known: int = 12  # current candidate names shown to the model in update rounds (0: none)
+    # grounded: the model picks the visit's main interest among its salient pages/searches (an enum:
+    # a 135M model does this sensibly, while its free-text names echo the prompt — measured);
+    # free: the model writes name + description (TnT-LLM's original form; needs a capable model).
+    proposal: str = "grounded"
+    generic_share: float = 0.15  # pages in more of the sessions than this are navigation, not goals
+    add_other: bool = True  # catch-all label so the labeller is never forced into a wrong label
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_sessions", "minibatch_size", "max_labels", "min_support"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TaxonomyConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.name_similarity <= 1:
+            raise ValueError(f"TaxonomyConfig.name_similarity: must be in (0, 1], got {self.name_similarity}")
+        if self.proposal not in PROPOSAL_MODES:
+            raise ValueError(
+                f"TaxonomyConfig.proposal: must be one of {PROPOSAL_MODES}, got {self.proposal!r}"
+            )
+        if not 0 < self.generic_share <= 1:
+            raise ValueError(f"TaxonomyConfig.generic_share: must be in (0, 1], got {self.generic_share}")
+
+
+PROPOSE_SYSTEM = (
+    "You are an analyst at a bank. You read a short summary of one visit to the bank's website "
+    "and name the visitor's goal."
+)
+PROPOSE_USER = (
+    "Visit: {summary}\n{known}"
+    "What is the visitor's goal? Give a short name of 2 to 4 words and a one-sentence description."
+)
+PROPOSE_KNOWN = "Goals named so far: {names}. Reuse one of these names if it fits this visit.\n"
+PROPOSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 3, "maxLength": 40},
+        "description": {"type": "string", "minLength": 3, "maxLength": 140},
+    },
+    "required": ["name", "description"],
+    "additionalProperties": False,
+}
+
+
+def template_sha256(*parts: Any) -> str:
+    """Hash of a prompt template (text pieces and schema), recorded as provenance."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+PROPOSE_PROMPT_SHA256 = template_sha256(PROPOSE_SYSTEM, PROPOSE_USER, PROPOSE_KNOWN, PROPOSE_SCHEMA)
+
+GROUNDED_SYSTEM = "You are an analyst at a bank. You read a short summary of one visit to the bank's website."
+GROUNDED_USER = "Visit: {summary}\nWhich of these is the visitor's main interest: {options}?"
+
+
+def grounded_schema(options: list[str]) -> dict[str, Any]:
+    """The answer can only be one of the options (llama.cpp turns the enum into a grammar)."""
+    return {
+        "type": "object",
+        "properties": {"interest": {"type": "string", "enum": options}},
+        "required": ["interest"],
+        "additionalProperties": False,
+    }
+
+
+GROUNDED_PROMPT_SHA256 = template_sha256(GROUNDED_SYSTEM, GROUNDED_USER, grounded_schema(["<option>"]))
+
+# Words that say nothing about *which* goal: dropped when comparing names (never from the names).
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "to",
+        "for",
+        "of",
+        "and",
+        "or",
+        "in",
+        "on",
+        "at",
+        "with",
+        "about",
+        "from",
+        "by",
+        "my",
+        "your",
+        "their",
+        "his",
+        "her",
+        "its",
+        "new",
+        "existing",
+        "visitor",
+        "visitors",
+        "user",
+        "users",
+        "customer",
+        "customers",
+        "client",
+        "goal",
+        "goals",
+        "intent",
+        "intention",
+        "visit",
+        "session",
+        "bank",
+        "banking",
+        "website",
+        "web",
+        "site",
+        "online",
+        "page",
+        "pages",
+        "information",
+        "info",
+        "details",
+        "looking",
+        "look",
+        "find",
+        "finding",
+        "get",
+        "getting",
+        "view",
+        "viewing",
+        "check",
+        "checking",
+        "learn",
+        "learning",
+        "explore",
+        "exploring",
+        "browse",
+        "browsing",
+        "research",
+        "researching",
+        "read",
+        "reading",
+        "see",
+        "seeing",
+        "more",
+        "options",
+        "option",
+        "want",
+        "wants",
+        "need",
+        "needs",
+    ]
+)
+_SUFFIXES = (
+    "ations",
+    "ation",
+    "ments",
+    "ment",
+    "ings",
+    "ing",
+    "isons",
+    "ison",
+    "ions",
+    "ion",
+    "ers",
+    "er",
+    "e",
+)
+_GENERIC_NAMES = frozenset({"", "unknown", "none", "other", "unclear", "n a", "na"})
+
+
+def _stem(word: str) -> str:
+    """Crude but deterministic: plural off, then one derivational suffix (compare/comparing/comparison
+    -> compar). Only used to compare names, so over-stemming merely merges near-synonyms."""
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 4:
+        word = word[:-1]
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def name_tokens(name: str) -> frozenset[str]:
+    """Content stems of a label name: what two names must share to mean the same goal."""
+    words = re.findall(r"[a-z0-9]+", name.lower().replace("'", ""))
+    return frozenset(_stem(w) for w in words if w not in _STOP and len(w) > 1)
+
+
+def clean_name(name: str) -> str:
+    """Tidy a model-written name: collapse spaces, strip quotes/punctuation, sentence case."""
+    text = " ".join(re.sub(r"[^A-Za-z0-9&' /-]+", " ", name).split()).strip(" -/'")
+    return text[:1].upper() + text[1:] if text else text
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40].strip("_")
+    return slug if slug and slug[0].isalpha() else f"intent_{slug}".strip("_")
+
+
+@dataclass
+class Candidate:
+    """A group of proposals judged to be the same goal."""
+
+    tokens: set[str]
+    names: Counter = field(default_factory=Counter)
+    descriptions: dict[str, str] = field(default_factory=dict)  # first description seen per name
+    sessions: list[str] = field(default_factory=list)
+
+    @property
+    def support(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def name(self) -> str:
+        # Most frequent surface form; ties go to the first one seen (a later one may be a typo of it).
+        top = max(self.names.values())
+        return next(name for name, n in self.names.items() if n == top)
+
+    def absorb(self, other: Candidate) -> None:
+        self.tokens |= other.tokens
+        self.names.update(other.names)
+        for k, v in other.descriptions.items():
+            self.descriptions.setdefault(k, v)
+        self.sessions.extend(other.sessions)
+
+
+def _similarity(a: Candidate, b: Candidate, df: Counter) -> float:
+    """Weighted Jaccard of content stems (a stem shared by many candidates counts less), or 1.0 for
+    near-identical spellings (typos, plural forms)."""
+    if difflib.SequenceMatcher(None, a.name.lower(), b.name.lower()).ratio() >= 0.9:
+        return 1.0
+    union = a.tokens | b.tokens
+    if not union:
+        return 0.0
+    w = {t: 1.0 / max(df.get(t, 1), 1) for t in union}
+    return sum(w[t] for t in a.tokens & b.tokens) / sum(w.values())
+
+
+def merge_proposal(
+    cands: list[Candidate], session_id: str, name: str, description: str, threshold: float
+) -> None:
+    """Add one proposal to the best-matching candidate, or start a new one."""
+    name = clean_name(name)
+    tokens = set(name_tokens(name))
+    if not tokens or name.lower() in _GENERIC_NAMES:
+        return  # "Unknown", "Visitor goal": no information; the session is left to "other"
+    new = Candidate(tokens=tokens, names=Counter({name: 1}), descriptions={name: description.strip()})
+    new.sessions.append(session_id)
+    df = Counter(t for c in cands for t in c.tokens)
+    best, best_sim = None, 0.0
+    for c in cands:
+        sim = _similarity(new, c, df)
+        if sim > best_sim:
+            best, best_sim = c, sim
+    if best is not None and best_sim >= threshold:
+        best.absorb(new)
+    else:
+        cands.append(new)
+
+
+def review_candidates(
+    cands: list[Candidate], config: TaxonomyConfig
+) -> tuple[list[Candidate], dict[str, Any]]:
+    """Consolidate to at most ``max_labels``: fold the smallest/rare candidates into their most similar
+    larger one (any shared content stem), else drop them. Returns kept candidates and what happened."""
+    kept = sorted(cands, key=lambda c: (-c.support, c.name))
+    folded: list[str] = []
+    dropped: list[str] = []
+    while kept:
+        rare = [c for c in kept if c.support < config.min_support]
+        if len(kept) > config.max_labels:
+            victim = kept[-1]
+        elif rare and len(kept) > 2:
+            victim = rare[-1]
+        else:
+            break
+        kept.remove(victim)
+        df = Counter(t for c in kept for t in c.tokens)
+        scored = [(_similarity(victim, c, df), c.support, c) for c in kept]
+        scored = [s for s in scored if s[0] > 0]
+        if scored:
+            target = max(scored, key=lambda s: (s[0], s[1]))[2]
+            target.absorb(victim)
+            folded.append(f"{victim.name} -> {target.name}")
+        else:
+            dropped.append(victim.name)
+        kept.sort(key=lambda c: (-c.support, c.name))
+    return kept, {"folded": folded, "dropped": dropped}
+
+
+def propose_messages(summary: str, known: list[str]) -> list[dict[str, str]]:
+    known_text = PROPOSE_KNOWN.format(names="; ".join(known)) if known else ""
+    return [
+        {"role": "system", "content": PROPOSE_SYSTEM},
+        {"role": "user", "content": PROPOSE_USER.format(summary=summary, known=known_text)},
+    ]
+
+
+def grounded_messages(summary: str, options: list[str]) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": GROUNDED_SYSTEM},
+        {"role": "user", "content": GROUNDED_USER.format(summary=summary, options=", ".join(options))},
+    ]
+
+
+def grounded_options(phrases: list[str], cands: list[Candidate], show_known: int) -> list[str]:
+    """The session's salient phrases, plus current candidate names that share a content stem with
+    them (the update step: an existing goal can be reused instead of a near-duplicate)."""
+    options = list(dict.fromkeys(p.lower() for p in phrases))
+    stems = set().union(*(name_tokens(p) for p in options)) if options else set()
+    ranked = sorted(cands, key=lambda c: (-c.support, c.name))[:show_known]
+    for c in ranked:
+        if c.tokens & stems and c.name.lower() not in options:
+            options.append(c.name.lower())
+    return options
+
+
+def sample_ids(ids: list[str], n: int, random_state: int) -> list[str]:
+    """A reproducible sample (order matters: it defines the minibatches)."""
+    ids = sorted(ids)
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(len(ids))
+    return [ids[i] for i in order[: min(n, len(ids))]]
+
+
+def _display_names(kept: list[Candidate], all_cands: list[Candidate]) -> dict[int, str]:
+    """Grounded names are page names: drop a leading word that starts 3+ candidate names (a site-map
+    family such as "product …" that slipped through), when something is left and names stay unique."""
+    firsts = Counter(c.name.lower().split(" ", 1)[0] for c in all_cands if " " in c.name)
+    out: dict[int, str] = {}
+    for i, c in enumerate(kept):
+        first, _, rest = c.name.partition(" ")
+        out[i] = clean_name(rest) if rest and firsts[first.lower()] >= 3 else c.name
+    if len(set(out.values())) < len(out):
+        return {i: c.name for i, c in enumerate(kept)}
+    return out
+
+
+def generate_taxonomy(
+    summaries: pd.DataFrame,
+    client: Any,
+    config: TaxonomyConfig | None = None,
+    version: int = 1,
+    progress: bool = True,
+) -> Taxonomy:
+    """Run generate → update → review over minibatches of ``summaries`` (from
+    :func:`clicks2intent.intent.summaries.summarize_sessions`, with its ``phrases`` column for grounded
+    proposals) using ``client`` (an :class:`~clicks2intent.intent.llm.client.LLMClient`)."""
+    from clicks2intent.intent.llm.client import JsonRequest
+    from clicks2intent.intent.summaries import PHRASES, SUMMARY
+
+    config = config or TaxonomyConfig()
+    if summaries.empty:
+        raise ValueError("summaries: no sessions to build a taxonomy from (are there web sessions?)")
+    if config.proposal == "grounded" and PHRASES not in summaries.columns:
+        raise ValueError(f"summaries: grounded proposals need the {PHRASES!r} column (summarize_sessions)")
+    ids = summaries[C.SESSION_ID].astype(str).tolist()
+    by_id = dict(zip(ids, summaries[SUMMARY], strict=True))
+    phrases = dict(zip(ids, summaries[PHRASES], strict=True)) if PHRASES in summaries.columns else {}
+    # Rows beyond n_sessions are sampled; a pre-sampled frame keeps its row order, which defines the
+    # minibatches (so a larger sample extends a smaller one and reuses its cached answers).
+    chosen = sample_ids(ids, config.n_sessions, config.random_state) if len(ids) > config.n_sessions else ids
+    t0 = time.perf_counter()
+    cands: list[Candidate] = []
+    counts: Counter = Counter()  # ok, failed, forced (one option), no_phrase (nothing salient)
+    failures: Counter = Counter()
+    batches = [chosen[i : i + config.minibatch_size] for i in range(0, len(chosen), config.minibatch_size)]
+    for b, batch in enumerate(batches):
+        asks: list[tuple[str, JsonRequest]] = []
+        for sid in batch:
+            if config.proposal == "free":
+                ranked = sorted(cands, key=lambda c: (-c.support, c.name))
+                known = [c.name for c in ranked[: config.show_known]]
+                asks.append(
+                    (
+                        sid,
+                        JsonRequest(
+                            propose_messages(by_id[sid], known), PROPOSE_SCHEMA, name="intent_proposal"
+                        ),
+                    )
+                )
+                continue
+            options = grounded_options(list(phrases[sid]), cands, config.show_known)
+            if not options:
+                counts["no_phrase"] += 1  # only navigation pages: no goal to name, left to "other"
+            elif len(options) == 1:
+                counts["forced"] += 1  # the enum has one value: the answer is known without a call
+                merge_proposal(cands, sid, options[0], "", config.name_similarity)
+            else:
+                asks.append(
+                    (
+                        sid,
+                        JsonRequest(
+                            grounded_messages(by_id[sid], options), grounded_schema(options), name="interest"
+                        ),
+                    )
+                )
+        label = f"taxonomy minibatch {b + 1}/{len(batches)}" if progress else None
+        results = client.map_json([r for _, r in asks], progress=label) if asks else []
+        for (sid, _), res in zip(asks, results, strict=True):
+            if res.status != "ok":
+                counts["failed"] += 1
+                failures[str(res.error).split(" (attempt")[0]] += 1
+                continue
+            counts["ok"] += 1
+            if config.proposal == "free":
+                merge_proposal(cands, sid, res.data["name"], res.data["description"], config.name_similarity)
+            else:
+                merge_proposal(cands, sid, res.data["interest"], "", config.name_similarity)
+    n_candidates = len(cands)
+    all_cands = list(cands)
+    kept, review = review_candidates(cands, config)
+    if not kept and not config.add_other:
+        raise RuntimeError(f"taxonomy: the model produced no usable label from {len(chosen)} sessions")
+    names = (
+        _display_names(kept, all_cands)
+        if config.proposal == "grounded"
+        else {i: c.name for i, c in enumerate(kept)}
+    )
+    labels: list[Label] = []
+    support: dict[str, int] = {}
+    for i, c in enumerate(kept):
+        name = names[i]
+        lid = slugify(name)
+        while lid in support or lid == OTHER_ID:
+            lid = f"{lid}_2"
+        if config.proposal == "grounded":
+            typical = ", ".join(n.lower() for n, _ in c.names.most_common(4))
+            description = f"Visits mainly about {name.lower()}; typical pages and searches: {typical}."
+        else:
+            description = c.descriptions.get(c.name, "")
+        labels.append(Label(lid, name, description, sorted(c.sessions)[:3]))
+        support[lid] = c.support
+    if config.add_other:
+        covered = {s for c in kept for s in c.sessions}
+        rest = sorted(s for s in chosen if s not in covered)
+        labels.append(Label(OTHER_ID, OTHER_NAME, OTHER_DESCRIPTION, rest[:3]))
+        support[OTHER_ID] = len(rest)
+    ledger = client.ledger.to_dict() if hasattr(client, "ledger") else {}
+    prompt_hash = GROUNDED_PROMPT_SHA256 if config.proposal == "grounded" else PROPOSE_PROMPT_SHA256
+    return Taxonomy(
+        version=version,
+        status=STATUS_DRAFT,
+        labels=labels,
+        model=getattr(getattr(client, "settings", None), "model", ""),
+        prompts={f"propose_{config.proposal}": prompt_hash},
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        generation={
+            "config": asdict(config),
+            "n_sessions": len(chosen),
+            "n_minibatches": len(batches),
+            "proposals_ok": counts["ok"],
+            "proposals_failed": counts["failed"],
+            "proposals_forced": counts["forced"],
+            "sessions_without_salient_phrase": counts["no_phrase"],
+            "failure_reasons": dict(failures),
+            "n_candidates": n_candidates,
+            "review": review,
+            "support": support,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "ledger": ledger,
+        },
+    )
+
+
+# --- review --------------------------------------------------------------------------------------
+def render_review(
+    taxonomy: Taxonomy,
+    summaries: pd.DataFrame | None = None,
+    labels: pd.DataFrame | None = None,
+    n_examples: int = 3,
+) -> str:
+    """Markdown for the people who approve the taxonomy: labels, how often each is used (from LLM
+    labels when given, else the generation sample's support) and example sessions."""
+    from clicks2intent.intent.summaries import SUMMARY
+
+    freq_source = "generation sample"
+    freq: dict[str, int] = dict(taxonomy.generation.get("support", {}))
+    examples: dict[str, list[str]] = {lab.id: list(lab.examples) for lab in taxonomy.labels}
+    failed = 0
+    if labels is not None and not labels.empty:
+        ok = labels[labels["status"] == "ok"]
+        failed = int((labels["status"] != "ok").sum())
+        freq = ok["label_id"].value_counts().to_dict()
+        freq_source = f"LLM labels ({len(labels)} sessions, {failed} failed)"
+        for lid, g in ok.groupby("label_id", sort=True):
+            examples[str(lid)] = list(
+                dict.fromkeys(examples.get(str(lid), []) + sorted(g[C.SESSION_ID].astype(str)))
+            )
+    total = max(sum(freq.values()), 1)
+    text_by_id = (
+        dict(zip(summaries[C.SESSION_ID].astype(str), summaries[SUMMARY], strict=True))
+        if summaries is not None
+        else {}
+    )
+    lines = [
+        f"# Intent taxonomy {taxonomy.version_string} — {taxonomy.status}",
+        "",
+        f"- model: `{taxonomy.model or 'unknown'}`; created {taxonomy.created_at or 'unknown'}",
+        f"- prompts: {', '.join(f'{k} `{v[:12]}`' for k, v in taxonomy.prompts.items()) or 'unknown'}",
+        f"- frequencies from: {freq_source}",
+    ]
+    if taxonomy.edited:
+        lines.append(
+            "- **edited by hand since it was written**: labels carry the version " + taxonomy.version_string
+        )
+    if taxonomy.status == STATUS_APPROVED:
+        lines.append(f"- approved {taxonomy.approved_at} by {taxonomy.approved_by or 'unknown'}")
+    else:
+        lines.append("- to approve: edit names/descriptions if needed, then `c2i taxonomy review --approve`")
+    lines += ["", "| id | name | description | sessions | share |", "|---|---|---|---:|---:|"]
+    for lab in taxonomy.labels:
+        n = int(freq.get(lab.id, 0))
+        desc = lab.description.replace("|", "/")
+        lines.append(f"| `{lab.id}` | {lab.name} | {desc} | {n} | {n / total:.1%} |")
+    lines += ["", "## Example sessions", ""]
+    for lab in taxonomy.labels:
+        lines.append(f"### `{lab.id}` — {lab.name}")
+        shown = examples.get(lab.id, [])[:n_examples]
+        if not shown:
+            lines.append("- (no example)")
+        for sid in shown:
+            lines.append(f"- `{sid}`: {text_by_id.get(sid, '(summary not loaded: pass --events)')}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def approve(taxonomy: Taxonomy, approver: str | None) -> Taxonomy:
+    """Mark approved; hand edits become a new version so old labels are never confused with new ones."""
+    if taxonomy.edited:
+        taxonomy.version += 1
+    taxonomy.status = STATUS_APPROVED
+    taxonomy.approved_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    taxonomy.approved_by = approver
+    return taxonomy
+
+
+def print_taxonomy(taxonomy: Taxonomy) -> None:
+    support = taxonomy.generation.get("support", {})
+    print(f"taxonomy {taxonomy.version_string} ({taxonomy.status}), model {taxonomy.model}:")
+    for lab in taxonomy.labels:
+        print(f"  {lab.id:<32} {lab.name:<36} support {support.get(lab.id, '-')}")
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def _generate_command(args: argparse.Namespace) -> int:
+    from clicks2intent.data.contract import read_events
+    from clicks2intent.intent.llm.client import LLMClient
+    from clicks2intent.intent.llm.server import llm_settings_from_args
+    from clicks2intent.intent.summaries import summarize_sessions
+
+    out = Path(args.out)
+    version = 1
+    if out.exists():
+        old = Taxonomy.load(out)
+        version = old.version + 1
+        if (old.status == STATUS_APPROVED or old.edited) and not args.force:
+            why = "approved" if old.status == STATUS_APPROVED else "edited by hand"
+            print(
+                f"{out} is {why} (version {old.version_string}): not replacing it. Use --force to "
+                "write a new version (the old file is kept as a backup), or --out another path."
+            )
+            return 2
+        if old.status == STATUS_APPROVED or old.edited:
+            backup = out.with_name(f"{out.stem}.v{old.version}.bak{out.suffix}")
+            shutil.copy2(out, backup)
+            print(f"kept the previous {old.status} taxonomy as {backup}")
+        print(f"replacing {out} ({old.version_string}, {old.status}) with version {version}")
+    from clicks2intent.intent.llm.server import uses_embedded_server
+    from clicks2intent.intent.summaries import common_prefixes, generic_pages, web_session_ids
+
+    proposal = args.proposal
+    if proposal == "auto":  # the embedded 135M model can pick, not write, names; a real endpoint writes
+        proposal = "grounded" if uses_embedded_server(args) else "free"
+    config = TaxonomyConfig(
+        n_sessions=args.sessions,
+        minibatch_size=args.minibatch,
+        max_labels=args.max_labels,
+        min_support=args.min_support,
+        proposal=proposal,
+        random_state=args.seed,
+    )
+    events = read_events(args.events)
+    generic = generic_pages(events, config.generic_share)
+    prefixes = common_prefixes(events[C.PAGE_TYPE].unique())
+    chosen = sample_ids(web_session_ids(events), config.n_sessions, config.random_state)
+    summaries = summarize_sessions(events, session_ids=chosen, generic=generic, prefixes=prefixes)
+    summaries = summaries.set_index(C.SESSION_ID).loc[chosen].reset_index()  # sample order = minibatches
+    with (
+        llm_settings_from_args(args) as settings,
+        LLMClient(settings, retry_failed=args.retry_failed) as client,
+    ):
+        taxonomy = generate_taxonomy(summaries, client, config, version=version)
+    taxonomy.generation["events"] = str(args.events)
+    taxonomy.generation["generic_pages"] = sorted(generic)
+    taxonomy.generation["generic_prefixes"] = sorted(prefixes)
+    taxonomy.save(out)
+    print_taxonomy(taxonomy)
+    g = taxonomy.generation
+    print(
+        f"{g['proposals_ok']} proposals ok, {g['proposals_failed']} failed, {g['n_candidates']} candidates -> "
+        f"{len(taxonomy.labels)} labels in {g['seconds']}s; tokens {g['ledger'].get('total_tokens')}, "
+        f"api calls {g['ledger'].get('api_calls')}, cache hits {g['ledger'].get('cache_hits')}"
+    )
+    print(f"wrote {out} (status draft: review it with `c2i taxonomy review --taxonomy {out}`)")
+    return 0
+
+
+def _review_command(args: argparse.Namespace) -> int:
+    taxonomy = Taxonomy.load(args.taxonomy)
+    if args.approve:
+        approve(taxonomy, args.approver)
+        taxonomy.save(args.taxonomy)
+        print(f"approved {args.taxonomy} as {taxonomy.version_string}")
+    summaries = None
+    labels = pd.read_parquet(args.labels) if args.labels else None
+    if args.events:
+        from clicks2intent.data.contract import read_events
+        from clicks2intent.intent.summaries import summarize_sessions
+
+        wanted = {s for lab in taxonomy.labels for s in lab.examples}
+        if labels is not None:
+            wanted |= set(labels[C.SESSION_ID].astype(str))
+        summaries = summarize_sessions(read_events(args.events), session_ids=wanted, web_only=False)
+    text = render_review(taxonomy, summaries, labels)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _label_command(args: argparse.Namespace) -> int:
+    from clicks2intent.intent.labelling import label_command
+
+    return label_command(args)
+
+
+def _distill_command(args: argparse.Namespace) -> int:
+    from clicks2intent.intent.distill import distill_command
+
+    return distill_command(args)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """``c2i taxonomy generate|review|label|distill``."""
+    from clicks2intent.intent.llm.server import add_llm_arguments
+
+    tax = subparsers.add_parser("taxonomy", help="LLM intent taxonomy, LLM labels, distilled classifier")
+    sub = tax.add_subparsers(dest="taxonomy_command", required=True)
+
+    gen = sub.add_parser("generate", help="generate a taxonomy from session summaries (minibatch loop)")
+    gen.add_argument("--events", required=True, type=Path, help="events parquet/CSV (clickstream contract)")
+    gen.add_argument(
+        "--out", type=Path, default=Path("artifacts/taxonomy/taxonomy.yaml"), help="taxonomy.yaml"
+    )
+    gen.add_argument(
+        "--sessions", type=int, default=TaxonomyConfig.n_sessions, help="sessions that propose labels"
+    )
+    gen.add_argument(
+        "--minibatch", type=int, default=TaxonomyConfig.minibatch_size, help="sessions per update round"
+    )
+    gen.add_argument("--max-labels", type=int, default=TaxonomyConfig.max_labels, help="label count bound")
+    gen.add_argument(
+        "--min-support", type=int, default=TaxonomyConfig.min_support, help="sessions a label needs"
+    )
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed")
+    gen.add_argument(
+        "--proposal",
+        choices=("auto", *PROPOSAL_MODES),
+        default="auto",
+        help="grounded: model picks each visit's main interest among its pages/searches (small models); "
+        "free: model writes names (capable models); auto: grounded for the embedded model only",
+    )
+    gen.add_argument("--force", action="store_true", help="replace an approved/edited file (keeps a backup)")
+    add_llm_arguments(gen)
+    gen.set_defaults(func=_generate_command)
+
+    rev = sub.add_parser("review", help="render the taxonomy as Markdown for review; --approve marks it")
+    rev.add_argument("--taxonomy", type=Path, default=Path("artifacts/taxonomy/taxonomy.yaml"))
+    rev.add_argument("--events", type=Path, default=None, help="events, to show example session summaries")
+    rev.add_argument("--labels", type=Path, default=None, help="llm_labels.parquet, for label frequencies")
+    rev.add_argument("--out", type=Path, default=None, help="Markdown file (default: print)")
+    rev.add_argument("--approve", action="store_true", help="mark the taxonomy approved (edits: new version)")
+    rev.add_argument("--approver", default=None, help="who approves (recorded in the file)")
+    rev.set_defaults(func=_review_command)
+
+    lab = sub.add_parser("label", help="LLM-label a sample of sessions against the taxonomy")
+    lab.add_argument("--events", required=True, type=Path, help="events parquet/CSV")
+    lab.add_argument("--taxonomy", type=Path, default=Path("artifacts/taxonomy/taxonomy.yaml"))
+    lab.add_argument("--sample", type=int, default=300, help="sessions to label (0 = all web sessions)")
+    lab.add_argument("--out", type=Path, default=Path("artifacts/taxonomy/llm_labels.parquet"))
+    lab.add_argument("--seed", type=int, default=1, help="sampling seed")
+    lab.add_argument("--require-approved", action="store_true", help="refuse a draft taxonomy")
+    lab.add_argument(
+        "--shortlist",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="offer each session only the labels its pages/searches relate to (+ other); auto: on for the "
+        "embedded small model, off for a configured endpoint",
+    )
+    lab.add_argument("--shortlist-k", type=int, default=4, help="labels in a shortlist (before other)")
+    add_llm_arguments(lab)
+    lab.set_defaults(func=_label_command)
+
+    dis = sub.add_parser("distill", help="train the fast intent classifier on LLM labels; label all sessions")
+    dis.add_argument("--labels", type=Path, default=Path("artifacts/taxonomy/llm_labels.parquet"))
+    dis.add_argument(
+        "--embeddings", type=Path, default=Path("artifacts/embeddings/session_embeddings.parquet")
+    )
+    dis.add_argument("--out", type=Path, default=Path("artifacts/intent"), help="classifier directory")
+    dis.add_argument(
+        "--taxonomy", type=Path, default=None, help="taxonomy.yaml (label names; default: beside labels)"
+    )
+    dis.add_argument(
+        "--truth", type=Path, default=None, help="simulator truth (session_id, true_intent) for AMI/NMI"
+    )
+    dis.add_argument(
+        "--test-fraction", type=float, default=0.25, help="latest share of labelled sessions held out"
+    )
+    dis.add_argument(
+        "--C", type=float, default=None, help="inverse regularisation (default: IntentClassifier's)"
+    )
+    dis.add_argument("--seed", type=int, default=0)
+    dis.set_defaults(func=_distill_command)

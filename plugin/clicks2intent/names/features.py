@@ -1,0 +1,121 @@
+"""Feature, view, request-field and feature-service names, and the feature group of each, declared once.
+
+The feature build job writes these column names, the Feast definitions declare them, the models and
+the service read them: a rename happens here. Groups say which ablation variant a feature belongs to.
+"""
+
+from __future__ import annotations
+
+from clicks2intent.names import columns as C
+
+# --- Names of the feature-source columns (the Feast views declare the same names) -------------------
+SESSION_N_EVENTS = "session_n_events"
+SESSION_DURATION_S = "session_duration_s"
+SESSION_N_SEARCHES = "session_n_searches"
+SESSION_N_APPLY_PAGES = "session_n_apply_pages"
+SESSION_N_PRODUCT_PAGES = "session_n_product_pages"
+SESSION_N_DISTINCT_PAGES = "session_n_distinct_pages"
+SESSION_MEAN_DWELL_S = "session_mean_dwell_s"
+SESSION_CHANNEL = "session_channel"
+
+VISITOR_INTENT_LABEL = "visitor_intent_label"
+VISITOR_INTENT_CONFIDENCE = "visitor_intent_confidence"
+VISITOR_INTENT_DECAYED = "visitor_intent_decayed"
+VISITOR_EMBEDDING_DECAYED = "visitor_embedding_decayed"
+VISITOR_SESSIONS_30D = "visitor_sessions_30d"
+
+CUSTOMER_INTENT_LABEL = "customer_intent_label"
+CUSTOMER_INTENT_CONFIDENCE = "customer_intent_confidence"
+CUSTOMER_INTENT_DECAYED = "customer_intent_decayed"
+CUSTOMER_WEB_EMBEDDING = "customer_web_embedding"
+CUSTOMER_LINKED_VISITORS = "customer_linked_visitors"
+CUSTOMER_WEB_SESSIONS_30D = "customer_web_sessions_30d"
+
+
+# The customer snapshot columns (the "production baseline"); features.build casts each to its Arrow type.
+PROFILE_FEATURES: tuple[str, ...] = (
+    "tenure_months",
+    "age",
+    "app_sessions_30d",
+    "balance_band",
+    "n_products",
+) + tuple(f"has_{p}" for p in C.PRODUCTS)
+
+# --- Feast object names (views, request sources, on-demand views, services) -----------------------
+SESSION_ACTIVITY = "session_activity"
+SESSION_INTENT = "session_intent"
+VISITOR_WEB_INTENT = "visitor_web_intent"
+CUSTOMER_WEB_INTENT = "customer_web_intent"
+CUSTOMER_PROFILE = "customer_profile"
+INFLIGHT_SESSION = "inflight_session"  # request source
+TILE_CANDIDATES = "tile_candidates"  # request source
+INFLIGHT_SESSION_INTENT = "inflight_session_intent"  # on-demand view
+TILE_AFFINITY_VIEW = "tile_affinity"  # on-demand view
+TILE_RANKER_BASELINE = "tile_ranker_baseline"
+TILE_RANKER_V1 = "tile_ranker_v1"
+CONVERSION_BASELINE = "conversion_baseline"
+CONVERSION_V1 = "conversion_v1"
+SERVICES: tuple[str, ...] = (TILE_RANKER_BASELINE, TILE_RANKER_V1, CONVERSION_BASELINE, CONVERSION_V1)
+
+# Request fields of one in-flight session (arrays aligned by event; see the module docstring).
+INFLIGHT_PAGE_TYPES = "inflight_page_types"
+INFLIGHT_EVENT_TIMES_US = (
+    "inflight_event_times_us"  # µs since the epoch, UTC (exact, unlike UnixTimestamp's seconds)
+)
+INFLIGHT_DWELL_SECONDS = "inflight_dwell_seconds"  # NaN = unknown
+INFLIGHT_SEARCH_QUERIES = "inflight_search_queries"  # "" = no query
+INFLIGHT_CHANNEL = "inflight_channel"  # "" = unknown
+INFLIGHT_DEVICE = "inflight_device"  # "" = unknown
+INFLIGHT_EMBEDDING = "inflight_embedding"
+INFLIGHT_INTENT_LABEL = "inflight_intent_label"
+INFLIGHT_INTENT_CONFIDENCE = "inflight_intent_confidence"
+CANDIDATE_TILES = "candidate_tiles"
+TILE_AFFINITY = "tile_affinity"
+
+# --- Feature groups (ablation variants, explanation grouping) -------------------------------------
+BASELINE, EMBEDDING, LABELS = "baseline", "embedding", "labels"
+SESSION_ACTIVITY_FIELDS = (
+    SESSION_N_EVENTS,
+    SESSION_DURATION_S,
+    SESSION_N_SEARCHES,
+    SESSION_N_APPLY_PAGES,
+    SESSION_N_PRODUCT_PAGES,
+    SESSION_N_DISTINCT_PAGES,
+    SESSION_MEAN_DWELL_S,
+    SESSION_CHANNEL,
+)
+FEATURE_GROUPS: dict[str, str] = (
+    dict.fromkeys(SESSION_ACTIVITY_FIELDS, BASELINE)
+    | dict.fromkeys(PROFILE_FEATURES, BASELINE)
+    | dict.fromkeys(
+        (
+            C.EMBEDDING,
+            VISITOR_EMBEDDING_DECAYED,
+            CUSTOMER_WEB_EMBEDDING,
+            INFLIGHT_EMBEDDING,
+            TILE_AFFINITY,
+        ),
+        EMBEDDING,
+    )
+    # Web-activity counts exist only through the web-intent pipeline (and identity links), so they
+    # travel with the labels, never into the production baseline.
+    | dict.fromkeys(
+        (
+            C.INTENT_LABEL,
+            C.INTENT_CONFIDENCE,
+            C.TAXONOMY_VERSION,
+            VISITOR_INTENT_LABEL,
+            VISITOR_INTENT_CONFIDENCE,
+            VISITOR_INTENT_DECAYED,
+            VISITOR_SESSIONS_30D,
+            CUSTOMER_INTENT_LABEL,
+            CUSTOMER_INTENT_CONFIDENCE,
+            CUSTOMER_INTENT_DECAYED,
+            CUSTOMER_LINKED_VISITORS,
+            CUSTOMER_WEB_SESSIONS_30D,
+            INFLIGHT_INTENT_LABEL,
+            INFLIGHT_INTENT_CONFIDENCE,
+        ),
+        LABELS,
+    )
+)

@@ -1,0 +1,846 @@
+"""Request → Feast online features → XGBoost → response: the logic behind the BentoML service.
+
+``bento/service.py`` is a thin shell around :class:`ServingEngine` (load once per worker, one method
+per endpoint), so everything here is testable without a server and the benchmark's in-process loop
+runs exactly the code the service runs.
+
+Rules, stated once:
+
+* **Validation** is the request schemas' job (pydantic): a bad request fails before any feature
+  read, with a message whose ``loc`` names the field. Sizes are bounded (:data:`MAX_SESSION_EVENTS`,
+  string lengths, ``k``) so one request cannot make a worker embed a 100k-event session.
+* **Freshest web intent wins.** The models were trained on the *customer's* web intent (through
+  identity links). At request time a fresher source may exist, and it is substituted into the same
+  model inputs, in this order: the in-flight session sent in the request → the visitor's own web
+  intent → the customer's → none. ``intent.source`` says which one was used.
+* **Unknown keys are not errors.** Feast returns nulls for an unknown customer or visitor; nulls stay
+  NaN in the model inputs (XGBoost's learned "missing" branch: the baseline behaviour) and the answer
+  says ``source: "none"``. Only a malformed request is a 4xx; an unreachable store is a 503.
+* **Hot path.** One row per request: model inputs are written straight into a preallocated float32
+  row from the Feast response (:class:`RowBuilder`, tested against ``to_model_frame``) and scored by
+  the forest compiled to numpy (:class:`TreeEnsemble`, checked against the booster at load): no pandas
+  frame, no DMatrix, no per-call XGBoost setup.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from clicks2intent.names import columns as C
+from clicks2intent.models.inputs import ARRAY, CATEGORICAL, ModelInputSpec
+
+# --- bounds on a request (oversized inputs are rejected with the field named) ---------------------
+MAX_SESSION_EVENTS = 500  # above any real session seen; the encoder keeps the last max_len anyway
+MAX_ID_LENGTH = 128  # customer / visitor ids are opaque keys, never documents
+MAX_TEXT_LENGTH = 512  # a search query or referrer; longer is abuse, not intent
+MAX_PAGE_TYPE_LENGTH = 128
+TOP_LABELS = 3  # /intent returns the top-3 labels
+
+IntentSource = Literal["session", "visitor", "customer", "none"]
+SOURCE_SESSION, SOURCE_VISITOR, SOURCE_CUSTOMER, SOURCE_NONE = "session", "visitor", "customer", "none"
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^\S(.*\S)?$")]
+
+
+# --- example inputs (OpenAPI docs, the demo requests, the benchmark) --------------------------------
+EXAMPLE_EVENTS: list[dict[str, Any]] = [
+    {"page_type": "home", "event_timestamp": "2024-06-29T10:00:00Z", "dwell_seconds": 6.0, "channel": "web"},
+    {
+        "page_type": "search",
+        "event_timestamp": "2024-06-29T10:00:20Z",
+        "dwell_seconds": 12.0,
+        "search_query": "30 year fixed mortgage rates",
+        "channel": "web",
+    },
+    {
+        "page_type": "product_mortgage",
+        "event_timestamp": "2024-06-29T10:01:10Z",
+        "dwell_seconds": 95.0,
+        "channel": "web",
+    },
+    {
+        "page_type": "mortgage_calculator",
+        "event_timestamp": "2024-06-29T10:03:00Z",
+        "dwell_seconds": 140.0,
+        "channel": "web",
+    },
+]
+EXAMPLE_RANK_TILES: dict[str, Any] = {"customer_id": "c0000001", "session_events": EXAMPLE_EVENTS, "k": 3}
+EXAMPLE_CONVERSION: dict[str, Any] = {"visitor_id": "v0000001", "session_events": EXAMPLE_EVENTS}
+EXAMPLE_INTENT: dict[str, Any] = {"session_events": EXAMPLE_EVENTS}
+
+
+# --- request schemas ----------------------------------------------------------------------------
+class SessionEvent(BaseModel):
+    """One event of the in-flight web session, in the clickstream contract's columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_type: str = Field(
+        min_length=1,
+        max_length=MAX_PAGE_TYPE_LENGTH,
+        description="Page type; unknown ones map to the OOV id.",
+    )
+    event_timestamp: datetime = Field(
+        description="When the event happened (ISO 8601, UTC if no offset); orders the events and their gaps."
+    )
+    dwell_seconds: float | None = Field(
+        None, ge=0, le=86_400, description="Seconds on the page (missing allowed)."
+    )
+    search_query: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="Search text; PII is scrubbed before it is featurised."
+    )
+    channel: Literal["web", "app"] | None = Field(None, description="'web' or 'app'.")
+    device: str | None = Field(None, max_length=64, description="Device class, e.g. 'mobile'.")
+    referrer: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="Referrer (not a model input)."
+    )
+
+    @field_validator("page_type")
+    @classmethod
+    def _page_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("page_type must not be blank")
+        return v.strip()
+
+    @field_validator("dwell_seconds")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("dwell_seconds must be finite")
+        return v
+
+
+SessionEvents = Annotated[
+    list[SessionEvent],
+    Field(
+        max_length=MAX_SESSION_EVENTS,
+        description=f"Events of the visitor's current web session, oldest first (at most {MAX_SESSION_EVENTS}).",
+    ),
+]
+
+
+class RankTilesRequest(BaseModel):
+    """Order the app homepage tiles for a customer (POST /rank_tiles)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RANK_TILES})
+
+    customer_id: Id = Field(description="Logged-in customer; unknown customers get the baseline ranking.")
+    visitor_id: Id | None = Field(
+        None, description="Web visitor id of this device, if known (fresher web intent)."
+    )
+    session_events: SessionEvents = Field(default_factory=list)
+    candidate_tiles: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=len(C.TILES),
+        description=f"Tiles to rank (default: all). Known tiles: {', '.join(C.TILES)}.",
+    )
+    k: int = Field(3, ge=1, le=len(C.TILES), description="How many tiles to return, best first.")
+    explain: bool = Field(
+        False, description="Add feature contributions grouped as baseline / embedding / labels."
+    )
+
+    @field_validator("candidate_tiles")
+    @classmethod
+    def _known_tiles(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        unknown = [t for t in v if t not in C.TILES]
+        if unknown:
+            raise ValueError(f"unknown tile(s) {unknown[:5]}; known tiles are {list(C.TILES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("candidate_tiles must not repeat a tile")
+        return v
+
+
+class ConversionRequest(BaseModel):
+    """Which product will this visitor apply for (POST /predict_conversion)?"""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_CONVERSION})
+
+    visitor_id: Id | None = Field(None, description="Web visitor id (its stored web intent is used).")
+    session_events: SessionEvents = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_score(self) -> ConversionRequest:
+        if self.visitor_id is None and not self.session_events:
+            raise ValueError("give visitor_id and/or session_events (both are missing)")
+        return self
+
+
+class IntentRequest(BaseModel):
+    """Embed and label one in-flight session (POST /intent)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_INTENT})
+
+    session_events: Annotated[
+        list[SessionEvent],
+        Field(
+            min_length=1, max_length=MAX_SESSION_EVENTS, description="Events of the session, oldest first."
+        ),
+    ]
+
+
+# --- response schemas ---------------------------------------------------------------------------
+class TileScore(BaseModel):
+    tile_id: str = Field(description="Tile id (columns.TILES).")
+    score: float = Field(description="Model probability that the customer clicks this tile.")
+
+
+class IntentInfo(BaseModel):
+    label: str | None = Field(
+        description="Intent label id of the taxonomy, or null when no web intent is known."
+    )
+    confidence: float | None = Field(description="Classifier confidence of that label.")
+    source: IntentSource = Field(
+        description="Where the web intent came from: session > visitor > customer > none."
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="Model name in the BentoML store (= its Feast feature service).")
+    version: str = Field(description="Model version in the store.")
+
+
+class Contribution(BaseModel):
+    feature: str
+    group: str
+    contribution: float
+
+
+class Explanation(BaseModel):
+    tile_id: str = Field(description="The explained tile (the top-ranked one).")
+    groups: dict[str, float] = Field(
+        description="Margin contribution per group (baseline/embedding/labels/bias)."
+    )
+    top_features: list[Contribution]
+
+
+class RankTilesResponse(BaseModel):
+    tiles: list[TileScore]
+    intent: IntentInfo
+    model: ModelInfo
+    explanation: Explanation | None = None
+
+
+class ConversionResponse(BaseModel):
+    probabilities: dict[str, float] = Field(description="Probability per product, and 'none'.")
+    predicted_product: str = Field(description="Most likely outcome ('none' = no application).")
+    intent: IntentInfo
+    model: ModelInfo
+
+
+class LabelScore(BaseModel):
+    label: str
+    confidence: float
+
+
+class IntentResponse(BaseModel):
+    embedding: list[float] = Field(description="L2-normalised session embedding.")
+    label: str = Field(description="Distilled intent label id.")
+    label_name: str | None = Field(None, description="Human-readable name of the label.")
+    confidence: float
+    top3: list[LabelScore]
+    taxonomy_version: str
+
+
+# --- model inputs, one row at a time -------------------------------------------------------------
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+class RowBuilder:
+    """Writes one Feast feature row into the model's column layout (a ``(1, n_columns)`` float32 array).
+
+    Same rules as :func:`clicks2intent.models.inputs.to_model_frame` (missing → NaN, arrays expanded,
+    labels one-hot over the stored vocabulary, unknown label → zeros), without building a DataFrame:
+    on the serving path the frame cost more than the Feast read itself. Parity is tested.
+    """
+
+    def __init__(self, spec: ModelInputSpec) -> None:
+        self.spec = spec
+        self.n_columns = len(spec.columns)
+        self._plan: list[tuple[str, str, int, int, dict[str, int] | None]] = []
+        offset = 0
+        for f in spec.features:
+            width = len(f.columns)
+            vocab = {v: i for i, v in enumerate(f.vocabulary or [])} if f.kind == CATEGORICAL else None
+            self._plan.append((f.name, f.kind, offset, width, vocab))
+            offset += width
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.spec.feature_names
+
+    def build(self, features: Mapping[str, Any]) -> np.ndarray:
+        row = np.full((1, self.n_columns), np.nan, dtype=np.float32)
+        out = row[0]
+        for name, kind, start, width, vocab in self._plan:
+            if name not in features:
+                raise KeyError(
+                    f"feature {name!r} is missing from the feature row (model expects {self.feature_names})"
+                )
+            value = features[name]
+            if _missing(value):
+                continue
+            if kind == ARRAY:
+                a = np.asarray(value, dtype=np.float32)
+                if a.shape != (width,):
+                    raise ValueError(f"array feature {name!r}: expected length {width}, got shape {a.shape}")
+                out[start : start + width] = a
+            elif kind == CATEGORICAL:
+                out[start : start + width] = 0.0
+                j = vocab.get(str(value)) if vocab is not None else None
+                if j is not None:
+                    out[start + j] = 1.0
+            else:
+                out[start] = float(value)
+        return row
+
+
+class TreeEnsemble:
+    """A softmax XGBoost forest compiled into flat numpy arrays, for scoring ONE row.
+
+    Why: ``Booster.inplace_predict`` on one row spent ~0.5 ms of CPU per call here even for a 10-tree
+    model (per-call C++ setup plus Python argument marshalling), 6x what walking the trees in numpy
+    costs; with 3,000 trees it was 3.4 ms vs 0.5 ms (benchmarks/bench_service.py). All trees are
+    walked together, one numpy step per tree level: leaves point to themselves, so ``depth`` steps
+    reach every leaf. Semantics are XGBoost's: go left when ``x < split`` (float32), missing values
+    follow ``default_left``, class margin = base score + sum of its trees' leaves, then softmax.
+    :meth:`from_booster` returns ``None`` for anything else (categorical splits, another objective),
+    and :class:`ServedModel` checks parity against the booster before using it.
+    """
+
+    def __init__(self, booster: Any, iteration_range: tuple[int, int]) -> None:
+        import json
+
+        model = json.loads(booster.save_raw("json"))["learner"]
+        params = model["learner_model_param"]
+        objective = model["objective"]["name"]
+        forest = model["gradient_booster"]["model"]
+        if (
+            objective not in ("multi:softprob", "multi:softmax")
+            or model["gradient_booster"]["name"] != "gbtree"
+        ):
+            raise ValueError(f"unsupported model for TreeEnsemble: {objective}")
+        self.n_classes = int(params["num_class"])
+        base = params["base_score"]
+        self.base = np.asarray(json.loads(base) if base.startswith("[") else [float(base)], dtype=np.float64)
+        indptr = forest["iteration_indptr"]
+        trees = forest["trees"][indptr[iteration_range[0]] : indptr[iteration_range[1]]]
+        self.tree_class = np.asarray(
+            forest["tree_info"][indptr[iteration_range[0]] : indptr[iteration_range[1]]]
+        )
+        if any(any(t["split_type"]) for t in trees):
+            raise ValueError("categorical splits are not supported by TreeEnsemble")
+        sizes = np.asarray([len(t["left_children"]) for t in trees])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        shift = np.repeat(offsets, sizes)
+        left = np.concatenate([t["left_children"] for t in trees]).astype(np.int64)
+        right = np.concatenate([t["right_children"] for t in trees]).astype(np.int64)
+        is_leaf = left == -1
+        self_index = np.arange(len(left), dtype=np.int64)
+        self.left = np.where(is_leaf, self_index, left + shift)
+        self.right = np.where(is_leaf, self_index, right + shift)
+        self.feature = np.concatenate([t["split_indices"] for t in trees]).astype(np.int64)
+        self.split = np.concatenate([np.asarray(t["split_conditions"], dtype=np.float32) for t in trees])
+        self.default_left = np.concatenate([t["default_left"] for t in trees]).astype(bool)
+        self.leaf_value = np.where(is_leaf, self.split, 0.0).astype(
+            np.float64
+        )  # leaves store their value there
+        self.roots = offsets
+        self.depth = max((self._depth(t) for t in trees), default=0)
+
+    @staticmethod
+    def _depth(tree: Mapping[str, Any]) -> int:
+        depth = {0: 0}
+        for i, (lc, rc) in enumerate(zip(tree["left_children"], tree["right_children"], strict=True)):
+            if lc != -1:
+                depth[lc] = depth[rc] = depth[i] + 1
+        return max(depth.values())
+
+    @classmethod
+    def from_booster(cls, booster: Any, iteration_range: tuple[int, int]) -> TreeEnsemble | None:
+        try:
+            return cls(booster, iteration_range)
+        except (ValueError, KeyError):
+            return None
+
+    def margin(self, x: np.ndarray) -> np.ndarray:
+        """Class margins ``(K,)`` for one row of model columns (float32, NaN = missing)."""
+        node = self.roots
+        for _ in range(self.depth):
+            v = x[self.feature[node]]
+            go_left = np.where(np.isnan(v), self.default_left[node], v < self.split[node])
+            node = np.where(go_left, self.left[node], self.right[node])
+        return self.base + np.bincount(
+            self.tree_class, weights=self.leaf_value[node], minlength=self.n_classes
+        )
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        z = self.margin(x)
+        z = np.exp(z - z.max())
+        return z / z.sum()
+
+
+@dataclass
+class ServedModel:
+    """A stored :class:`~clicks2intent.models.xgb.FeatureModel` prepared for one-row requests."""
+
+    model: Any  # clicks2intent.models.xgb.FeatureModel
+    name: str
+    version: str
+    compile_trees: bool = True  # score with TreeEnsemble when it reproduces the booster
+
+    def __post_init__(self) -> None:
+        est = self.model.estimator
+        self.rows = RowBuilder(self.model.spec)
+        self.classes: list[str] = list(est.classes_)
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.iteration_range = (0, int(est.best_iteration_) + 1)
+        self.booster = est.booster_
+        # One request = one row: OpenMP threads only add wake-up latency and fight the other workers.
+        self.booster.set_param({"nthread": 1})
+        self._lock = threading.Lock()  # Booster predictions are not documented as thread-safe
+        self.trees = (
+            TreeEnsemble.from_booster(self.booster, self.iteration_range) if self.compile_trees else None
+        )
+        if self.trees is not None and not self._trees_agree():
+            self.trees = None
+        # The estimator's post-hoc prior correction (XGBMultiClassifier.predict_proba): training weighted
+        # class c by w_c, so its odds are divided by w_c again. Parity with predict_proba is tested.
+        self.class_weights: np.ndarray | None = None
+        if getattr(est, "prior_correction", False):
+            self.class_weights = np.array(
+                [est.class_weights_.get(c, 1.0) for c in self.classes], dtype=np.float64
+            )
+
+    def _trees_agree(self, n: int = 64, tol: float = 1e-5) -> bool:
+        """Parity self-check on random rows with missing values: never serve a mis-compiled forest."""
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(n, self.rows.n_columns)).astype(np.float32)
+        X[rng.random(X.shape) < 0.3] = np.nan
+        X[: n // 4] = np.where(
+            np.isnan(X[: n // 4]), np.nan, np.round(X[: n // 4])
+        )  # one-hot-like 0/1 values
+        ref = np.asarray(
+            self.booster.inplace_predict(X, iteration_range=self.iteration_range, missing=np.nan)
+        )
+        got = np.stack([self.trees.predict_proba(x) for x in X])  # type: ignore[union-attr]
+        return ref.shape == got.shape and bool(np.abs(ref - got).max() <= tol)
+
+    @classmethod
+    def from_store(cls, bento_model: Any, compile_trees: bool = True) -> ServedModel:
+        """From a ``bentoml.Model`` (what a ``BentoModel`` class attribute resolves to)."""
+        from clicks2intent.models.store import load_feature_model
+
+        model = load_feature_model(bento_model)
+        return cls(model, str(bento_model.tag.name), str(bento_model.tag.version), compile_trees)
+
+    @property
+    def feature_service(self) -> str:
+        return self.model.feature_service
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, version=self.version)
+
+    def predict_row(self, row: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(K,)`` for one model-input row ``(1, n_columns)``, as ``predict_proba``."""
+        if self.trees is not None:
+            p = self.trees.predict_proba(row[0])
+        else:
+            with self._lock:
+                p = self.booster.inplace_predict(row, iteration_range=self.iteration_range, missing=np.nan)
+            p = np.asarray(p, dtype=np.float64).reshape(-1)
+        if self.class_weights is not None:
+            p = p / self.class_weights
+            p /= p.sum()
+        return p
+
+    def predict(self, features: Mapping[str, Any]) -> np.ndarray:
+        return self.predict_row(self.rows.build(features))
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if _missing(value) else float(value)
+
+
+def session_activity(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``session_activity`` features of the in-flight session, by the batch job's own function."""
+    import pandas as pd
+
+    from clicks2intent.features import build as F
+    from clicks2intent.encoder.embed import ONLINE_SESSION_ID
+    from clicks2intent.features.definitions import SESSION_ACTIVITY_FIELDS
+
+    frame = pd.DataFrame(
+        [
+            {
+                C.SESSION_ID: ONLINE_SESSION_ID,
+                C.EVENT_TIMESTAMP: e.get(C.EVENT_TIMESTAMP),
+                C.PAGE_TYPE: e[C.PAGE_TYPE],
+                C.SEARCH_QUERY: e.get(C.SEARCH_QUERY),
+                C.DWELL_SECONDS: e.get(C.DWELL_SECONDS),
+                C.CHANNEL: e.get(C.CHANNEL),
+            }
+            for e in events
+        ]
+    )
+    frame[C.EVENT_TIMESTAMP] = pd.to_datetime(frame[C.EVENT_TIMESTAMP], utc=True)
+    frame[C.DWELL_SECONDS] = pd.to_numeric(frame[C.DWELL_SECONDS], errors="coerce")
+    frame = frame.sort_values(C.EVENT_TIMESTAMP, kind="stable")
+    activity, _ = F.session_stats(frame)
+    row = activity.iloc[0]
+    return {
+        n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n])
+        for n in SESSION_ACTIVITY_FIELDS
+    }
+
+
+# --- fresher web intent into the tile ranker's inputs ------------------------------------------------
+def _substitutions() -> dict[str, dict[str, str]]:
+    """Per source: tile-ranker input (customer web intent) ← the fresher feature that replaces it.
+
+    ``customer_intent_decayed`` for a session is the one-hot of its label (what the decayed mix is for
+    a customer with exactly that one session); ``tile_affinity`` is recomputed from the substituted
+    embedding with the on-demand view's own function."""
+    from clicks2intent.features import definitions as fo
+    from clicks2intent.features import build as F
+
+    return {
+        SOURCE_SESSION: {
+            F.CUSTOMER_WEB_EMBEDDING: fo.INFLIGHT_EMBEDDING,
+            F.CUSTOMER_INTENT_LABEL: fo.INFLIGHT_INTENT_LABEL,
+            F.CUSTOMER_INTENT_CONFIDENCE: fo.INFLIGHT_INTENT_CONFIDENCE,
+        },
+        SOURCE_VISITOR: {
+            F.CUSTOMER_WEB_EMBEDDING: F.VISITOR_EMBEDDING_DECAYED,
+            F.CUSTOMER_INTENT_LABEL: F.VISITOR_INTENT_LABEL,
+            F.CUSTOMER_INTENT_CONFIDENCE: F.VISITOR_INTENT_CONFIDENCE,
+            F.CUSTOMER_INTENT_DECAYED: F.VISITOR_INTENT_DECAYED,
+        },
+    }
+
+
+def scrubbed_events(events: Sequence[SessionEvent]) -> list[dict[str, Any]]:
+    """Request events → contract event dicts, search queries PII-scrubbed before any featurisation."""
+    from clicks2intent.data.pii import scrub
+
+    out = []
+    for e in events:
+        d = e.model_dump(exclude_none=True)
+        if C.SEARCH_QUERY in d:
+            d[C.SEARCH_QUERY] = scrub(d[C.SEARCH_QUERY])
+        out.append(d)
+    return out
+
+
+_UNVERSIONED = {"", "unknown", "none"}
+
+
+def check_versions(models: Sequence[ServedModel], artifacts: Path, taxonomy_version: str) -> None:
+    """Refuse to serve models trained on another encoder or taxonomy than the one loaded here.
+
+    The in-flight embedding and label are model inputs: a retrained encoder (other embedding space)
+    or a new taxonomy (other label ids) would be scored silently wrong. ``unknown``/``none`` (e.g. a
+    baseline model) skip the check."""
+    from clicks2intent.features import definitions as fo
+    from clicks2intent.encoder.embed import CHECKPOINT_FILE
+    from clicks2intent.models.store import file_version
+
+    encoder = file_version(artifacts / fo.ENCODER_SUBDIR / CHECKPOINT_FILE)
+    for m in models:
+        meta = m.model.metadata
+        for key, have in (("encoder_version", encoder), ("taxonomy_version", str(taxonomy_version))):
+            want = str(meta.get(key, "unknown"))
+            if want not in _UNVERSIONED and have not in _UNVERSIONED and want != have:
+                raise ValueError(
+                    f"model {m.name}:{m.version} was trained with {key} {want!r} but {artifacts} holds {have!r}: "
+                    "retrain the models or point C2I_ARTIFACTS at the matching encoder/intent artifacts"
+                )
+
+
+class FeatureStoreUnavailable(RuntimeError):
+    """The online store could not be read (a 503 for the caller, not a 500)."""
+
+
+@dataclass
+class ServingSettings:
+    """Where a worker finds its store and artifacts; read from the environment (``c2i serve`` sets it)."""
+
+    artifacts: Path  # encoder/, intent/, features/tile_prototypes.parquet (the on-demand views' inputs too)
+    feature_repo: Path  # the Feast repository (feature_store.yaml + definitions)
+    feast_config: str | None = None  # another YAML in the repo, e.g. feature_store.production.yaml (Redis)
+    local_odfv: bool = True  # tile_affinity computed in-process (False: through Feast's on-demand view)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, default_repo: Path | None = None
+    ) -> ServingSettings:
+        from clicks2intent.features import definitions as fo
+        from clicks2intent.features import store as fs
+
+        env = os.environ if env is None else env
+        artifacts = fo.resolve_artifacts_dir(env.get("C2I_ARTIFACTS"))
+        repo = Path(env.get("C2I_FEATURE_REPO") or default_repo or fs.REPO_DIR).resolve()
+        return cls(
+            artifacts=artifacts,
+            feature_repo=repo,
+            feast_config=env.get("C2I_FEAST_CONFIG") or None,
+            local_odfv=env.get("C2I_FEAST_ODFV", "0") != "1",
+        )
+
+
+class ServingEngine:
+    """Everything one worker holds: the Feast store, both models, the encoder and intent classifier.
+
+    Build it once per worker (``__init__`` of the BentoML service); its methods are the endpoints.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        tile_model: ServedModel,
+        conversion_model: ServedModel,
+        artifacts: Path,
+        local_odfv: bool = True,
+    ) -> None:
+        from clicks2intent.features import definitions as fo
+        from clicks2intent.models import training_sets as ts
+
+        self.store = store
+        self.tile_model = tile_model
+        self.conversion_model = conversion_model
+        self.artifacts = Path(artifacts)
+        # Resolved once: a registry lookup per request is pure overhead.
+        self.tile_service = store.get_feature_service(tile_model.feature_service)
+        self.conversion_service = store.get_feature_service(conversion_model.feature_service)
+        # The ranker saw tile_affinity over ALL tiles in this order at training time; the request's
+        # candidate list only filters the answer, it never changes the model inputs.
+        self.affinity_tiles: list[str] = list(ts.DEFAULT_REQUEST_VALUES[fo.CANDIDATE_TILES])
+        self.embedder, self.classifier = fo.load_models(self.artifacts)
+        self.intent_classes: list[str] = [str(c) for c in self.classifier.classes_]
+        self.prototypes, self.prototype_dim = fo.load_prototypes(self.artifacts)
+        self._substitute = _substitutions()
+        # Tile features: the service's feature views through Feast, its tile_affinity on-demand view
+        # computed here with the view's own function. Run by Feast, the python-mode view more than
+        # doubled the CPU of the read (proto round trips and type checks per call; see benchmarks/).
+        odfvs = {v.name for v in store.list_on_demand_feature_views()}
+        projections = self.tile_service.feature_view_projections
+        self._tile_refs = [
+            f"{p.name}:{f.name}" for p in projections if p.name not in odfvs for f in p.features
+        ]
+        local_ok = {p.name for p in projections if p.name in odfvs} <= {fo.TILE_AFFINITY_VIEW}
+        self.local_odfv = local_odfv and local_ok
+        self._visitor_refs = [f"{fo.VISITOR_WEB_INTENT}:{n}" for n in self._visitor_fields()]
+        self._inflight_refs = [
+            f"{fo.INFLIGHT_SESSION_INTENT}:{n}"
+            for n in (fo.INFLIGHT_EMBEDDING, fo.INFLIGHT_INTENT_LABEL, fo.INFLIGHT_INTENT_CONFIDENCE)
+        ]
+        check_versions([tile_model, conversion_model], self.artifacts, self.classifier.taxonomy_version)
+        tiles = [t for t in self.tile_model.classes if t in C.TILES]
+        if not tiles:
+            raise ValueError(
+                f"tile model {tile_model.name}: none of its classes {tile_model.classes} is a tile"
+            )
+
+    @staticmethod
+    def _visitor_fields() -> list[str]:
+        from clicks2intent.features import build as F
+
+        return [
+            F.VISITOR_INTENT_LABEL,
+            F.VISITOR_INTENT_CONFIDENCE,
+            F.VISITOR_INTENT_DECAYED,
+            F.VISITOR_EMBEDDING_DECAYED,
+        ]
+
+    @classmethod
+    def load(
+        cls, tile_model: ServedModel, conversion_model: ServedModel, settings: ServingSettings
+    ) -> ServingEngine:
+        from clicks2intent.features.store import open_store
+
+        store = open_store(settings.feature_repo, settings.feast_config)
+        return cls(store, tile_model, conversion_model, settings.artifacts, local_odfv=settings.local_odfv)
+
+    # --- feature reads -------------------------------------------------------------------------------
+    def online(self, features: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+        """One entity row through ``get_online_features`` → ``{feature: value}``."""
+        try:
+            columns = self.store.get_online_features(features=features, entity_rows=[dict(row)]).to_dict()
+        except (ValueError, KeyError, TypeError):
+            raise  # a bug in our request rows: let it surface as one
+        except Exception as err:  # the online store is down / unreachable
+            raise FeatureStoreUnavailable(
+                f"online feature store read failed: {type(err).__name__}: {err}"
+            ) from err
+        return {k: v[0] for k, v in columns.items()}
+
+    def tile_features(self, customer_id: str) -> dict[str, Any]:
+        """The tile ranker's feature-service row for one customer (the benchmark's in-process loop)."""
+        from clicks2intent.features import definitions as fo
+        from clicks2intent.features import build as F
+
+        if not self.local_odfv:
+            row = {C.CUSTOMER_ID: customer_id, fo.CANDIDATE_TILES: self.affinity_tiles}
+            return self.online(self.tile_service, row)
+        features = self.online(self._tile_refs, {C.CUSTOMER_ID: customer_id})
+        features[fo.TILE_AFFINITY] = fo.tile_affinity(
+            features[F.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
+        )
+        return features
+
+    def fresher_intent(self, visitor_id: str | None, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """Visitor web intent and/or the in-flight session's intent (through the on-demand view), in one read."""
+        from clicks2intent.features.store import inflight_request
+
+        refs: list[str] = []
+        row: dict[str, Any] = {}
+        if visitor_id is not None:
+            refs += self._visitor_refs
+            row[C.VISITOR_ID] = visitor_id
+        if events:
+            refs += self._inflight_refs
+            row.update(inflight_request(events))
+        return self.online(refs, row) if refs else {}
+
+    # --- endpoints -----------------------------------------------------------------------------------
+    def rank_tiles(self, req: RankTilesRequest) -> RankTilesResponse:
+        from clicks2intent.features import definitions as fo
+        from clicks2intent.features import build as F
+
+        features = self.tile_features(req.customer_id)
+        fresh = self.fresher_intent(req.visitor_id, scrubbed_events(req.session_events))
+        source = self._tile_source(fresh, features)
+        if source in self._substitute:
+            for target, src in self._substitute[source].items():
+                features[target] = fresh[src]
+            if source == SOURCE_SESSION:
+                features[F.CUSTOMER_INTENT_DECAYED] = self._one_hot(fresh[fo.INFLIGHT_INTENT_LABEL])
+            features[fo.TILE_AFFINITY] = fo.tile_affinity(
+                features[F.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
+            )
+        model = self.tile_model
+        proba = model.predict(features)
+        candidates = req.candidate_tiles or [t for t in C.TILES if t in model.class_index]
+        scored = sorted(
+            ((t, float(proba[model.class_index[t]])) for t in candidates if t in model.class_index),
+            key=lambda x: -x[1],
+        )
+        tiles = [TileScore(tile_id=t, score=s) for t, s in scored[: req.k]]
+        label = features.get(F.CUSTOMER_INTENT_LABEL) if source != SOURCE_NONE else None
+        confidence = features.get(F.CUSTOMER_INTENT_CONFIDENCE) if source != SOURCE_NONE else None
+        return RankTilesResponse(
+            tiles=tiles,
+            intent=IntentInfo(label=label, confidence=_float_or_none(confidence), source=source),
+            model=model.info,
+            explanation=self._explain(features, tiles[0].tile_id) if req.explain and tiles else None,
+        )
+
+    def predict_conversion(self, req: ConversionRequest) -> ConversionResponse:
+        from clicks2intent.features import definitions as fo
+        from clicks2intent.features import build as F
+        from clicks2intent.encoder.embed import ONLINE_SESSION_ID
+
+        events = scrubbed_events(req.session_events)
+        # The in-flight session is not in the store (its session_id matches nothing: nulls); the
+        # visitor's stored web intent is. An absent visitor is an id no visitor has.
+        row = {C.SESSION_ID: ONLINE_SESSION_ID, C.VISITOR_ID: req.visitor_id or ""}
+        features = self.online(self.conversion_service, row)
+        if events:
+            fresh = self.fresher_intent(None, events)
+            features |= session_activity(events)
+            features[C.EMBEDDING] = fresh[fo.INFLIGHT_EMBEDDING]
+            features[C.INTENT_LABEL] = fresh[fo.INFLIGHT_INTENT_LABEL]
+            features[C.INTENT_CONFIDENCE] = fresh[fo.INFLIGHT_INTENT_CONFIDENCE]
+            source, label, confidence = (
+                SOURCE_SESSION,
+                features[C.INTENT_LABEL],
+                features[C.INTENT_CONFIDENCE],
+            )
+        elif not _missing(features.get(F.VISITOR_INTENT_LABEL)):
+            source, label, confidence = (
+                SOURCE_VISITOR,
+                features[F.VISITOR_INTENT_LABEL],
+                features[F.VISITOR_INTENT_CONFIDENCE],
+            )
+        else:
+            source, label, confidence = SOURCE_NONE, None, None
+        model = self.conversion_model
+        proba = model.predict(features)
+        probabilities = {c: float(p) for c, p in zip(model.classes, proba, strict=True)}
+        return ConversionResponse(
+            probabilities=probabilities,
+            predicted_product=max(probabilities, key=probabilities.__getitem__),
+            intent=IntentInfo(label=label, confidence=_float_or_none(confidence), source=source),
+            model=model.info,
+        )
+
+    def intent(self, req: IntentRequest) -> IntentResponse:
+        from clicks2intent.features import definitions as fo
+        from clicks2intent.features.store import inflight_request
+
+        request = inflight_request(scrubbed_events(req.session_events))
+        # The on-demand view's own transform: /intent and the features served to the models agree.
+        out = fo.inflight_intent_transform(
+            {k: [v] for k, v in request.items()}, artifacts_dir=str(self.artifacts)
+        )
+        embedding = out[fo.INFLIGHT_EMBEDDING][0]
+        label, confidence, top = self.classifier.predict_one(embedding, k=TOP_LABELS)
+        return IntentResponse(
+            embedding=embedding,
+            label=label,
+            label_name=self.classifier.label_names.get(label),
+            confidence=confidence,
+            top3=[LabelScore(label=lab, confidence=p) for lab, p in top],
+            taxonomy_version=str(self.classifier.taxonomy_version),
+        )
+
+    # --- helpers ------------------------------------------------------------------------------------
+    @staticmethod
+    def _tile_source(fresh: Mapping[str, Any], features: Mapping[str, Any]) -> str:
+        """The freshest web intent that exists: in-flight session > visitor > linked customer > none."""
+        from clicks2intent.features import definitions as fo
+        from clicks2intent.features import build as F
+
+        if not _missing(fresh.get(fo.INFLIGHT_EMBEDDING)):
+            return SOURCE_SESSION
+        if not _missing(fresh.get(F.VISITOR_EMBEDDING_DECAYED)):
+            return SOURCE_VISITOR
+        if not _missing(features.get(F.CUSTOMER_WEB_EMBEDDING)) or not _missing(
+            features.get(F.CUSTOMER_INTENT_LABEL)
+        ):
+            return SOURCE_CUSTOMER
+        return SOURCE_NONE
+
+    def _one_hot(self, label: str | None) -> list[float] | None:
+        if label is None:
+            return None
+        return [1.0 if c == label else 0.0 for c in self.intent_classes]
+
+    def _explain(self, features: Mapping[str, Any], tile_id: str) -> Explanation:
+        """Grouped contributions for the top tile (slow path: a frame and TreeSHAP, only on request)."""
+        import pandas as pd
+
+        from clicks2intent.models.explain import BIAS, explain
+
+        frame = pd.DataFrame([{n: features.get(n) for n in self.tile_model.rows.feature_names}])
+        out = explain(self.tile_model.model, frame, top_k=5, target=tile_id)[0]
+        return Explanation(
+            tile_id=tile_id,
+            groups={g: float(v) for g, v in out["groups"].items()} | {BIAS: float(out["groups"][BIAS])},
+            top_features=[Contribution(**f) for f in out["top_features"]],
+        )
