@@ -1,7 +1,7 @@
 """Offline job: self-supervised training of the session encoder, then embedding every session.
 
 Thin on purpose (the logic lives in :mod:`clicks2intent.encoder.train` and
-:mod:`clicks2intent.encoder.embed`):
+:mod:`clicks2intent.encoder.embed`; the flags are those of ``c2i train-encoder``):
 
     python training/train_encoder.py --events artifacts/data/events.parquet --out artifacts/encoder \
         [--embed-out artifacts/embeddings/session_embeddings.parquet] [any c2i train-encoder option]
@@ -12,23 +12,45 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clicks2intent.cli import main as c2i
+from clicks2intent.cli import configure_logging
+from clicks2intent.cli.encoder import configs_from_args, embed_summary, register, training_summary
+from clicks2intent.encoder.embed import embed_file
+from clicks2intent.encoder.train import train_encoder_file
+from clicks2intent.errors import Clicks2IntentError
+
+
+def _train_args(argv: list[str]) -> tuple[argparse.Namespace, str | None]:
+    """The ``c2i train-encoder`` flags (same parser) and ``--embed-out``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--embed-out")
+    known, rest = pre.parse_known_args(argv)
+    parser = argparse.ArgumentParser(prog="train_encoder.py", description=__doc__.splitlines()[0])
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["train-encoder", *rest]), known.embed_out
 
 
 def run(argv: list[str]) -> int:
-    """``c2i train-encoder`` with the given options, then ``c2i embed`` when ``--embed-out`` is set."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--embed-out")
-    pre.add_argument("--events", required=True)
-    pre.add_argument("--out", required=True)
-    known, _ = pre.parse_known_args(argv)
-    train_args = [
-        a for i, a in enumerate(argv) if a != "--embed-out" and (i == 0 or argv[i - 1] != "--embed-out")
-    ]
-    code = c2i(["train-encoder", *train_args])
-    if code or not known.embed_out:
-        return code
-    return c2i(["embed", "--encoder", known.out, "--events", known.events, "--out", known.embed_out])
+    """Train the encoder with the given options, then embed the events when ``--embed-out`` is set."""
+    args, embed_out = _train_args(argv)
+    configure_logging()
+    try:
+        encoder_config, train_config = configs_from_args(args)
+        result = train_encoder_file(
+            args.events,
+            args.out,
+            encoder_config,
+            train_config,
+            channel=args.channel,
+            progress=not args.quiet,
+            threads=args.threads,
+        )
+        print(training_summary(result, args.out))
+        if embed_out:
+            print(embed_summary(embed_file(args.out, args.events, embed_out), embed_out))
+    except Clicks2IntentError as error:
+        print(f"train_encoder.py: error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
 
 
 if __name__ == "__main__":

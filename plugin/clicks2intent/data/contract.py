@@ -21,8 +21,6 @@ Rules (``rule`` names as they appear in reports):
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
@@ -34,8 +32,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clicks2intent.names import columns as C
 from clicks2intent.data.pii import scrub_with_counts
+from clicks2intent.errors import ArtifactError, ContractError
+from clicks2intent.names import columns as C
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "ContractError",
+    "Problem",
+    "ValidationReport",
+    "ValidationResult",
+    "read_events",
+    "read_page_types",
+    "read_raw",
+    "require_columns",
+    "to_arrow",
+    "validate_events",
+    "validate_file",
+    "write_events",
+]
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -64,10 +79,6 @@ _STRING_COLUMNS = (
 )
 _EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
 _MAX_EXAMPLES = 5
-
-
-class ContractError(ValueError):
-    """The input cannot be read as clickstream events at all (e.g. a required column is missing)."""
 
 
 @dataclass
@@ -141,6 +152,17 @@ def _as_clean_strings(series: pd.Series) -> pd.Series:
     return pd.Series(lookup[codes], index=series.index, dtype=object)
 
 
+def require_columns(columns: Collection[str], where: str | None = None) -> None:
+    """Raise :class:`ContractError` (rule ``required_column``) unless every required column is present."""
+    missing = [c for c in C.REQUIRED_EVENT_COLUMNS if c not in columns]
+    if missing:
+        prefix = f"{where}: " if where else ""
+        raise ContractError(
+            f"{prefix}missing required column(s) {missing}: rule 'required_column' — every event needs "
+            f"{list(C.REQUIRED_EVENT_COLUMNS)}; got columns {list(columns)}"
+        )
+
+
 def validate_events(
     df: pd.DataFrame,
     *,
@@ -153,12 +175,7 @@ def validate_events(
     ``known_page_types`` is the vocabulary a model was trained on: other page types become the OOV
     token. ``now`` bounds plausible timestamps (defaults to the current time; fixed in tests).
     """
-    missing = [c for c in C.REQUIRED_EVENT_COLUMNS if c not in df.columns]
-    if missing:
-        raise ContractError(
-            f"missing required column(s) {missing}: rule 'required_column' — every event needs "
-            f"{list(C.REQUIRED_EVENT_COLUMNS)}; got columns {list(df.columns)}"
-        )
+    require_columns(df.columns)
     report = ValidationReport(n_input=len(df))
     report.missing_optional_columns = [c for c in C.OPTIONAL_EVENT_COLUMNS if c not in df.columns]
     report.ignored_columns = [c for c in df.columns if c not in C.EVENT_COLUMNS]
@@ -277,7 +294,7 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     """Read a parquet or CSV file as-is (CSV cells as strings, so validation sees what was written)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"events file not found: {path}")
+        raise ArtifactError(f"events file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in {".parquet", ".pq"} or path.is_dir():
         return pd.read_parquet(path)
@@ -310,37 +327,30 @@ def write_events(events: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def _validate_command(args: argparse.Namespace) -> int:
-    known = None
-    if args.known_page_types:
-        known = [
-            line.strip() for line in Path(args.known_page_types).read_text().splitlines() if line.strip()
-        ]
-    try:
-        result = validate_events(
-            read_raw(args.path), known_page_types=known, max_session_events=args.max_session_events
-        )
-    except (ContractError, FileNotFoundError) as exc:
-        print(f"error: {exc}")
-        return 2
-    print(json.dumps(result.report.to_dict(), indent=2) if args.json else result.report.to_text())
-    if args.rejects and len(result.rejected):
-        Path(args.rejects).parent.mkdir(parents=True, exist_ok=True)
-        result.rejected.to_csv(args.rejects, index=False)
-        print(f"rejected rows and their rules: {args.rejects}")
-    if args.out:
-        write_events(result.events, args.out)
-        print(f"valid events: {args.out}")
-    return 1 if result.report.n_rejected else 0
+def read_page_types(path: str | Path) -> list[str]:
+    """A vocabulary file: one known page type per line (blank lines ignored)."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"page-type vocabulary not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``c2i validate``."""
-    p = subparsers.add_parser("validate", help="check an events file against the clickstream contract")
-    p.add_argument("path", help="events as parquet or CSV")
-    p.add_argument("--known-page-types", help="file with one known page type per line; others become OOV")
-    p.add_argument("--max-session-events", type=int, default=2000, help="longer sessions are rejected")
-    p.add_argument("--rejects", help="write rejected row positions and rules to this CSV")
-    p.add_argument("--out", help="write the valid (repaired, scrubbed) events to this parquet file")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_validate_command)
+def validate_file(
+    path: str | Path,
+    *,
+    known_page_types: Collection[str] | None = None,
+    max_session_events: int = 2000,
+    rejects_path: str | Path | None = None,
+    out_path: str | Path | None = None,
+) -> ValidationResult:
+    """Validate an events file (what ``c2i validate`` does); optionally write the rejected rows (CSV,
+    only when there are any) and the valid events (parquet)."""
+    result = validate_events(
+        read_raw(path), known_page_types=known_page_types, max_session_events=max_session_events
+    )
+    if rejects_path and len(result.rejected):
+        Path(rejects_path).parent.mkdir(parents=True, exist_ok=True)
+        result.rejected.to_csv(rejects_path, index=False)
+    if out_path:
+        write_events(result.events, out_path)
+    return result

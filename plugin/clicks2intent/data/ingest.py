@@ -25,18 +25,18 @@ and counted in the report, never silently dropped.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from clicks2intent.data.contract import ValidationResult, validate_events, write_events
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
 
-if TYPE_CHECKING:
-    from clicks2intent.data.contract import ValidationResult
+logger = logging.getLogger(__name__)
 
 MSNBC_TOTAL_SESSIONS = 989_818  # sequences in the complete UCI data set
 MSNBC_DAY = pd.Timestamp("1999-09-28T00:00:00Z")  # the day the logs were recorded
@@ -48,7 +48,7 @@ MSNBC_CATEGORIES: tuple[str, ...] = (
 _SLICE_RE = re.compile(r"sessions_(\d+)-(\d+)")
 
 
-class MsnbcFormatError(ValueError):
+class MsnbcFormatError(ContractError):
     """The file does not look like the UCI MSNBC sequence format (names the line and the rule)."""
 
 
@@ -66,7 +66,9 @@ def parse_msnbc(path: str | Path, limit: int | None = None) -> tuple[tuple[str, 
     """
     path = Path(path)
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+        raise ConfigError(f"limit must be >= 0, got {limit}")
+    if not path.is_file():
+        raise ArtifactError(f"MSNBC sequence file not found: {path}")
     lines = path.read_text().splitlines()
     try:
         seq_marker = next(i for i, line in enumerate(lines) if line.strip().lower().startswith("% sequences"))
@@ -135,18 +137,25 @@ def msnbc_raw_events(path: str | Path, limit: int | None = None) -> tuple[pd.Dat
 
 
 def ingest_msnbc(
-    path: str | Path, limit: int | None = None, *, max_session_events: int = 2000
+    path: str | Path,
+    limit: int | None = None,
+    *,
+    max_session_events: int = 2000,
+    out: str | Path | None = None,
 ) -> ValidationResult:
-    """Convert and validate; returns the :class:`~clicks2intent.data.contract.ValidationResult` (events + report)."""
-    from clicks2intent.data.contract import validate_events
-
+    """Convert and validate; returns the :class:`~clicks2intent.data.contract.ValidationResult` (events +
+    report). With ``out``, the valid events are also written there (what ``c2i ingest msnbc`` does)."""
     raw, categories = msnbc_raw_events(path, limit)
-    return validate_events(
+    result = validate_events(
         raw,
         known_page_types=categories,
         max_session_events=max_session_events,
         now=max(pd.Timestamp.now(tz="UTC"), MSNBC_DAY),
     )
+    if out is not None:
+        write_events(result.events, out)
+        logger.debug("MSNBC: %s events written to %s", f"{len(result.events):,}", out)
+    return result
 
 
 def read_msnbc(path: str | Path, limit: int | None = None, *, max_session_events: int = 2000) -> pd.DataFrame:
@@ -156,32 +165,3 @@ def read_msnbc(path: str | Path, limit: int | None = None, *, max_session_events
     left out here; :func:`ingest_msnbc` returns the report that counts them.
     """
     return ingest_msnbc(path, limit, max_session_events=max_session_events).events
-
-
-def _msnbc_command(args: argparse.Namespace) -> int:
-    from clicks2intent.data.contract import write_events
-
-    try:
-        result = ingest_msnbc(args.path, args.limit, max_session_events=args.max_session_events)
-    except (MsnbcFormatError, FileNotFoundError) as exc:
-        print(f"error: {exc}")
-        return 2
-    print(result.report.to_text())
-    out = write_events(result.events, args.out)
-    n_sessions = result.events[C.SESSION_ID].nunique()
-    print(f"{len(result.events):,} events in {n_sessions:,} sessions written to {Path(out).resolve()}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``c2i ingest <source>`` (``msnbc`` for now)."""
-    p = subparsers.add_parser("ingest", help="convert a public clickstream data set into the contract")
-    sources = p.add_subparsers(dest="source", required=True)
-    m = sources.add_parser("msnbc", help="UCI MSNBC.com page-category sequences (synthetic clock, see docs)")
-    m.add_argument("path", help="the .seq file (e.g. ../shared/data/real/msnbc/msnbc990928_sessions_*.seq)")
-    m.add_argument("--out", default="artifacts/data/msnbc_events.parquet", help="output parquet path")
-    m.add_argument("--limit", type=int, default=None, help="read only the first N sessions")
-    m.add_argument(
-        "--max-session-events", type=int, default=2000, help="longer sessions are rejected (reported)"
-    )
-    m.set_defaults(func=_msnbc_command)

@@ -67,8 +67,8 @@ under ``truth/`` for evaluation only; it is never a column of any other file.
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,8 +77,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clicks2intent.names import columns as C
+from clicks2intent.data.contract import ValidationResult, validate_events, write_events
 from clicks2intent.data.pii import luhn_valid
+from clicks2intent.errors import ConfigError
+from clicks2intent.names import columns as C
+from clicks2intent.names.paths import ARTIFACTS
+
+logger = logging.getLogger(__name__)
 
 # --- Vocabularies -----------------------------------------------------------------------------
 NEED_INTENTS: tuple[str, ...] = C.PRODUCTS + ("fraud_security", "account_servicing")
@@ -265,16 +270,16 @@ class SimulatorConfig:
 
     def __post_init__(self) -> None:
         if self.n_customers < 1:
-            raise ValueError(f"n_customers must be >= 1, got {self.n_customers}")
+            raise ConfigError(f"n_customers must be >= 1, got {self.n_customers}")
         if self.days < 1:
-            raise ValueError(f"days must be >= 1, got {self.days}")
+            raise ConfigError(f"days must be >= 1, got {self.days}")
         for name in ("prospect_share", "link_rate", "intent_signal", "entry_signal", "query_intent_prob",
                      "typo_rate", "pii_rate", "app_user_share", "conv_same_product"):  # fmt: skip
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0 or (name == "prospect_share" and v >= 1.0):
-                raise ValueError(f"{name} must lie in [0, 1], got {v}")
+                raise ConfigError(f"{name} must lie in [0, 1], got {v}")
         if len(self.link_method_probs) != len(LINK_METHODS):
-            raise ValueError(f"link_method_probs needs {len(LINK_METHODS)} values for {LINK_METHODS}")
+            raise ConfigError(f"link_method_probs needs {len(LINK_METHODS)} values for {LINK_METHODS}")
         self.link_method_probs = tuple(float(p) for p in self.link_method_probs)
 
 
@@ -667,27 +672,112 @@ def _need_prior_logits(
     return L
 
 
-def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
-    """Generate one dataset (see the module docstring); events are validated and PII-scrubbed."""
-    from clicks2intent.data.contract import validate_events
+@dataclass(frozen=True)
+class _Window:
+    """The simulated time window; times inside the simulation are seconds since its start."""
 
-    cfg = config or SimulatorConfig()
-    t_start, cpu_start = time.perf_counter(), time.process_time()
-    rng = np.random.default_rng(cfg.seed)
-    span = cfg.days * _DAY
-    end = pd.Timestamp(cfg.end_date)
-    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    start = end - pd.Timedelta(days=cfg.days)
-    t0_us = start.value // 1000  # microseconds since epoch
+    start: pd.Timestamp
+    end: pd.Timestamp
+    span: float  # seconds
 
-    def to_ts(seconds: np.ndarray) -> pd.DatetimeIndex:
+    @classmethod
+    def of(cls, cfg: SimulatorConfig) -> _Window:
+        end = pd.Timestamp(cfg.end_date)
+        end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+        return cls(start=end - pd.Timedelta(days=cfg.days), end=end, span=cfg.days * _DAY)
+
+    def to_ts(self, seconds: np.ndarray) -> pd.DatetimeIndex:
         """Seconds since the window start → UTC timestamps (microseconds); NaN → NaT."""
+        t0_us = self.start.value // 1000  # microseconds since epoch
         sec = np.asarray(seconds, dtype=np.float64)
         us = t0_us + np.round(np.nan_to_num(sec) * 1e6).astype(np.int64)
         ts = pd.to_datetime(us, unit="us", utc=True)
         return ts.where(~np.isnan(sec), pd.NaT) if np.isnan(sec).any() else ts
 
-    # 1. Customers -------------------------------------------------------------------------------
+
+@dataclass
+class _Customers:
+    """Step 1: the customers' baseline profile (index = customer number)."""
+
+    age: np.ndarray
+    tenure: np.ndarray
+    wealth: np.ndarray
+    held: np.ndarray  # [n_customers, len(PRODUCTS)] bool
+    band: np.ndarray
+    app_rate: np.ndarray  # app sessions per day
+    app_30d: np.ndarray
+
+
+@dataclass
+class _Visitors:
+    """Step 2: persons (customers, then prospects), their visitor ids and the need prior."""
+
+    n_prospects: int
+    is_prospect: np.ndarray  # per person
+    n_vis: np.ndarray  # visitors per person
+    vis_offset: np.ndarray  # first visitor of each person
+    n_visitors: int
+    owner: np.ndarray  # person of each visitor
+    device: np.ndarray  # device index of each visitor
+    label: np.ndarray  # public id number of each visitor
+    prior: np.ndarray  # need-prior logits per person [n_persons, len(NEED_INTENTS)]
+
+
+@dataclass
+class _Needs:
+    """Step 3: need episodes (seconds since the window start)."""
+
+    person: np.ndarray
+    intent: np.ndarray  # index into NEED_INTENTS
+    duration: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+@dataclass
+class _WebSessions:
+    """Step 4: web sessions (need-driven first, then background), before their walk."""
+
+    visitor: np.ndarray
+    time: np.ndarray  # start, seconds since the window start
+    intent: np.ndarray  # chain index (ALL_INTENTS)
+    need: np.ndarray  # need episode, -1 for background sessions
+
+
+@dataclass
+class _Walked:
+    """Every session walked (web sessions first, then app sessions) and its events."""
+
+    n_web: int
+    n_app: int
+    chain: np.ndarray  # per session
+    referrer: np.ndarray  # per session (web only; 0 for app)
+    sess_start: np.ndarray
+    sess_len: np.ndarray
+    sess_first: np.ndarray  # first event of each session
+    ev_sess: np.ndarray
+    ev_page: np.ndarray
+    ev_chain: np.ndarray
+    ev_time: np.ndarray
+    dwell: np.ndarray  # NaN for each session's last page
+    is_web: np.ndarray  # per event
+    ev_visitor: np.ndarray  # -1: none (app events have no visitor, web events no customer)
+    ev_customer: np.ndarray
+
+
+@dataclass
+class _Ids:
+    """Public ids: sessions numbered by start time, visitors by a random permutation."""
+
+    sess_order: np.ndarray
+    sess_rank: np.ndarray
+    session: np.ndarray
+    visitor: np.ndarray
+    customer: np.ndarray
+
+
+def _draw_customers(rng: np.random.Generator, cfg: SimulatorConfig) -> _Customers:
+    """1. Customers: age, tenure, wealth, products held, balance band, app activity."""
     n_c = cfg.n_customers
     age = np.clip(np.round(rng.normal(45, 15, n_c)), 18, 90)
     tenure = np.minimum(np.round(rng.exponential(80, n_c)), (age - 18) * 12).astype(np.int64)
@@ -712,8 +802,12 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     app_user = rng.random(n_c) < cfg.app_user_share
     app_rate = np.where(app_user, cfg.app_sessions_per_day * np.exp(rng.normal(0, 0.7, n_c)), 0.0)
     app_30d = rng.poisson(app_rate * 30)
+    return _Customers(age, tenure, wealth, held, band, app_rate, app_30d)
 
-    # 2. Visitors ----------------------------------------------------------------------------------
+
+def _draw_visitors(rng: np.random.Generator, cfg: SimulatorConfig, cust: _Customers) -> _Visitors:
+    """2. Visitors: the customers' cookies/devices, one per prospect; the need prior of every person."""
+    n_c = cfg.n_customers
     n_vis_c = np.minimum(rng.poisson(cfg.visitors_per_customer, n_c), cfg.max_visitors_per_customer)
     n_cust_visitors = int(n_vis_c.sum())
     n_p = round(n_cust_visitors * cfg.prospect_share / (1.0 - cfg.prospect_share))
@@ -729,47 +823,58 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     # Prospects' hidden profile (only to draw their needs).
     p_age = np.clip(np.round(rng.normal(38, 13, n_p)), 18, 90)
     p_wealth = rng.normal(-0.2, 1, n_p)
-    all_age = np.concatenate([age, p_age])
-    all_wealth = np.concatenate([wealth, p_wealth])
-    all_held = np.concatenate([held, np.zeros((n_p, len(C.PRODUCTS)), bool)])
+    all_age = np.concatenate([cust.age, p_age])
+    all_wealth = np.concatenate([cust.wealth, p_wealth])
+    all_held = np.concatenate([cust.held, np.zeros((n_p, len(C.PRODUCTS)), bool)])
     prior = _need_prior_logits(all_age, all_wealth, all_held, is_prospect)
+    return _Visitors(
+        n_p, is_prospect, n_vis, vis_offset, n_visitors, visitor_owner, visitor_device, visitor_label, prior
+    )
 
-    # 3. Needs ------------------------------------------------------------------------------------
+
+def _draw_needs(rng: np.random.Generator, cfg: SimulatorConfig, vis: _Visitors, span: float) -> _Needs:
+    """3. Needs: Poisson episodes per person, intent by the profile's logit, lognormal duration."""
+    n_persons = len(vis.is_prospect)
     scale = cfg.days / 90.0
     n_needs = np.where(
-        is_prospect,
+        vis.is_prospect,
         1 + rng.poisson(cfg.prospect_extra_needs * scale, n_persons),
         rng.poisson(cfg.needs_per_90d * scale, n_persons),
     )
     need_person = np.repeat(np.arange(n_persons), n_needs)
     gumbel = rng.gumbel(size=(len(need_person), len(NEED_INTENTS)))
-    need_intent = np.argmax(prior[need_person] + gumbel, axis=1)
+    need_intent = np.argmax(vis.prior[need_person] + gumbel, axis=1)
     median_days = np.array([NEED_DURATION_DAYS[i] for i in NEED_INTENTS])
     need_dur = (
         median_days[need_intent] * np.exp(rng.normal(0, cfg.need_duration_sigma, len(need_person))) * _DAY
     )
     need_start = rng.uniform(-30 * _DAY, span, len(need_person))
-    need_end = need_start + need_dur
+    return _Needs(need_person, need_intent, need_dur, need_start, need_start + need_dur)
 
-    # 4. Web sessions -------------------------------------------------------------------------------
-    has_visitor = n_vis[need_person] > 0
-    n_need_sess = np.where(has_visitor, rng.poisson(cfg.web_sessions_per_need, len(need_person)), 0)
-    ns_need = np.repeat(np.arange(len(need_person)), n_need_sess)
-    ns_time = need_start[ns_need] + rng.random(len(ns_need)) * need_dur[ns_need]
-    ns_person = need_person[ns_need]
-    ns_intent = need_intent[ns_need]
 
-    n_bg = rng.poisson(cfg.background_sessions_per_90d * scale, n_visitors)
-    bg_visitor = np.repeat(np.arange(n_visitors), n_bg)
+def _draw_web_sessions(
+    rng: np.random.Generator, cfg: SimulatorConfig, vis: _Visitors, needs: _Needs, span: float
+) -> _WebSessions:
+    """4. Web sessions: those each need drives, then every visitor's background sessions, in the window."""
+    scale = cfg.days / 90.0
+    has_visitor = vis.n_vis[needs.person] > 0
+    n_need_sess = np.where(has_visitor, rng.poisson(cfg.web_sessions_per_need, len(needs.person)), 0)
+    ns_need = np.repeat(np.arange(len(needs.person)), n_need_sess)
+    ns_time = needs.start[ns_need] + rng.random(len(ns_need)) * needs.duration[ns_need]
+    ns_person = needs.person[ns_need]
+    ns_intent = needs.intent[ns_need]
+
+    n_bg = rng.poisson(cfg.background_sessions_per_90d * scale, vis.n_visitors)
+    bg_visitor = np.repeat(np.arange(vis.n_visitors), n_bg)
     bg_time = rng.random(len(bg_visitor)) * span
-    bg_servicing = ~is_prospect[visitor_owner[bg_visitor]] & (
+    bg_servicing = ~vis.is_prospect[vis.owner[bg_visitor]] & (
         rng.random(len(bg_visitor)) < cfg.customer_background_servicing
     )
     bg_intent = np.where(bg_servicing, _INTENT_IDX["account_servicing"], _INTENT_IDX[BROWSING])
 
     # The session's device: the owner's first visitor is favoured.
-    ns_visitor = vis_offset[ns_person] + np.floor(
-        n_vis[ns_person] * rng.random(len(ns_person)) ** 1.5
+    ns_visitor = vis.vis_offset[ns_person] + np.floor(
+        vis.n_vis[ns_person] * rng.random(len(ns_person)) ** 1.5
     ).astype(np.int64)
     w_visitor = np.concatenate([ns_visitor, bg_visitor])
     w_time = np.concatenate([ns_time, bg_time])
@@ -778,15 +883,29 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     inside = (w_time >= 0) & (w_time < span)
     w_visitor, w_time, w_intent, w_need = w_visitor[inside], w_time[inside], w_intent[inside], w_need[inside]
     w_time = _day_time(rng, w_time, app=False)
+    return _WebSessions(w_visitor, w_time, w_intent, w_need)
 
-    # 5. App sessions -------------------------------------------------------------------------------
-    n_app = rng.poisson(app_rate * cfg.days)
-    a_customer = np.repeat(np.arange(n_c), n_app)
+
+def _draw_app_sessions(
+    rng: np.random.Generator, cfg: SimulatorConfig, cust: _Customers, span: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """5. App sessions: (customer, start) of each, Poisson(rate × days) per customer."""
+    n_app = rng.poisson(cust.app_rate * cfg.days)
+    a_customer = np.repeat(np.arange(cfg.n_customers), n_app)
     a_time = _day_time(rng, rng.random(len(a_customer)) * span, app=True)
+    return a_customer, a_time
 
-    # Walk every session (web + app) together.
-    n_w, n_a = len(w_visitor), len(a_customer)
-    chain = np.concatenate([w_intent, np.full(n_a, _APP_CHAIN)])
+
+def _walk_sessions(
+    rng: np.random.Generator,
+    cfg: SimulatorConfig,
+    web: _WebSessions,
+    a_customer: np.ndarray,
+    a_time: np.ndarray,
+) -> _Walked:
+    """Walk every session (web + app) together; then dwell times and event timestamps."""
+    n_w, n_a = len(web.visitor), len(a_customer)
+    chain = np.concatenate([web.intent, np.full(n_a, _APP_CHAIN)])
     referrer = np.concatenate(
         [_choice(rng, [0.32, 0.30, 0.08, 0.10, 0.08, 0.12], n_w), np.zeros(n_a, np.int64)]
     )
@@ -808,81 +927,133 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     ev_chain = chain[ev_sess]
     mu = np.log(med[ev_page]) + np.log(cfg.relevant_dwell_factor) * relevant[ev_chain, ev_page]
     dwell = np.clip(np.round(np.exp(mu + cfg.dwell_sigma * rng.normal(size=n_ev)), 1), 1.0, 1800.0)
-    sess_start = np.concatenate([w_time, a_time])
+    sess_start = np.concatenate([web.time, a_time])
     offset = np.cumsum(dwell) - dwell
     offset -= offset[sess_first][ev_sess]
     ev_time = sess_start[ev_sess] + offset
     dwell_out = np.where(is_last, np.nan, dwell)  # nobody knows how long the last page was read
 
-    # Public ids: sessions numbered by start time.
+    is_web_ev = ev_sess < n_w
+    ev_visitor = np.full(n_ev, -1)  # -1: none (app events have no visitor, web events no customer)
+    ev_visitor[is_web_ev] = web.visitor[ev_sess[is_web_ev]]
+    ev_customer = np.full(n_ev, -1)
+    ev_customer[~is_web_ev] = a_customer[ev_sess[~is_web_ev] - n_w]
+    return _Walked(
+        n_w,
+        n_a,
+        chain,
+        referrer,
+        sess_start,
+        sess_len,
+        sess_first,
+        ev_sess,
+        ev_page,
+        ev_chain,
+        ev_time,
+        dwell_out,
+        is_web_ev,
+        ev_visitor,
+        ev_customer,
+    )
+
+
+def _public_ids(sess_start: np.ndarray, visitor_label: np.ndarray, n_c: int) -> _Ids:
+    """Public ids: sessions numbered by start time, visitors by their random label, customers in order."""
     sess_order = np.argsort(sess_start, kind="stable")
     sess_rank = np.empty_like(sess_order)
     sess_rank[sess_order] = np.arange(len(sess_order))
     width = max(8, len(str(len(sess_rank))))
     session_ids = np.array([f"s{r:0{width}d}" for r in sess_rank], dtype=object)
-    vwidth = max(7, len(str(n_visitors)))
+    vwidth = max(7, len(str(len(visitor_label))))
     visitor_ids = np.array([f"v{r:0{vwidth}d}" for r in visitor_label], dtype=object)
-    cwidth = max(7, len(str(n_c)))
-    customer_ids = np.array([f"c{i:0{cwidth}d}" for i in range(n_c)], dtype=object)
+    customer_ids = np.array([f"c{i:0{_customer_id_width(n_c)}d}" for i in range(n_c)], dtype=object)
+    return _Ids(sess_order, sess_rank, session_ids, visitor_ids, customer_ids)
 
+
+def _customer_id_width(n_c: int) -> int:
+    return max(7, len(str(n_c)))
+
+
+def _raw_events(
+    rng: np.random.Generator,
+    cfg: SimulatorConfig,
+    ev: _Walked,
+    web: _WebSessions,
+    vis: _Visitors,
+    ids: _Ids,
+    window: _Window,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The events before validation (queries still hold their pasted PII), and which are searches."""
     # Queries on search pages.
-    is_search = ev_page == _P["search"]
-    queries = np.full(n_ev, None, dtype=object)
-    queries[is_search] = _make_queries(rng, cfg, ev_chain[is_search], pii_pool(cfg))
+    is_search = ev.ev_page == _P["search"]
+    queries = np.full(len(ev.ev_sess), None, dtype=object)
+    queries[is_search] = _make_queries(rng, cfg, ev.ev_chain[is_search], pii_pool(cfg))
 
-    is_web_ev = ev_sess < n_w
-    ev_visitor = np.full(n_ev, -1)  # -1: none (app events have no visitor, web events no customer)
-    ev_visitor[is_web_ev] = w_visitor[ev_sess[is_web_ev]]
-    ev_customer = np.full(n_ev, -1)
-    ev_customer[~is_web_ev] = a_customer[ev_sess[~is_web_ev] - n_w]
-    visitor_or_none = np.append(visitor_ids, None)  # index -1 → None
-    customer_or_none = np.append(customer_ids, None)
+    visitor_or_none = np.append(ids.visitor, None)  # index -1 → None
+    customer_or_none = np.append(ids.customer, None)
     device_names = np.array(DEVICES, dtype=object)
-    app_device = _choice(rng, [0.0, 0.9, 0.1], n_a)
-    sess_device = np.concatenate([visitor_device[w_visitor], app_device])
+    app_device = _choice(rng, [0.0, 0.9, 0.1], ev.n_app)
+    sess_device = np.concatenate([vis.device[web.visitor], app_device])
     ref_names = np.array(REFERRERS, dtype=object)
     raw = pd.DataFrame(
         {
-            C.SESSION_ID: session_ids[ev_sess],
-            C.EVENT_TIMESTAMP: to_ts(ev_time),
-            C.PAGE_TYPE: np.array(PAGE_TYPES, dtype=object)[ev_page],
-            C.VISITOR_ID: visitor_or_none[ev_visitor],
-            C.CUSTOMER_ID: customer_or_none[ev_customer],
-            C.CHANNEL: np.where(is_web_ev, "web", "app").astype(object),
-            C.DWELL_SECONDS: dwell_out,
+            C.SESSION_ID: ids.session[ev.ev_sess],
+            C.EVENT_TIMESTAMP: window.to_ts(ev.ev_time),
+            C.PAGE_TYPE: np.array(PAGE_TYPES, dtype=object)[ev.ev_page],
+            C.VISITOR_ID: visitor_or_none[ev.ev_visitor],
+            C.CUSTOMER_ID: customer_or_none[ev.ev_customer],
+            C.CHANNEL: np.where(ev.is_web, "web", "app").astype(object),
+            C.DWELL_SECONDS: ev.dwell,
             C.SEARCH_QUERY: queries,
-            C.DEVICE: device_names[sess_device[ev_sess]],
-            C.REFERRER: np.append(ref_names, None)[np.where(is_web_ev, referrer[ev_sess], -1)],
+            C.DEVICE: device_names[sess_device[ev.ev_sess]],
+            C.REFERRER: np.append(ref_names, None)[np.where(ev.is_web, ev.referrer[ev.ev_sess], -1)],
         }
     )
-    t_gen = time.perf_counter()
-    now = max(pd.Timestamp.now(tz="UTC"), end + pd.Timedelta(days=cfg.conversion_horizon_days + 1))
+    return raw, is_search
+
+
+def _validate_raw(raw: pd.DataFrame, cfg: SimulatorConfig, window: _Window) -> ValidationResult:
+    """Raw events through the contract (it scrubs the pasted PII); the simulator must produce no rejects."""
+    now = max(pd.Timestamp.now(tz="UTC"), window.end + pd.Timedelta(days=cfg.conversion_horizon_days + 1))
     validated = validate_events(
         raw,
         known_page_types=PAGE_TYPES,
         max_session_events=max(cfg.max_web_events, cfg.max_app_events),
         now=now,
     )
-    del raw, queries  # the raw (unscrubbed) queries go no further
     if validated.report.n_rejected:
         raise RuntimeError(f"simulator produced rows the contract rejects:\n{validated.report.to_text()}")
-    t_val = time.perf_counter()
+    return validated
 
-    # 6. Tile impressions: every app_home view --------------------------------------------------------
-    imp = np.flatnonzero(ev_page == _P["app_home"])
-    imp_cust = ev_customer[imp]
-    imp_time = ev_time[imp]
+
+def _tile_impressions(
+    rng: np.random.Generator,
+    cfg: SimulatorConfig,
+    ev: _Walked,
+    cust: _Customers,
+    vis: _Visitors,
+    needs: _Needs,
+    ids: _Ids,
+    window: _Window,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """6. Tile impressions: every app_home view; the click is a softmax over tiles and ``none``."""
+    span = window.span
+    n_c = cfg.n_customers
+    imp = np.flatnonzero(ev.ev_page == _P["app_home"])
+    imp_cust = ev.ev_customer[imp]
+    imp_time = ev.ev_time[imp]
     tiles = C.TILES
     tile_intent = np.array(
         [_INTENT_IDX[next(i for i, t in INTENT_TILE.items() if t == tile)] for tile in tiles]
     )
-    held_tile = np.column_stack([held, np.zeros((n_c, len(tiles) - len(C.PRODUCTS)), bool)])
+    held_tile = np.column_stack([cust.held, np.zeros((n_c, len(tiles) - len(C.PRODUCTS)), bool)])
     util = (
-        cfg.tile_affinity_scale * prior[imp_cust][:, tile_intent] + cfg.tile_held_effect * held_tile[imp_cust]
+        cfg.tile_affinity_scale * vis.prior[imp_cust][:, tile_intent]
+        + cfg.tile_held_effect * held_tile[imp_cust]
     )
     # The customer's current need: the latest-started episode of theirs that covers the impression.
-    cust_need = np.flatnonzero(~is_prospect[need_person])
-    key_need = need_person[cust_need] * (span + 60 * _DAY) + need_start[cust_need] + 30 * _DAY
+    cust_need = np.flatnonzero(~vis.is_prospect[needs.person])
+    key_need = needs.person[cust_need] * (span + 60 * _DAY) + needs.start[cust_need] + 30 * _DAY
     order = np.argsort(key_need, kind="stable")
     cust_need, key_need = cust_need[order], key_need[order]
     key_imp = imp_cust * (span + 60 * _DAY) + imp_time + 30 * _DAY
@@ -892,15 +1063,15 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
         jj = cust_need[np.maximum(j, 0)]
         active = (
             (j >= 0)
-            & (need_person[jj] == imp_cust)
-            & (need_start[jj] <= imp_time)
-            & (need_end[jj] >= imp_time)
+            & (needs.person[jj] == imp_cust)
+            & (needs.start[jj] <= imp_time)
+            & (needs.end[jj] >= imp_time)
         )
     rows = np.flatnonzero(active)
     need_of_row = jj[rows] if len(rows) else np.zeros(0, np.int64)
-    age_days = (imp_time[rows] - need_start[need_of_row]) / _DAY
+    age_days = (imp_time[rows] - needs.start[need_of_row]) / _DAY
     need_tile = np.array([tiles.index(INTENT_TILE[i]) for i in NEED_INTENTS])
-    util[rows, need_tile[need_intent[need_of_row]]] += cfg.tile_need_boost * np.exp(
+    util[rows, need_tile[needs.intent[need_of_row]]] += cfg.tile_need_boost * np.exp(
         -age_days / cfg.tile_recency_days
     )
     util += cfg.tile_noise_sd * rng.normal(size=util.shape)
@@ -912,18 +1083,35 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     impressions = pd.DataFrame(
         {
             C.IMPRESSION_ID: [f"i{r:0{iwidth}d}" for r in range(len(imp))],
-            C.CUSTOMER_ID: customer_ids[imp_cust[imp_order]],
-            C.EVENT_TIMESTAMP: to_ts(imp_time[imp_order]),
+            C.CUSTOMER_ID: ids.customer[imp_cust[imp_order]],
+            C.EVENT_TIMESTAMP: window.to_ts(imp_time[imp_order]),
             C.CLICKED_TILE: tile_names[choice[imp_order]],
         }
     )
+    stats = {
+        "click_rate": float((choice < len(tiles)).mean()) if len(imp) else 0.0,
+        "impressions_with_active_need": float(active.mean()) if len(imp) else 0.0,
+    }
+    return impressions, stats
 
-    # 7. Conversions: one row per web session -------------------------------------------------------
-    w_len = sess_len[:n_w]
-    web_ev = is_web_ev
-    reached_start = np.bincount(ev_sess[web_ev & (ev_page == _P["apply_start"])], minlength=n_w)[:n_w] > 0
-    reached_form = np.bincount(ev_sess[web_ev & (ev_page == _P["apply_form"])], minlength=n_w)[:n_w] > 0
-    product_intent = w_intent < len(C.PRODUCTS)
+
+def _conversions(
+    rng: np.random.Generator,
+    cfg: SimulatorConfig,
+    ev: _Walked,
+    web: _WebSessions,
+    ids: _Ids,
+    window: _Window,
+) -> tuple[pd.DataFrame, np.ndarray, float]:
+    """7. Conversions: one row per web session; also each web session's end and the conversion rate."""
+    n_w = ev.n_web
+    w_len = ev.sess_len[:n_w]
+    web_ev = ev.is_web
+    reached_start = (
+        np.bincount(ev.ev_sess[web_ev & (ev.ev_page == _P["apply_start"])], minlength=n_w)[:n_w] > 0
+    )
+    reached_form = np.bincount(ev.ev_sess[web_ev & (ev.ev_page == _P["apply_form"])], minlength=n_w)[:n_w] > 0
+    product_intent = web.intent < len(C.PRODUCTS)
     logit = (
         cfg.conv_base
         + np.where(product_intent, cfg.conv_product_intent, cfg.conv_other_intent)
@@ -935,29 +1123,40 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     popularity = np.array([0.10, 0.30, 0.10, 0.12, 0.16, 0.10, 0.07, 0.05])
     other = _choice(rng, popularity, n_w)
     same = product_intent & (rng.random(n_w) < cfg.conv_same_product)
-    product = np.where(same, w_intent, other)
-    sess_end = ev_time[sess_first[:n_w] + w_len - 1] if n_w else np.zeros(0)
+    product = np.where(same, web.intent, other)
+    sess_end = ev.ev_time[ev.sess_first[:n_w] + w_len - 1] if n_w else np.zeros(0)
     h = cfg.conversion_horizon_days * _DAY
     mean = cfg.conv_delay_days * _DAY
     delay = -mean * np.log1p(-rng.random(n_w) * (1 - np.exp(-h / mean)))  # exponential truncated at h
     product_names = np.array(list(C.PRODUCTS) + [C.NO_CONVERSION], dtype=object)
-    conv_order = np.argsort(sess_rank[:n_w], kind="stable")
+    conv_order = np.argsort(ids.sess_rank[:n_w], kind="stable")
     conversions = pd.DataFrame(
         {
-            C.SESSION_ID: session_ids[:n_w][conv_order],
-            C.VISITOR_ID: visitor_ids[w_visitor][conv_order],
-            C.EVENT_TIMESTAMP: to_ts(sess_end[conv_order]),
+            C.SESSION_ID: ids.session[:n_w][conv_order],
+            C.VISITOR_ID: ids.visitor[web.visitor][conv_order],
+            C.EVENT_TIMESTAMP: window.to_ts(sess_end[conv_order]),
             C.CONVERSION_PRODUCT: product_names[np.where(converts, product, len(C.PRODUCTS))][conv_order],
-            "converted_at": to_ts(np.where(converts, sess_end + delay, np.nan)[conv_order]),
+            "converted_at": window.to_ts(np.where(converts, sess_end + delay, np.nan)[conv_order]),
         }
     )
+    return conversions, sess_end, float(converts.mean()) if n_w else 0.0
 
-    # 8. Identity links -------------------------------------------------------------------------------
-    seen = np.bincount(w_visitor, minlength=n_visitors)
-    w_by_visitor = np.argsort(w_visitor, kind="stable")
+
+def _identity_links(
+    rng: np.random.Generator,
+    cfg: SimulatorConfig,
+    web: _WebSessions,
+    vis: _Visitors,
+    ids: _Ids,
+    sess_end: np.ndarray,
+    window: _Window,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """8. Identity links: a minority of the customers' seen visitors, resolved at one of their sessions."""
+    seen = np.bincount(web.visitor, minlength=vis.n_visitors)
+    w_by_visitor = np.argsort(web.visitor, kind="stable")
     w_vis_first = np.cumsum(seen) - seen
-    cust_visitor = ~is_prospect[visitor_owner]
-    linked = cust_visitor & (seen > 0) & (rng.random(n_visitors) < cfg.link_rate)
+    cust_visitor = ~vis.is_prospect[vis.owner]
+    linked = cust_visitor & (seen > 0) & (rng.random(vis.n_visitors) < cfg.link_rate)
     lv = np.flatnonzero(linked)
     at_sess = w_by_visitor[w_vis_first[lv] + np.floor(rng.random(len(lv)) * seen[lv]).astype(np.int64)]
     method = _choice(rng, cfg.link_method_probs, len(lv))
@@ -965,90 +1164,147 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     lorder = np.argsort(link_time, kind="stable")
     links = pd.DataFrame(
         {
-            C.VISITOR_ID: visitor_ids[lv][lorder],
-            C.CUSTOMER_ID: customer_ids[visitor_owner[lv]][lorder],
-            C.LINKED_AT: to_ts(link_time[lorder]),
+            C.VISITOR_ID: ids.visitor[lv][lorder],
+            C.CUSTOMER_ID: ids.customer[vis.owner[lv]][lorder],
+            C.LINKED_AT: window.to_ts(link_time[lorder]),
             C.LINK_METHOD: np.array(LINK_METHODS, dtype=object)[method][lorder],
         }
     )
-
-    customers = pd.DataFrame(
-        {
-            C.CUSTOMER_ID: customer_ids,
-            C.EVENT_TIMESTAMP: to_ts(np.zeros(n_c)),
-            "tenure_months": tenure,
-            "age": age.astype(np.int64),
-            "app_sessions_30d": app_30d.astype(np.int64),
-            "balance_band": np.array(BALANCE_BANDS, dtype=object)[band],
-            "n_products": held.sum(axis=1).astype(np.int64),
-        }
-        | {f"has_{p}": held[:, j] for j, p in enumerate(C.PRODUCTS)}
-    )
-
-    # Truth (evaluation only).
-    owner = np.concatenate([visitor_owner[w_visitor], a_customer])
-    person_id = np.concatenate(
-        [customer_ids, np.array([f"p{i:0{cwidth}d}" for i in range(n_p)], dtype=object)]
-    )
-    owner_id = person_id[owner]
-    truth = (
-        pd.DataFrame(
-            {
-                C.SESSION_ID: session_ids,
-                C.TRUE_INTENT: np.array(list(ALL_INTENTS) + [BROWSING], dtype=object)[
-                    np.where(chain == _APP_CHAIN, len(ALL_INTENTS), chain)
-                ],
-                C.CHANNEL: np.where(np.arange(n_w + n_a) < n_w, "web", "app").astype(object),
-                "true_owner_id": owner_id,
-                "is_prospect": owner >= n_c,
-                "need_active": np.concatenate([w_need >= 0, np.zeros(n_a, bool)]),
-            }
-        )
-        .iloc[sess_order]
-        .reset_index(drop=True)
-    )
-    needs = (
-        pd.DataFrame(
-            {
-                "person_id": person_id[need_person],
-                "is_prospect": is_prospect[need_person],
-                C.TRUE_INTENT: np.array(NEED_INTENTS, dtype=object)[need_intent],
-                "need_start": to_ts(need_start),
-                "need_end": to_ts(need_end),
-            }
-        )
-        .sort_values(["person_id", "need_start"], kind="stable")
-        .reset_index(drop=True)
-    )
-    t_end = time.perf_counter()
-
-    params = {
-        "config": asdict(cfg),
-        "window_start": start.isoformat(),
-        "window_end": end.isoformat(),
-        "need_intents": list(NEED_INTENTS),
-        "page_types": list(PAGE_TYPES),
-        "funnels": {k: list(v) for k, v in FUNNELS.items()},
-        "tiles": list(C.TILES),
-        "products": list(C.PRODUCTS),
-        "n_prospects": n_p,
-        "n_visitors_total": n_visitors,
-    }
+    n_w = len(web.visitor)
     n_seen = int((seen > 0).sum())
     stats = {
-        "n_events": float(len(validated.events)),
-        "n_web_sessions": float(n_w),
-        "n_app_sessions": float(n_a),
         "n_visitors_seen": float(n_seen),
         "prospect_share_seen": float(((seen > 0) & ~cust_visitor).sum() / max(n_seen, 1)),
         "link_rate_customer_visitors": float(len(lv) / max(((seen > 0) & cust_visitor).sum(), 1)),
         "link_rate_all_visitors": float(len(lv) / max(n_seen, 1)),
         "web_sessions_per_visitor": float(n_w / max(n_seen, 1)),
-        "web_events_per_session": float(sess_len[:n_w].mean()) if n_w else 0.0,
-        "app_events_per_session": float(sess_len[n_w:].mean()) if n_a else 0.0,
-        "click_rate": float((choice < len(tiles)).mean()) if len(imp) else 0.0,
-        "impressions_with_active_need": float(active.mean()) if len(imp) else 0.0,
-        "conversion_rate": float(converts.mean()) if n_w else 0.0,
+    }
+    return links, stats
+
+
+def _customer_frame(cust: _Customers, ids: _Ids, window: _Window) -> pd.DataFrame:
+    """The customer snapshot at the window start (the "production baseline" profile)."""
+    return pd.DataFrame(
+        {
+            C.CUSTOMER_ID: ids.customer,
+            C.EVENT_TIMESTAMP: window.to_ts(np.zeros(len(ids.customer))),
+            "tenure_months": cust.tenure,
+            "age": cust.age.astype(np.int64),
+            "app_sessions_30d": cust.app_30d.astype(np.int64),
+            "balance_band": np.array(BALANCE_BANDS, dtype=object)[cust.band],
+            "n_products": cust.held.sum(axis=1).astype(np.int64),
+        }
+        | {f"has_{p}": cust.held[:, j] for j, p in enumerate(C.PRODUCTS)}
+    )
+
+
+def _truth_frames(
+    cfg: SimulatorConfig,
+    ev: _Walked,
+    web: _WebSessions,
+    a_customer: np.ndarray,
+    vis: _Visitors,
+    needs: _Needs,
+    ids: _Ids,
+    window: _Window,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Truth (evaluation only): each session's intent and owner, and the need episodes."""
+    n_c, n_p, n_w, n_a = cfg.n_customers, vis.n_prospects, ev.n_web, ev.n_app
+    owner = np.concatenate([vis.owner[web.visitor], a_customer])
+    cwidth = _customer_id_width(n_c)
+    person_id = np.concatenate(
+        [ids.customer, np.array([f"p{i:0{cwidth}d}" for i in range(n_p)], dtype=object)]
+    )
+    owner_id = person_id[owner]
+    truth = (
+        pd.DataFrame(
+            {
+                C.SESSION_ID: ids.session,
+                C.TRUE_INTENT: np.array(list(ALL_INTENTS) + [BROWSING], dtype=object)[
+                    np.where(ev.chain == _APP_CHAIN, len(ALL_INTENTS), ev.chain)
+                ],
+                C.CHANNEL: np.where(np.arange(n_w + n_a) < n_w, "web", "app").astype(object),
+                "true_owner_id": owner_id,
+                "is_prospect": owner >= n_c,
+                "need_active": np.concatenate([web.need >= 0, np.zeros(n_a, bool)]),
+            }
+        )
+        .iloc[ids.sess_order]
+        .reset_index(drop=True)
+    )
+    need_frame = (
+        pd.DataFrame(
+            {
+                "person_id": person_id[needs.person],
+                "is_prospect": vis.is_prospect[needs.person],
+                C.TRUE_INTENT: np.array(NEED_INTENTS, dtype=object)[needs.intent],
+                "need_start": window.to_ts(needs.start),
+                "need_end": window.to_ts(needs.end),
+            }
+        )
+        .sort_values(["person_id", "need_start"], kind="stable")
+        .reset_index(drop=True)
+    )
+    return truth, need_frame
+
+
+def _params(cfg: SimulatorConfig, window: _Window, vis: _Visitors) -> dict[str, Any]:
+    """Everything needed to reproduce or interpret a run (``truth/params.json``)."""
+    return {
+        "config": asdict(cfg),
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "need_intents": list(NEED_INTENTS),
+        "page_types": list(PAGE_TYPES),
+        "funnels": {k: list(v) for k, v in FUNNELS.items()},
+        "tiles": list(C.TILES),
+        "products": list(C.PRODUCTS),
+        "n_prospects": vis.n_prospects,
+        "n_visitors_total": vis.n_visitors,
+    }
+
+
+def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
+    """Generate one dataset (see the module docstring); events are validated and PII-scrubbed.
+
+    The steps run in the docstring's order and draw from one random stream in a fixed sequence: the
+    same config gives identical frames.
+    """
+    cfg = config or SimulatorConfig()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    rng = np.random.default_rng(cfg.seed)
+    window = _Window.of(cfg)
+
+    cust = _draw_customers(rng, cfg)  # 1
+    vis = _draw_visitors(rng, cfg, cust)  # 2
+    needs = _draw_needs(rng, cfg, vis, window.span)  # 3
+    web = _draw_web_sessions(rng, cfg, vis, needs, window.span)  # 4
+    a_customer, a_time = _draw_app_sessions(rng, cfg, cust, window.span)  # 5
+    ev = _walk_sessions(rng, cfg, web, a_customer, a_time)
+    ids = _public_ids(ev.sess_start, vis.label, cfg.n_customers)
+    raw, is_search = _raw_events(rng, cfg, ev, web, vis, ids, window)
+    t_gen = time.perf_counter()
+    validated = _validate_raw(raw, cfg, window)
+    del raw  # the raw (unscrubbed) queries go no further
+    t_val = time.perf_counter()
+
+    impressions, tile_stats = _tile_impressions(rng, cfg, ev, cust, vis, needs, ids, window)  # 6
+    conversions, sess_end, conversion_rate = _conversions(rng, cfg, ev, web, ids, window)  # 7
+    links, link_stats = _identity_links(rng, cfg, web, vis, ids, sess_end, window)  # 8
+    customers = _customer_frame(cust, ids, window)
+    truth, need_frame = _truth_frames(cfg, ev, web, a_customer, vis, needs, ids, window)
+    t_end = time.perf_counter()
+
+    n_w, n_a = ev.n_web, ev.n_app
+    stats = {
+        "n_events": float(len(validated.events)),
+        "n_web_sessions": float(n_w),
+        "n_app_sessions": float(n_a),
+        **link_stats,
+        "web_events_per_session": float(ev.sess_len[:n_w].mean()) if n_w else 0.0,
+        "app_events_per_session": float(ev.sess_len[n_w:].mean()) if n_a else 0.0,
+        **tile_stats,
+        "conversion_rate": conversion_rate,
         "search_query_share": float(is_search.mean()),
         "pii_redactions": float(sum(validated.report.pii_redactions.values())),
         "seconds_generate": t_gen - t_start,
@@ -1057,6 +1313,13 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
         "cpu_seconds_total": time.process_time() - cpu_start,  # less sensitive to a busy machine
         "events_per_second": len(validated.events) / max(t_end - t_start, 1e-9),
     }
+    logger.info(
+        "simulated %s events (%s web, %s app sessions) in %.1f s",
+        f"{len(validated.events):,}",
+        f"{n_w:,}",
+        f"{n_a:,}",
+        t_end - t_start,
+    )
     return SimulationResult(
         events=validated.events,
         identity_links=links,
@@ -1064,30 +1327,35 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
         tile_impressions=impressions,
         conversions=conversions,
         session_truth=truth,
-        needs=needs,
-        params=params,
+        needs=need_frame,
+        params=_params(cfg, window, vis),
         validation=validated.report.to_dict(),
         stats=stats,
     )
 
 
+def _data_relative(path: Path) -> str:
+    return path.relative_to(ARTIFACTS.data).as_posix()
+
+
+# Each frame's file, relative to the output directory (``artifacts/data`` by default).
 OUTPUT_FILES: dict[str, str] = {
-    "events": "events.parquet",
-    "identity_links": "identity_links.parquet",
-    "customers": "customers.parquet",
-    "tile_impressions": "tile_impressions.parquet",
-    "conversions": "conversions.parquet",
-    "session_truth": "truth/session_truth.parquet",
-    "needs": "truth/needs.parquet",
+    "events": _data_relative(ARTIFACTS.events),
+    "identity_links": _data_relative(ARTIFACTS.identity_links),
+    "customers": _data_relative(ARTIFACTS.customers),
+    "tile_impressions": _data_relative(ARTIFACTS.tile_impressions),
+    "conversions": _data_relative(ARTIFACTS.conversions),
+    "session_truth": _data_relative(ARTIFACTS.session_truth),
+    "needs": _data_relative(ARTIFACTS.truth / "needs.parquet"),
 }
+_TRUTH_DIR = _data_relative(ARTIFACTS.truth)
+PARAMS_FILE = f"{_TRUTH_DIR}/params.json"
 
 
 def write_simulation(result: SimulationResult, out_dir: str | Path) -> dict[str, Path]:
     """Write every frame as parquet (timestamps in UTC microseconds) plus ``truth/params.json``."""
-    from clicks2intent.data.contract import write_events
-
     out = Path(out_dir)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
+    (out / _TRUTH_DIR).mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for name, rel in OUTPUT_FILES.items():
         frame: pd.DataFrame = getattr(result, name)
@@ -1101,7 +1369,7 @@ def write_simulation(result: SimulationResult, out_dir: str | Path) -> dict[str,
                     frame[col] = frame[col].astype("datetime64[us, UTC]")
             frame.to_parquet(path, index=False)
         paths[name] = path
-    params_path = out / "truth" / "params.json"
+    params_path = out / PARAMS_FILE
     params_path.write_text(json.dumps(result.params, indent=2, sort_keys=True) + "\n")
     paths["params"] = params_path
     return paths
@@ -1130,27 +1398,11 @@ def summary(result: SimulationResult, paths: dict[str, Path] | None = None) -> s
     return "\n".join(lines)
 
 
-def _simulate_command(args: argparse.Namespace) -> int:
-    cfg = SimulatorConfig(n_customers=args.customers, seed=args.seed, days=args.days, pii_rate=args.pii_rate)
-    result = simulate(cfg)
+def generate(config: SimulatorConfig, out_dir: str | Path) -> tuple[SimulationResult, dict[str, Path]]:
+    """Simulate and write (what ``c2i simulate`` does); ``stats["seconds_write"]`` holds the write time."""
+    result = simulate(config)
     t = time.perf_counter()
-    paths = write_simulation(result, args.out)
-    print(summary(result, paths))
-    print(f"written in {time.perf_counter() - t:.1f} s to {Path(args.out).resolve()}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``c2i simulate``."""
-    d = SimulatorConfig()
-    p = subparsers.add_parser("simulate", help="generate a simulated bank clickstream with hidden truth")
-    p.add_argument("--out", default="artifacts/data", help="output directory (default: artifacts/data)")
-    p.add_argument(
-        "--customers", type=int, default=d.n_customers, help=f"number of customers (default {d.n_customers})"
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed: same seed, identical files")
-    p.add_argument("--days", type=int, default=d.days, help=f"window length in days (default {d.days})")
-    p.add_argument(
-        "--pii-rate", type=float, default=d.pii_rate, help="share of search queries with pasted PII"
-    )
-    p.set_defaults(func=_simulate_command)
+    paths = write_simulation(result, out_dir)
+    result.stats["seconds_write"] = time.perf_counter() - t
+    logger.debug("simulation written to %s", Path(out_dir).resolve())
+    return result, paths

@@ -31,7 +31,7 @@ batches.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import math
 import os
 import re
@@ -43,7 +43,6 @@ import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,8 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.common.times import to_us  # noqa: E402
+from clicks2intent.data.contract import require_columns  # noqa: E402
 from clicks2intent.encoder.model import (  # noqa: E402
     MASK_ID,
     MISSING_ID,
@@ -67,9 +67,12 @@ from clicks2intent.encoder.model import (  # noqa: E402
     Vocabulary,
     load_checkpoint,
 )
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.names.paths import CHECKPOINT_FILE, SERVING_FILE  # noqa: E402, F401  (re-exported)
 
-CHECKPOINT_FILE = "checkpoint.pt"
-SERVING_FILE = "encoder.ts"
+logger = logging.getLogger(__name__)
+
 ONLINE_SESSION_ID = "__online__"
 
 OUTPUT_SCHEMA = pa.schema(
@@ -91,7 +94,6 @@ INPUT_COLUMNS: tuple[str, ...] = (
 )
 _WORD = re.compile(r"[^\W_]+")
 _US_PER_SECOND = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -341,7 +343,7 @@ def _timestamps_us(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     elif pa.types.is_null(col.type):
         return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
     else:
-        raise ValueError(
+        raise ContractError(
             f"column '{name}' must be a timestamp (the contract's UTC event time), got {col.type}; "
             "run the events through clicks2intent.data.contract.validate_events first"
         )
@@ -352,13 +354,15 @@ def _timestamps_us(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 def _columns_from_table(table: pa.Table, vocabularies: Mapping[str, Vocabulary]) -> _Columns:
     for name in (C.SESSION_ID, C.PAGE_TYPE):
         if name not in table.column_names:
-            raise ValueError(f"events: missing required column '{name}' (the clickstream contract needs it)")
+            raise ContractError(
+                f"events: missing required column '{name}' (the clickstream contract needs it)"
+            )
     n = table.num_rows
     sid_enc = _dictionary(table, C.SESSION_ID)
     assert sid_enc is not None
     codes, session_values = sid_enc
     if (codes < 0).any():
-        raise ValueError(f"events: column '{C.SESSION_ID}' has nulls; every event needs a session id")
+        raise ContractError(f"events: column '{C.SESSION_ID}' has nulls; every event needs a session id")
     present = np.bincount(codes, minlength=len(session_values)) > 0
     if not present.all():  # a parquet dictionary may hold ids with no rows: drop them, keep order
         codes = (np.cumsum(present) - 1)[codes]
@@ -388,34 +392,17 @@ def _columns_from_table(table: pa.Table, vocabularies: Mapping[str, Vocabulary])
     )
 
 
-def _to_us(value: Any) -> int | None:
-    """One online event's timestamp → µs since epoch (naive = UTC, as the contract repairs it)."""
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, datetime) and not isinstance(value, pd.Timestamp):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return (value - _EPOCH) // timedelta(microseconds=1)  # exact integer arithmetic
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"'{C.EVENT_TIMESTAMP}' must be a timestamp, got {value!r}") from None
-    if pd.isna(stamp):
-        return None
-    return int(stamp.value // 1000)  # .value is UTC ns (naive stamps are read as UTC)
-
-
 def _dwell_value(i: int, value: Any) -> float:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return math.nan
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ContractError(
             f"event {i}: '{C.DWELL_SECONDS}' must be a number of seconds, got {value!r}"
         ) from None
     if v < 0 or math.isinf(v):
-        raise ValueError(f"event {i}: '{C.DWELL_SECONDS}' must be finite and >= 0, got {value!r}")
+        raise ContractError(f"event {i}: '{C.DWELL_SECONDS}' must be finite and >= 0, got {value!r}")
     return v
 
 
@@ -429,10 +416,10 @@ def _columns_from_records(
     text_index: dict[str, int] = {}
     for i, e in enumerate(events):
         if not isinstance(e, Mapping):
-            raise ValueError(f"event {i}: must be a mapping of contract columns, got {type(e).__name__}")
+            raise ContractError(f"event {i}: must be a mapping of contract columns, got {type(e).__name__}")
         page = _clean(e.get(C.PAGE_TYPE))
         if page is None:
-            raise ValueError(
+            raise ContractError(
                 f"event {i}: '{C.PAGE_TYPE}' is required and must be a non-empty string, got {e.get(C.PAGE_TYPE)!r}"
             )
         pages.append(page)
@@ -440,13 +427,13 @@ def _columns_from_records(
         if channel is not None:
             channel = channel.lower()
             if channel not in C.CHANNELS:
-                raise ValueError(
+                raise ContractError(
                     f"event {i}: '{C.CHANNEL}' must be one of {list(C.CHANNELS)}, got {channel!r}"
                 )
         channels.append(channel)
         devices.append(_clean(e.get(C.DEVICE)))
         dwell.append(_dwell_value(i, e.get(C.DWELL_SECONDS)))
-        stamps.append(_to_us(e.get(C.EVENT_TIMESTAMP)))
+        stamps.append(to_us(e.get(C.EVENT_TIMESTAMP)))
         text = _clean(e.get(C.SEARCH_QUERY))
         if text is None:
             query.append(0)
@@ -593,7 +580,7 @@ class SessionEmbedder:
         batch_size: int = 1024,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.vocabularies = checkpoint.vocabularies
@@ -612,6 +599,10 @@ class SessionEmbedder:
         Batch-only jobs pass ``online=False``: they never run the export, and loading it costs ~0.3 s.
         """
         encoder_dir = Path(encoder_dir)
+        if not (encoder_dir / CHECKPOINT_FILE).exists():
+            raise ArtifactError(
+                f"encoder checkpoint not found: {encoder_dir / CHECKPOINT_FILE} (train one with c2i train-encoder)"
+            )
         checkpoint = load_checkpoint(encoder_dir / CHECKPOINT_FILE)
         serving_path = encoder_dir / SERVING_FILE
         serving = load_torchscript(serving_path) if online and serving_path.exists() else None
@@ -649,9 +640,7 @@ class SessionEmbedder:
 
     def embed_events(self, events: pd.DataFrame) -> pd.DataFrame:
         """Contract events frame → ``session_id, event_timestamp (session end), embedding`` frame."""
-        missing = [c for c in (C.SESSION_ID, C.EVENT_TIMESTAMP, C.PAGE_TYPE) if c not in events.columns]
-        if missing:
-            raise ValueError(f"events: missing required column(s) {missing}")
+        require_columns(events.columns, "events")
         present = [c for c in INPUT_COLUMNS if c in events.columns]
         table = pa.Table.from_pandas(events[present], preserve_index=False)
         out = self.embed_table(table)
@@ -678,7 +667,7 @@ def embeddings_table(arrays: SessionArrays, vectors: np.ndarray) -> pa.Table:
     """Session ids, session end and vectors as an ``OUTPUT_SCHEMA`` table."""
     no_time = arrays.session_end == np.iinfo(np.int64).min
     if no_time.any():
-        raise ValueError(
+        raise ContractError(
             f"'{C.EVENT_TIMESTAMP}': {int(no_time.sum())} session(s) have no event with a timestamp "
             f"(e.g. {arrays.session_ids[no_time][0]!r}); the output needs each session's end time"
         )
@@ -711,19 +700,22 @@ class EmbedStats:
         return self.n_sessions / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _read_columns(path: Path) -> list[str]:
+def input_columns(path: str | Path) -> list[str]:
+    """The encoder's columns present in an events parquet (raises when the file or a required one is missing)."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"events file not found: {path}")
     names = pq.ParquetFile(path).schema_arrow.names
-    missing = [c for c in (C.SESSION_ID, C.EVENT_TIMESTAMP, C.PAGE_TYPE) if c not in names]
-    if missing:
-        raise ValueError(f"{path}: missing required column(s) {missing} of the clickstream contract")
+    require_columns(names, str(path))
     return [c for c in INPUT_COLUMNS if c in names]
 
 
-def _filter_channel(table: pa.Table, channel: str | None) -> pa.Table:
+def filter_channel(table: pa.Table, channel: str | None) -> pa.Table:
+    """The events of one channel (all events when ``channel`` is None)."""
     if channel is None:
         return table
     if C.CHANNEL not in table.column_names:
-        raise ValueError(f"--channel {channel}: the events have no '{C.CHANNEL}' column")
+        raise ContractError(f"channel={channel!r}: the events have no '{C.CHANNEL}' column")
     return table.filter(pc.fill_null(pc.equal(table[C.CHANNEL], channel), False))
 
 
@@ -739,12 +731,19 @@ def _partitions(
     total = pf.metadata.num_rows
     n_parts = max(1, math.ceil(total / max_rows))
     if n_parts == 1:
-        yield _filter_channel(pq.read_table(path, columns=columns), channel)
+        yield filter_channel(pq.read_table(path, columns=columns), channel)
         return
+    logger.info(
+        "%s: %s events > %s in memory: spilling to %d session-hash partitions",
+        path,
+        f"{total:,}",
+        f"{max_rows:,}",
+        n_parts,
+    )
     writers: dict[int, pq.ParquetWriter] = {}
     try:
         for rb in pf.iter_batches(batch_size=min(max_rows, 1 << 20), columns=columns):
-            table = _filter_channel(pa.Table.from_batches([rb]), channel)
+            table = filter_channel(pa.Table.from_batches([rb]), channel)
             if table.num_rows == 0:
                 continue
             sid = table[C.SESSION_ID].combine_chunks().dictionary_encode()
@@ -779,20 +778,18 @@ def embed_file(
     """Stream an events parquet into ``session_embeddings.parquet`` (written atomically)."""
     start = time.perf_counter()
     events_path, out_path = Path(events_path), Path(out_path)
-    if not events_path.exists():
-        raise FileNotFoundError(f"events file not found: {events_path}")
     if max_rows_in_memory < 1:
-        raise ValueError(f"max_rows_in_memory must be >= 1, got {max_rows_in_memory}")
+        raise ConfigError(f"max_rows_in_memory must be >= 1, got {max_rows_in_memory}")
+    columns = input_columns(events_path)
     embedder = embedder or SessionEmbedder.load(
         encoder_dir, device=device, batch_size=batch_size, online=False
     )
-    columns = _read_columns(events_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out_path.with_name(out_path.name + ".tmp")
     n_events = n_sessions = n_parts = 0
     shapes: list[tuple[int, int]] = []
     phases = {"read": 0.0, "featurise": 0.0, "model": 0.0, "write": 0.0}
-    bar = _progress(progress, total=None, unit="session", desc="embed")
+    bar = progress_bar(progress, total=None, unit="session", desc="embed")
     workdir = Path(tempfile.mkdtemp(prefix="c2i-embed-", dir=out_path.parent))
     try:
         # No dictionary pages: session ids are unique and floats do not repeat (3x faster writes).
@@ -829,53 +826,10 @@ def _lap(phases: dict[str, float], name: str, since: float) -> float:
     return now
 
 
-def _progress(enabled: bool, total: int | None, unit: str, desc: str) -> Any:
+def progress_bar(enabled: bool, total: int | None, unit: str, desc: str) -> Any:
+    """A tqdm bar on stderr, or None when ``enabled`` is False."""
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-
-
-# --- CLI ----------------------------------------------------------------------------------------
-
-
-def _embed_command(args: argparse.Namespace) -> int:
-    try:
-        stats = embed_file(
-            args.encoder,
-            args.events,
-            args.out,
-            batch_size=args.batch_size,
-            max_rows_in_memory=args.max_rows_in_memory,
-            channel=args.channel,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"embedded {stats.n_sessions} sessions ({stats.n_events} events, {stats.n_partitions} partition(s)) "
-        f"in {stats.seconds:.1f}s = {stats.sessions_per_second:,.0f} sessions/s -> {args.out}"
-    )
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``c2i embed``."""
-    p = subparsers.add_parser("embed", help="embed every session of an events parquet with a trained encoder")
-    p.add_argument("--encoder", required=True, help="encoder directory (checkpoint.pt [+ encoder.ts])")
-    p.add_argument("--events", required=True, help="events parquet in the clickstream contract")
-    p.add_argument("--out", required=True, help="output parquet: session_id, event_timestamp, embedding")
-    p.add_argument("--batch-size", type=int, default=1024, help="sessions per model batch (length-bucketed)")
-    p.add_argument(
-        "--max-rows-in-memory",
-        type=int,
-        default=5_000_000,
-        help="bigger inputs are spilled to session-hash partitions on disk and embedded one at a time",
-    )
-    p.add_argument("--channel", choices=list(C.CHANNELS), help="embed only events of this channel (e.g. web)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_embed_command)

@@ -1,4 +1,4 @@
-"""Self-supervised training of the session encoder (no labels) and the ``c2i train-encoder`` command.
+"""Self-supervised training of the session encoder (no labels): what ``c2i train-encoder`` runs.
 
 Three objectives, weighted by :class:`TrainConfig`, on two augmented views of each session:
 
@@ -17,14 +17,13 @@ fixed; validation augmentations are drawn from a fixed seed, so validation losse
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
+import logging
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.data.contract import require_columns  # noqa: E402
+from clicks2intent.data.splits import SessionSplit, split_sessions_by_time  # noqa: E402
 from clicks2intent.encoder.embed import (  # noqa: E402
     CHECKPOINT_FILE,
     INPUT_COLUMNS,
@@ -48,7 +48,10 @@ from clicks2intent.encoder.embed import (  # noqa: E402
     count_values,
     export_torchscript,
     featurise,
+    filter_channel,
+    input_columns,
     pick_device,
+    progress_bar,
 )
 from clicks2intent.encoder.model import (  # noqa: E402
     N_SPECIAL,
@@ -59,6 +62,10 @@ from clicks2intent.encoder.model import (  # noqa: E402
     build_model,
     save_checkpoint,
 )
+from clicks2intent.errors import ConfigError, ContractError  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 IGNORE = -100  # cross-entropy target for "no target here"
 
@@ -110,9 +117,9 @@ class TrainConfig:
         ]
         for name, ok, rule in rules:
             if not ok:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} must be {rule}")
+                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} must be {rule}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TrainConfig.max_steps={self.max_steps} must be >= 1 when given")
+            raise ConfigError(f"TrainConfig.max_steps={self.max_steps} must be >= 1 when given")
 
 
 class SSLHeads(nn.Module):
@@ -131,46 +138,12 @@ class SSLHeads(nn.Module):
 # --- time split ---------------------------------------------------------------------------------
 
 
-@dataclass
-class TimeSplit:
-    """Session ids per side, ordered by (session start, session id)."""
-
-    train: np.ndarray
-    val: np.ndarray
-    holdout: np.ndarray
-    train_end: str | None  # latest session start in train (ISO, UTC)
-    holdout_start: str | None  # earliest session start in holdout
-    holdout_first_session: str | None  # its session id (ties in start time are ordered by id)
+TimeSplit = SessionSplit  # the encoder's split: session ids of train / validation / holdout
 
 
 def time_split(table: pa.Table, val_fraction: float, holdout_fraction: float) -> TimeSplit:
     """Split sessions by their first event's time: train < validation < holdout (never row-random)."""
-    starts = table.group_by(C.SESSION_ID).aggregate([(C.EVENT_TIMESTAMP, "min")]).to_pandas()
-    starts = starts.rename(columns={f"{C.EVENT_TIMESTAMP}_min": "start"})
-    starts = starts.sort_values(["start", C.SESSION_ID], kind="stable")
-    ids = starts[C.SESSION_ID].to_numpy(dtype=object)
-    n = len(ids)
-    n_hold = int(round(holdout_fraction * n))
-    n_rest = n - n_hold
-    if n_rest < 2:
-        raise ValueError(
-            f"events: {n} session(s) ({n_hold} held out) are too few to split into train/validation; "
-            "need at least 2 outside the holdout"
-        )
-    n_val = min(max(1, int(round(val_fraction * n_rest))), n_rest - 1)
-    n_train = n_rest - n_val
-
-    def iso(i: int) -> str | None:
-        return pd.Timestamp(starts["start"].iloc[i]).isoformat() if 0 <= i < n else None
-
-    return TimeSplit(
-        train=ids[:n_train],
-        val=ids[n_train:n_rest],
-        holdout=ids[n_rest:],
-        train_end=iso(n_train - 1),
-        holdout_start=iso(n_rest) if n_hold else None,
-        holdout_first_session=str(ids[n_rest]) if n_hold else None,
-    )
+    return split_sessions_by_time(table, val_fraction, holdout_fraction)
 
 
 def _rows_of(table: pa.Table, session_ids: np.ndarray) -> pa.Table:
@@ -386,21 +359,14 @@ class TrainResult:
 
 def _as_table(events: pa.Table | pd.DataFrame, channel: str | None) -> pa.Table:
     if isinstance(events, pd.DataFrame):
-        missing = [c for c in C.REQUIRED_EVENT_COLUMNS if c not in events.columns]
-        if missing:
-            raise ValueError(f"events: missing required column(s) {missing}")
+        require_columns(events.columns, "events")
         events = pa.Table.from_pandas(
             events[[c for c in INPUT_COLUMNS if c in events.columns]], preserve_index=False
         )
-    missing = [c for c in C.REQUIRED_EVENT_COLUMNS if c not in events.column_names]
-    if missing:
-        raise ValueError(f"events: missing required column(s) {missing}")
-    if channel is not None:
-        if C.CHANNEL not in events.column_names:
-            raise ValueError(f"channel={channel!r}: the events have no '{C.CHANNEL}' column")
-        events = events.filter(pc.fill_null(pc.equal(events[C.CHANNEL], channel), False))
+    require_columns(events.column_names, "events")
+    events = filter_channel(events, channel)
     if events.num_rows == 0:
-        raise ValueError("events: no rows to train on")
+        raise ContractError("events: no rows to train on")
     return events
 
 
@@ -440,7 +406,7 @@ def train_encoder(
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     steps_per_epoch = len(_batches(train.lengths, cfg.batch_size, None))
     if steps_per_epoch == 0:
-        raise ValueError(f"events: {len(train)} training session(s) make no batch of >= 2 sessions")
+        raise ContractError(f"events: {len(train)} training session(s) make no batch of >= 2 sessions")
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
@@ -462,11 +428,7 @@ def train_encoder(
     train_seconds = 0.0
     sessions_seen = 0
     started = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, desc="train-encoder", unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(progress, total=total_steps, unit="step", desc="train-encoder")
     stop_reason: str | None = None
     model.train()
     try:
@@ -544,98 +506,53 @@ def train_encoder(
         "history": history,
     }
     checkpoint = EncoderCheckpoint(encoder_config, vocabularies, model.cpu(), metadata)
+    logger.info(
+        "encoder: %d steps (%s), validation loss %.3f -> %.3f (best at step %d)",
+        step,
+        stop_reason,
+        initial["loss"],
+        best_loss,
+        best_step,
+    )
     return TrainResult(checkpoint, history, speed)
 
 
+TRAINING_FILE = "training.json"  # the training metadata beside the checkpoint (config, split, history)
+
+
 def save_encoder_dir(checkpoint: EncoderCheckpoint, out_dir: str | Path, export: bool = True) -> Path:
-    """``checkpoint.pt`` (config + vocab + weights) and the TorchScript serving export."""
+    """``checkpoint.pt`` (config + vocab + weights), the TorchScript serving export, ``training.json``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(checkpoint, out_dir / CHECKPOINT_FILE)
     if export:
         export_torchscript(checkpoint.model, out_dir / SERVING_FILE)
-    (out_dir / "training.json").write_text(json.dumps(checkpoint.metadata, indent=2, default=str))
+    (out_dir / TRAINING_FILE).write_text(json.dumps(checkpoint.metadata, indent=2, default=str))
     return out_dir
 
 
 def read_training_events(path: str | Path) -> pa.Table:
     """The columns the encoder uses from an events parquet (others are never loaded)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"events file not found: {path}")
-    names = pq.ParquetFile(path).schema_arrow.names
-    return pq.read_table(path, columns=[c for c in INPUT_COLUMNS if c in names])
+    return pq.read_table(path, columns=input_columns(path))
 
 
-# --- CLI ----------------------------------------------------------------------------------------
+def train_encoder_file(
+    events_path: str | Path,
+    out_dir: str | Path,
+    encoder_config: EncoderConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    channel: str | None = None,
+    progress: bool = True,
+    threads: int | None = None,
+) -> TrainResult:
+    """Train on an events parquet and write the encoder directory (what ``c2i train-encoder`` does).
 
-
-def _train_command(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    enc_overrides = {
-        f.name: getattr(args, f.name)
-        for f in fields(EncoderConfig)
-        if getattr(args, f.name, None) is not None
-    }
-    train_overrides = {
-        f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None
-    }
-    try:
-        encoder_config = EncoderConfig(**enc_overrides)
-        train_config = TrainConfig(**train_overrides)
-        table = read_training_events(args.events)
-        result = train_encoder(
-            table, encoder_config, train_config, channel=args.channel, progress=not args.quiet
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = save_encoder_dir(result.checkpoint, args.out)
-    m = result.checkpoint.metadata
-    print(
-        f"trained on {m['n_train_sessions']} sessions ({m['n_val_sessions']} validation, "
-        f"{m['n_holdout_sessions']} held out) for {m['steps']} steps ({m['stop_reason']}); "
-        f"val loss {m['initial_val_loss']:.3f} -> {m['best_val_loss']:.3f} (best at step {m['best_step']}); "
-        f"{m['train_sessions_per_second']:,.0f} training sessions/s on {m['device']} -> {out}"
-    )
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``c2i train-encoder``."""
-    p = subparsers.add_parser("train-encoder", help="self-supervised training of the session encoder")
-    p.add_argument("--events", required=True, help="events parquet in the clickstream contract")
-    p.add_argument("--out", required=True, help="encoder directory to write (checkpoint.pt, encoder.ts)")
-    p.add_argument("--channel", choices=list(C.CHANNELS), help="train on events of this channel only")
-    p.add_argument("--epochs", type=int, help=f"default {TrainConfig.epochs}")
-    p.add_argument("--max-steps", dest="max_steps", type=int, help="stop after this many optimiser steps")
-    p.add_argument(
-        "--max-minutes", dest="max_minutes", type=float, help="stop after this much wall-clock time"
-    )
-    p.add_argument("--batch-size", dest="batch_size", type=int, help=f"default {TrainConfig.batch_size}")
-    p.add_argument("--lr", type=float, help=f"default {TrainConfig.lr}")
-    p.add_argument(
-        "--val-fraction", dest="val_fraction", type=float, help="latest share of sessions for validation"
-    )
-    p.add_argument(
-        "--holdout-fraction",
-        dest="holdout_fraction",
-        type=float,
-        help="latest share never trained on (evaluation)",
-    )
-    p.add_argument("--max-train-sessions", dest="max_train_sessions", type=int, help="most recent N sessions")
-    p.add_argument("--patience", type=int, help="evaluations without improvement before early stopping")
-    p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--device", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--d-model", dest="d_model", type=int, help=f"default {EncoderConfig.d_model}")
-    p.add_argument("--n-layers", dest="n_layers", type=int, help=f"default {EncoderConfig.n_layers}")
-    p.add_argument("--n-heads", dest="n_heads", type=int, help=f"default {EncoderConfig.n_heads}")
-    p.add_argument("--d-ff", dest="d_ff", type=int, help=f"default {EncoderConfig.d_ff}")
-    p.add_argument(
-        "--embedding-dim", dest="embedding_dim", type=int, help=f"default {EncoderConfig.embedding_dim}"
-    )
-    p.add_argument("--max-len", dest="max_len", type=int, help="events kept per session (the last ones)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train_command)
+    ``threads`` sets torch's CPU threads (None: torch's choice).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    table = read_training_events(events_path)
+    result = train_encoder(table, encoder_config, train_config, channel=channel, progress=progress)
+    save_encoder_dir(result.checkpoint, out_dir)
+    return result

@@ -7,12 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clicks2intent.names import columns as C
+from clicks2intent.cli.data import register
 from clicks2intent.data import ingest
 from clicks2intent.data.contract import EVENT_SCHEMA
+from clicks2intent.names import columns as C
 
 MSNBC = (
-    Path(__file__).resolve().parents[2]
+    Path(__file__).resolve().parents[3]
     / "shared"
     / "data"
     / "real"
@@ -106,7 +107,7 @@ def test_cli_ingest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
     parser = argparse.ArgumentParser()
-    ingest.register(parser.add_subparsers(dest="command", required=True))  # what ``c2i`` registers
+    register(parser.add_subparsers(dest="command", required=True))  # what ``c2i`` registers
 
     def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)

@@ -14,7 +14,6 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent.names import columns as C  # noqa: E402
 from clicks2intent.cli import main as cli_main  # noqa: E402
 from clicks2intent.encoder.embed import CHECKPOINT_FILE, SERVING_FILE, SessionEmbedder  # noqa: E402
 from clicks2intent.encoder.model import EncoderConfig  # noqa: E402
@@ -27,6 +26,7 @@ from clicks2intent.encoder.train import (  # noqa: E402
     time_split,
     train_encoder,
 )
+from clicks2intent.names import columns as C  # noqa: E402
 
 TINY = EncoderConfig(
     d_model=32, n_heads=4, n_layers=1, d_ff=64, embedding_dim=16, max_len=12, query_buckets=256

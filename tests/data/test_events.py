@@ -8,9 +8,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent.names import columns as C
 from clicks2intent.cli import main
-from clicks2intent.data.contract import EVENT_SCHEMA, ContractError, read_events, validate_events, write_events
+from clicks2intent.data.contract import (
+    EVENT_SCHEMA,
+    ContractError,
+    read_events,
+    validate_events,
+    write_events,
+)
+from clicks2intent.names import columns as C
 
 NOW = pd.Timestamp("2026-06-01", tz="UTC")
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent.names import columns as C
+from clicks2intent.cli.data import register
 from clicks2intent.data import simulator as sim
 from clicks2intent.data.contract import EVENT_SCHEMA, validate_events
+from clicks2intent.names import columns as C
 
 N_CUSTOMERS = 600  # ~30k events: a second or two
 
@@ -246,7 +247,7 @@ def test_cli_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     import argparse
 
     parser = argparse.ArgumentParser()
-    sim.register(parser.add_subparsers(dest="command", required=True))  # what ``c2i`` registers
+    register(parser.add_subparsers(dest="command", required=True))  # what ``c2i`` registers
 
     def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent.names import columns as C  # noqa: E402
 from clicks2intent.cli import main as cli_main  # noqa: E402
 from clicks2intent.encoder.embed import (  # noqa: E402
     CHECKPOINT_FILE,
@@ -39,6 +38,7 @@ from clicks2intent.encoder.model import (  # noqa: E402
     build_model,
     save_checkpoint,
 )
+from clicks2intent.names import columns as C  # noqa: E402
 
 CONFIG = EncoderConfig(
     d_model=32, n_heads=4, n_layers=1, d_ff=64, embedding_dim=16, max_len=6, query_buckets=512

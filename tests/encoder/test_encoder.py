@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent.names import columns as C  # noqa: E402
 from clicks2intent.encoder.model import (  # noqa: E402
     MASK_ID,
     MISSING_ID,
@@ -24,6 +23,7 @@ from clicks2intent.encoder.model import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
 )
+from clicks2intent.names import columns as C  # noqa: E402
 
 SMALL = EncoderConfig(
     d_model=32, n_heads=4, n_layers=1, d_ff=64, embedding_dim=16, max_len=8, query_buckets=256

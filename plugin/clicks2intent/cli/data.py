@@ -1,0 +1,105 @@
+"""``c2i validate``, ``c2i simulate`` and ``c2i ingest``: the data stage's commands.
+
+Each handler parses its flags, makes one library call (:mod:`clicks2intent.data`) and prints the result;
+bad input raises a :class:`~clicks2intent.errors.Clicks2IntentError` that ``c2i`` turns into one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from clicks2intent.data.contract import read_page_types, validate_file
+from clicks2intent.data.ingest import ingest_msnbc
+from clicks2intent.data.simulator import SimulatorConfig, generate, summary
+from clicks2intent.names import columns as C
+from clicks2intent.names.paths import ARTIFACTS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``c2i validate``, ``c2i simulate`` and ``c2i ingest``."""
+    _register_validate(subparsers)
+    _register_simulate(subparsers)
+    _register_ingest(subparsers)
+
+
+# --- c2i validate -------------------------------------------------------------------------------
+
+
+def _validate_command(args: argparse.Namespace) -> int:
+    known = read_page_types(args.known_page_types) if args.known_page_types else None
+    result = validate_file(
+        args.path,
+        known_page_types=known,
+        max_session_events=args.max_session_events,
+        rejects_path=args.rejects,
+        out_path=args.out,
+    )
+    print(json.dumps(result.report.to_dict(), indent=2) if args.json else result.report.to_text())
+    if args.rejects and len(result.rejected):
+        print(f"rejected rows and their rules: {args.rejects}")
+    if args.out:
+        print(f"valid events: {args.out}")
+    return 1 if result.report.n_rejected else 0
+
+
+def _register_validate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("validate", help="check an events file against the clickstream contract")
+    p.add_argument("path", help="events as parquet or CSV")
+    p.add_argument("--known-page-types", help="file with one known page type per line; others become OOV")
+    p.add_argument("--max-session-events", type=int, default=2000, help="longer sessions are rejected")
+    p.add_argument("--rejects", help="write rejected row positions and rules to this CSV")
+    p.add_argument("--out", help="write the valid (repaired, scrubbed) events to this parquet file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_validate_command)
+
+
+# --- c2i simulate -------------------------------------------------------------------------------
+
+
+def _simulate_command(args: argparse.Namespace) -> int:
+    cfg = SimulatorConfig(n_customers=args.customers, seed=args.seed, days=args.days, pii_rate=args.pii_rate)
+    result, paths = generate(cfg, args.out)
+    print(summary(result, paths))
+    print(f"written in {result.stats['seconds_write']:.1f} s to {Path(args.out).resolve()}")
+    return 0
+
+
+def _register_simulate(subparsers: argparse._SubParsersAction) -> None:
+    d = SimulatorConfig()
+    p = subparsers.add_parser("simulate", help="generate a simulated bank clickstream with hidden truth")
+    p.add_argument("--out", default=str(ARTIFACTS.data), help=f"output directory (default: {ARTIFACTS.data})")
+    p.add_argument(
+        "--customers", type=int, default=d.n_customers, help=f"number of customers (default {d.n_customers})"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed: same seed, identical files")
+    p.add_argument("--days", type=int, default=d.days, help=f"window length in days (default {d.days})")
+    p.add_argument(
+        "--pii-rate", type=float, default=d.pii_rate, help="share of search queries with pasted PII"
+    )
+    p.set_defaults(func=_simulate_command)
+
+
+# --- c2i ingest ---------------------------------------------------------------------------------
+
+
+def _ingest_msnbc_command(args: argparse.Namespace) -> int:
+    result = ingest_msnbc(args.path, args.limit, max_session_events=args.max_session_events, out=args.out)
+    print(result.report.to_text())
+    n_sessions = result.events[C.SESSION_ID].nunique()
+    print(f"{len(result.events):,} events in {n_sessions:,} sessions written to {Path(args.out).resolve()}")
+    return 0
+
+
+def _register_ingest(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("ingest", help="convert a public clickstream data set into the contract")
+    sources = p.add_subparsers(dest="source", required=True)
+    m = sources.add_parser("msnbc", help="UCI MSNBC.com page-category sequences (synthetic clock, see docs)")
+    m.add_argument("path", help="the .seq file (e.g. ../shared/data/real/msnbc/msnbc990928_sessions_*.seq)")
+    m.add_argument("--out", default=str(ARTIFACTS.msnbc_events), help="output parquet path")
+    m.add_argument("--limit", type=int, default=None, help="read only the first N sessions")
+    m.add_argument(
+        "--max-session-events", type=int, default=2000, help="longer sessions are rejected (reported)"
+    )
+    m.set_defaults(func=_ingest_msnbc_command)
