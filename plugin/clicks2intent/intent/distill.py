@@ -15,20 +15,33 @@ against the simulator's hidden true intents.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from clicks2intent.errors import ArtifactError
 from clicks2intent.names import columns as C
+from clicks2intent.names.paths import ARTIFACTS, CLASSIFIER_FILE, CLASSIFIER_META_FILE, INTENTS_FILE
 
-CLASSIFIER_FILE = "classifier.npz"
-META_FILE = "classifier.json"
-INTENTS_FILE = "session_intents.parquet"
+META_FILE = CLASSIFIER_META_FILE  # the name other stages know it by
+__all__ = [
+    "CLASSIFIER_FILE",
+    "CLASSIFIER_META_FILE",
+    "INTENTS_FILE",
+    "META_FILE",
+    "DistillConfig",
+    "IntentClassifier",
+    "distill",
+    "render_report",
+    "run_distillation",
+    "truth_report",
+    "write_intents",
+]
 FORMAT_VERSION = 1
 
 
@@ -165,7 +178,7 @@ class IntentClassifier:
         directory = Path(directory)
         meta_path = directory / META_FILE
         if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: run `c2i taxonomy distill` first")
+            raise ArtifactError(f"{meta_path} not found: run `c2i taxonomy distill` first")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
@@ -353,7 +366,8 @@ def truth_report(
     return out
 
 
-def _markdown(report: dict[str, Any]) -> str:
+def render_report(report: dict[str, Any]) -> str:
+    """The distillation report as Markdown (also written as ``report.md``)."""
     h = report["held_out"]
     lat = h.get("latency_us", {})
     lines = [
@@ -374,40 +388,60 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def distill_command(args: argparse.Namespace) -> int:
-    """``c2i taxonomy distill``."""
+@dataclass(frozen=True)
+class DistillConfig:
+    """One ``c2i taxonomy distill`` run: its inputs, its output directory and the classifier settings."""
+
+    labels: Path = ARTIFACTS.llm_labels  # LLM labels (labelling.LABEL_COLUMNS)
+    embeddings: Path = ARTIFACTS.embeddings  # session embeddings (session_id, event_timestamp, embedding)
+    out: Path = ARTIFACTS.intent  # classifier directory; the session intents and reports go there too
+    taxonomy: Path | None = None  # label names; None: taxonomy.yaml beside the labels (if there)
+    truth: Path | None = None  # simulator truth (session_id, true_intent) for AMI/NMI; None: skipped
+    test_fraction: float = 0.25  # latest share of labelled sessions held out
+    lr_C: float | None = None  # inverse regularisation (--C); None: IntentClassifier's default
+    seed: int = 0
+
+    @property
+    def taxonomy_path(self) -> Path:
+        return Path(self.taxonomy or Path(self.labels).with_name(ARTIFACTS.taxonomy.name))
+
+
+def write_intents(intents: pd.DataFrame, path: str | Path) -> Path:
+    """``session_intents.parquet`` with the Arrow types the feature build and Feast views expect."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    schema = pa.schema(
+        [
+            pa.field(C.SESSION_ID, pa.string()),
+            pa.field(C.EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+            pa.field(C.INTENT_LABEL, pa.string()),
+            pa.field(C.INTENT_CONFIDENCE, pa.float32()),
+            pa.field(C.TAXONOMY_VERSION, pa.string()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pandas(intents, preserve_index=False).cast(schema, safe=False), path)
+    return Path(path)
+
+
+def run_distillation(config: DistillConfig) -> dict[str, Any]:
+    """``c2i taxonomy distill``: :func:`distill` on the files of ``config``, then write the classifier,
+    ``session_intents.parquet``, ``report.json`` and ``report.md`` to ``config.out``; returns the report."""
     from clicks2intent.intent.taxonomy import Taxonomy
 
-    labels = pd.read_parquet(args.labels)
-    embeddings = pd.read_parquet(args.embeddings)
-    tax_path = args.taxonomy or Path(args.labels).with_name("taxonomy.yaml")
-    names = Taxonomy.load(tax_path).names if Path(tax_path).is_file() else None
-    clf, intents, report = distill(labels, embeddings, names, args.test_fraction, args.C, args.seed)
-    if args.truth:
-        truth = pd.read_parquet(args.truth)
+    labels = pd.read_parquet(config.labels)
+    embeddings = pd.read_parquet(config.embeddings)
+    tax_path = config.taxonomy_path
+    names = Taxonomy.load(tax_path).names if tax_path.is_file() else None
+    clf, intents, report = distill(labels, embeddings, names, config.test_fraction, config.lr_C, config.seed)
+    if config.truth:
+        truth = pd.read_parquet(config.truth)
         report["truth"] = truth_report(
-            truth, labels, intents, embeddings, max(len(clf.classes_), 2), args.seed
+            truth, labels, intents, embeddings, max(len(clf.classes_), 2), config.seed
         )
-    out = Path(args.out)
-    clf.save(out, extra={"trained_on": str(args.labels), "held_out": report["held_out"]})
-    table = pa.Table.from_pandas(intents, preserve_index=False).cast(
-        pa.schema(
-            [
-                pa.field(C.SESSION_ID, pa.string()),
-                pa.field(C.EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
-                pa.field(C.INTENT_LABEL, pa.string()),
-                pa.field(C.INTENT_CONFIDENCE, pa.float32()),
-                pa.field(C.TAXONOMY_VERSION, pa.string()),
-            ]
-        ),
-        safe=False,
-    )
-    pq.write_table(table, out / INTENTS_FILE)
+    out = Path(config.out)
+    clf.save(out, extra={"trained_on": str(config.labels), "held_out": report["held_out"]})
+    write_intents(intents, out / INTENTS_FILE)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(_markdown(report), encoding="utf-8")
-    print(_markdown(report))
-    print(f"wrote {out}/ ({CLASSIFIER_FILE}, {META_FILE}, {INTENTS_FILE}, report.json, report.md)")
-    return 0
+    (out / "report.md").write_text(render_report(report), encoding="utf-8")
+    return report

@@ -20,10 +20,11 @@ the browsing sessions (n=195), i.e. at random, and that halved AMI against the h
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clicks2intent.names import columns as C
-from clicks2intent.intent.llm.client import InvalidAnswer, request_key
+from clicks2intent.errors import ConfigError
+from clicks2intent.intent.llm.client import InvalidAnswer, failure_reason, request_key
+from clicks2intent.intent.llm.server import LLMOptions
 from clicks2intent.intent.taxonomy import (
     OTHER_ID,
     STATUS_APPROVED,
@@ -42,6 +44,10 @@ from clicks2intent.intent.taxonomy import (
     sample_ids,
     template_sha256,
 )
+from clicks2intent.names import columns as C
+from clicks2intent.names.paths import ARTIFACTS
+
+logger = logging.getLogger(__name__)
 
 LABEL_ID = "label_id"
 STATUS = "status"
@@ -183,72 +189,104 @@ def write_labels(labels: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def label_command(args: argparse.Namespace) -> int:
-    """``c2i taxonomy label``: sample web sessions, label them, write parquet + a JSON run report."""
-    from clicks2intent.data.contract import read_events
-    from clicks2intent.intent.llm.client import LLMClient
-    from clicks2intent.intent.llm.server import llm_settings_from_args, uses_embedded_server
-    from clicks2intent.intent.summaries import common_prefixes, generic_pages, summarize_sessions, web_session_ids
+SHORTLIST_MODES = ("auto", "on", "off")  # auto: on for the embedded small model, off for an endpoint
 
-    taxonomy = Taxonomy.load(args.taxonomy)
-    if args.require_approved and taxonomy.status != STATUS_APPROVED:
-        print(f"{args.taxonomy} is {taxonomy.status}, and --require-approved was given: approve it first")
-        return 2
-    if taxonomy.status != STATUS_APPROVED:
-        print(f"note: labelling with a {taxonomy.status} taxonomy ({taxonomy.version_string})")
-    if args.sample < 0:
-        raise ValueError(f"--sample: must be >= 0, got {args.sample}")
-    use_shortlist = args.shortlist == "on" or (args.shortlist == "auto" and uses_embedded_server(args))
-    events = read_events(args.events)
+
+@dataclass(frozen=True)
+class LabellingConfig:
+    """One ``c2i taxonomy label`` run: which sessions, against which taxonomy, written where."""
+
+    events: Path  # events parquet/CSV (clickstream contract)
+    taxonomy: Path = ARTIFACTS.taxonomy
+    out: Path = ARTIFACTS.llm_labels  # the report goes beside it as ``<stem>.report.json``
+    sample: int = 300  # web sessions to label (0 = all): the distilled classifier labels the rest
+    seed: int = 1  # sampling seed (not the taxonomy's, so labels are not only its own sample)
+    require_approved: bool = False  # refuse a draft taxonomy
+    shortlist: str = "auto"  # see SHORTLIST_MODES and the module docstring
+    shortlist_k: int = 4  # labels in a shortlist (before other)
+    llm: LLMOptions = field(default_factory=LLMOptions)
+
+    def __post_init__(self) -> None:
+        if self.sample < 0:
+            raise ConfigError(f"--sample: must be >= 0, got {self.sample}")
+        if self.shortlist not in SHORTLIST_MODES:
+            raise ConfigError(f"--shortlist: must be one of {SHORTLIST_MODES}, got {self.shortlist!r}")
+
+    @property
+    def report_path(self) -> Path:
+        return Path(self.out).with_suffix(".report.json")
+
+
+@dataclass
+class LabellingRun:
+    """What :func:`run_labelling` wrote: the labels, the run report (also on disk) and the taxonomy."""
+
+    labels: pd.DataFrame
+    report: dict[str, Any]
+    taxonomy: Taxonomy
+    seconds: float
+
+
+def _summaries_to_label(events: pd.DataFrame, taxonomy: Taxonomy, sample: int, seed: int) -> pd.DataFrame:
+    """Summaries of the sampled web sessions, with the generic pages and prefixes the taxonomy was
+    built with, so a session's phrases mean the same thing here."""
+    from clicks2intent.intent.summaries import (
+        common_prefixes,
+        generic_pages,
+        summarize_sessions,
+        web_session_ids,
+    )
+
     ids = web_session_ids(events)
-    chosen = ids if args.sample == 0 else sample_ids(ids, args.sample, args.seed)
-    # The generic pages the taxonomy was built with, so a session's phrases mean the same thing here.
+    chosen = ids if sample == 0 else sample_ids(ids, sample, seed)
     stored = taxonomy.generation.get("generic_pages")
     generic = frozenset(stored) if stored is not None else generic_pages(events)
     stored = taxonomy.generation.get("generic_prefixes")
     prefixes = frozenset(stored) if stored is not None else common_prefixes(events[C.PAGE_TYPE].unique())
-    summaries = summarize_sessions(
-        events, session_ids=chosen, web_only=False, generic=generic, prefixes=prefixes
+    return summarize_sessions(events, session_ids=chosen, web_only=False, generic=generic, prefixes=prefixes)
+
+
+def run_labelling(config: LabellingConfig) -> LabellingRun:
+    """``c2i taxonomy label``: sample web sessions, label them, write parquet + a JSON run report."""
+    from clicks2intent.data.contract import read_events
+    from clicks2intent.intent.llm.server import llm_client
+
+    taxonomy = Taxonomy.load(config.taxonomy)
+    if config.require_approved and taxonomy.status != STATUS_APPROVED:
+        raise ConfigError(
+            f"{config.taxonomy} is {taxonomy.status}, and --require-approved was given: approve it first"
+        )
+    if taxonomy.status != STATUS_APPROVED:
+        logger.info("note: labelling with a %s taxonomy (%s)", taxonomy.status, taxonomy.version_string)
+    use_shortlist = config.shortlist == "on" or (
+        config.shortlist == "auto" and config.llm.uses_embedded_server
     )
-    with (
-        llm_settings_from_args(args) as settings,
-        LLMClient(settings, retry_failed=args.retry_failed) as client,
-    ):
+    shortlist_k = config.shortlist_k if use_shortlist else None
+    summaries = _summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
+    with llm_client(config.llm) as client:
         t0 = time.perf_counter()
-        labels = label_sessions(summaries, taxonomy, client, args.shortlist_k if use_shortlist else None)
+        labels = label_sessions(summaries, taxonomy, client, shortlist_k)
         seconds = time.perf_counter() - t0
         ledger = client.ledger.to_dict()
-    write_labels(labels, args.out)
+        model = client.settings.model
+    write_labels(labels, config.out)
     n = len(labels)
     failed = labels[labels[STATUS] != "ok"]
     dist = labels.loc[labels[STATUS] == "ok", LABEL_ID].value_counts()
     report = {
-        "taxonomy": str(args.taxonomy),
+        "taxonomy": str(config.taxonomy),
         "taxonomy_version": taxonomy.version_string,
-        "model": settings.model,
-        "shortlist_k": args.shortlist_k if use_shortlist else None,
+        "model": model,
+        "shortlist_k": shortlist_k,
         "n_sessions": n,
         "n_ok": n - len(failed),
         "n_failed": len(failed),
         "n_single_option": int((labels[MODEL] == RULE_MODEL).sum()),
-        "failure_reasons": failed[ERROR].str.split(" \\(attempt").str[0].value_counts().to_dict(),
+        "failure_reasons": failed[ERROR].map(failure_reason).value_counts().to_dict(),
         "seconds": round(seconds, 2),
         "sessions_per_s": round(n / seconds, 3) if seconds > 0 else None,
         "label_distribution": {str(k): int(v) for k, v in dist.items()},
         "ledger": ledger,
     }
-    report_path = Path(args.out).with_suffix(".report.json")
-    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    names = taxonomy.names
-    print(
-        f"labelled {n} sessions in {seconds:.1f}s ({report['sessions_per_s']} sessions/s): {report['n_ok']} ok "
-        f"({report['n_single_option']} with a single option, no call), {report['n_failed']} failed; "
-        f"api calls {ledger['api_calls']}, cache hits {ledger['cache_hits']}, tokens {ledger['total_tokens']}"
-    )
-    print("label distribution:")
-    for lid, count in dist.items():
-        print(f"  {lid:<32} {names.get(lid, lid):<36} {count:>5}  {count / max(n, 1):6.1%}")
-    for reason, count in report["failure_reasons"].items():
-        print(f"  failed: {count} x {reason}")
-    print(f"wrote {args.out} and {report_path}")
-    return 0
+    config.report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return LabellingRun(labels, report, taxonomy, seconds)

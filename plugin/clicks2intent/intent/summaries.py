@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from clicks2intent.names import columns as C
 from clicks2intent.data.pii import scrub
+from clicks2intent.names import columns as C
 
 SUMMARY = "summary"
 N_EVENTS = "n_events"

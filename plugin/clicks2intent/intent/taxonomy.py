@@ -23,23 +23,28 @@ its edited content gets its own version string, and ``generate`` refuses to repl
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import difflib
 import hashlib
 import json
+import logging
 import re
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError, LLMError
+from clicks2intent.intent.llm.server import LLMOptions
 from clicks2intent.names import columns as C
+from clicks2intent.names.paths import ARTIFACTS
+
+logger = logging.getLogger(__name__)
 
 STATUS_DRAFT = "draft"
 STATUS_APPROVED = "approved"
@@ -82,24 +87,26 @@ class Taxonomy:
     def validate(self) -> None:
         """Clear errors for a hand-edited file: field, rule, offending value."""
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
-            raise ValueError(f"taxonomy.version: must be an integer >= 1, got {self.version!r}")
+            raise ConfigError(f"taxonomy.version: must be an integer >= 1, got {self.version!r}")
         if self.status not in STATUSES:
-            raise ValueError(f"taxonomy.status: must be one of {STATUSES}, got {self.status!r}")
+            raise ConfigError(f"taxonomy.status: must be one of {STATUSES}, got {self.status!r}")
         if not self.labels:
-            raise ValueError("taxonomy.labels: must hold at least one label")
+            raise ConfigError("taxonomy.labels: must hold at least one label")
         seen: set[str] = set()
         for i, lab in enumerate(self.labels):
             if not isinstance(lab.id, str) or not LABEL_ID_RE.match(lab.id):
-                raise ValueError(f"taxonomy.labels[{i}].id: must match {LABEL_ID_RE.pattern}, got {lab.id!r}")
+                raise ConfigError(
+                    f"taxonomy.labels[{i}].id: must match {LABEL_ID_RE.pattern}, got {lab.id!r}"
+                )
             if lab.id in seen:
-                raise ValueError(f"taxonomy.labels[{i}].id: duplicate id {lab.id!r}")
+                raise ConfigError(f"taxonomy.labels[{i}].id: duplicate id {lab.id!r}")
             seen.add(lab.id)
             if not isinstance(lab.name, str) or not lab.name.strip():
-                raise ValueError(f"taxonomy.labels[{i}].name: must be a non-empty string")
+                raise ConfigError(f"taxonomy.labels[{i}].name: must be a non-empty string")
             if not isinstance(lab.description, str):
-                raise ValueError(f"taxonomy.labels[{i}].description: must be a string")
+                raise ConfigError(f"taxonomy.labels[{i}].description: must be a string")
             if not isinstance(lab.examples, list):
-                raise ValueError(f"taxonomy.labels[{i}].examples: must be a list of session ids")
+                raise ConfigError(f"taxonomy.labels[{i}].examples: must be a list of session ids")
 
     @property
     def ids(self) -> list[str]:
@@ -153,19 +160,19 @@ class Taxonomy:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"taxonomy file not found: {path}")
+            raise ArtifactError(f"taxonomy file not found: {path}")
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: must be a YAML mapping with version, status and labels")
+            raise ConfigError(f"{path}: must be a YAML mapping with version, status and labels")
         for key in ("version", "status", "labels"):
             if key not in raw:
-                raise ValueError(f"{path}: required field {key!r} is missing")
+                raise ConfigError(f"{path}: required field {key!r} is missing")
         if not isinstance(raw["labels"], list):
-            raise ValueError(f"{path}: labels must be a list of {{id, name, description, examples}}")
+            raise ConfigError(f"{path}: labels must be a list of {{id, name, description, examples}}")
         labels = []
         for i, item in enumerate(raw["labels"]):
             if not isinstance(item, dict) or "id" not in item or "name" not in item:
-                raise ValueError(f"{path}: labels[{i}] must be a mapping with at least id and name")
+                raise ConfigError(f"{path}: labels[{i}] must be a mapping with at least id and name")
             labels.append(
                 Label(
                     id=item["id"],
@@ -190,6 +197,9 @@ class Taxonomy:
 
 # --- generation ----------------------------------------------------------------------------------
 PROPOSAL_MODES = ("grounded", "free")
+PROPOSAL_AUTO = (
+    "auto"  # grounded for the embedded model, free for a configured endpoint (see generate_taxonomy_file)
+)
 
 
 @dataclass
@@ -204,7 +214,8 @@ class TaxonomyConfig:
     show_known: int = 12  # current candidate names shown to the model in update rounds (0: none)
     # grounded: the model picks the visit's main interest among its salient pages/searches (an enum:
     # a 135M model does this sensibly, while its free-text names echo the prompt — measured);
-    # free: the model writes name + description (TnT-LLM's original form; needs a capable model).
+    # free: the model writes name + description (TnT-LLM's original form; needs a capable model);
+    # auto: grounded for the embedded model, free for a configured endpoint (generate_taxonomy_file).
     proposal: str = "grounded"
     generic_share: float = 0.15  # pages in more of the sessions than this are navigation, not goals
     add_other: bool = True  # catch-all label so the labeller is never forced into a wrong label
@@ -213,15 +224,17 @@ class TaxonomyConfig:
     def __post_init__(self) -> None:
         for name in ("n_sessions", "minibatch_size", "max_labels", "min_support"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TaxonomyConfig.{name}: must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"TaxonomyConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if not 0 < self.name_similarity <= 1:
-            raise ValueError(f"TaxonomyConfig.name_similarity: must be in (0, 1], got {self.name_similarity}")
-        if self.proposal not in PROPOSAL_MODES:
-            raise ValueError(
-                f"TaxonomyConfig.proposal: must be one of {PROPOSAL_MODES}, got {self.proposal!r}"
+            raise ConfigError(
+                f"TaxonomyConfig.name_similarity: must be in (0, 1], got {self.name_similarity}"
+            )
+        if self.proposal not in (PROPOSAL_AUTO, *PROPOSAL_MODES):
+            raise ConfigError(
+                f"TaxonomyConfig.proposal: must be one of {(PROPOSAL_AUTO, *PROPOSAL_MODES)}, got {self.proposal!r}"
             )
         if not 0 < self.generic_share <= 1:
-            raise ValueError(f"TaxonomyConfig.generic_share: must be in (0, 1], got {self.generic_share}")
+            raise ConfigError(f"TaxonomyConfig.generic_share: must be in (0, 1], got {self.generic_share}")
 
 
 PROPOSE_SYSTEM = (
@@ -543,12 +556,17 @@ def generate_taxonomy(
     """Run generate → update → review over minibatches of ``summaries`` (from
     :func:`clicks2intent.intent.summaries.summarize_sessions`, with its ``phrases`` column for grounded
     proposals) using ``client`` (an :class:`~clicks2intent.intent.llm.client.LLMClient`)."""
-    from clicks2intent.intent.llm.client import JsonRequest
+    from clicks2intent.intent.llm.client import JsonRequest, failure_reason
     from clicks2intent.intent.summaries import PHRASES, SUMMARY
 
     config = config or TaxonomyConfig()
+    if config.proposal not in PROPOSAL_MODES:
+        raise ConfigError(
+            f"TaxonomyConfig.proposal: generate_taxonomy needs one of {PROPOSAL_MODES}, got {config.proposal!r} "
+            "(generate_taxonomy_file resolves auto)"
+        )
     if summaries.empty:
-        raise ValueError("summaries: no sessions to build a taxonomy from (are there web sessions?)")
+        raise ContractError("summaries: no sessions to build a taxonomy from (are there web sessions?)")
     if config.proposal == "grounded" and PHRASES not in summaries.columns:
         raise ValueError(f"summaries: grounded proposals need the {PHRASES!r} column (summarize_sessions)")
     ids = summaries[C.SESSION_ID].astype(str).tolist()
@@ -597,7 +615,7 @@ def generate_taxonomy(
         for (sid, _), res in zip(asks, results, strict=True):
             if res.status != "ok":
                 counts["failed"] += 1
-                failures[str(res.error).split(" (attempt")[0]] += 1
+                failures[failure_reason(res.error)] += 1
                 continue
             counts["ok"] += 1
             if config.proposal == "free":
@@ -608,7 +626,7 @@ def generate_taxonomy(
     all_cands = list(cands)
     kept, review = review_candidates(cands, config)
     if not kept and not config.add_other:
-        raise RuntimeError(f"taxonomy: the model produced no usable label from {len(chosen)} sessions")
+        raise LLMError(f"taxonomy: the model produced no usable label from {len(chosen)} sessions")
     names = (
         _display_names(kept, all_cands)
         if config.proposal == "grounded"
@@ -732,193 +750,118 @@ def approve(taxonomy: Taxonomy, approver: str | None) -> Taxonomy:
     return taxonomy
 
 
-def print_taxonomy(taxonomy: Taxonomy) -> None:
+def describe_taxonomy(taxonomy: Taxonomy) -> str:
+    """A few lines for a terminal: version, status, model, and each label with its support."""
     support = taxonomy.generation.get("support", {})
-    print(f"taxonomy {taxonomy.version_string} ({taxonomy.status}), model {taxonomy.model}:")
-    for lab in taxonomy.labels:
-        print(f"  {lab.id:<32} {lab.name:<36} support {support.get(lab.id, '-')}")
+    lines = [f"taxonomy {taxonomy.version_string} ({taxonomy.status}), model {taxonomy.model}:"]
+    lines += [f"  {lab.id:<32} {lab.name:<36} support {support.get(lab.id, '-')}" for lab in taxonomy.labels]
+    return "\n".join(lines)
 
 
-# --- CLI -----------------------------------------------------------------------------------------
-def _generate_command(args: argparse.Namespace) -> int:
-    from clicks2intent.data.contract import read_events
-    from clicks2intent.intent.llm.client import LLMClient
-    from clicks2intent.intent.llm.server import llm_settings_from_args
-    from clicks2intent.intent.summaries import summarize_sessions
-
-    out = Path(args.out)
-    version = 1
-    if out.exists():
-        old = Taxonomy.load(out)
-        version = old.version + 1
-        if (old.status == STATUS_APPROVED or old.edited) and not args.force:
-            why = "approved" if old.status == STATUS_APPROVED else "edited by hand"
-            print(
+# --- the steps behind `c2i taxonomy generate` and `c2i taxonomy review` ----------------------------
+def _next_version(out: Path, force: bool) -> int:
+    """The version a new file at ``out`` gets. An approved or hand-edited file is only replaced with
+    ``force``, and then kept as a backup; an untouched draft is simply replaced."""
+    if not out.exists():
+        return 1
+    old = Taxonomy.load(out)
+    version = old.version + 1
+    if old.status == STATUS_APPROVED or old.edited:
+        why = "approved" if old.status == STATUS_APPROVED else "edited by hand"
+        if not force:
+            raise ConfigError(
                 f"{out} is {why} (version {old.version_string}): not replacing it. Use --force to "
                 "write a new version (the old file is kept as a backup), or --out another path."
             )
-            return 2
-        if old.status == STATUS_APPROVED or old.edited:
-            backup = out.with_name(f"{out.stem}.v{old.version}.bak{out.suffix}")
-            shutil.copy2(out, backup)
-            print(f"kept the previous {old.status} taxonomy as {backup}")
-        print(f"replacing {out} ({old.version_string}, {old.status}) with version {version}")
-    from clicks2intent.intent.llm.server import uses_embedded_server
-    from clicks2intent.intent.summaries import common_prefixes, generic_pages, web_session_ids
+        backup = out.with_name(f"{out.stem}.v{old.version}.bak{out.suffix}")
+        shutil.copy2(out, backup)
+        logger.info("kept the previous %s taxonomy as %s", old.status, backup)
+    logger.info("replacing %s (%s, %s) with version %d", out, old.version_string, old.status, version)
+    return version
 
-    proposal = args.proposal
-    if proposal == "auto":  # the embedded 135M model can pick, not write, names; a real endpoint writes
-        proposal = "grounded" if uses_embedded_server(args) else "free"
-    config = TaxonomyConfig(
-        n_sessions=args.sessions,
-        minibatch_size=args.minibatch,
-        max_labels=args.max_labels,
-        min_support=args.min_support,
-        proposal=proposal,
-        random_state=args.seed,
+
+def generate_taxonomy_file(
+    events: str | Path,
+    out: str | Path = ARTIFACTS.taxonomy,
+    config: TaxonomyConfig | None = None,
+    llm: LLMOptions | None = None,
+    force: bool = False,
+) -> Taxonomy:
+    """Summarise a sample of the web sessions of ``events``, run :func:`generate_taxonomy` on the
+    configured LLM (the embedded server when none is) and write a draft ``taxonomy.yaml`` to ``out``.
+
+    ``config.proposal == "auto"`` picks ``grounded`` for the embedded 135M model (it can pick, not
+    write, names) and ``free`` for a configured endpoint. Refuses (:class:`ConfigError`) to replace an
+    approved or hand-edited file unless ``force``.
+    """
+    from clicks2intent.data.contract import read_events
+    from clicks2intent.intent.llm.server import llm_client
+    from clicks2intent.intent.summaries import (
+        common_prefixes,
+        generic_pages,
+        summarize_sessions,
+        web_session_ids,
     )
-    events = read_events(args.events)
-    generic = generic_pages(events, config.generic_share)
-    prefixes = common_prefixes(events[C.PAGE_TYPE].unique())
-    chosen = sample_ids(web_session_ids(events), config.n_sessions, config.random_state)
-    summaries = summarize_sessions(events, session_ids=chosen, generic=generic, prefixes=prefixes)
+
+    out = Path(out)
+    config = config or TaxonomyConfig()
+    llm = llm or LLMOptions()
+    version = _next_version(out, force)
+    if config.proposal == PROPOSAL_AUTO:
+        config = replace(config, proposal="grounded" if llm.uses_embedded_server else "free")
+    frame = read_events(events)
+    generic = generic_pages(frame, config.generic_share)
+    prefixes = common_prefixes(frame[C.PAGE_TYPE].unique())
+    chosen = sample_ids(web_session_ids(frame), config.n_sessions, config.random_state)
+    summaries = summarize_sessions(frame, session_ids=chosen, generic=generic, prefixes=prefixes)
     summaries = summaries.set_index(C.SESSION_ID).loc[chosen].reset_index()  # sample order = minibatches
-    with (
-        llm_settings_from_args(args) as settings,
-        LLMClient(settings, retry_failed=args.retry_failed) as client,
-    ):
+    with llm_client(llm) as client:
         taxonomy = generate_taxonomy(summaries, client, config, version=version)
-    taxonomy.generation["events"] = str(args.events)
+    taxonomy.generation["events"] = str(events)
     taxonomy.generation["generic_pages"] = sorted(generic)
     taxonomy.generation["generic_prefixes"] = sorted(prefixes)
     taxonomy.save(out)
-    print_taxonomy(taxonomy)
-    g = taxonomy.generation
-    print(
-        f"{g['proposals_ok']} proposals ok, {g['proposals_failed']} failed, {g['n_candidates']} candidates -> "
-        f"{len(taxonomy.labels)} labels in {g['seconds']}s; tokens {g['ledger'].get('total_tokens')}, "
-        f"api calls {g['ledger'].get('api_calls')}, cache hits {g['ledger'].get('cache_hits')}"
-    )
-    print(f"wrote {out} (status draft: review it with `c2i taxonomy review --taxonomy {out}`)")
-    return 0
+    return taxonomy
 
 
-def _review_command(args: argparse.Namespace) -> int:
-    taxonomy = Taxonomy.load(args.taxonomy)
-    if args.approve:
-        approve(taxonomy, args.approver)
-        taxonomy.save(args.taxonomy)
-        print(f"approved {args.taxonomy} as {taxonomy.version_string}")
+@dataclass
+class Review:
+    """What :func:`review_taxonomy` did: the (possibly just approved) taxonomy and its Markdown."""
+
+    taxonomy: Taxonomy
+    markdown: str
+    approved: bool = False  # True when this call marked it approved (and rewrote the file)
+    out: Path | None = None  # where the Markdown was written; None: not written
+
+
+def review_taxonomy(
+    path: str | Path = ARTIFACTS.taxonomy,
+    events: str | Path | None = None,
+    labels: str | Path | None = None,
+    out: str | Path | None = None,
+    approver: str | None = None,
+    mark_approved: bool = False,
+) -> Review:
+    """Render the taxonomy at ``path`` for review (example summaries from ``events``, frequencies from
+    the LLM ``labels`` parquet), write it to ``out`` when given, and, with ``mark_approved``, mark the file
+    approved by ``approver`` first."""
+    taxonomy = Taxonomy.load(path)
+    if mark_approved:
+        approve(taxonomy, approver)
+        taxonomy.save(path)
+    label_frame = pd.read_parquet(labels) if labels else None
     summaries = None
-    labels = pd.read_parquet(args.labels) if args.labels else None
-    if args.events:
+    if events:
         from clicks2intent.data.contract import read_events
         from clicks2intent.intent.summaries import summarize_sessions
 
         wanted = {s for lab in taxonomy.labels for s in lab.examples}
-        if labels is not None:
-            wanted |= set(labels[C.SESSION_ID].astype(str))
-        summaries = summarize_sessions(read_events(args.events), session_ids=wanted, web_only=False)
-    text = render_review(taxonomy, summaries, labels)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
-    else:
-        print(text)
-    return 0
-
-
-def _label_command(args: argparse.Namespace) -> int:
-    from clicks2intent.intent.labelling import label_command
-
-    return label_command(args)
-
-
-def _distill_command(args: argparse.Namespace) -> int:
-    from clicks2intent.intent.distill import distill_command
-
-    return distill_command(args)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """``c2i taxonomy generate|review|label|distill``."""
-    from clicks2intent.intent.llm.server import add_llm_arguments
-
-    tax = subparsers.add_parser("taxonomy", help="LLM intent taxonomy, LLM labels, distilled classifier")
-    sub = tax.add_subparsers(dest="taxonomy_command", required=True)
-
-    gen = sub.add_parser("generate", help="generate a taxonomy from session summaries (minibatch loop)")
-    gen.add_argument("--events", required=True, type=Path, help="events parquet/CSV (clickstream contract)")
-    gen.add_argument(
-        "--out", type=Path, default=Path("artifacts/taxonomy/taxonomy.yaml"), help="taxonomy.yaml"
-    )
-    gen.add_argument(
-        "--sessions", type=int, default=TaxonomyConfig.n_sessions, help="sessions that propose labels"
-    )
-    gen.add_argument(
-        "--minibatch", type=int, default=TaxonomyConfig.minibatch_size, help="sessions per update round"
-    )
-    gen.add_argument("--max-labels", type=int, default=TaxonomyConfig.max_labels, help="label count bound")
-    gen.add_argument(
-        "--min-support", type=int, default=TaxonomyConfig.min_support, help="sessions a label needs"
-    )
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed")
-    gen.add_argument(
-        "--proposal",
-        choices=("auto", *PROPOSAL_MODES),
-        default="auto",
-        help="grounded: model picks each visit's main interest among its pages/searches (small models); "
-        "free: model writes names (capable models); auto: grounded for the embedded model only",
-    )
-    gen.add_argument("--force", action="store_true", help="replace an approved/edited file (keeps a backup)")
-    add_llm_arguments(gen)
-    gen.set_defaults(func=_generate_command)
-
-    rev = sub.add_parser("review", help="render the taxonomy as Markdown for review; --approve marks it")
-    rev.add_argument("--taxonomy", type=Path, default=Path("artifacts/taxonomy/taxonomy.yaml"))
-    rev.add_argument("--events", type=Path, default=None, help="events, to show example session summaries")
-    rev.add_argument("--labels", type=Path, default=None, help="llm_labels.parquet, for label frequencies")
-    rev.add_argument("--out", type=Path, default=None, help="Markdown file (default: print)")
-    rev.add_argument("--approve", action="store_true", help="mark the taxonomy approved (edits: new version)")
-    rev.add_argument("--approver", default=None, help="who approves (recorded in the file)")
-    rev.set_defaults(func=_review_command)
-
-    lab = sub.add_parser("label", help="LLM-label a sample of sessions against the taxonomy")
-    lab.add_argument("--events", required=True, type=Path, help="events parquet/CSV")
-    lab.add_argument("--taxonomy", type=Path, default=Path("artifacts/taxonomy/taxonomy.yaml"))
-    lab.add_argument("--sample", type=int, default=300, help="sessions to label (0 = all web sessions)")
-    lab.add_argument("--out", type=Path, default=Path("artifacts/taxonomy/llm_labels.parquet"))
-    lab.add_argument("--seed", type=int, default=1, help="sampling seed")
-    lab.add_argument("--require-approved", action="store_true", help="refuse a draft taxonomy")
-    lab.add_argument(
-        "--shortlist",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="offer each session only the labels its pages/searches relate to (+ other); auto: on for the "
-        "embedded small model, off for a configured endpoint",
-    )
-    lab.add_argument("--shortlist-k", type=int, default=4, help="labels in a shortlist (before other)")
-    add_llm_arguments(lab)
-    lab.set_defaults(func=_label_command)
-
-    dis = sub.add_parser("distill", help="train the fast intent classifier on LLM labels; label all sessions")
-    dis.add_argument("--labels", type=Path, default=Path("artifacts/taxonomy/llm_labels.parquet"))
-    dis.add_argument(
-        "--embeddings", type=Path, default=Path("artifacts/embeddings/session_embeddings.parquet")
-    )
-    dis.add_argument("--out", type=Path, default=Path("artifacts/intent"), help="classifier directory")
-    dis.add_argument(
-        "--taxonomy", type=Path, default=None, help="taxonomy.yaml (label names; default: beside labels)"
-    )
-    dis.add_argument(
-        "--truth", type=Path, default=None, help="simulator truth (session_id, true_intent) for AMI/NMI"
-    )
-    dis.add_argument(
-        "--test-fraction", type=float, default=0.25, help="latest share of labelled sessions held out"
-    )
-    dis.add_argument(
-        "--C", type=float, default=None, help="inverse regularisation (default: IntentClassifier's)"
-    )
-    dis.add_argument("--seed", type=int, default=0)
-    dis.set_defaults(func=_distill_command)
+        if label_frame is not None:
+            wanted |= set(label_frame[C.SESSION_ID].astype(str))
+        summaries = summarize_sessions(read_events(events), session_ids=wanted, web_only=False)
+    text = render_review(taxonomy, summaries, label_frame)
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    return Review(taxonomy, text, mark_approved, Path(out) if out else None)

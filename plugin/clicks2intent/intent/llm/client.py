@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clicks2intent.errors import ConfigError, LLMError
+from clicks2intent.names.settings import LLM_MODEL
+
 Messages = list[dict[str, str]]
 Validator = Callable[[Any], None]
 
@@ -45,11 +48,11 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswer(LLMError, ValueError):
     """The endpoint answered, but the answer is unusable (bad JSON, wrong shape, label not allowed)."""
 
 
-class LLMConfigError(RuntimeError):
+class LLMConfigError(ConfigError, LLMError):
     """The endpoint cannot serve us at all (auth, unknown model, bad URL): stop, don't fail each row."""
 
 
@@ -75,27 +78,27 @@ class LLMSettings:
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ValueError("LLMSettings.model: must be a non-empty model name")
+            raise ConfigError("LLMSettings.model: must be a non-empty model name")
         if self.response_format not in RESPONSE_FORMATS:
-            raise ValueError(
+            raise ConfigError(
                 f"LLMSettings.response_format: must be one of {RESPONSE_FORMATS}, got {self.response_format!r}"
             )
         if self.concurrency < 1:
-            raise ValueError(f"LLMSettings.concurrency: must be >= 1, got {self.concurrency}")
+            raise ConfigError(f"LLMSettings.concurrency: must be >= 1, got {self.concurrency}")
         if self.max_retries < 0:
-            raise ValueError(f"LLMSettings.max_retries: must be >= 0, got {self.max_retries}")
+            raise ConfigError(f"LLMSettings.max_retries: must be >= 0, got {self.max_retries}")
         if self.timeout_s <= 0:
-            raise ValueError(f"LLMSettings.timeout_s: must be > 0, got {self.timeout_s}")
+            raise ConfigError(f"LLMSettings.timeout_s: must be > 0, got {self.timeout_s}")
         if self.cache_path is not None:
             self.cache_path = Path(self.cache_path)
 
     @classmethod
     def from_env(cls, model: str | None = None, **overrides: Any) -> LLMSettings:
         """Read ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` and ``C2I_LLM_MODEL`` (the standard settings)."""
-        model = model or os.environ.get("C2I_LLM_MODEL")
+        model = model or os.environ.get(LLM_MODEL)
         if not model:
-            raise ValueError(
-                "model: required (pass --model or set C2I_LLM_MODEL) when an endpoint is configured"
+            raise ConfigError(
+                f"model: required (pass --model or set {LLM_MODEL}) when an endpoint is configured"
             )
         overrides.setdefault("base_url", os.environ.get("OPENAI_BASE_URL"))
         overrides.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
@@ -247,6 +250,11 @@ def check_schema(value: Any, schema: dict[str, Any], where: str = "$") -> None:
         raise InvalidAnswer(f"{where}: expected an integer, got {type(value).__name__}")
     elif kind == "number" and (not isinstance(value, int | float) or isinstance(value, bool)):
         raise InvalidAnswer(f"{where}: expected a number, got {type(value).__name__}")
+
+
+def failure_reason(error: str | None) -> str:
+    """The reason of a failed request without its attempt count, for counting failures by kind."""
+    return str(error).split(" (attempt")[0]
 
 
 def request_key(model: str, messages: Messages, schema: dict[str, Any]) -> str:

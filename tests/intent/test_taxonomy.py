@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from clicks2intent.names import columns as C
 from clicks2intent.cli import main
 from clicks2intent.intent.llm.client import LLMClient, LLMSettings
 from clicks2intent.intent.summaries import (
@@ -36,6 +35,7 @@ from clicks2intent.intent.taxonomy import (
     render_review,
     review_candidates,
 )
+from clicks2intent.names import columns as C
 
 
 def test_summary_is_compact_scrubbed_and_deterministic() -> None:
@@ -315,7 +315,8 @@ def test_generate_cli_respects_an_approved_file(
     main(["taxonomy", "review", "--taxonomy", str(out), "--approve"])
     before = out.read_text()
     assert main(["taxonomy", "generate", *common]) == 2  # approved: refused without --force
-    assert out.read_text() == before and "not replacing" in capsys.readouterr().out
+    err = capsys.readouterr().err  # one line on stderr, no traceback
+    assert out.read_text() == before and "not replacing" in err and "Traceback" not in err
     assert main(["taxonomy", "generate", *common, "--force"]) == 0
     assert Taxonomy.load(out).version == 3 and (tmp_path / "taxonomy.v2.bak.yaml").read_text() == before
     assert (
