@@ -37,10 +37,10 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from clicks2intent.names import columns as C  # noqa: E402
 from clicks2intent.encoder.embed import SessionEmbedder, embed_file, pick_device  # noqa: E402
 from clicks2intent.encoder.model import EncoderConfig  # noqa: E402
 from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder  # noqa: E402
+from clicks2intent.names import columns as C  # noqa: E402
 
 QUERIES = ["mortgage rates", "credit card cashback", "open savings account", "lost card", "routing number",
            "auto loan calculator", "ira rollover", "business checking", "wire transfer fee", "zelle limit"]  # fmt: skip

@@ -35,10 +35,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clicks2intent.names import columns as C
+from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.features import store as FS
-from clicks2intent.features import build as F
+from clicks2intent.features import transforms as T
+from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
+from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout
 
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
 
@@ -62,7 +65,7 @@ def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int, seed: 
                 for f in schemas[name]
             }
         )
-        pq.write_table(table, out / F.FEATURE_FILES[name])
+        pq.write_table(table, out / FEATURE_FILES[name])
 
     times = T0 + pd.to_timedelta(rng.integers(0, 86_400 * 30, n_sessions), unit="s")
     labels = np.array([f"L{i:02d}" for i in range(12)], dtype=object)
@@ -85,12 +88,12 @@ def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int, seed: 
         {
             C.CUSTOMER_ID: customers,
             C.EVENT_TIMESTAMP: ctimes,
-            F.CUSTOMER_INTENT_LABEL: labels[dist.argmax(1)],
-            F.CUSTOMER_INTENT_CONFIDENCE: dist.max(1).astype(float),
-            F.CUSTOMER_INTENT_DECAYED: list(dist),
-            F.CUSTOMER_WEB_EMBEDDING: unit(n_customers, dim),
-            F.CUSTOMER_LINKED_VISITORS: rng.integers(1, 3, n_customers),
-            F.CUSTOMER_WEB_SESSIONS_30D: rng.integers(0, 6, n_customers),
+            N.CUSTOMER_INTENT_LABEL: labels[dist.argmax(1)],
+            N.CUSTOMER_INTENT_CONFIDENCE: dist.max(1).astype(float),
+            N.CUSTOMER_INTENT_DECAYED: list(dist),
+            N.CUSTOMER_WEB_EMBEDDING: unit(n_customers, dim),
+            N.CUSTOMER_LINKED_VISITORS: rng.integers(1, 3, n_customers),
+            N.CUSTOMER_WEB_SESSIONS_30D: rng.integers(0, 6, n_customers),
         },  # fmt: skip
     )
     profile = {C.CUSTOMER_ID: customers, C.EVENT_TIMESTAMP: [T0 - pd.Timedelta(days=1)] * n_customers}
@@ -108,12 +111,12 @@ def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int, seed: 
     pq.write_table(
         pa.table(
             {
-                F.TILE_ID: list(C.TILES),
-                F.PROTOTYPE: pa.array(unit(len(C.TILES), dim), pa.list_(pa.float32())),
-                F.PROTOTYPE_SESSIONS: [1] * len(C.TILES),
+                T.TILE_ID: list(C.TILES),
+                T.PROTOTYPE: pa.array(unit(len(C.TILES), dim), pa.list_(pa.float32())),
+                T.PROTOTYPE_SESSIONS: [1] * len(C.TILES),
             }
         ),
-        out / F.FEATURE_FILES["tile_prototypes"],
+        out / FEATURE_FILES["tile_prototypes"],
     )
 
 
@@ -158,7 +161,7 @@ def bench_store(kind: str, root: Path, features_dir: Path, args: argparse.Namesp
     try:
         t = time.perf_counter()
         store.materialize(
-            T0 - pd.Timedelta(days=2), T0 + pd.Timedelta(days=31), feature_views=[fo.SESSION_INTENT]
+            T0 - pd.Timedelta(days=2), T0 + pd.Timedelta(days=31), feature_views=[N.SESSION_INTENT]
         )
         secs = time.perf_counter() - t
         result["materialize_session_intent"] = {
@@ -171,30 +174,30 @@ def bench_store(kind: str, root: Path, features_dir: Path, args: argparse.Namesp
         store.materialize(
             T0 - pd.Timedelta(days=2),
             T0 + pd.Timedelta(days=31),
-            feature_views=[fo.CUSTOMER_WEB_INTENT, fo.CUSTOMER_PROFILE],
+            feature_views=[N.CUSTOMER_WEB_INTENT, N.CUSTOMER_PROFILE],
         )
         result["materialize_customer_views"] = {
             "rows": 2 * args.customers,
             "seconds": time.perf_counter() - t,
         }
 
-        service = store.get_feature_service(fo.TILE_RANKER_V1)
+        service = store.get_feature_service(N.TILE_RANKER_V1)
         refs = [
             f"{p.name}:{f.name}"
             for p in service.feature_view_projections
-            if p.name != fo.TILE_AFFINITY_VIEW
+            if p.name != N.TILE_AFFINITY_VIEW
             for f in p.features
         ]
         provider = store._get_provider()
-        views = [store.get_feature_view(fo.CUSTOMER_PROFILE), store.get_feature_view(fo.CUSTOMER_WEB_INTENT)]
+        views = [store.get_feature_view(N.CUSTOMER_PROFILE), store.get_feature_view(N.CUSTOMER_WEB_INTENT)]
         rng = np.random.default_rng(1)
         for n_rows in (1, 20):
             ids = [f"c{i:07d}" for i in rng.choice(args.customers, n_rows, replace=False)]
-            rows = [{C.CUSTOMER_ID: c, fo.CANDIDATE_TILES: list(C.TILES)} for c in ids]
+            rows = [{C.CUSTOMER_ID: c, N.CANDIDATE_TILES: list(C.TILES)} for c in ids]
             plain_rows = [{C.CUSTOMER_ID: c} for c in ids]
             keys = [EntityKey(join_keys=[C.CUSTOMER_ID], entity_values=[Value(string_val=c)]) for c in ids]
             check = store.get_online_features(features=service, entity_rows=rows).to_dict()
-            assert all(v is not None for v in check[F.CUSTOMER_WEB_EMBEDDING]), "materialised rows missing"
+            assert all(v is not None for v in check[N.CUSTOMER_WEB_EMBEDDING]), "materialised rows missing"
 
             def bare(keys: list[Any] = keys) -> None:
                 for view in views:
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="c2i-bench-feast-"))
     results: list[dict[str, Any]] = []
     try:
-        features_dir = root / fo.FEATURES_SUBDIR
+        features_dir = ArtifactLayout(root).features
         write_sources(features_dir, args.sessions, args.customers, args.dim)
         for kind in [s.strip() for s in args.stores.split(",") if s.strip()]:
             if kind == "redis":

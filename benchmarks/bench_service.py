@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin"))  # runnable from a checkout without installing
 
 from clicks2intent.names import columns as C  # noqa: E402
-from clicks2intent.cli import serve  # noqa: E402
+from clicks2intent.serving import launcher  # noqa: E402
 
 
 # --- request mix ------------------------------------------------------------------------------
@@ -53,10 +53,10 @@ def customer_ids(artifacts: Path, n: int, seed: int) -> list[str]:
     """Real customers of the feature sources (with and without linked web intent), sampled."""
     import pandas as pd
 
-    from clicks2intent.features import build as F
+    from clicks2intent.names.paths import ArtifactLayout
 
     profile = pd.read_parquet(
-        artifacts / "features" / F.FEATURE_FILES["customer_profile"], columns=[C.CUSTOMER_ID]
+        ArtifactLayout(artifacts).feature_file("customer_profile"), columns=[C.CUSTOMER_ID]
     )
     ids = sorted(profile[C.CUSTOMER_ID].dropna().astype(str).unique())
     random.Random(seed).shuffle(ids)
@@ -113,9 +113,10 @@ def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, 
     import numpy as np
     import xgboost as xgb
 
-    from clicks2intent.serving import engine as S
     from clicks2intent.features.store import open_store
     from clicks2intent.models.store import get_bento_model
+    from clicks2intent.serving import engine as S
+    from clicks2intent.serving import schemas
 
     home = Path(args.bentoml_home)
     tile = S.ServedModel.from_store(get_bento_model(f"{args.tile_model}", home=home))
@@ -123,7 +124,7 @@ def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, 
     store = open_store(args.feature_repo, args.feast_config)
     engine = S.ServingEngine(store, tile, conv, Path(args.artifacts))
     via_feast = S.ServingEngine(store, tile, conv, Path(args.artifacts), local_odfv=False)
-    requests = [S.RankTilesRequest.model_validate_json(b) for b in bodies_for(ids)]
+    requests = [schemas.RankTilesRequest.model_validate_json(b) for b in bodies_for(ids)]
     est = tile.model.estimator
 
     def naive(i: int) -> Any:  # what a first service does: Feast service read → pandas → DMatrix
@@ -427,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for workers in (int(w) for w in args.workers.split(",")):
         log = Path(tempfile.gettempdir()) / f"c2i_bench_serve_w{workers}.log"
         print(f"\nbentoml serve, {workers} worker(s), client {client} (log {log}) ...", flush=True)
-        with serve_cli.running_service(
+        with launcher.running_service(
             args.artifacts,
             feature_repo=args.feature_repo,
             feast_config=args.feast_config,

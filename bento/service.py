@@ -2,8 +2,9 @@
 
 Thin on purpose: models are resolved from the BentoML store as class attributes, each worker builds
 one :class:`clicks2intent.serving.engine.ServingEngine` (its own Feast ``FeatureStore``), and every endpoint
-hands its validated request to the engine. Request logic, fallbacks and validation live in
-``clicks2intent.serving.engine`` so tests and the benchmark run the same code.
+hands its validated request to the engine. Request logic and fallbacks live in
+``clicks2intent.serving.engine``, validation in ``clicks2intent.serving.schemas``, so tests and the
+benchmark run the same code.
 
 Settings come from the environment because ``bentoml serve`` starts the workers itself:
 ``C2I_ARTIFACTS`` (encoder, intent classifier, tile prototypes), ``C2I_FEATURE_REPO`` and
@@ -28,21 +29,30 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 try:  # installed package (the project's venv) or the plugin sources a bento carries
-    from clicks2intent.serving import engine
+    import clicks2intent  # noqa: F401
 except ImportError:  # inside a built bento: src/plugin/clicks2intent
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
-    from clicks2intent.serving import engine
+
+from clicks2intent.names import features as N  # noqa: E402
+from clicks2intent.names import settings as ENV  # noqa: E402
+from clicks2intent.serving import schemas  # noqa: E402
+from clicks2intent.serving.engine import (  # noqa: E402
+    FeatureStoreUnavailable,
+    ServedModel,
+    ServingEngine,
+    ServingSettings,
+)
 
 # libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
 # took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per
 # wake-up spreads them. Read by libuv when the worker starts listening, i.e. after this import.
 os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 
-TILE_MODEL = os.environ.get("C2I_TILE_MODEL", "tile_ranker_v1:latest")
-CONVERSION_MODEL = os.environ.get("C2I_CONVERSION_MODEL", "conversion_v1:latest")
+TILE_MODEL = os.environ.get(ENV.TILE_MODEL, f"{N.TILE_RANKER_V1}:latest")
+CONVERSION_MODEL = os.environ.get(ENV.CONVERSION_MODEL, f"{N.CONVERSION_V1}:latest")
 FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"  # the repo config this bento carries
 
-EXAMPLE_INPUT = serving.EXAMPLE_RANK_TILES
+EXAMPLE_INPUT = schemas.EXAMPLE_RANK_TILES
 
 
 def one_body_json(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
@@ -64,17 +74,17 @@ def one_body_json(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
 @bentoml.service(
     name="clicks2intent",
     # A request is ~1-2 ms of CPU-bound Python: worker processes, not threads, use the cores.
-    workers=int(os.environ.get("C2I_WORKERS", "2")),
+    workers=int(os.environ.get(ENV.WORKERS, "2")),
     traffic={"timeout": 10},
     # Per-request access logs cost about as much as the model call at these latencies (opt in).
-    logging={"access": {"enabled": os.environ.get("C2I_ACCESS_LOG", "0") == "1"}},
+    logging={"access": {"enabled": os.environ.get(ENV.ACCESS_LOG, "0") == "1"}},
     # BentoML's per-request Prometheus middleware (multiprocess mode) was ~12% of the CPU of a request
     # in the profile; request rate/latency usually come from the ingress or mesh. C2I_METRICS=1 opts in.
-    metrics={"enabled": os.environ.get("C2I_METRICS", "0") == "1"},
+    metrics={"enabled": os.environ.get(ENV.METRICS, "0") == "1"},
     # OpenTelemetry's ASGI middleware builds spans for every request, receive and send even when no
     # exporter is configured (BentoML's default): that was ~2/3 of BentoML's own CPU per request here.
     # C2I_TRACING=1 (with a tracing exporter in the BentoML config) turns it back on.
-    tracing={} if os.environ.get("C2I_TRACING", "0") == "1" else {"excluded_urls": [".*"]},
+    tracing={} if os.environ.get(ENV.TRACING, "0") == "1" else {"excluded_urls": [".*"]},
 )
 class Clicks2Intent:
     tile_model_ref = BentoModel(TILE_MODEL)
@@ -85,10 +95,10 @@ class Clicks2Intent:
 
         # One short session per call: intra-op threads only contend with the other workers.
         torch.set_num_threads(1)
-        settings = serving.ServingSettings.from_env(default_repo=FEATURE_REPO)
-        self.engine = serving.ServingEngine.load(
-            serving.ServedModel.from_store(self.tile_model_ref),
-            serving.ServedModel.from_store(self.conversion_model_ref),
+        settings = ServingSettings.from_env(default_repo=FEATURE_REPO)
+        self.engine = ServingEngine.load(
+            ServedModel.from_store(self.tile_model_ref),
+            ServedModel.from_store(self.conversion_model_ref),
             settings,
         )
         # Everything loaded so far (torch, Feast, models: ~400k objects) lives as long as the worker.
@@ -100,22 +110,22 @@ class Clicks2Intent:
     def _run(self, fn: Any, request: Any) -> Any:
         try:
             return fn(request)
-        except serving.FeatureStoreUnavailable as err:
+        except FeatureStoreUnavailable as err:
             raise ServiceUnavailable(str(err)) from err
 
     # async + no await: the work is CPU-bound and short, so running it on the event loop skips a
     # thread hop per request; concurrency comes from the worker processes.
-    @bentoml.api(input_spec=serving.RankTilesRequest, output_spec=one_body_json(serving.RankTilesResponse))
-    async def rank_tiles(self, **request: Any) -> serving.RankTilesResponse:
+    @bentoml.api(input_spec=schemas.RankTilesRequest, output_spec=one_body_json(schemas.RankTilesResponse))
+    async def rank_tiles(self, **request: Any) -> schemas.RankTilesResponse:
         """Order the homepage tiles for a customer (fresher web intent first: session > visitor > customer)."""
-        return self._run(self.engine.rank_tiles, serving.RankTilesRequest.model_construct(**request))
+        return self._run(self.engine.rank_tiles, schemas.RankTilesRequest.model_construct(**request))
 
-    @bentoml.api(input_spec=serving.ConversionRequest, output_spec=one_body_json(serving.ConversionResponse))
-    async def predict_conversion(self, **request: Any) -> serving.ConversionResponse:
+    @bentoml.api(input_spec=schemas.ConversionRequest, output_spec=one_body_json(schemas.ConversionResponse))
+    async def predict_conversion(self, **request: Any) -> schemas.ConversionResponse:
         """Probability that the visitor applies for each product (or none)."""
-        return self._run(self.engine.predict_conversion, serving.ConversionRequest.model_construct(**request))
+        return self._run(self.engine.predict_conversion, schemas.ConversionRequest.model_construct(**request))
 
-    @bentoml.api(input_spec=serving.IntentRequest, output_spec=one_body_json(serving.IntentResponse))
-    async def intent(self, **request: Any) -> serving.IntentResponse:
+    @bentoml.api(input_spec=schemas.IntentRequest, output_spec=one_body_json(schemas.IntentResponse))
+    async def intent(self, **request: Any) -> schemas.IntentResponse:
         """Embedding, distilled intent label, confidence and top-3 labels of one in-flight session."""
-        return self._run(self.engine.intent, serving.IntentRequest.model_construct(**request))
+        return self._run(self.engine.intent, schemas.IntentRequest.model_construct(**request))

@@ -11,15 +11,30 @@ the BentoML store (``$BENTOML_HOME``, default ``artifacts/bentoml``)::
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
 
-from clicks2intent.cli import main as c2i
+from clicks2intent.cli.evaluate import ablation_inputs, add_evaluate_arguments
+from clicks2intent.evaluation.ablation import SimulatedRun
+from clicks2intent.evaluation.reports import evaluate, tables_markdown
+from clicks2intent.models.store import use_default_home
 
 
 def run(argv: list[str]) -> int:
-    """``c2i evaluate`` with the given options."""
-    return c2i(["evaluate", *argv])
+    """The ablation of ``c2i evaluate`` with the given options (same flags), through the library."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_evaluate_arguments(parser)
+    args = parser.parse_args(argv)
+    ablation, config = ablation_inputs(args)
+    if isinstance(ablation, SimulatedRun):
+        print(f"model store: {use_default_home(args.bentoml_home)}")
+    report, paths = evaluate(ablation, config, args.reports)
+    print(tables_markdown(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     sys.exit(run(sys.argv[1:]))

@@ -23,10 +23,8 @@ whichever way the point estimate goes.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import sys
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -36,31 +34,47 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clicks2intent.names import columns as C
 from clicks2intent.evaluation import metrics as M
+from clicks2intent.features.definitions import feature_group
+from clicks2intent.features.store import open_store
+from clicks2intent.intent.taxonomy import Taxonomy
+from clicks2intent.models.explain import group_shares
 from clicks2intent.models.inputs import model_feature_names
+from clicks2intent.models.store import file_version, save_feature_model, taxonomy_version
+from clicks2intent.models.training_sets import (
+    CONVERSION,
+    LABEL,
+    TASK_CLASSES,
+    TILE_RANKING,
+    historical_features,
+    read_task_entities,
+    sample_entities,
+    service_feature_names,
+    time_split,
+)
 from clicks2intent.models.xgb import FeatureModel, train_feature_model
-from clicks2intent.models.training_sets import CONVERSION, LABEL, TASK_CLASSES, TILE_RANKING
+from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
+from clicks2intent.names.paths import ARTIFACTS, CHECKPOINT_FILE
+
+logger = logging.getLogger(__name__)
 
 BASELINE, LABELS, EMBEDDING, BOTH = "baseline", "labels", "embedding", "embedding+labels"
 VARIANTS: tuple[str, ...] = (BASELINE, LABELS, EMBEDDING, BOTH)
+# The feature groups (clicks2intent.names.features) each variant trains on.
 VARIANT_GROUPS: dict[str, frozenset[str]] = {
-    BASELINE: frozenset({"baseline"}),
-    LABELS: frozenset({"baseline", "labels"}),
-    EMBEDDING: frozenset({"baseline", "embedding"}),
-    BOTH: frozenset({"baseline", "embedding", "labels"}),
+    BASELINE: frozenset({N.BASELINE}),
+    LABELS: frozenset({N.BASELINE, N.LABELS}),
+    EMBEDDING: frozenset({N.BASELINE, N.EMBEDDING}),
+    BOTH: frozenset({N.BASELINE, N.EMBEDDING, N.LABELS}),
 }
+# The Feast feature service of the baseline and the full variant (the deployed model's name too).
 SERVICES: dict[str, dict[str, str]] = {
-    TILE_RANKING: {BASELINE: "tile_ranker_baseline", BOTH: "tile_ranker_v1"},
-    CONVERSION: {BASELINE: "conversion_baseline", BOTH: "conversion_v1"},
+    TILE_RANKING: {BASELINE: N.TILE_RANKER_BASELINE, BOTH: N.TILE_RANKER_V1},
+    CONVERSION: {BASELINE: N.CONVERSION_BASELINE, BOTH: N.CONVERSION_V1},
 }
 TASK_TITLES = {TILE_RANKING: "Tile ranking", CONVERSION: "Conversion"}
 GroupFn = Callable[[str], str]
-
-
-def log(message: str) -> None:
-    """Progress on stderr (stdout carries the table)."""
-    print(f"[evaluate] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -95,7 +109,7 @@ def variant_features(
     baseline_features: Sequence[str], full_features: Sequence[str], variant: str, group_of: GroupFn
 ) -> list[str]:
     """Baseline features plus the full service's features of the variant's extra groups (ordered)."""
-    extra = VARIANT_GROUPS[variant] - {"baseline"}
+    extra = VARIANT_GROUPS[variant] - {N.BASELINE}
     out = list(baseline_features)
     out += [f for f in full_features if f not in out and group_of(f) in extra]
     return out
@@ -158,8 +172,6 @@ def run_task_ablation(
     extra group (e.g. no label features in the service) is reported as skipped, not silently trained
     as a copy of the baseline.
     """
-    from clicks2intent.models.explain import group_shares
-
     classes = list(classes)
     metric_fns = dict(metric_fns or task_metrics(task, classes))
     none_label = classes.index(C.NO_CONVERSION) if task == CONVERSION and C.NO_CONVERSION in classes else None
@@ -196,7 +208,7 @@ def run_task_ablation(
         if variant != BASELINE and feats == base_feats:
             entry |= {
                 "status": "skipped",
-                "reason": f"no {sorted(VARIANT_GROUPS[variant] - {'baseline'})} features available",
+                "reason": f"no {sorted(VARIANT_GROUPS[variant] - {N.BASELINE})} features available",
             }
             section["variants"][variant] = entry
             continue
@@ -213,7 +225,7 @@ def run_task_ablation(
             **config.model_params(),
         )
         fit_s = time.perf_counter() - t0
-        log(
+        logger.info(
             f"{task}/{variant}: {len(feats)} features, {model.estimator.best_iteration_ + 1} trees/class, fit {fit_s:.1f}s"
         )
         p = model.predict_proba(test)
@@ -233,7 +245,7 @@ def run_task_ablation(
             "ece": M.expected_calibration_error(y_test, p),
             "calibration": M.reliability_curve(y_test, p),
         }
-        if set(group_of(f) for f in feats) - {"baseline"}:
+        if set(group_of(f) for f in feats) - {N.BASELINE}:
             explain_rows = test.sample(n=min(len(test), config.n_explain), random_state=config.random_state)
             entry["contribution_shares"] = group_shares(model, explain_rows, group_of)
         section["variants"][variant] = entry
@@ -269,216 +281,17 @@ def run_task_ablation(
     return section, models
 
 
-# --- report schema ---------------------------------------------------------------------------------
-TASK_METRIC_NAMES: dict[str, tuple[str, ...]] = {
-    TILE_RANKING: ("macro_recall_at_1", "log_loss", "ndcg_at_3"),
-    CONVERSION: ("micro_f1", "macro_f1", "log_loss"),
-}
-
-
-def validate_report(report: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first missing piece of the ablation report contract.
-
-    ``{"dataset", "<task>": {"n_test", "variants": {<4 variants>: {<metrics>…}}}, "distillation",
-    "taxonomy"}`` — what the serving issue, the README and reviewers read.
-    """
-    for key in ("dataset", "tasks", "distillation", "taxonomy"):
-        if key not in report:
-            raise ValueError(f"ablation report: missing top-level key {key!r}")
-    for task in report["tasks"]:
-        sec = report.get(task)
-        if not isinstance(sec, Mapping):
-            raise ValueError(f"ablation report: missing task section {task!r}")
-        if not isinstance(sec.get("n_test"), int) or sec["n_test"] <= 0:
-            raise ValueError(f"ablation report: {task}.n_test must be a positive int")
-        variants = sec.get("variants", {})
-        for v in VARIANTS:
-            if v not in variants:
-                raise ValueError(f"ablation report: {task}.variants lacks {v!r}")
-            e = variants[v]
-            if e.get("status") == "skipped":
-                continue
-            for m in TASK_METRIC_NAMES.get(task, sec.get("metric_names", ())):
-                if not isinstance(e.get(m), float):
-                    raise ValueError(f"ablation report: {task}.variants.{v}.{m} must be a number")
-            if v != BASELINE and "vs_baseline" not in e:
-                raise ValueError(f"ablation report: {task}.variants.{v} lacks vs_baseline")
-
-
-# --- report writing -------------------------------------------------------------------------------
-def _fmt(v: Any, digits: int = 4) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def markdown_table(section: Mapping[str, Any], title: str) -> str:
-    """The paper's form: each variant's metrics and their relative change against the baseline,
-    with the 95 % paired-bootstrap interval of the absolute difference."""
-    metrics = section["metric_names"]
-    lines = [
-        f"### {title} (n_train={section['n_train']}, n_valid={section['n_valid']}, n_test={section['n_test']})",
-        "",
-        "| variant | " + " | ".join(metrics) + " |",
-        "|---|" + "---:|" * len(metrics),
-    ]
-    for variant in VARIANTS:
-        e = section["variants"].get(variant)
-        if e is None:
-            continue
-        if e.get("status") != "ok":
-            lines.append(f"| {variant} | " + " | ".join(["skipped"] * len(metrics)) + " |")
-            continue
-        cells = []
-        for m in metrics:
-            cell = _fmt(e.get(m))
-            vs = e.get("vs_baseline", {}).get(m)
-            if vs is not None:
-                rel = vs["relative_pct"]
-                star = "*" if vs["significant"] else ""
-                cell += (
-                    f" ({rel:+.2f} %{star}; Δ [{vs['ci_low']:+.4f}, {vs['ci_high']:+.4f}])"
-                    if rel is not None
-                    else ""
-                )
-            cells.append(cell)
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Relative change against baseline; Δ = 95 % paired-bootstrap interval of the absolute difference "
-        "(* = interval excludes 0). Lower log loss is better.",
-    ]
-    shares = {
-        v: e["contribution_shares"] for v, e in section["variants"].items() if "contribution_shares" in e
-    }
-    if shares:
-        lines += ["", "Share of mean |contribution| (TreeSHAP, top class) per feature group:", ""]
-        groups = sorted({g for s in shares.values() for g in s})
-        lines += ["| variant | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
-        for v, s in shares.items():
-            lines.append(f"| {v} | " + " | ".join(f"{s.get(g, 0.0):.2f}" for g in groups) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Path]:
-    """Metric bars with bootstrap intervals per task, and one calibration (reliability) figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths: list[Path] = []
-    tasks = [t for t in report.get("tasks", []) if t in report]
-    for task in tasks:
-        sec = report[task]
-        ok = [v for v in VARIANTS if sec["variants"].get(v, {}).get("status") == "ok"]
-        metrics = sec["metric_names"]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
-        for ax, m in zip(np.atleast_1d(axes), metrics, strict=True):
-            vals = [sec["variants"][v][m] for v in ok]
-            lo = [vals[i] - sec["variants"][v]["ci"][m][0] for i, v in enumerate(ok)]
-            hi = [sec["variants"][v]["ci"][m][1] - vals[i] for i, v in enumerate(ok)]
-            ax.bar(
-                range(len(ok)),
-                vals,
-                yerr=[lo, hi],
-                capsize=4,
-                color=["#888", "#e69f00", "#56b4e9", "#009e73"][: len(ok)],
-            )
-            ax.set_xticks(range(len(ok)), ok, rotation=20, fontsize=8)
-            span = max(hi[i] + vals[i] for i in range(len(ok))) - min(vals[i] - lo[i] for i in range(len(ok)))
-            ax.set_ylim(max(0.0, min(v - e for v, e in zip(vals, lo, strict=True)) - span), None)
-            ax.set_title(m + (" (lower is better)" if m in M.LOWER_IS_BETTER else ""), fontsize=9)
-        fig.suptitle(
-            f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')} (95 % bootstrap CI)", fontsize=10
-        )
-        fig.tight_layout()
-        path = out_dir / f"{stem}_{task}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    if tasks:
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4))
-        for ax, task in zip(np.atleast_1d(axes), tasks, strict=True):
-            ax.plot([0, 1], [0, 1], color="#bbb", lw=1, ls="--")
-            for v in VARIANTS:
-                e = report[task]["variants"].get(v, {})
-                if e.get("status") == "ok":
-                    cal = e["calibration"]
-                    ax.plot(
-                        cal["confidence"],
-                        cal["accuracy"],
-                        marker="o",
-                        ms=3,
-                        label=f"{v} (ECE {e['ece']:.3f})",
-                    )
-            ax.set_xlabel("top-1 confidence")
-            ax.set_ylabel("top-1 accuracy")
-            ax.set_title(f"Calibration — {TASK_TITLES.get(task, task)}", fontsize=10)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / f"{stem}_calibration.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, pd.Timestamp):
-        return o.isoformat()
-    return str(o)
-
-
-def write_report(report: dict[str, Any], out_dir: str | Path, stem: str = "ablation") -> dict[str, Path]:
-    """``<stem>.json`` + ``<stem>.md`` + PNGs under ``out_dir``; returns the paths."""
-    validate_report(report)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
-    pngs = plot_report(report, out_dir, stem)
-    md = [f"# Ablation — {report.get('dataset', '')}", ""]
-    md += [f"- {line}" for line in report.get("notes", [])]
-    md.append("")
-    for task in report.get("tasks", []):
-        if task in report:
-            md.append(markdown_table(report[task], TASK_TITLES.get(task, task)))
-    for key in ("distillation", "taxonomy"):
-        if report.get(key):
-            md += [
-                f"### {key.capitalize()}",
-                "",
-                "```json",
-                json.dumps(report[key], indent=1, default=_json_default)[:3000],
-                "```",
-                "",
-            ]
-    md += [f"![{p.stem}]({p.name})" for p in pngs]
-    md_path = out_dir / f"{stem}.md"
-    md_path.write_text("\n".join(md) + "\n")
-    return {"json": json_path, "md": md_path} | {p.stem: p for p in pngs}
-
-
-def print_tables(report: Mapping[str, Any]) -> None:
-    for task in report.get("tasks", []):
-        if task in report:
-            print(
-                markdown_table(report[task], f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')}")
-            )
-
-
 # --- the simulated (Feast) run ----------------------------------------------------------------------
 @dataclass
 class SimulatedRun:
     """Where `c2i evaluate` reads and writes (defaults: the demo's artifacts layout)."""
 
     repo_path: str = "feature_repo"
-    data_dir: str = "artifacts/data"
-    reports_dir: str = "artifacts/reports"
-    encoder_dir: str = "artifacts/encoder"
-    taxonomy_path: str = "artifacts/taxonomy/taxonomy.yaml"
-    intent_dir: str = "artifacts/intent"
+    data_dir: str = str(ARTIFACTS.data)
+    reports_dir: str = str(ARTIFACTS.reports)
+    encoder_dir: str = str(ARTIFACTS.encoder)
+    taxonomy_path: str = str(ARTIFACTS.taxonomy)
+    intent_dir: str = str(ARTIFACTS.intent)
     max_rows: int | None = 40_000  # per task, sampled before the Feast query: bounds demo time
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -491,8 +304,6 @@ def _taxonomy_vocab(path: str) -> list[str] | None:
     """Every label id of the taxonomy: the fixed one-hot vocabulary of the intent-label features."""
     if not Path(path).is_file():
         return None
-    from clicks2intent.intent.taxonomy import Taxonomy
-
     return list(Taxonomy.load(path).ids) or None
 
 
@@ -504,21 +315,10 @@ def run_simulated(
     run: SimulatedRun, config: AblationConfig, group_of: GroupFn | None = None
 ) -> dict[str, Any]:
     """Feast training sets → four variants per task → report dict (+ models saved to the store)."""
-    from clicks2intent.features.store import open_store
-    from clicks2intent.models.store import file_version, save_feature_model, taxonomy_version
-    from clicks2intent.models.training_sets import (
-        historical_features,
-        read_task_entities,
-        sample_entities,
-        service_feature_names,
-        time_split,
-    )
-
-    if group_of is None:
-        from clicks2intent.features.definitions import feature_group as group_of
+    group_of = group_of or feature_group
     store = open_store(run.repo_path)
     tax_vocab = _taxonomy_vocab(run.taxonomy_path)
-    enc_version = file_version(Path(run.encoder_dir) / "checkpoint.pt")
+    enc_version = file_version(Path(run.encoder_dir) / CHECKPOINT_FILE)
     report: dict[str, Any] = {
         "dataset": "simulated",
         "tasks": list(run.tasks),
@@ -554,7 +354,9 @@ def run_simulated(
         parts = {"train": train_entities, "valid": split.valid, "test": split.test}
         marked = pd.concat([df.assign(_part=name) for name, df in parts.items()], ignore_index=True)
         frame = historical_features(store, marked, services[BOTH])
-        log(f"{task}: {len(frame)} rows from Feast ({services[BOTH]}) in {time.perf_counter() - t0:.1f}s")
+        logger.info(
+            f"{task}: {len(frame)} rows from Feast ({services[BOTH]}) in {time.perf_counter() - t0:.1f}s"
+        )
         full = model_feature_names(service_feature_names(store, services[BOTH]))
         base = model_feature_names(service_feature_names(store, services[BASELINE]))
         missing_base = [f for f in base if f not in frame.columns]
@@ -580,7 +382,7 @@ def run_simulated(
         )
         section["split"] = split.summary()
         v1_groups = {f: group_of(f) for f in full}
-        if sorted(f for f, g in v1_groups.items() if g == "baseline") != sorted(base):
+        if sorted(f for f, g in v1_groups.items() if g == N.BASELINE) != sorted(base):
             section["note"] = "the v1 service's baseline-group features differ from the baseline service's"
         section["feature_groups"] = v1_groups
         tax_col = next((c for c in split.train.columns if c.endswith(C.TAXONOMY_VERSION)), None)
@@ -607,7 +409,7 @@ def run_simulated(
                     "split": section["split"],
                     "params": config.model_params(),
                     # request fields the service's on-demand views need, as used in training
-                    "request_values": {"candidate_tiles": list(C.TILES)} if task == TILE_RANKING else {},
+                    "request_values": {N.CANDIDATE_TILES: list(C.TILES)} if task == TILE_RANKING else {},
                 }
                 report["saved_models"][services[variant]] = save_feature_model(models[variant], meta)
         section["seconds"] = round(time.perf_counter() - t0, 1)
@@ -638,8 +440,6 @@ def _taxonomy_section(intent_dir: Path, taxonomy_path: str) -> dict[str, Any]:
     rep = _read_json(intent_dir / "report.json") or {}
     out: dict[str, Any] = {"version": None, "n_labels": None}
     if Path(taxonomy_path).is_file():
-        from clicks2intent.intent.taxonomy import Taxonomy
-
         tax = Taxonomy.load(taxonomy_path)
         out |= {
             "version": tax.version_string,
@@ -650,116 +450,3 @@ def _taxonomy_section(intent_dir: Path, taxonomy_path: str) -> dict[str, Any]:
     if "truth" in rep:
         out["against_true_intents"] = rep["truth"]
     return out
-
-
-# --- CLI -----------------------------------------------------------------------------------------
-def _config_from_args(args: argparse.Namespace) -> AblationConfig:
-    return AblationConfig(
-        n_estimators=args.n_estimators,
-        learning_rate=args.learning_rate,
-        max_depth=args.max_depth,
-        class_weight_power=args.class_weight_power,
-        n_jobs=args.n_jobs,
-        none_sample_rate=args.none_sample_rate,
-        n_boot=args.n_boot,
-        random_state=args.seed,
-    )
-
-
-def evaluate_command(args: argparse.Namespace) -> int:
-    """``c2i evaluate [--dataset simulated|msnbc PATH]``."""
-    config = _config_from_args(args)
-    if args.dataset == "msnbc":
-        from clicks2intent.evaluation.msnbc import MsnbcRun, run_msnbc
-
-        if not args.path:
-            raise SystemExit("c2i evaluate --dataset msnbc needs the .seq PATH")
-        report = run_msnbc(
-            MsnbcRun(
-                path=args.path,
-                limit=args.limit,
-                max_rows=args.max_rows,
-                encoder_dir=args.encoder,
-                intent_dir=args.intent,
-                work_dir=args.work_dir,
-            ),
-            config,
-        )
-        paths = write_report(report, args.reports, "ablation_msnbc")
-    else:
-        from clicks2intent.models.store import use_default_home
-
-        home = use_default_home(args.bentoml_home)
-        run = SimulatedRun(
-            repo_path=args.repo,
-            data_dir=args.data,
-            reports_dir=args.reports,
-            encoder_dir=args.encoder or "artifacts/encoder",
-            intent_dir=args.intent or "artifacts/intent",
-            taxonomy_path=args.taxonomy,
-            max_rows=args.max_rows,
-            conversion_embargo_days=args.conversion_embargo_days,
-            save_models=not args.no_save,
-            tasks=tuple(args.tasks),
-        )
-        report = run_simulated(run, config)
-        paths = write_report(report, args.reports, "ablation")
-        if report["saved_models"]:
-            print(f"saved to the BentoML store at {home}: " + ", ".join(report["saved_models"].values()))
-    print_tables(report)
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``c2i evaluate``."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="four-variant ablation (baseline/labels/embedding/both) per task; saves the v1 models",
-    )
-    p.add_argument("--dataset", choices=("simulated", "msnbc"), default="simulated")
-    p.add_argument("path", nargs="?", help="msnbc: the .seq file (e.g. ../shared/data/real/msnbc/*.seq)")
-    p.add_argument("--repo", default="feature_repo", help="Feast repository (simulated)")
-    p.add_argument("--data", default="artifacts/data", help="task logs: tile_impressions/conversions parquet")
-    p.add_argument("--reports", default="artifacts/reports", help="report directory")
-    p.add_argument(
-        "--encoder",
-        default=None,
-        help="encoder dir (simulated: version stamp; msnbc: a trained MSNBC encoder)",
-    )
-    p.add_argument(
-        "--intent", default=None, help="distilled intent classifier dir (msnbc: its labels, else a proxy)"
-    )
-    p.add_argument("--taxonomy", default="artifacts/taxonomy/taxonomy.yaml")
-    p.add_argument(
-        "--bentoml-home", default=None, help="model store (default: $BENTOML_HOME or artifacts/bentoml)"
-    )
-    p.add_argument("--no-save", action="store_true", help="do not write models to the BentoML store")
-    p.add_argument("--max-rows", type=int, default=40_000, help="rows per task before the split (time bound)")
-    p.add_argument(
-        "--tasks", nargs="+", choices=(TILE_RANKING, CONVERSION), default=[TILE_RANKING, CONVERSION]
-    )
-    p.add_argument("--limit", type=int, default=None, help="msnbc: read only the first N sessions")
-    p.add_argument(
-        "--work-dir", default="artifacts/msnbc_eval", help="msnbc: where the MSNBC encoder is trained"
-    )
-    p.add_argument("--conversion-embargo-days", type=float, default=0.0)
-    p.add_argument("--n-estimators", type=int, default=AblationConfig.n_estimators)
-    p.add_argument("--learning-rate", type=float, default=AblationConfig.learning_rate)
-    p.add_argument("--max-depth", type=int, default=AblationConfig.max_depth)
-    p.add_argument(
-        "--class-weight-power",
-        type=float,
-        default=AblationConfig.class_weight_power,
-        help="0 unweighted … 1 balanced",
-    )
-    p.add_argument("--n-jobs", type=int, default=AblationConfig.n_jobs)
-    p.add_argument(
-        "--none-sample-rate",
-        type=float,
-        default=AblationConfig.none_sample_rate,
-        help="conversion: share of 'none' training rows kept (inverse-weighted); 1 keeps all",
-    )
-    p.add_argument("--n-boot", type=int, default=AblationConfig.n_boot)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=evaluate_command)

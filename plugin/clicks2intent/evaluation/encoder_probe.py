@@ -1,7 +1,7 @@
 """Is the session embedding any good? Linear probes against simple baselines, on simulated and real data.
 
-``c2i encoder-report`` writes ``encoder_quality.json`` + ``encoder_quality.md`` (under
-``artifacts/reports/`` by default) with two probes, each with the same classifier (multinomial
+:func:`encoder_report` (``c2i encoder-report``) and :func:`write_report` give
+``encoder_quality.json`` + ``encoder_quality.md`` (under ``artifacts/reports/`` by default) with two probes, each with the same classifier (multinomial
 logistic regression on standardised features) for every feature set, and paired bootstrap intervals
 for the differences that matter:
 
@@ -19,9 +19,8 @@ Whichever wins is reported as measured.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clicks2intent.data.ingest import read_msnbc
+from clicks2intent.encoder.embed import SessionEmbedder
+from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder
+from clicks2intent.errors import ConfigError, ContractError
+from clicks2intent.evaluation import metrics as M
 from clicks2intent.names import columns as C
+from clicks2intent.names.paths import ARTIFACTS, CHECKPOINT_FILE
+
+logger = logging.getLogger(__name__)
 
 REPORT_NAME = "encoder_quality"
 
@@ -73,22 +80,32 @@ def fit_probe(
     return proba / proba.sum(axis=1, keepdims=True)
 
 
-def _scores(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro recall@1 (mean per-class recall over classes present in ``y``), macro F1, log loss."""
-    from sklearn.metrics import f1_score, log_loss
+def _codes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[c] for c in y], dtype=np.int64)
 
-    pred = classes[proba.argmax(axis=1)]
-    present = np.unique(y)
-    recalls = [float((pred[y == c] == c).mean()) for c in present]
+
+def _scores(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro recall@1 (mean per-class recall over classes present in ``y``), macro F1, log loss.
+
+    The definitions of :mod:`clicks2intent.evaluation.metrics` (F1 over the classes present in ``y``)."""
+    yi = _codes(y, classes)
+    pred = proba.argmax(axis=1)
     return {
-        "accuracy": float((pred == y).mean()),
-        "macro_recall_at_1": float(np.mean(recalls)),
-        "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
-        "log_loss": float(log_loss(y, proba, labels=classes)),
+        "accuracy": float((pred == yi).mean()),
+        "macro_recall_at_1": M.macro_recall_at_1(yi, proba),
+        "macro_f1": M.macro_f1(yi, pred, labels=np.unique(yi)),
+        "log_loss": M.log_loss(yi, proba),
     }
 
 
-def paired_bootstrap(
+PROBE_METRICS: dict[str, M.MetricFn] = {
+    "macro_recall_at_1": M.macro_recall_at_1,
+    "log_loss": M.log_loss,
+}
+
+
+def paired_difference(
     y: np.ndarray,
     proba_a: np.ndarray,
     proba_b: np.ndarray,
@@ -96,36 +113,19 @@ def paired_bootstrap(
     n_boot: int = 300,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """95 % intervals of (a − b) for macro recall@1 and log loss, resampling test sessions."""
-    rng = np.random.default_rng(seed)
-    idx_of = {c: i for i, c in enumerate(classes)}
-    yi = np.array([idx_of[c] for c in y])
-    pred_a, pred_b = proba_a.argmax(axis=1), proba_b.argmax(axis=1)
-    nll_a = -np.log(proba_a[np.arange(len(y)), yi])
-    nll_b = -np.log(proba_b[np.arange(len(y)), yi])
+    """95 % intervals of (a − b) for macro recall@1 and log loss, resampling test sessions.
 
-    def macro_recall(idx: np.ndarray, pred: np.ndarray) -> float:
-        yy, pp = yi[idx], pred[idx]
-        hits = np.bincount(yy, weights=(pp == yy), minlength=len(classes))
-        counts = np.bincount(yy, minlength=len(classes))
-        return float((hits[counts > 0] / counts[counts > 0]).mean())
-
-    d_rec, d_ll = [], []
-    n = len(y)
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        d_rec.append(macro_recall(idx, pred_a) - macro_recall(idx, pred_b))
-        d_ll.append(float(nll_a[idx].mean() - nll_b[idx].mean()))
-    full = np.arange(n)
-
-    def interval(values: list[float], point: float) -> dict[str, float]:
-        lo, hi = np.percentile(values, [2.5, 97.5])
-        return {"diff": point, "ci95_low": float(lo), "ci95_high": float(hi)}
-
+    The ablation's :func:`clicks2intent.evaluation.metrics.paired_bootstrap` (same resamples for a and
+    b), in this report's ``{"diff", "ci95_low", "ci95_high"}`` form."""
+    boot = M.paired_bootstrap(
+        _codes(y, classes), {"a": proba_a, "b": proba_b}, PROBE_METRICS, "b", n_boot, random_state=seed
+    )
     return {
-        "macro_recall_at_1": interval(d_rec, macro_recall(full, pred_a) - macro_recall(full, pred_b)),
-        "log_loss": interval(d_ll, float(nll_a.mean() - nll_b.mean())),
+        m: {"diff": d.value, "ci95_low": d.low, "ci95_high": d.high} for m, d in boot["a"]["diff"].items()
     }
+
+
+paired_bootstrap = paired_difference  # the name before metrics held the one bootstrap (old callers)
 
 
 def _result(name: str, n_features: int, y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> ProbeResult:
@@ -194,7 +194,7 @@ def simulated_probe(
     seqs = _session_sequences(events)
     data = emb.merge(truth[[C.SESSION_ID, C.TRUE_INTENT]], on=C.SESSION_ID, how="inner")
     if data.empty:
-        raise ValueError("simulated probe: no session of the events has a row in the truth file")
+        raise ContractError("simulated probe: no session of the events has a row in the truth file")
     data = data.sort_values([C.EVENT_TIMESTAMP, C.SESSION_ID], kind="stable").reset_index(drop=True)
     n_test = int(round(test_fraction * len(data)))
     train, test = data.iloc[: len(data) - n_test], data.iloc[len(data) - n_test :]
@@ -234,13 +234,13 @@ def simulated_probe(
         "test_start": test_start,
         "encoder_saw_test_sessions": _saw_test(meta, test_start),
         "results": results,
-        "embedding_minus_tfidf": paired_bootstrap(
+        "embedding_minus_tfidf": paired_difference(
             y_test, probas["embedding"], probas["tfidf_pages"], classes, seed=seed
         ),
-        "embedding_minus_tfidf_last3": paired_bootstrap(
+        "embedding_minus_tfidf_last3": paired_difference(
             y_test, probas["embedding"], probas["tfidf_pages+last3"], classes, seed=seed
         ),
-        "tfidf_plus_embedding_minus_tfidf": paired_bootstrap(
+        "tfidf_plus_embedding_minus_tfidf": paired_difference(
             y_test, probas["tfidf_pages+embedding"], probas["tfidf_pages"], classes, seed=seed
         ),
     }
@@ -309,7 +309,7 @@ def msnbc_probe(
         saw = True
     train, test = prefixes[~is_test], prefixes[is_test]
     if train.empty or test.empty:
-        raise ValueError(f"MSNBC probe: empty split (train {len(train)}, test {len(test)} prefixes)")
+        raise ContractError(f"MSNBC probe: empty split (train {len(train)}, test {len(test)} prefixes)")
     vocab = sorted(events[C.PAGE_TYPE].unique())
     classes = np.array(vocab, dtype=object)
 
@@ -340,13 +340,13 @@ def msnbc_probe(
         "classes": vocab,
         "encoder_saw_test_sessions": saw,
         "results": results,
-        "embedding_minus_baseline": paired_bootstrap(
+        "embedding_minus_baseline": paired_difference(
             y_test, probas["embedding"], probas["bag+last+length"], classes, seed=seed
         ),
-        "baseline_plus_embedding_minus_baseline": paired_bootstrap(
+        "baseline_plus_embedding_minus_baseline": paired_difference(
             y_test, probas["bag+last+length+embedding"], probas["bag+last+length"], classes, seed=seed
         ),
-        "last3_minus_baseline": paired_bootstrap(
+        "last3_minus_baseline": paired_difference(
             y_test, probas["bag+last3+length"], probas["bag+last+length"], classes, seed=seed
         ),
     }
@@ -356,9 +356,6 @@ def train_msnbc_encoder(
     events: pd.DataFrame, out_dir: Path, test_fraction: float, epochs: int, seed: int
 ) -> Any:
     """An MSNBC encoder that never sees the test (latest) sessions: ``holdout_fraction = test_fraction``."""
-    from clicks2intent.encoder.embed import SessionEmbedder
-    from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder
-
     cfg = TrainConfig(epochs=epochs, holdout_fraction=test_fraction, seed=seed)
     result = train_encoder(events, train_config=cfg, progress=True)
     save_encoder_dir(result.checkpoint, out_dir)
@@ -416,74 +413,56 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     return json_path, md_path
 
 
-def _report_command(args: argparse.Namespace) -> int:
-    from clicks2intent.encoder.embed import SessionEmbedder
+@dataclass
+class EncoderReportConfig:
+    """What ``c2i encoder-report`` probes: simulated events with their truth, and/or an MSNBC file."""
 
-    report: dict[str, Any] = {"generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "seed": args.seed}
+    encoder: str | None = None  # encoder dir for the simulated events
+    events: str | None = None  # simulated events parquet
+    truth: str | None = None  # simulator truth: truth/session_truth.parquet
+    channel: str | None = "web"  # sessions probed (None: all channels)
+    msnbc: str | None = None  # MSNBC .seq file; an MSNBC encoder is trained unless given
+    msnbc_limit: int | None = None  # first N MSNBC sessions (None: all)
+    msnbc_encoder: str | None = None  # MSNBC encoder dir (used if it holds a checkpoint, else trained there)
+    msnbc_epochs: int = 3
+    retrain: bool = False  # train the MSNBC encoder even if the dir holds one
+    test_fraction: float = 0.3  # latest share of sessions for testing
+    max_sessions: int | None = 30_000  # simulated sessions probed (uniform sample)
+    seed: int = 0
+    out: str = str(ARTIFACTS.reports)  # report directory (the MSNBC encoder's default home too)
+
+
+def encoder_report(cfg: EncoderReportConfig) -> dict[str, Any]:
+    """Both probes (whichever inputs are given) → the report dict that :func:`write_report` writes."""
+    if cfg.events and (not cfg.encoder or not cfg.truth):
+        raise ConfigError("--events needs --encoder and --truth (the simulator's session_truth.parquet)")
+    if not cfg.events and not cfg.msnbc:
+        raise ConfigError("nothing to report: give --events/--truth/--encoder and/or --msnbc")
+    report: dict[str, Any] = {"generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "seed": cfg.seed}
     started = time.perf_counter()
-    try:
-        if args.events:
-            if not args.encoder or not args.truth:
-                raise ValueError(
-                    "--events needs --encoder and --truth (the simulator's session_truth.parquet)"
-                )
-            events = pd.read_parquet(args.events)
-            if args.channel:
-                events = events[events[C.CHANNEL] == args.channel]
-            embedder = SessionEmbedder.load(args.encoder)
-            report["simulated_encoder"] = {"dir": str(args.encoder), **_encoder_info(embedder)}
-            report["simulated"] = simulated_probe(
-                embedder,
-                events,
-                pd.read_parquet(args.truth),
-                test_fraction=args.test_fraction,
-                max_sessions=args.max_sessions,
-                seed=args.seed,
-            )
-        if args.msnbc:
-            from clicks2intent.data.ingest import read_msnbc
-
-            events = read_msnbc(args.msnbc, args.msnbc_limit)
-            if (
-                args.msnbc_encoder
-                and (Path(args.msnbc_encoder) / "checkpoint.pt").exists()
-                and not args.retrain
-            ):
-                embedder = SessionEmbedder.load(args.msnbc_encoder)
-            else:
-                out = Path(args.msnbc_encoder or Path(args.out) / "msnbc_encoder")
-                embedder = train_msnbc_encoder(events, out, args.test_fraction, args.msnbc_epochs, args.seed)
-            report["msnbc_encoder"] = _encoder_info(embedder)
-            report["msnbc"] = msnbc_probe(embedder, events, test_fraction=args.test_fraction, seed=args.seed)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if "simulated" not in report and "msnbc" not in report:
-        print("error: nothing to report: give --events/--truth/--encoder and/or --msnbc", file=sys.stderr)
-        return 2
+    if cfg.events:
+        events = pd.read_parquet(cfg.events)
+        if cfg.channel:
+            events = events[events[C.CHANNEL] == cfg.channel]
+        embedder = SessionEmbedder.load(cfg.encoder)
+        report["simulated_encoder"] = {"dir": str(cfg.encoder), **_encoder_info(embedder)}
+        report["simulated"] = simulated_probe(
+            embedder,
+            events,
+            pd.read_parquet(cfg.truth),
+            test_fraction=cfg.test_fraction,
+            max_sessions=cfg.max_sessions,
+            seed=cfg.seed,
+        )
+    if cfg.msnbc:
+        events = read_msnbc(cfg.msnbc, cfg.msnbc_limit)
+        if cfg.msnbc_encoder and (Path(cfg.msnbc_encoder) / CHECKPOINT_FILE).exists() and not cfg.retrain:
+            embedder = SessionEmbedder.load(cfg.msnbc_encoder)
+        else:
+            out = Path(cfg.msnbc_encoder or Path(cfg.out) / "msnbc_encoder")
+            logger.info("training the MSNBC encoder in %s", out)
+            embedder = train_msnbc_encoder(events, out, cfg.test_fraction, cfg.msnbc_epochs, cfg.seed)
+        report["msnbc_encoder"] = _encoder_info(embedder)
+        report["msnbc"] = msnbc_probe(embedder, events, test_fraction=cfg.test_fraction, seed=cfg.seed)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    json_path, md_path = write_report(report, args.out)
-    print(to_markdown(report))
-    print(f"report: {json_path} {md_path}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``c2i encoder-report``."""
-    p = subparsers.add_parser("encoder-report", help="probe the session embedding against simple baselines")
-    p.add_argument("--encoder", help="encoder dir for the simulated events")
-    p.add_argument("--events", help="simulated events parquet")
-    p.add_argument("--truth", help="simulator truth: truth/session_truth.parquet")
-    p.add_argument("--channel", choices=list(C.CHANNELS), default="web", help="sessions probed (default web)")
-    p.add_argument("--msnbc", help="MSNBC .seq file (real data); an MSNBC encoder is trained unless given")
-    p.add_argument("--msnbc-limit", type=int, default=None, help="first N MSNBC sessions (default all)")
-    p.add_argument("--msnbc-encoder", help="MSNBC encoder dir (used if it exists, else trained there)")
-    p.add_argument("--msnbc-epochs", type=int, default=3, help="epochs for the MSNBC encoder")
-    p.add_argument("--retrain", action="store_true", help="train the MSNBC encoder even if the dir exists")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="latest share of sessions for testing")
-    p.add_argument(
-        "--max-sessions", type=int, default=30_000, help="simulated sessions probed (uniform sample)"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="artifacts/reports", help="report directory")
-    p.set_defaults(func=_report_command)
+    return report

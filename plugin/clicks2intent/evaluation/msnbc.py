@@ -31,6 +31,7 @@ embeddings) its labels are used instead; the report says which.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +40,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clicks2intent.data.ingest import read_msnbc
+from clicks2intent.encoder.embed import SessionEmbedder
+from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder
+from clicks2intent.errors import ConfigError
+from clicks2intent.evaluation.ablation import (
+    BASELINE,
+    BOTH,
+    VARIANTS,
+    AblationConfig,
+    run_task_ablation,
+    variant_features,
+)
+from clicks2intent.intent.distill import IntentClassifier
+from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
 from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
+from clicks2intent.names.paths import ARTIFACTS, CHECKPOINT_FILE
+
+logger = logging.getLogger(__name__)
 
 NEXT_CATEGORY, LATER_CATEGORY = "next_category", "later_category"
 PREFIX_LENGTH, LAST_PAGE = "prefix_length", "last_page"
@@ -56,7 +75,7 @@ class MsnbcRun:
     max_rows: int | None = 40_000  # per task, examples kept before the split (uniform sample)
     encoder_dir: str | None = None  # a trained MSNBC encoder; None: train one on the training sessions
     intent_dir: str | None = None  # distilled classifier for MSNBC embeddings; None: k-means proxy
-    work_dir: str = "artifacts/msnbc_eval"  # the trained encoder is cached here (reused if split matches)
+    work_dir: str = str(ARTIFACTS.msnbc_eval)  # the trained encoder is cached here (reused if split matches)
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     min_conversion_prefix: int = 3
@@ -146,10 +165,10 @@ def prefix_events(examples: pd.DataFrame, sessions: Sessions) -> pd.DataFrame:
 def group_of_msnbc(name: str) -> str:
     """Feature groups of the MSNBC proxies (the Feast grouping's counterpart)."""
     if name == C.EMBEDDING:
-        return "embedding"
+        return N.EMBEDDING
     if name in (C.INTENT_LABEL, C.INTENT_CONFIDENCE):
-        return "labels"
-    return "baseline"
+        return N.LABELS
+    return N.BASELINE
 
 
 def _split_positions(n_sessions: int, valid_fraction: float, test_fraction: float) -> tuple[int, int]:
@@ -163,8 +182,6 @@ def _train_or_load_encoder(
     run: MsnbcRun, train_events: pd.DataFrame, split_key: dict[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
     """The MSNBC encoder: given, cached for this exact split, or trained on the training sessions."""
-    from clicks2intent.encoder.embed import SessionEmbedder
-
     if run.encoder_dir:
         return SessionEmbedder.load(run.encoder_dir), {"source": "given", "dir": run.encoder_dir}
     enc_dir = Path(run.work_dir) / "encoder"
@@ -172,11 +189,9 @@ def _train_or_load_encoder(
     if (
         key_path.is_file()
         and json.loads(key_path.read_text()) == split_key
-        and (enc_dir / "checkpoint.pt").is_file()
+        and (enc_dir / CHECKPOINT_FILE).is_file()
     ):
         return SessionEmbedder.load(enc_dir), {"source": "cached", "dir": str(enc_dir)}
-    from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder
-
     t0 = time.perf_counter()
     result = train_encoder(
         train_events,
@@ -207,11 +222,9 @@ def _label_features(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
     """Intent label + confidence for every prefix (see module docstring for the two sources)."""
     if run.intent_dir:
-        from clicks2intent.intent.distill import IntentClassifier
-
         clf = IntentClassifier.load(run.intent_dir)
         if clf.n_features_in_ != emb_all.shape[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"intent classifier expects {clf.n_features_in_}-d embeddings, the MSNBC encoder gives {emb_all.shape[1]}"
             )
         p = clf.predict_proba(emb_all)
@@ -239,12 +252,8 @@ def _label_features(
     return labels, p.max(axis=1), info, vocab
 
 
-def run_msnbc(run: MsnbcRun, config: Any) -> dict[str, Any]:
+def run_msnbc(run: MsnbcRun, config: AblationConfig) -> dict[str, Any]:
     """Build both proxy tasks, embed and label the prefixes, run the four variants, return the report."""
-    from clicks2intent.evaluation.ablation import BASELINE, BOTH, VARIANTS, log, run_task_ablation, variant_features
-    from clicks2intent.data.ingest import read_msnbc
-    from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
-
     t_start = time.perf_counter()
     rng = np.random.default_rng(run.random_state)
     events = read_msnbc(run.path, run.limit, max_session_events=run.max_session_events)
@@ -257,9 +266,9 @@ def run_msnbc(run: MsnbcRun, config: Any) -> dict[str, Any]:
     train_events = sessions.events[sessions.events[C.SESSION_ID].isin(train_ids)]
     split_key = {"path": str(Path(run.path).resolve()), "limit": run.limit, "n_train_sessions": len(train_ids),
                  "seed": run.random_state, "epochs": run.encoder_epochs, "max_steps": run.encoder_max_steps}  # fmt: skip
-    log(f"msnbc: {len(session_ids)} sessions read; encoder from {run.encoder_dir or run.work_dir}")
+    logger.info(f"msnbc: {len(session_ids)} sessions read; encoder from {run.encoder_dir or run.work_dir}")
     embedder, encoder_info = _train_or_load_encoder(run, train_events, split_key)
-    log(f"msnbc: encoder {encoder_info['source']} ({encoder_info.get('seconds', 0)}s)")
+    logger.info(f"msnbc: encoder {encoder_info['source']} ({encoder_info.get('seconds', 0)}s)")
 
     report: dict[str, Any] = {
         "dataset": "msnbc",

@@ -6,9 +6,8 @@ runs exactly the code the service runs.
 
 Rules, stated once:
 
-* **Validation** is the request schemas' job (pydantic): a bad request fails before any feature
-  read, with a message whose ``loc`` names the field. Sizes are bounded (:data:`MAX_SESSION_EVENTS`,
-  string lengths, ``k``) so one request cannot make a worker embed a 100k-event session.
+* **Validation** is the request schemas' job (:mod:`clicks2intent.serving.schemas`): a bad request
+  fails before any feature read, with a message whose ``loc`` names the field.
 * **Freshest web intent wins.** The models were trained on the *customer's* web intent (through
   identity links). At request time a fresher source may exist, and it is substituted into the same
   model inputs, in this order: the in-flight session sent in the request → the visitor's own web
@@ -24,235 +23,55 @@ Rules, stated once:
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import pandas as pd
 
-from clicks2intent.names import columns as C
+from clicks2intent.data.pii import scrub
+from clicks2intent.encoder.embed import ONLINE_SESSION_ID
+from clicks2intent.errors import ConfigError, ServiceError
+from clicks2intent.features import build as F
+from clicks2intent.features import store as fs
+from clicks2intent.features import transforms as T
+from clicks2intent.models.explain import BIAS, explain
 from clicks2intent.models.inputs import ARRAY, CATEGORICAL, ModelInputSpec
+from clicks2intent.models.store import file_version, load_feature_model
+from clicks2intent.models.training_sets import DEFAULT_REQUEST_VALUES
+from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
+from clicks2intent.names import settings as ENV
+from clicks2intent.names.paths import ArtifactLayout
+from clicks2intent.serving.schemas import (
+    SOURCE_CUSTOMER,
+    SOURCE_NONE,
+    SOURCE_SESSION,
+    SOURCE_VISITOR,
+    TOP_LABELS,
+    Contribution,
+    ConversionRequest,
+    ConversionResponse,
+    Explanation,
+    IntentInfo,
+    IntentRequest,
+    IntentResponse,
+    LabelScore,
+    ModelInfo,
+    RankTilesRequest,
+    RankTilesResponse,
+    SessionEvent,
+    TileScore,
+)
 
-# --- bounds on a request (oversized inputs are rejected with the field named) ---------------------
-MAX_SESSION_EVENTS = 500  # above any real session seen; the encoder keeps the last max_len anyway
-MAX_ID_LENGTH = 128  # customer / visitor ids are opaque keys, never documents
-MAX_TEXT_LENGTH = 512  # a search query or referrer; longer is abuse, not intent
-MAX_PAGE_TYPE_LENGTH = 128
-TOP_LABELS = 3  # /intent returns the top-3 labels
-
-IntentSource = Literal["session", "visitor", "customer", "none"]
-SOURCE_SESSION, SOURCE_VISITOR, SOURCE_CUSTOMER, SOURCE_NONE = "session", "visitor", "customer", "none"
-
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^\S(.*\S)?$")]
-
-
-# --- example inputs (OpenAPI docs, the demo requests, the benchmark) --------------------------------
-EXAMPLE_EVENTS: list[dict[str, Any]] = [
-    {"page_type": "home", "event_timestamp": "2024-06-29T10:00:00Z", "dwell_seconds": 6.0, "channel": "web"},
-    {
-        "page_type": "search",
-        "event_timestamp": "2024-06-29T10:00:20Z",
-        "dwell_seconds": 12.0,
-        "search_query": "30 year fixed mortgage rates",
-        "channel": "web",
-    },
-    {
-        "page_type": "product_mortgage",
-        "event_timestamp": "2024-06-29T10:01:10Z",
-        "dwell_seconds": 95.0,
-        "channel": "web",
-    },
-    {
-        "page_type": "mortgage_calculator",
-        "event_timestamp": "2024-06-29T10:03:00Z",
-        "dwell_seconds": 140.0,
-        "channel": "web",
-    },
-]
-EXAMPLE_RANK_TILES: dict[str, Any] = {"customer_id": "c0000001", "session_events": EXAMPLE_EVENTS, "k": 3}
-EXAMPLE_CONVERSION: dict[str, Any] = {"visitor_id": "v0000001", "session_events": EXAMPLE_EVENTS}
-EXAMPLE_INTENT: dict[str, Any] = {"session_events": EXAMPLE_EVENTS}
-
-
-# --- request schemas ----------------------------------------------------------------------------
-class SessionEvent(BaseModel):
-    """One event of the in-flight web session, in the clickstream contract's columns."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    page_type: str = Field(
-        min_length=1,
-        max_length=MAX_PAGE_TYPE_LENGTH,
-        description="Page type; unknown ones map to the OOV id.",
-    )
-    event_timestamp: datetime = Field(
-        description="When the event happened (ISO 8601, UTC if no offset); orders the events and their gaps."
-    )
-    dwell_seconds: float | None = Field(
-        None, ge=0, le=86_400, description="Seconds on the page (missing allowed)."
-    )
-    search_query: str | None = Field(
-        None, max_length=MAX_TEXT_LENGTH, description="Search text; PII is scrubbed before it is featurised."
-    )
-    channel: Literal["web", "app"] | None = Field(None, description="'web' or 'app'.")
-    device: str | None = Field(None, max_length=64, description="Device class, e.g. 'mobile'.")
-    referrer: str | None = Field(
-        None, max_length=MAX_TEXT_LENGTH, description="Referrer (not a model input)."
-    )
-
-    @field_validator("page_type")
-    @classmethod
-    def _page_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("page_type must not be blank")
-        return v.strip()
-
-    @field_validator("dwell_seconds")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("dwell_seconds must be finite")
-        return v
-
-
-SessionEvents = Annotated[
-    list[SessionEvent],
-    Field(
-        max_length=MAX_SESSION_EVENTS,
-        description=f"Events of the visitor's current web session, oldest first (at most {MAX_SESSION_EVENTS}).",
-    ),
-]
-
-
-class RankTilesRequest(BaseModel):
-    """Order the app homepage tiles for a customer (POST /rank_tiles)."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RANK_TILES})
-
-    customer_id: Id = Field(description="Logged-in customer; unknown customers get the baseline ranking.")
-    visitor_id: Id | None = Field(
-        None, description="Web visitor id of this device, if known (fresher web intent)."
-    )
-    session_events: SessionEvents = Field(default_factory=list)
-    candidate_tiles: list[str] | None = Field(
-        None,
-        min_length=1,
-        max_length=len(C.TILES),
-        description=f"Tiles to rank (default: all). Known tiles: {', '.join(C.TILES)}.",
-    )
-    k: int = Field(3, ge=1, le=len(C.TILES), description="How many tiles to return, best first.")
-    explain: bool = Field(
-        False, description="Add feature contributions grouped as baseline / embedding / labels."
-    )
-
-    @field_validator("candidate_tiles")
-    @classmethod
-    def _known_tiles(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        unknown = [t for t in v if t not in C.TILES]
-        if unknown:
-            raise ValueError(f"unknown tile(s) {unknown[:5]}; known tiles are {list(C.TILES)}")
-        if len(set(v)) != len(v):
-            raise ValueError("candidate_tiles must not repeat a tile")
-        return v
-
-
-class ConversionRequest(BaseModel):
-    """Which product will this visitor apply for (POST /predict_conversion)?"""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_CONVERSION})
-
-    visitor_id: Id | None = Field(None, description="Web visitor id (its stored web intent is used).")
-    session_events: SessionEvents = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _something_to_score(self) -> ConversionRequest:
-        if self.visitor_id is None and not self.session_events:
-            raise ValueError("give visitor_id and/or session_events (both are missing)")
-        return self
-
-
-class IntentRequest(BaseModel):
-    """Embed and label one in-flight session (POST /intent)."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_INTENT})
-
-    session_events: Annotated[
-        list[SessionEvent],
-        Field(
-            min_length=1, max_length=MAX_SESSION_EVENTS, description="Events of the session, oldest first."
-        ),
-    ]
-
-
-# --- response schemas ---------------------------------------------------------------------------
-class TileScore(BaseModel):
-    tile_id: str = Field(description="Tile id (columns.TILES).")
-    score: float = Field(description="Model probability that the customer clicks this tile.")
-
-
-class IntentInfo(BaseModel):
-    label: str | None = Field(
-        description="Intent label id of the taxonomy, or null when no web intent is known."
-    )
-    confidence: float | None = Field(description="Classifier confidence of that label.")
-    source: IntentSource = Field(
-        description="Where the web intent came from: session > visitor > customer > none."
-    )
-
-
-class ModelInfo(BaseModel):
-    name: str = Field(description="Model name in the BentoML store (= its Feast feature service).")
-    version: str = Field(description="Model version in the store.")
-
-
-class Contribution(BaseModel):
-    feature: str
-    group: str
-    contribution: float
-
-
-class Explanation(BaseModel):
-    tile_id: str = Field(description="The explained tile (the top-ranked one).")
-    groups: dict[str, float] = Field(
-        description="Margin contribution per group (baseline/embedding/labels/bias)."
-    )
-    top_features: list[Contribution]
-
-
-class RankTilesResponse(BaseModel):
-    tiles: list[TileScore]
-    intent: IntentInfo
-    model: ModelInfo
-    explanation: Explanation | None = None
-
-
-class ConversionResponse(BaseModel):
-    probabilities: dict[str, float] = Field(description="Probability per product, and 'none'.")
-    predicted_product: str = Field(description="Most likely outcome ('none' = no application).")
-    intent: IntentInfo
-    model: ModelInfo
-
-
-class LabelScore(BaseModel):
-    label: str
-    confidence: float
-
-
-class IntentResponse(BaseModel):
-    embedding: list[float] = Field(description="L2-normalised session embedding.")
-    label: str = Field(description="Distilled intent label id.")
-    label_name: str | None = Field(None, description="Human-readable name of the label.")
-    confidence: float
-    top3: list[LabelScore]
-    taxonomy_version: str
+logger = logging.getLogger(__name__)
 
 
 # --- model inputs, one row at a time -------------------------------------------------------------
@@ -323,8 +142,6 @@ class TreeEnsemble:
     """
 
     def __init__(self, booster: Any, iteration_range: tuple[int, int]) -> None:
-        import json
-
         model = json.loads(booster.save_raw("json"))["learner"]
         params = model["learner_model_param"]
         objective = model["objective"]["name"]
@@ -417,6 +234,8 @@ class ServedModel:
             TreeEnsemble.from_booster(self.booster, self.iteration_range) if self.compile_trees else None
         )
         if self.trees is not None and not self._trees_agree():
+            logger.warning("model %s:%s: the compiled forest disagrees with the booster; scoring with the booster",
+                           self.name, self.version)  # fmt: skip
             self.trees = None
         # The estimator's post-hoc prior correction (XGBMultiClassifier.predict_proba): training weighted
         # class c by w_c, so its odds are divided by w_c again. Parity with predict_proba is tested.
@@ -443,8 +262,6 @@ class ServedModel:
     @classmethod
     def from_store(cls, bento_model: Any, compile_trees: bool = True) -> ServedModel:
         """From a ``bentoml.Model`` (what a ``BentoModel`` class attribute resolves to)."""
-        from clicks2intent.models.store import load_feature_model
-
         model = load_feature_model(bento_model)
         return cls(model, str(bento_model.tag.name), str(bento_model.tag.version), compile_trees)
 
@@ -479,12 +296,6 @@ def _float_or_none(value: Any) -> float | None:
 
 def session_activity(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``session_activity`` features of the in-flight session, by the batch job's own function."""
-    import pandas as pd
-
-    from clicks2intent.features import build as F
-    from clicks2intent.encoder.embed import ONLINE_SESSION_ID
-    from clicks2intent.features.definitions import SESSION_ACTIVITY_FIELDS
-
     frame = pd.DataFrame(
         [
             {
@@ -505,39 +316,44 @@ def session_activity(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     row = activity.iloc[0]
     return {
         n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n])
-        for n in SESSION_ACTIVITY_FIELDS
+        for n in N.SESSION_ACTIVITY_FIELDS
     }
 
 
 # --- fresher web intent into the tile ranker's inputs ------------------------------------------------
-def _substitutions() -> dict[str, dict[str, str]]:
-    """Per source: tile-ranker input (customer web intent) ← the fresher feature that replaces it.
-
-    ``customer_intent_decayed`` for a session is the one-hot of its label (what the decayed mix is for
-    a customer with exactly that one session); ``tile_affinity`` is recomputed from the substituted
-    embedding with the on-demand view's own function."""
-    from clicks2intent.features import definitions as fo
-    from clicks2intent.features import build as F
-
-    return {
-        SOURCE_SESSION: {
-            F.CUSTOMER_WEB_EMBEDDING: fo.INFLIGHT_EMBEDDING,
-            F.CUSTOMER_INTENT_LABEL: fo.INFLIGHT_INTENT_LABEL,
-            F.CUSTOMER_INTENT_CONFIDENCE: fo.INFLIGHT_INTENT_CONFIDENCE,
-        },
-        SOURCE_VISITOR: {
-            F.CUSTOMER_WEB_EMBEDDING: F.VISITOR_EMBEDDING_DECAYED,
-            F.CUSTOMER_INTENT_LABEL: F.VISITOR_INTENT_LABEL,
-            F.CUSTOMER_INTENT_CONFIDENCE: F.VISITOR_INTENT_CONFIDENCE,
-            F.CUSTOMER_INTENT_DECAYED: F.VISITOR_INTENT_DECAYED,
-        },
-    }
+# Per source: tile-ranker input (customer web intent) <- the fresher feature that replaces it.
+# ``customer_intent_decayed`` for a session is the one-hot of its label (what the decayed mix is for a
+# customer with exactly that one session); ``tile_affinity`` is recomputed from the substituted
+# embedding with the on-demand view's own function.
+SUBSTITUTIONS: dict[str, dict[str, str]] = {
+    SOURCE_SESSION: {
+        N.CUSTOMER_WEB_EMBEDDING: N.INFLIGHT_EMBEDDING,
+        N.CUSTOMER_INTENT_LABEL: N.INFLIGHT_INTENT_LABEL,
+        N.CUSTOMER_INTENT_CONFIDENCE: N.INFLIGHT_INTENT_CONFIDENCE,
+    },
+    SOURCE_VISITOR: {
+        N.CUSTOMER_WEB_EMBEDDING: N.VISITOR_EMBEDDING_DECAYED,
+        N.CUSTOMER_INTENT_LABEL: N.VISITOR_INTENT_LABEL,
+        N.CUSTOMER_INTENT_CONFIDENCE: N.VISITOR_INTENT_CONFIDENCE,
+        N.CUSTOMER_INTENT_DECAYED: N.VISITOR_INTENT_DECAYED,
+    },
+}
+# The visitor's web intent read beside the in-flight session (the visitor_web_intent view).
+VISITOR_FIELDS: tuple[str, ...] = (
+    N.VISITOR_INTENT_LABEL,
+    N.VISITOR_INTENT_CONFIDENCE,
+    N.VISITOR_INTENT_DECAYED,
+    N.VISITOR_EMBEDDING_DECAYED,
+)
+INFLIGHT_FIELDS: tuple[str, ...] = (
+    N.INFLIGHT_EMBEDDING,
+    N.INFLIGHT_INTENT_LABEL,
+    N.INFLIGHT_INTENT_CONFIDENCE,
+)
 
 
 def scrubbed_events(events: Sequence[SessionEvent]) -> list[dict[str, Any]]:
     """Request events → contract event dicts, search queries PII-scrubbed before any featurisation."""
-    from clicks2intent.data.pii import scrub
-
     out = []
     for e in events:
         d = e.model_dump(exclude_none=True)
@@ -556,23 +372,19 @@ def check_versions(models: Sequence[ServedModel], artifacts: Path, taxonomy_vers
     The in-flight embedding and label are model inputs: a retrained encoder (other embedding space)
     or a new taxonomy (other label ids) would be scored silently wrong. ``unknown``/``none`` (e.g. a
     baseline model) skip the check."""
-    from clicks2intent.features import definitions as fo
-    from clicks2intent.encoder.embed import CHECKPOINT_FILE
-    from clicks2intent.models.store import file_version
-
-    encoder = file_version(artifacts / fo.ENCODER_SUBDIR / CHECKPOINT_FILE)
+    encoder = file_version(ArtifactLayout(artifacts).checkpoint)
     for m in models:
         meta = m.model.metadata
         for key, have in (("encoder_version", encoder), ("taxonomy_version", str(taxonomy_version))):
             want = str(meta.get(key, "unknown"))
             if want not in _UNVERSIONED and have not in _UNVERSIONED and want != have:
-                raise ValueError(
+                raise ConfigError(
                     f"model {m.name}:{m.version} was trained with {key} {want!r} but {artifacts} holds {have!r}: "
                     "retrain the models or point C2I_ARTIFACTS at the matching encoder/intent artifacts"
                 )
 
 
-class FeatureStoreUnavailable(RuntimeError):
+class FeatureStoreUnavailable(ServiceError):
     """The online store could not be read (a 503 for the caller, not a 500)."""
 
 
@@ -589,17 +401,14 @@ class ServingSettings:
     def from_env(
         cls, env: Mapping[str, str] | None = None, default_repo: Path | None = None
     ) -> ServingSettings:
-        from clicks2intent.features import definitions as fo
-        from clicks2intent.features import store as fs
-
         env = os.environ if env is None else env
-        artifacts = fo.resolve_artifacts_dir(env.get("C2I_ARTIFACTS"))
-        repo = Path(env.get("C2I_FEATURE_REPO") or default_repo or fs.REPO_DIR).resolve()
+        artifacts = T.resolve_artifacts_dir(env.get(ENV.ARTIFACTS))
+        repo = Path(env.get(ENV.FEATURE_REPO) or default_repo or fs.REPO_DIR).resolve()
         return cls(
             artifacts=artifacts,
             feature_repo=repo,
-            feast_config=env.get("C2I_FEAST_CONFIG") or None,
-            local_odfv=env.get("C2I_FEAST_ODFV", "0") != "1",
+            feast_config=env.get(ENV.FEAST_CONFIG) or None,
+            local_odfv=env.get(ENV.FEAST_ODFV, "0") != "1",
         )
 
 
@@ -617,9 +426,6 @@ class ServingEngine:
         artifacts: Path,
         local_odfv: bool = True,
     ) -> None:
-        from clicks2intent.features import definitions as fo
-        from clicks2intent.models import training_sets as ts
-
         self.store = store
         self.tile_model = tile_model
         self.conversion_model = conversion_model
@@ -629,11 +435,11 @@ class ServingEngine:
         self.conversion_service = store.get_feature_service(conversion_model.feature_service)
         # The ranker saw tile_affinity over ALL tiles in this order at training time; the request's
         # candidate list only filters the answer, it never changes the model inputs.
-        self.affinity_tiles: list[str] = list(ts.DEFAULT_REQUEST_VALUES[fo.CANDIDATE_TILES])
-        self.embedder, self.classifier = fo.load_models(self.artifacts)
+        self.affinity_tiles: list[str] = list(DEFAULT_REQUEST_VALUES[N.CANDIDATE_TILES])
+        self.embedder, self.classifier = T.load_models(self.artifacts)
         self.intent_classes: list[str] = [str(c) for c in self.classifier.classes_]
-        self.prototypes, self.prototype_dim = fo.load_prototypes(self.artifacts)
-        self._substitute = _substitutions()
+        self.prototypes, self.prototype_dim = T.load_prototypes(self.artifacts)
+        self._substitute = SUBSTITUTIONS
         # Tile features: the service's feature views through Feast, its tile_affinity on-demand view
         # computed here with the view's own function. Run by Feast, the python-mode view more than
         # doubled the CPU of the read (proto round trips and type checks per call; see benchmarks/).
@@ -642,38 +448,22 @@ class ServingEngine:
         self._tile_refs = [
             f"{p.name}:{f.name}" for p in projections if p.name not in odfvs for f in p.features
         ]
-        local_ok = {p.name for p in projections if p.name in odfvs} <= {fo.TILE_AFFINITY_VIEW}
+        local_ok = {p.name for p in projections if p.name in odfvs} <= {N.TILE_AFFINITY_VIEW}
         self.local_odfv = local_odfv and local_ok
-        self._visitor_refs = [f"{fo.VISITOR_WEB_INTENT}:{n}" for n in self._visitor_fields()]
-        self._inflight_refs = [
-            f"{fo.INFLIGHT_SESSION_INTENT}:{n}"
-            for n in (fo.INFLIGHT_EMBEDDING, fo.INFLIGHT_INTENT_LABEL, fo.INFLIGHT_INTENT_CONFIDENCE)
-        ]
+        self._visitor_refs = [f"{N.VISITOR_WEB_INTENT}:{n}" for n in VISITOR_FIELDS]
+        self._inflight_refs = [f"{N.INFLIGHT_SESSION_INTENT}:{n}" for n in INFLIGHT_FIELDS]
         check_versions([tile_model, conversion_model], self.artifacts, self.classifier.taxonomy_version)
         tiles = [t for t in self.tile_model.classes if t in C.TILES]
         if not tiles:
-            raise ValueError(
+            raise ConfigError(
                 f"tile model {tile_model.name}: none of its classes {tile_model.classes} is a tile"
             )
-
-    @staticmethod
-    def _visitor_fields() -> list[str]:
-        from clicks2intent.features import build as F
-
-        return [
-            F.VISITOR_INTENT_LABEL,
-            F.VISITOR_INTENT_CONFIDENCE,
-            F.VISITOR_INTENT_DECAYED,
-            F.VISITOR_EMBEDDING_DECAYED,
-        ]
 
     @classmethod
     def load(
         cls, tile_model: ServedModel, conversion_model: ServedModel, settings: ServingSettings
     ) -> ServingEngine:
-        from clicks2intent.features.store import open_store
-
-        store = open_store(settings.feature_repo, settings.feast_config)
+        store = fs.open_store(settings.feature_repo, settings.feast_config)
         return cls(store, tile_model, conversion_model, settings.artifacts, local_odfv=settings.local_odfv)
 
     # --- feature reads -------------------------------------------------------------------------------
@@ -691,22 +481,17 @@ class ServingEngine:
 
     def tile_features(self, customer_id: str) -> dict[str, Any]:
         """The tile ranker's feature-service row for one customer (the benchmark's in-process loop)."""
-        from clicks2intent.features import definitions as fo
-        from clicks2intent.features import build as F
-
         if not self.local_odfv:
-            row = {C.CUSTOMER_ID: customer_id, fo.CANDIDATE_TILES: self.affinity_tiles}
+            row = {C.CUSTOMER_ID: customer_id, N.CANDIDATE_TILES: self.affinity_tiles}
             return self.online(self.tile_service, row)
         features = self.online(self._tile_refs, {C.CUSTOMER_ID: customer_id})
-        features[fo.TILE_AFFINITY] = fo.tile_affinity(
-            features[F.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
+        features[N.TILE_AFFINITY] = T.tile_affinity(
+            features[N.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
         )
         return features
 
     def fresher_intent(self, visitor_id: str | None, events: list[dict[str, Any]]) -> dict[str, Any]:
         """Visitor web intent and/or the in-flight session's intent (through the on-demand view), in one read."""
-        from clicks2intent.features.store import inflight_request
-
         refs: list[str] = []
         row: dict[str, Any] = {}
         if visitor_id is not None:
@@ -714,14 +499,11 @@ class ServingEngine:
             row[C.VISITOR_ID] = visitor_id
         if events:
             refs += self._inflight_refs
-            row.update(inflight_request(events))
+            row.update(fs.inflight_request(events))
         return self.online(refs, row) if refs else {}
 
     # --- endpoints -----------------------------------------------------------------------------------
     def rank_tiles(self, req: RankTilesRequest) -> RankTilesResponse:
-        from clicks2intent.features import definitions as fo
-        from clicks2intent.features import build as F
-
         features = self.tile_features(req.customer_id)
         fresh = self.fresher_intent(req.visitor_id, scrubbed_events(req.session_events))
         source = self._tile_source(fresh, features)
@@ -729,9 +511,9 @@ class ServingEngine:
             for target, src in self._substitute[source].items():
                 features[target] = fresh[src]
             if source == SOURCE_SESSION:
-                features[F.CUSTOMER_INTENT_DECAYED] = self._one_hot(fresh[fo.INFLIGHT_INTENT_LABEL])
-            features[fo.TILE_AFFINITY] = fo.tile_affinity(
-                features[F.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
+                features[N.CUSTOMER_INTENT_DECAYED] = self._one_hot(fresh[N.INFLIGHT_INTENT_LABEL])
+            features[N.TILE_AFFINITY] = T.tile_affinity(
+                features[N.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
             )
         model = self.tile_model
         proba = model.predict(features)
@@ -741,8 +523,8 @@ class ServingEngine:
             key=lambda x: -x[1],
         )
         tiles = [TileScore(tile_id=t, score=s) for t, s in scored[: req.k]]
-        label = features.get(F.CUSTOMER_INTENT_LABEL) if source != SOURCE_NONE else None
-        confidence = features.get(F.CUSTOMER_INTENT_CONFIDENCE) if source != SOURCE_NONE else None
+        label = features.get(N.CUSTOMER_INTENT_LABEL) if source != SOURCE_NONE else None
+        confidence = features.get(N.CUSTOMER_INTENT_CONFIDENCE) if source != SOURCE_NONE else None
         return RankTilesResponse(
             tiles=tiles,
             intent=IntentInfo(label=label, confidence=_float_or_none(confidence), source=source),
@@ -751,10 +533,6 @@ class ServingEngine:
         )
 
     def predict_conversion(self, req: ConversionRequest) -> ConversionResponse:
-        from clicks2intent.features import definitions as fo
-        from clicks2intent.features import build as F
-        from clicks2intent.encoder.embed import ONLINE_SESSION_ID
-
         events = scrubbed_events(req.session_events)
         # The in-flight session is not in the store (its session_id matches nothing: nulls); the
         # visitor's stored web intent is. An absent visitor is an id no visitor has.
@@ -763,19 +541,19 @@ class ServingEngine:
         if events:
             fresh = self.fresher_intent(None, events)
             features |= session_activity(events)
-            features[C.EMBEDDING] = fresh[fo.INFLIGHT_EMBEDDING]
-            features[C.INTENT_LABEL] = fresh[fo.INFLIGHT_INTENT_LABEL]
-            features[C.INTENT_CONFIDENCE] = fresh[fo.INFLIGHT_INTENT_CONFIDENCE]
+            features[C.EMBEDDING] = fresh[N.INFLIGHT_EMBEDDING]
+            features[C.INTENT_LABEL] = fresh[N.INFLIGHT_INTENT_LABEL]
+            features[C.INTENT_CONFIDENCE] = fresh[N.INFLIGHT_INTENT_CONFIDENCE]
             source, label, confidence = (
                 SOURCE_SESSION,
                 features[C.INTENT_LABEL],
                 features[C.INTENT_CONFIDENCE],
             )
-        elif not _missing(features.get(F.VISITOR_INTENT_LABEL)):
+        elif not _missing(features.get(N.VISITOR_INTENT_LABEL)):
             source, label, confidence = (
                 SOURCE_VISITOR,
-                features[F.VISITOR_INTENT_LABEL],
-                features[F.VISITOR_INTENT_CONFIDENCE],
+                features[N.VISITOR_INTENT_LABEL],
+                features[N.VISITOR_INTENT_CONFIDENCE],
             )
         else:
             source, label, confidence = SOURCE_NONE, None, None
@@ -790,15 +568,12 @@ class ServingEngine:
         )
 
     def intent(self, req: IntentRequest) -> IntentResponse:
-        from clicks2intent.features import definitions as fo
-        from clicks2intent.features.store import inflight_request
-
-        request = inflight_request(scrubbed_events(req.session_events))
+        request = fs.inflight_request(scrubbed_events(req.session_events))
         # The on-demand view's own transform: /intent and the features served to the models agree.
-        out = fo.inflight_intent_transform(
+        out = T.inflight_intent_transform(
             {k: [v] for k, v in request.items()}, artifacts_dir=str(self.artifacts)
         )
-        embedding = out[fo.INFLIGHT_EMBEDDING][0]
+        embedding = out[N.INFLIGHT_EMBEDDING][0]
         label, confidence, top = self.classifier.predict_one(embedding, k=TOP_LABELS)
         return IntentResponse(
             embedding=embedding,
@@ -813,15 +588,12 @@ class ServingEngine:
     @staticmethod
     def _tile_source(fresh: Mapping[str, Any], features: Mapping[str, Any]) -> str:
         """The freshest web intent that exists: in-flight session > visitor > linked customer > none."""
-        from clicks2intent.features import definitions as fo
-        from clicks2intent.features import build as F
-
-        if not _missing(fresh.get(fo.INFLIGHT_EMBEDDING)):
+        if not _missing(fresh.get(N.INFLIGHT_EMBEDDING)):
             return SOURCE_SESSION
-        if not _missing(fresh.get(F.VISITOR_EMBEDDING_DECAYED)):
+        if not _missing(fresh.get(N.VISITOR_EMBEDDING_DECAYED)):
             return SOURCE_VISITOR
-        if not _missing(features.get(F.CUSTOMER_WEB_EMBEDDING)) or not _missing(
-            features.get(F.CUSTOMER_INTENT_LABEL)
+        if not _missing(features.get(N.CUSTOMER_WEB_EMBEDDING)) or not _missing(
+            features.get(N.CUSTOMER_INTENT_LABEL)
         ):
             return SOURCE_CUSTOMER
         return SOURCE_NONE
@@ -833,10 +605,6 @@ class ServingEngine:
 
     def _explain(self, features: Mapping[str, Any], tile_id: str) -> Explanation:
         """Grouped contributions for the top tile (slow path: a frame and TreeSHAP, only on request)."""
-        import pandas as pd
-
-        from clicks2intent.models.explain import BIAS, explain
-
         frame = pd.DataFrame([{n: features.get(n) for n in self.tile_model.rows.feature_names}])
         out = explain(self.tile_model.model, frame, top_k=5, target=tile_id)[0]
         return Explanation(

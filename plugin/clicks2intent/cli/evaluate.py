@@ -1,0 +1,200 @@
+"""``c2i evaluate`` (the four-variant ablation, simulated or MSNBC) and ``c2i encoder-report``.
+
+Each handler turns its flags into the library's config dataclasses (:class:`AblationConfig`,
+:class:`SimulatedRun`, :class:`MsnbcRun`, :class:`EncoderReportConfig`), runs it and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from clicks2intent.errors import ArtifactError, ConfigError
+from clicks2intent.evaluation import encoder_probe, reports
+from clicks2intent.evaluation.ablation import AblationConfig, SimulatedRun
+from clicks2intent.evaluation.msnbc import MsnbcRun
+from clicks2intent.models.store import use_default_home
+from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
+from clicks2intent.names import columns as C
+from clicks2intent.names.paths import ARTIFACTS
+
+
+# --- c2i evaluate ----------------------------------------------------------------------------------
+def _ablation_config(args: argparse.Namespace) -> AblationConfig:
+    return AblationConfig(
+        n_estimators=args.n_estimators,
+        learning_rate=args.learning_rate,
+        max_depth=args.max_depth,
+        class_weight_power=args.class_weight_power,
+        n_jobs=args.n_jobs,
+        none_sample_rate=args.none_sample_rate,
+        n_boot=args.n_boot,
+        random_state=args.seed,
+    )
+
+
+def ablation_inputs(args: argparse.Namespace) -> tuple[SimulatedRun | MsnbcRun, AblationConfig]:
+    """The run (simulated or MSNBC) and the model settings that ``c2i evaluate``'s flags describe."""
+    config = _ablation_config(args)
+    if args.dataset == "msnbc":
+        if not args.path:
+            raise ConfigError("--dataset msnbc needs the .seq PATH")
+        msnbc = MsnbcRun(
+            path=args.path,
+            limit=args.limit,
+            max_rows=args.max_rows,
+            encoder_dir=args.encoder,
+            intent_dir=args.intent,
+            work_dir=args.work_dir,
+        )
+        return msnbc, config
+    sim = SimulatedRun(
+        repo_path=args.repo,
+        data_dir=args.data,
+        reports_dir=args.reports,
+        encoder_dir=args.encoder or str(ARTIFACTS.encoder),
+        intent_dir=args.intent or str(ARTIFACTS.intent),
+        taxonomy_path=args.taxonomy,
+        max_rows=args.max_rows,
+        conversion_embargo_days=args.conversion_embargo_days,
+        save_models=not args.no_save,
+        tasks=tuple(args.tasks),
+    )
+    return sim, config
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``c2i evaluate [--dataset simulated|msnbc PATH]``."""
+    run, config = ablation_inputs(args)
+    home = use_default_home(args.bentoml_home) if isinstance(run, SimulatedRun) else None
+    report, paths = reports.evaluate(run, config, args.reports)
+    if report.get("saved_models"):
+        print(f"saved to the BentoML store at {home}: " + ", ".join(report["saved_models"].values()))
+    print(reports.tables_markdown(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``c2i evaluate`` (``training/train_models.py`` takes the same)."""
+    p.add_argument("--dataset", choices=("simulated", "msnbc"), default="simulated")
+    p.add_argument("path", nargs="?", help="msnbc: the .seq file (e.g. ../shared/data/real/msnbc/*.seq)")
+    p.add_argument("--repo", default=SimulatedRun.repo_path, help="Feast repository (simulated)")
+    p.add_argument(
+        "--data", default=SimulatedRun.data_dir, help="task logs: tile_impressions/conversions parquet"
+    )
+    p.add_argument("--reports", default=SimulatedRun.reports_dir, help="report directory")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="encoder dir (simulated: version stamp; msnbc: a trained MSNBC encoder)",
+    )
+    p.add_argument(
+        "--intent", default=None, help="distilled intent classifier dir (msnbc: its labels, else a proxy)"
+    )
+    p.add_argument("--taxonomy", default=SimulatedRun.taxonomy_path)
+    p.add_argument(
+        "--bentoml-home", default=None, help="model store (default: $BENTOML_HOME or artifacts/bentoml)"
+    )
+    p.add_argument("--no-save", action="store_true", help="do not write models to the BentoML store")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=SimulatedRun.max_rows,
+        help="rows per task before the split (time bound)",
+    )
+    p.add_argument(
+        "--tasks", nargs="+", choices=(TILE_RANKING, CONVERSION), default=[TILE_RANKING, CONVERSION]
+    )
+    p.add_argument("--limit", type=int, default=None, help="msnbc: read only the first N sessions")
+    p.add_argument("--work-dir", default=MsnbcRun.work_dir, help="msnbc: where the MSNBC encoder is trained")
+    p.add_argument("--conversion-embargo-days", type=float, default=SimulatedRun.conversion_embargo_days)
+    p.add_argument("--n-estimators", type=int, default=AblationConfig.n_estimators)
+    p.add_argument("--learning-rate", type=float, default=AblationConfig.learning_rate)
+    p.add_argument("--max-depth", type=int, default=AblationConfig.max_depth)
+    p.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=AblationConfig.class_weight_power,
+        help="0 unweighted … 1 balanced",
+    )
+    p.add_argument("--n-jobs", type=int, default=AblationConfig.n_jobs)
+    p.add_argument(
+        "--none-sample-rate",
+        type=float,
+        default=AblationConfig.none_sample_rate,
+        help="conversion: share of 'none' training rows kept (inverse-weighted); 1 keeps all",
+    )
+    p.add_argument("--n-boot", type=int, default=AblationConfig.n_boot)
+    p.add_argument("--seed", type=int, default=AblationConfig.random_state)
+
+
+# --- c2i encoder-report ----------------------------------------------------------------------------
+def encoder_report_command(args: argparse.Namespace) -> int:
+    """``c2i encoder-report``: probe the embedding, write the JSON + Markdown, print the Markdown."""
+    cfg = encoder_probe.EncoderReportConfig(
+        encoder=args.encoder,
+        events=args.events,
+        truth=args.truth,
+        channel=args.channel,
+        msnbc=args.msnbc,
+        msnbc_limit=args.msnbc_limit,
+        msnbc_encoder=args.msnbc_encoder,
+        msnbc_epochs=args.msnbc_epochs,
+        retrain=args.retrain,
+        test_fraction=args.test_fraction,
+        max_sessions=args.max_sessions,
+        seed=args.seed,
+        out=args.out,
+    )
+    try:
+        report = encoder_probe.encoder_report(cfg)
+    except FileNotFoundError as err:  # a missing events/truth/encoder path given on the command line
+        raise ArtifactError(str(err)) from err
+    json_path, md_path = encoder_probe.write_report(report, args.out)
+    print(encoder_probe.to_markdown(report))
+    print(f"report: {json_path} {md_path}")
+    return 0
+
+
+def _register_encoder_report(subparsers: argparse._SubParsersAction) -> None:
+    defaults = encoder_probe.EncoderReportConfig()
+    p = subparsers.add_parser("encoder-report", help="probe the session embedding against simple baselines")
+    p.add_argument("--encoder", help="encoder dir for the simulated events")
+    p.add_argument("--events", help="simulated events parquet")
+    p.add_argument("--truth", help="simulator truth: truth/session_truth.parquet")
+    p.add_argument(
+        "--channel", choices=list(C.CHANNELS), default=defaults.channel, help="sessions probed (default web)"
+    )
+    p.add_argument("--msnbc", help="MSNBC .seq file (real data); an MSNBC encoder is trained unless given")
+    p.add_argument("--msnbc-limit", type=int, default=None, help="first N MSNBC sessions (default all)")
+    p.add_argument("--msnbc-encoder", help="MSNBC encoder dir (used if it exists, else trained there)")
+    p.add_argument(
+        "--msnbc-epochs", type=int, default=defaults.msnbc_epochs, help="epochs for the MSNBC encoder"
+    )
+    p.add_argument("--retrain", action="store_true", help="train the MSNBC encoder even if the dir exists")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.test_fraction,
+        help="latest share of sessions for testing",
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=defaults.max_sessions,
+        help="simulated sessions probed (uniform sample)",
+    )
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--out", default=defaults.out, help="report directory")
+    p.set_defaults(func=encoder_report_command)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``c2i evaluate`` and ``c2i encoder-report``."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="four-variant ablation (baseline/labels/embedding/both) per task; saves the v1 models",
+    )
+    add_evaluate_arguments(p)
+    p.set_defaults(func=evaluate_command)
+    _register_encoder_report(subparsers)

@@ -1,0 +1,262 @@
+"""Report writers of the evaluation: the ablation report (JSON + Markdown + PNGs) and its contract.
+
+The JSON is the machine-readable record (what the serving issue, the README and reviewers read);
+the Markdown opens with the notes and holds the paper's table per task; the PNGs show metric
+intervals and calibration. :func:`evaluate` runs an ablation (simulated or MSNBC) and writes its report. :func:`describe_artifacts` lists every output of the pipeline
+(``c2i summary``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from clicks2intent.evaluation import metrics as M
+from clicks2intent.evaluation.ablation import (
+    BASELINE,
+    TASK_TITLES,
+    VARIANTS,
+    AblationConfig,
+    SimulatedRun,
+    run_simulated,
+)
+from clicks2intent.evaluation.msnbc import MsnbcRun, run_msnbc
+from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
+
+# --- report schema ---------------------------------------------------------------------------------
+TASK_METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    TILE_RANKING: ("macro_recall_at_1", "log_loss", "ndcg_at_3"),
+    CONVERSION: ("micro_f1", "macro_f1", "log_loss"),
+}
+
+
+def validate_report(report: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first missing piece of the ablation report contract.
+
+    ``{"dataset", "<task>": {"n_test", "variants": {<4 variants>: {<metrics>…}}}, "distillation",
+    "taxonomy"}`` — what the serving issue, the README and reviewers read.
+    """
+    for key in ("dataset", "tasks", "distillation", "taxonomy"):
+        if key not in report:
+            raise ValueError(f"ablation report: missing top-level key {key!r}")
+    for task in report["tasks"]:
+        sec = report.get(task)
+        if not isinstance(sec, Mapping):
+            raise ValueError(f"ablation report: missing task section {task!r}")
+        if not isinstance(sec.get("n_test"), int) or sec["n_test"] <= 0:
+            raise ValueError(f"ablation report: {task}.n_test must be a positive int")
+        variants = sec.get("variants", {})
+        for v in VARIANTS:
+            if v not in variants:
+                raise ValueError(f"ablation report: {task}.variants lacks {v!r}")
+            e = variants[v]
+            if e.get("status") == "skipped":
+                continue
+            for m in TASK_METRIC_NAMES.get(task, sec.get("metric_names", ())):
+                if not isinstance(e.get(m), float):
+                    raise ValueError(f"ablation report: {task}.variants.{v}.{m} must be a number")
+            if v != BASELINE and "vs_baseline" not in e:
+                raise ValueError(f"ablation report: {task}.variants.{v} lacks vs_baseline")
+
+
+# --- report writing -------------------------------------------------------------------------------
+def _fmt(v: Any, digits: int = 4) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def markdown_table(section: Mapping[str, Any], title: str) -> str:
+    """The paper's form: each variant's metrics and their relative change against the baseline,
+    with the 95 % paired-bootstrap interval of the absolute difference."""
+    metrics = section["metric_names"]
+    lines = [
+        f"### {title} (n_train={section['n_train']}, n_valid={section['n_valid']}, n_test={section['n_test']})",
+        "",
+        "| variant | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for variant in VARIANTS:
+        e = section["variants"].get(variant)
+        if e is None:
+            continue
+        if e.get("status") != "ok":
+            lines.append(f"| {variant} | " + " | ".join(["skipped"] * len(metrics)) + " |")
+            continue
+        cells = []
+        for m in metrics:
+            cell = _fmt(e.get(m))
+            vs = e.get("vs_baseline", {}).get(m)
+            if vs is not None:
+                rel = vs["relative_pct"]
+                star = "*" if vs["significant"] else ""
+                cell += (
+                    f" ({rel:+.2f} %{star}; Δ [{vs['ci_low']:+.4f}, {vs['ci_high']:+.4f}])"
+                    if rel is not None
+                    else ""
+                )
+            cells.append(cell)
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Relative change against baseline; Δ = 95 % paired-bootstrap interval of the absolute difference "
+        "(* = interval excludes 0). Lower log loss is better.",
+    ]
+    shares = {
+        v: e["contribution_shares"] for v, e in section["variants"].items() if "contribution_shares" in e
+    }
+    if shares:
+        lines += ["", "Share of mean |contribution| (TreeSHAP, top class) per feature group:", ""]
+        groups = sorted({g for s in shares.values() for g in s})
+        lines += ["| variant | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+        for v, s in shares.items():
+            lines.append(f"| {v} | " + " | ".join(f"{s.get(g, 0.0):.2f}" for g in groups) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Path]:
+    """Metric bars with bootstrap intervals per task, and one calibration (reliability) figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths: list[Path] = []
+    tasks = [t for t in report.get("tasks", []) if t in report]
+    for task in tasks:
+        sec = report[task]
+        ok = [v for v in VARIANTS if sec["variants"].get(v, {}).get("status") == "ok"]
+        metrics = sec["metric_names"]
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
+        for ax, m in zip(np.atleast_1d(axes), metrics, strict=True):
+            vals = [sec["variants"][v][m] for v in ok]
+            lo = [vals[i] - sec["variants"][v]["ci"][m][0] for i, v in enumerate(ok)]
+            hi = [sec["variants"][v]["ci"][m][1] - vals[i] for i, v in enumerate(ok)]
+            ax.bar(
+                range(len(ok)),
+                vals,
+                yerr=[lo, hi],
+                capsize=4,
+                color=["#888", "#e69f00", "#56b4e9", "#009e73"][: len(ok)],
+            )
+            ax.set_xticks(range(len(ok)), ok, rotation=20, fontsize=8)
+            span = max(hi[i] + vals[i] for i in range(len(ok))) - min(vals[i] - lo[i] for i in range(len(ok)))
+            ax.set_ylim(max(0.0, min(v - e for v, e in zip(vals, lo, strict=True)) - span), None)
+            ax.set_title(m + (" (lower is better)" if m in M.LOWER_IS_BETTER else ""), fontsize=9)
+        fig.suptitle(
+            f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')} (95 % bootstrap CI)", fontsize=10
+        )
+        fig.tight_layout()
+        path = out_dir / f"{stem}_{task}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    if tasks:
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4))
+        for ax, task in zip(np.atleast_1d(axes), tasks, strict=True):
+            ax.plot([0, 1], [0, 1], color="#bbb", lw=1, ls="--")
+            for v in VARIANTS:
+                e = report[task]["variants"].get(v, {})
+                if e.get("status") == "ok":
+                    cal = e["calibration"]
+                    ax.plot(
+                        cal["confidence"],
+                        cal["accuracy"],
+                        marker="o",
+                        ms=3,
+                        label=f"{v} (ECE {e['ece']:.3f})",
+                    )
+            ax.set_xlabel("top-1 confidence")
+            ax.set_ylabel("top-1 accuracy")
+            ax.set_title(f"Calibration — {TASK_TITLES.get(task, task)}", fontsize=10)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{stem}_calibration.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, pd.Timestamp):
+        return o.isoformat()
+    return str(o)
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path, stem: str = "ablation") -> dict[str, Path]:
+    """``<stem>.json`` + ``<stem>.md`` + PNGs under ``out_dir``; returns the paths."""
+    validate_report(report)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    pngs = plot_report(report, out_dir, stem)
+    md = [f"# Ablation — {report.get('dataset', '')}", ""]
+    md += [f"- {line}" for line in report.get("notes", [])]
+    md.append("")
+    for task in report.get("tasks", []):
+        if task in report:
+            md.append(markdown_table(report[task], TASK_TITLES.get(task, task)))
+    for key in ("distillation", "taxonomy"):
+        if report.get(key):
+            md += [
+                f"### {key.capitalize()}",
+                "",
+                "```json",
+                json.dumps(report[key], indent=1, default=_json_default)[:3000],
+                "```",
+                "",
+            ]
+    md += [f"![{p.stem}]({p.name})" for p in pngs]
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text("\n".join(md) + "\n")
+    return {"json": json_path, "md": md_path} | {p.stem: p for p in pngs}
+
+
+def tables_markdown(report: Mapping[str, Any]) -> str:
+    """Every task's table, titled with the task and the data set (what ``c2i evaluate`` prints)."""
+    return "\n".join(
+        markdown_table(report[task], f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')}")
+        for task in report.get("tasks", [])
+        if task in report
+    )
+
+
+def evaluate(
+    run: SimulatedRun | MsnbcRun, config: AblationConfig, reports_dir: str | Path
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Run the ablation on ``run``'s data set and write its report: ``ablation.*`` (simulated, models
+    saved to the BentoML store unless ``run.save_models`` is off) or ``ablation_msnbc.*``."""
+    if isinstance(run, MsnbcRun):
+        report, stem = run_msnbc(run, config), "ablation_msnbc"
+    else:
+        report, stem = run_simulated(run, config), "ablation"
+    return report, write_report(report, reports_dir, stem)
+
+
+# --- the pipeline's outputs ----------------------------------------------------------------------
+SKIPPED_DIRS = frozenset({"cache", "bentoml", "__pycache__"})  # caches and the model store's internals
+
+
+def describe_artifacts(root: Path) -> list[str]:
+    """One line per artifact file: path, size and (for parquet) rows and columns."""
+    lines: list[str] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(part in SKIPPED_DIRS for part in rel.parts[:-1]):
+            continue
+        size = path.stat().st_size
+        detail = ""
+        if path.suffix == ".parquet":
+            meta = pq.read_metadata(path)
+            detail = f"  {meta.num_rows:,} rows x {meta.num_columns} cols"
+        lines.append(f"  {root / rel}  ({size / 1024:,.0f} KiB){detail}")
+    return lines

@@ -1,0 +1,232 @@
+"""Request and response schemas of the service (pydantic), with their bounds and example inputs.
+
+**Validation** is these schemas' job: a bad request fails before any feature read, with a message whose
+``loc`` names the field. Sizes are bounded (:data:`MAX_SESSION_EVENTS`, string lengths, ``k``) so one
+request cannot make a worker embed a 100k-event session. Nothing here loads a model or a store, so
+clients (the demo requests, the benchmark) import it cheaply.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from clicks2intent.names import columns as C
+
+# --- bounds on a request (oversized inputs are rejected with the field named) ---------------------
+MAX_SESSION_EVENTS = 500  # above any real session seen; the encoder keeps the last max_len anyway
+MAX_ID_LENGTH = 128  # customer / visitor ids are opaque keys, never documents
+MAX_TEXT_LENGTH = 512  # a search query or referrer; longer is abuse, not intent
+MAX_PAGE_TYPE_LENGTH = 128
+TOP_LABELS = 3  # /intent returns the top-3 labels
+
+IntentSource = Literal["session", "visitor", "customer", "none"]
+SOURCE_SESSION, SOURCE_VISITOR, SOURCE_CUSTOMER, SOURCE_NONE = "session", "visitor", "customer", "none"
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^\S(.*\S)?$")]
+
+
+# --- example inputs (OpenAPI docs, the demo requests, the benchmark) --------------------------------
+EXAMPLE_EVENTS: list[dict[str, Any]] = [
+    {"page_type": "home", "event_timestamp": "2024-06-29T10:00:00Z", "dwell_seconds": 6.0, "channel": "web"},
+    {
+        "page_type": "search",
+        "event_timestamp": "2024-06-29T10:00:20Z",
+        "dwell_seconds": 12.0,
+        "search_query": "30 year fixed mortgage rates",
+        "channel": "web",
+    },
+    {
+        "page_type": "product_mortgage",
+        "event_timestamp": "2024-06-29T10:01:10Z",
+        "dwell_seconds": 95.0,
+        "channel": "web",
+    },
+    {
+        "page_type": "mortgage_calculator",
+        "event_timestamp": "2024-06-29T10:03:00Z",
+        "dwell_seconds": 140.0,
+        "channel": "web",
+    },
+]
+EXAMPLE_RANK_TILES: dict[str, Any] = {"customer_id": "c0000001", "session_events": EXAMPLE_EVENTS, "k": 3}
+EXAMPLE_CONVERSION: dict[str, Any] = {"visitor_id": "v0000001", "session_events": EXAMPLE_EVENTS}
+EXAMPLE_INTENT: dict[str, Any] = {"session_events": EXAMPLE_EVENTS}
+
+
+# --- request schemas ----------------------------------------------------------------------------
+class SessionEvent(BaseModel):
+    """One event of the in-flight web session, in the clickstream contract's columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_type: str = Field(
+        min_length=1,
+        max_length=MAX_PAGE_TYPE_LENGTH,
+        description="Page type; unknown ones map to the OOV id.",
+    )
+    event_timestamp: datetime = Field(
+        description="When the event happened (ISO 8601, UTC if no offset); orders the events and their gaps."
+    )
+    dwell_seconds: float | None = Field(
+        None, ge=0, le=86_400, description="Seconds on the page (missing allowed)."
+    )
+    search_query: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="Search text; PII is scrubbed before it is featurised."
+    )
+    channel: Literal["web", "app"] | None = Field(None, description="'web' or 'app'.")
+    device: str | None = Field(None, max_length=64, description="Device class, e.g. 'mobile'.")
+    referrer: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="Referrer (not a model input)."
+    )
+
+    @field_validator("page_type")
+    @classmethod
+    def _page_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("page_type must not be blank")
+        return v.strip()
+
+    @field_validator("dwell_seconds")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("dwell_seconds must be finite")
+        return v
+
+
+SessionEvents = Annotated[
+    list[SessionEvent],
+    Field(
+        max_length=MAX_SESSION_EVENTS,
+        description=f"Events of the visitor's current web session, oldest first (at most {MAX_SESSION_EVENTS}).",
+    ),
+]
+
+
+class RankTilesRequest(BaseModel):
+    """Order the app homepage tiles for a customer (POST /rank_tiles)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RANK_TILES})
+
+    customer_id: Id = Field(description="Logged-in customer; unknown customers get the baseline ranking.")
+    visitor_id: Id | None = Field(
+        None, description="Web visitor id of this device, if known (fresher web intent)."
+    )
+    session_events: SessionEvents = Field(default_factory=list)
+    candidate_tiles: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=len(C.TILES),
+        description=f"Tiles to rank (default: all). Known tiles: {', '.join(C.TILES)}.",
+    )
+    k: int = Field(3, ge=1, le=len(C.TILES), description="How many tiles to return, best first.")
+    explain: bool = Field(
+        False, description="Add feature contributions grouped as baseline / embedding / labels."
+    )
+
+    @field_validator("candidate_tiles")
+    @classmethod
+    def _known_tiles(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        unknown = [t for t in v if t not in C.TILES]
+        if unknown:
+            raise ValueError(f"unknown tile(s) {unknown[:5]}; known tiles are {list(C.TILES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("candidate_tiles must not repeat a tile")
+        return v
+
+
+class ConversionRequest(BaseModel):
+    """Which product will this visitor apply for (POST /predict_conversion)?"""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_CONVERSION})
+
+    visitor_id: Id | None = Field(None, description="Web visitor id (its stored web intent is used).")
+    session_events: SessionEvents = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_score(self) -> ConversionRequest:
+        if self.visitor_id is None and not self.session_events:
+            raise ValueError("give visitor_id and/or session_events (both are missing)")
+        return self
+
+
+class IntentRequest(BaseModel):
+    """Embed and label one in-flight session (POST /intent)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_INTENT})
+
+    session_events: Annotated[
+        list[SessionEvent],
+        Field(
+            min_length=1, max_length=MAX_SESSION_EVENTS, description="Events of the session, oldest first."
+        ),
+    ]
+
+
+# --- response schemas ---------------------------------------------------------------------------
+class TileScore(BaseModel):
+    tile_id: str = Field(description="Tile id (columns.TILES).")
+    score: float = Field(description="Model probability that the customer clicks this tile.")
+
+
+class IntentInfo(BaseModel):
+    label: str | None = Field(
+        description="Intent label id of the taxonomy, or null when no web intent is known."
+    )
+    confidence: float | None = Field(description="Classifier confidence of that label.")
+    source: IntentSource = Field(
+        description="Where the web intent came from: session > visitor > customer > none."
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="Model name in the BentoML store (= its Feast feature service).")
+    version: str = Field(description="Model version in the store.")
+
+
+class Contribution(BaseModel):
+    feature: str
+    group: str
+    contribution: float
+
+
+class Explanation(BaseModel):
+    tile_id: str = Field(description="The explained tile (the top-ranked one).")
+    groups: dict[str, float] = Field(
+        description="Margin contribution per group (baseline/embedding/labels/bias)."
+    )
+    top_features: list[Contribution]
+
+
+class RankTilesResponse(BaseModel):
+    tiles: list[TileScore]
+    intent: IntentInfo
+    model: ModelInfo
+    explanation: Explanation | None = None
+
+
+class ConversionResponse(BaseModel):
+    probabilities: dict[str, float] = Field(description="Probability per product, and 'none'.")
+    predicted_product: str = Field(description="Most likely outcome ('none' = no application).")
+    intent: IntentInfo
+    model: ModelInfo
+
+
+class LabelScore(BaseModel):
+    label: str
+    confidence: float
+
+
+class IntentResponse(BaseModel):
+    embedding: list[float] = Field(description="L2-normalised session embedding.")
+    label: str = Field(description="Distilled intent label id.")
+    label_name: str | None = Field(None, description="Human-readable name of the label.")
+    confidence: float
+    top3: list[LabelScore]
+    taxonomy_version: str

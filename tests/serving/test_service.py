@@ -1,0 +1,228 @@
+"""bento/service.py in BentoML's three test layers: the class in-process, the ASGI app with a test
+client (status codes, schemas, bad input, fallbacks), and one real ``bentoml serve`` subprocess.
+
+All run on the tiny real deployment of ``conftest.build_serving_pipeline`` (built once per session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
+from clicks2intent.names import settings as ENV
+from clicks2intent.serving import schemas
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TILE_SERVICE, CONVERSION_SERVICE = N.TILE_RANKER_V1, N.CONVERSION_V1
+pytestmark = pytest.mark.slow  # every test here needs the tiny pipeline (~30 s to build, once)
+
+
+@pytest.fixture(scope="module")
+def service_cls(pipeline: Path) -> Iterator[Any]:
+    """``bento.service.Clicks2Intent`` wired to the pipeline: its model store, Feast repo, artifacts."""
+    import torch
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models.model import ModelStore
+
+    threads = torch.get_num_threads()  # the service sets 1 per worker; give the test process its own back
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV.ARTIFACTS, str(pipeline))
+        mp.setenv(ENV.FEATURE_REPO, str(pipeline / "feature_repo"))
+        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
+        # Two ASGI apps in one process would register the Prometheus collectors twice (metrics are off
+        # by default; the real `bentoml serve` test below turns them on).
+        mp.setenv(ENV.METRICS, "0")
+        mp.syspath_prepend(str(REPO_ROOT))
+        with BentoMLContainer.model_store.patch(ModelStore(str(pipeline / "bentoml" / "models"))):
+            sys.modules.pop("bento.service", None)
+            module = importlib.import_module("bento.service")
+            yield module.Clicks2Intent
+            sys.modules.pop("bento.service", None)
+    torch.set_num_threads(threads)
+
+
+# --- layer 1: the service class in-process ------------------------------------------------------
+def test_service_class_in_process(service_cls: Any, ids: dict[str, str]) -> None:
+    svc = service_cls()
+    ranked = asyncio.run(svc.rank_tiles(customer_id=ids["customer"], k=2))
+    assert isinstance(ranked, schemas.RankTilesResponse) and len(ranked.tiles) == 2
+    assert ranked.intent.source == "customer" and ranked.model.name == TILE_SERVICE
+    conv = asyncio.run(svc.predict_conversion(visitor_id=ids["visitor"]))
+    assert conv.model.name == CONVERSION_SERVICE and conv.intent.source == "visitor"
+    intent = asyncio.run(
+        svc.intent(session_events=schemas.IntentRequest.model_validate(schemas.EXAMPLE_INTENT).session_events)
+    )
+    assert intent.label == intent.top3[0].label
+
+
+# --- layer 2: the ASGI app with a test client -----------------------------------------------------
+@pytest.fixture(scope="module")
+def client(service_cls: Any) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    with TestClient(service_cls.to_asgi()) as c:
+        yield c
+
+
+def test_asgi_endpoints_answer_with_their_schemas(client: Any, ids: dict[str, str]) -> None:
+    assert client.get("/readyz").status_code == 200
+    r = client.post("/rank_tiles", json={"customer_id": ids["customer"], "k": 3, "explain": True})
+    assert r.status_code == 200, r.text
+    body = schemas.RankTilesResponse.model_validate(r.json())
+    assert len(body.tiles) == 3 and body.explanation is not None
+    r = client.post(
+        "/predict_conversion", json={"visitor_id": ids["visitor"], "session_events": schemas.EXAMPLE_EVENTS}
+    )
+    assert r.status_code == 200, r.text
+    conv = schemas.ConversionResponse.model_validate(r.json())
+    assert conv.intent.source == "session" and set(conv.probabilities) == set(C.PRODUCTS) | {C.NO_CONVERSION}
+    r = client.post("/intent", json=schemas.EXAMPLE_INTENT)
+    assert r.status_code == 200, r.text
+    assert len(schemas.IntentResponse.model_validate(r.json()).top3) == 3
+
+
+def test_asgi_unknown_ids_are_a_fallback_not_an_error(client: Any, ids: dict[str, str]) -> None:
+    r = client.post(
+        "/rank_tiles", json={"customer_id": ids["unknown_customer"], "visitor_id": ids["unknown_visitor"]}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["intent"] == {"label": None, "confidence": None, "source": "none"}
+    r = client.post(
+        "/rank_tiles", json={"customer_id": ids["unknown_customer"], "visitor_id": ids["visitor"]}
+    )
+    assert r.status_code == 200 and r.json()["intent"]["source"] == "visitor"
+    r = client.post("/predict_conversion", json={"visitor_id": ids["unknown_visitor"]})
+    assert r.status_code == 200 and r.json()["intent"]["source"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/rank_tiles", {}, "customer_id"),
+        ("/rank_tiles", {"customer_id": "c1", "k": 99}, "k"),
+        ("/rank_tiles", {"customer_id": "c1", "candidate_tiles": ["spaceship"]}, "candidate_tiles"),
+        (
+            "/rank_tiles",
+            {
+                "customer_id": "c1",
+                "session_events": [{"page_type": "home"}] * (schemas.MAX_SESSION_EVENTS + 1),
+            },
+            "session_events",
+        ),
+        ("/rank_tiles", {"customer_id": "c1", "session_events": [{"page_type": "home"}]}, "event_timestamp"),
+        ("/predict_conversion", {}, "visitor_id and/or session_events"),
+        ("/intent", {"session_events": []}, "session_events"),
+        ("/intent", {"session_events": "home"}, "session_events"),
+    ],
+)
+def test_asgi_bad_input_is_a_400_naming_the_field(
+    client: Any, path: str, body: dict[str, Any], field: str
+) -> None:
+    r = client.post(path, json=body)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+
+
+def test_asgi_unreachable_online_store_is_a_503(
+    service_cls: Any,
+    pipeline: Path,
+    ids: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    from starlette.testclient import TestClient
+
+    broken = tmp_path / "feature_store.broken.yaml"
+    broken.write_text(
+        "project: c2i_serving_test\nprovider: local\n"
+        f"registry: {pipeline / 'feature_repo' / 'data' / 'registry.db'}\n"
+        f"online_store:\n  type: sqlite\n  path: {tmp_path / 'no-such-dir' / 'online.db'}\n"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV.FEAST_CONFIG, str(broken))
+        with TestClient(service_cls.to_asgi()) as broken_client:
+            r = broken_client.post("/rank_tiles", json={"customer_id": ids["customer"]})
+    assert r.status_code == 503, r.text
+
+
+def test_asgi_malformed_json_is_a_400(client: Any) -> None:
+    r = client.post("/rank_tiles", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+
+
+def test_openapi_documents_fields_and_examples(client: Any) -> None:
+    spec = client.get("/docs.json").json()
+    assert {"/rank_tiles", "/predict_conversion", "/intent"} <= set(spec["paths"])
+    text = str(spec)
+    assert "Logged-in customer" in text  # pydantic field docs reach the API docs
+    assert schemas.EXAMPLE_RANK_TILES["customer_id"] in text  # and the example input
+
+
+# --- layer 3: a real `bentoml serve` on a free loopback port --------------------------------------
+def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path: Path) -> None:
+    from clicks2intent.serving.launcher import running_service
+
+    log = tmp_path / "serve.log"
+    with running_service(
+        pipeline,
+        feature_repo=pipeline / "feature_repo",
+        workers=1,
+        log_path=log,
+        bentoml_home=pipeline / "bentoml",
+        extra_env={ENV.METRICS: "1"},  # the opt-in Prometheus endpoint works too
+    ) as (url, proc):
+        assert url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=url, timeout=30) as http:
+            r = http.post("/rank_tiles", json={"customer_id": ids["customer"]})
+            assert r.status_code == 200, r.text + log.read_text()[-2000:]
+            assert r.json()["intent"]["source"] == "customer"
+            assert http.post("/predict_conversion", json={"visitor_id": ids["visitor"]}).status_code == 200
+            assert http.post("/intent", json=schemas.EXAMPLE_INTENT).status_code == 200
+            assert http.post("/rank_tiles", json={"customer_id": ""}).status_code == 400
+            assert "bentoml_service_request" in http.get("/metrics").text
+    assert proc.poll() is not None  # stopped with its workers
+
+
+# --- packaging: `bentoml build` ---------------------------------------------------------------------
+def test_bentoml_build_carries_service_plugin_repo_config_and_models(pipeline: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    import yaml
+
+    home = tmp_path / "bentoml"
+    shutil.copytree(
+        pipeline / "bentoml" / "models", home / "models"
+    )  # a store of its own: builds write there
+    env = os.environ | {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        ENV.ARTIFACTS: str(pipeline),
+    }
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    out = subprocess.run(
+        [str(bentoml_cli), "build", "-f", "bento/bentofile.yaml", ".", "--output", "tag", "--version", "test"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    bento = home / "bentos" / "clicks2intent" / "test"
+    src = bento / "src"
+    for rel in ("bento/service.py", "plugin/clicks2intent/serving/engine.py", "plugin/clicks2intent/feast_objects.py",
+                "feature_repo/feature_definitions.py", "feature_repo/feature_store.yaml",
+                "feature_repo/feature_store.production.yaml"):  # fmt: skip
+        assert (src / rel).is_file(), rel
+    assert not (src / "feature_repo" / "data").exists() and not (src / "artifacts").exists()
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert manifest["service"] == "bento.service:Clicks2Intent"
+    models = {m["tag"].split(":")[0] for s in manifest["services"] for m in s["models"]}
+    assert models == {TILE_SERVICE, CONVERSION_SERVICE}
