@@ -53,6 +53,8 @@ def configure_logging() -> None:
     """Library progress goes through ``logging``; the CLI shows INFO and above on stderr."""
     level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    for chatty in ("httpx", "httpcore", "openai"):  # one INFO line per HTTP request otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
