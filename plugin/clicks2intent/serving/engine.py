@@ -380,7 +380,7 @@ def check_versions(models: Sequence[ServedModel], artifacts: Path, taxonomy_vers
             if want not in _UNVERSIONED and have not in _UNVERSIONED and want != have:
                 raise ConfigError(
                     f"model {m.name}:{m.version} was trained with {key} {want!r} but {artifacts} holds {have!r}: "
-                    "retrain the models or point C2I_ARTIFACTS at the matching encoder/intent artifacts"
+                    f"retrain the models or point {ENV.ARTIFACTS} at the matching encoder/intent artifacts"
                 )
 
 
