@@ -7,7 +7,7 @@ the encoder, the intent classifier and the tile prototypes from ``$C2I_ARTIFACTS
 checkout's ``artifacts/``), once per process.
 """
 
-from clicks2intent.features import build, file_sources
+from clicks2intent.features.definitions import build, file_sources
 
 c2i = build(file_sources("../artifacts/features"), embedding_dim=64)
 

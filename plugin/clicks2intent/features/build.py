@@ -38,8 +38,8 @@ by ``bucket_rows``, not by the size of the inputs.
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -54,10 +54,36 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clicks2intent.common.times import US_PER_DAY, series_to_us
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError
+from clicks2intent.features.transforms import PROTOTYPE, PROTOTYPE_SESSIONS, TILE_ID
 from clicks2intent.names import columns as C
-from clicks2intent.names.features import *  # noqa: F403
+from clicks2intent.names.features import (
+    CUSTOMER_INTENT_CONFIDENCE,
+    CUSTOMER_INTENT_DECAYED,
+    CUSTOMER_INTENT_LABEL,
+    CUSTOMER_LINKED_VISITORS,
+    CUSTOMER_WEB_EMBEDDING,
+    CUSTOMER_WEB_SESSIONS_30D,
+    PROFILE_FEATURES,
+    SESSION_CHANNEL,
+    SESSION_DURATION_S,
+    SESSION_MEAN_DWELL_S,
+    SESSION_N_APPLY_PAGES,
+    SESSION_N_DISTINCT_PAGES,
+    SESSION_N_EVENTS,
+    SESSION_N_PRODUCT_PAGES,
+    SESSION_N_SEARCHES,
+    VISITOR_EMBEDDING_DECAYED,
+    VISITOR_INTENT_CONFIDENCE,
+    VISITOR_INTENT_DECAYED,
+    VISITOR_INTENT_LABEL,
+    VISITOR_SESSIONS_30D,
+)
+from clicks2intent.names.paths import ARTIFACTS, CLASSIFIER_META_FILE, FEATURE_FILES
 from clicks2intent.names.paths import BUILD_REPORT_FILE as REPORT_FILE
-from clicks2intent.names.paths import FEATURE_FILES
+
+logger = logging.getLogger(__name__)
 
 # The customer snapshot columns (the "production baseline"), with the Arrow type each is cast to.
 _PROFILE_TYPES: dict[str, pa.DataType] = {
@@ -67,16 +93,12 @@ _PROFILE_TYPES: dict[str, pa.DataType] = {
     "balance_band": pa.string(),
     "n_products": pa.int64(),
 }
-PROFILE_COLUMNS: dict[str, pa.DataType] = {name: _PROFILE_TYPES.get(name, pa.bool_()) for name in PROFILE_FEATURES}
-
-TILE_ID = "tile_id"
-PROTOTYPE = "prototype"
-PROTOTYPE_SESSIONS = "n_sessions"
-
+PROFILE_COLUMNS: dict[str, pa.DataType] = {
+    name: _PROFILE_TYPES.get(name, pa.bool_()) for name in PROFILE_FEATURES
+}
 
 _TS = pa.timestamp("us", tz="UTC")
 _F32_LIST = pa.list_(pa.float32())
-_US_PER_DAY = 86_400 * 1_000_000
 
 
 def default_tile_pages() -> dict[str, tuple[str, ...]]:
@@ -106,12 +128,12 @@ class FeatureBuildConfig:
         for name in ("half_life_days", "window_days"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: must be a positive number of days, got {value!r}")
+                raise ConfigError(f"{name}: must be a positive number of days, got {value!r}")
         for name in ("batch_rows", "bucket_rows"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
         if self.n_buckets is not None and int(self.n_buckets) < 1:
-            raise ValueError(f"n_buckets: must be >= 1 or None, got {self.n_buckets!r}")
+            raise ConfigError(f"n_buckets: must be >= 1 or None, got {self.n_buckets!r}")
         return self
 
 
@@ -273,17 +295,17 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table(cols, schema=schema)
 
 
-def _batches(
+def _record_batches(
     path: Path, columns: Sequence[str], required: Sequence[str], batch_rows: int, what: str
 ) -> Iterator[pa.Table]:
-    """Record batches of the columns present; a missing required column is an error naming it."""
+    """Parquet record batches of the columns present; a missing required column is an error naming it."""
     if not path.is_file():
-        raise FileNotFoundError(f"{what}: {path} not found")
+        raise ArtifactError(f"{what}: {path} not found")
     pf = pq.ParquetFile(path)
     present = [c for c in columns if c in pf.schema_arrow.names]
     missing = [c for c in required if c not in pf.schema_arrow.names]
     if missing:
-        raise ValueError(f"{what} ({path}): required column(s) {missing} missing")
+        raise ContractError(f"{what} ({path}): required column(s) {missing} missing")
     for batch in pf.iter_batches(batch_size=batch_rows, columns=present):
         yield pa.Table.from_batches([batch])
 
@@ -394,13 +416,13 @@ def web_intent_timeline(
     cfg = config or FeatureBuildConfig()
     class_index = {str(c): i for i, c in enumerate(classes)}
     n_classes = len(class_index)
-    rate = math.log(2.0) / (cfg.half_life_days * _US_PER_DAY)  # per microsecond
-    window_us = int(round(cfg.window_days * _US_PER_DAY))
+    rate = math.log(2.0) / (cfg.half_life_days * US_PER_DAY)  # per microsecond
+    window_us = int(round(cfg.window_days * US_PER_DAY))
 
     n = len(contributions)
     ent = contributions[key].astype(str).to_numpy(dtype=object)
-    end = _to_us(contributions[C.EVENT_TIMESTAMP]) if n else np.zeros(0, np.int64)
-    avail = _to_us(contributions["available_at"]) if n else np.zeros(0, np.int64)
+    end = series_to_us(contributions[C.EVENT_TIMESTAMP]) if n else np.zeros(0, np.int64)
+    avail = series_to_us(contributions["available_at"]) if n else np.zeros(0, np.int64)
     label_idx = np.array(
         [class_index.get(str(x), -1) if x is not None else -1 for x in contributions[C.INTENT_LABEL]],
         dtype=np.int64,
@@ -410,7 +432,7 @@ def web_intent_timeline(
     emb = contributions[C.EMBEDDING].to_numpy(dtype=object)
     dims = {len(e) for e in emb if e is not None}
     if len(dims) > 1:
-        raise ValueError(f"{C.EMBEDDING}: sessions have different dimensions {sorted(dims)[:5]}")
+        raise ContractError(f"{C.EMBEDDING}: sessions have different dimensions {sorted(dims)[:5]}")
     dim = dims.pop() if dims else 0
 
     expiring = end + window_us > avail
@@ -422,7 +444,7 @@ def web_intent_timeline(
     if links is not None and len(links):
         link_visitors = links[C.VISITOR_ID].astype(str).to_numpy(dtype=object)
         ev_ent.append(links[key].astype(str).to_numpy(dtype=object))
-        ev_t.append(_to_us(links[C.LINKED_AT]))
+        ev_t.append(series_to_us(links[C.LINKED_AT]))
         ev_kind.append(np.full(len(links), _LINK))
         ev_idx.append(np.arange(len(links)))
     e_ent = np.concatenate(ev_ent) if ev_ent else np.zeros(0, object)
@@ -510,14 +532,6 @@ def web_intent_timeline(
     return frame
 
 
-def _to_us(ts: pd.Series) -> np.ndarray:
-    """UTC timestamps → int64 microseconds since the epoch (nulls are an error: rows need a time)."""
-    s = pd.to_datetime(ts, utc=True)
-    if s.isna().any():
-        raise ValueError(f"{ts.name}: null timestamps are not allowed")
-    return ((s - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")).to_numpy(dtype=np.int64)
-
-
 def _str_or_none(values: pd.Series) -> pa.Array:
     return pa.array(
         [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values],
@@ -584,201 +598,282 @@ def build_features(
     cfg = (config or FeatureBuildConfig()).validate()
     classes = [str(c) for c in classes]
     if not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"classes: need a non-empty list of distinct label ids, got {classes[:10]}")
-    events_path, embeddings_path, intents_path = Path(events_path), Path(embeddings_path), Path(intents_path)
-    links_path, customers_path, out_dir = Path(links_path), Path(customers_path), Path(out_dir)
-    for what, p in (
-        ("events", events_path),
-        ("embeddings", embeddings_path),
-        ("intents", intents_path),
-        ("identity links", links_path),
-        ("customers", customers_path),
-    ):
-        if not p.is_file():
-            raise FileNotFoundError(f"{what}: {p} not found")
+        raise ConfigError(f"classes: need a non-empty list of distinct label ids, got {classes[:10]}")
+    inputs = _Inputs(
+        events=Path(events_path),
+        embeddings=Path(embeddings_path),
+        intents=Path(intents_path),
+        links=Path(links_path),
+        customers=Path(customers_path),
+    )
+    inputs.require()
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    report = BuildReport(classes=classes, config=asdict(cfg))
-    n_events = pq.ParquetFile(events_path).metadata.num_rows
+    n_events = pq.ParquetFile(inputs.events).metadata.num_rows
     n_b = int(cfg.n_buckets) if cfg.n_buckets is not None else max(1, math.ceil(n_events / cfg.bucket_rows))
-    report.n_buckets = n_b
-    emb_dim = _embedding_dim(embeddings_path)
-    report.embedding_dim = emb_dim
+    emb_dim = _embedding_dim(inputs.embeddings)
+    report = BuildReport(classes=classes, config=asdict(cfg), n_buckets=n_b, embedding_dim=emb_dim)
+    logger.info("features: %d events in %d bucket(s), embedding dimension %d", n_events, n_b, emb_dim)
     schemas = source_schemas()
     outputs = {
         name: _Output(out_dir / FEATURE_FILES[name], schemas[name])
         for name in FEATURE_FILES
         if name != "tile_prototypes"
     }
-    tiles = list(cfg.tile_pages)
-    proto_sum = np.zeros((len(tiles), emb_dim))
-    proto_n = np.zeros(len(tiles), dtype=np.int64)
-    all_sum, all_n = np.zeros(emb_dim), 0
-    tmp = Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir))
+    job = _Job(cfg, classes, report, outputs, Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir)), n_b)
+    sums = _PrototypeSums.empty(list(cfg.tile_pages), emb_dim)
     try:
-        # 1. Partition events, embeddings and intents by session.
-        ev_b = _Buckets(tmp, "events", n_b, _EVENT_SPILL)
-        for t in _batches(
-            events_path, _EVENT_SPILL.names, C.REQUIRED_EVENT_COLUMNS, cfg.batch_rows, "events"
-        ):
-            report.n_events += t.num_rows
-            ev_b.write(t, C.SESSION_ID)
-        ev_b.close()
-        emb_b = _Buckets(tmp, "embeddings", n_b, _EMB_SPILL)
-        for t in _batches(embeddings_path, _EMB_SPILL.names, _EMB_SPILL.names, cfg.batch_rows, "embeddings"):
-            emb_b.write(t, C.SESSION_ID)
-        emb_b.close()
-        int_b = _Buckets(tmp, "intents", n_b, _INTENT_SPILL)
-        for t in _batches(
-            intents_path, _INTENT_SPILL.names, _INTENT_SPILL.names[:4], cfg.batch_rows, "intents"
-        ):
-            int_b.write(t, C.SESSION_ID)
-        int_b.close()
-
-        # 2. Per session bucket: activity stats, embedding ⋈ intent, visitor contributions, prototypes.
-        contrib_b = _Buckets(tmp, "visitor_contrib", n_b, _CONTRIB_SPILL)
-        for b in range(n_b):
-            events = ev_b.read(b).to_pandas()
-            if len(events):
-                activity, tile_hits = session_stats(events, cfg)
-                report.n_sessions += len(activity)
-                outputs["session_activity"].write(pa.Table.from_pandas(activity, preserve_index=False))
-                outputs["session_activity"].write_anchors(activity[C.SESSION_ID])
-            else:
-                activity = pd.DataFrame(columns=[C.SESSION_ID, C.VISITOR_ID])
-                tile_hits = pd.DataFrame(columns=[C.SESSION_ID, *tiles])
-            joined = _join_intents(emb_b.read(b).to_pandas(), int_b.read(b).to_pandas(), report)
-            if joined.empty:
-                continue
-            dims = set(joined[C.EMBEDDING].map(len))
-            if dims != {emb_dim}:
-                raise ValueError(
-                    f"embeddings: every row must have dimension {emb_dim}, found {sorted(dims)[:5]}"
-                )
-            report.n_sessions_with_intent += len(joined)
-            report.n_labels_outside_classes += int((~joined[C.INTENT_LABEL].astype(str).isin(classes)).sum())
-            outputs["session_intent"].write(_session_intent_table(joined))
-            outputs["session_intent"].write_anchors(joined[C.SESSION_ID])
-            X = np.stack(joined[C.EMBEDDING].to_numpy()).astype(np.float64)
-            all_sum += X.sum(axis=0)
-            all_n += len(X)
-            hits = joined[[C.SESSION_ID]].merge(tile_hits, on=C.SESSION_ID, how="left")
-            for k, tile in enumerate(tiles):
-                mask = hits[tile].fillna(False).to_numpy(dtype=bool)
-                proto_sum[k] += X[mask].sum(axis=0)
-                proto_n[k] += int(mask.sum())
-            web = joined.merge(activity[[C.SESSION_ID, C.VISITOR_ID]], on=C.SESSION_ID, how="inner")
-            web = web[web[C.VISITOR_ID].notna()]
-            contrib_b.write(_contrib_table(web), C.VISITOR_ID)
-        contrib_b.close()
-        shutil.rmtree(ev_b.dir)
-        shutil.rmtree(emb_b.dir)
-        shutil.rmtree(int_b.dir)
-
-        # 3. Links, partitioned by visitor (to join sessions) and by customer (its own link events).
-        links_v = _Buckets(tmp, "links_by_visitor", n_b, _LINK_SPILL)
-        links_c = _Buckets(tmp, "links_by_customer", n_b, _LINK_SPILL)
-        for t in _batches(links_path, _LINK_SPILL.names, _LINK_SPILL.names, cfg.batch_rows, "identity links"):
-            report.n_links += t.num_rows
-            links_v.write(t, C.VISITOR_ID)
-            links_c.write(t, C.CUSTOMER_ID)
-        links_v.close()
-        links_c.close()
-
-        # 4. Per visitor bucket: the visitor timeline; contributions re-keyed to linked customers.
-        cust_b = _Buckets(tmp, "customer_contrib", n_b, _CUSTOMER_CONTRIB_SPILL)
-        names_v = {
-            "label": VISITOR_INTENT_LABEL,
-            "confidence": VISITOR_INTENT_CONFIDENCE,
-            "decayed": VISITOR_INTENT_DECAYED,
-            "embedding": VISITOR_EMBEDDING_DECAYED,
-            "sessions_window": VISITOR_SESSIONS_30D,
-        }
-        for b in range(n_b):
-            contrib = contrib_b.read(b).to_pandas()
-            if len(contrib):
-                contrib["available_at"] = contrib[C.EVENT_TIMESTAMP]
-                timeline = web_intent_timeline(contrib, C.VISITOR_ID, classes, cfg)
-                outputs["visitor_web_intent"].write(_timeline_table(timeline, C.VISITOR_ID, names_v))
-                outputs["visitor_web_intent"].write_anchors(contrib[C.VISITOR_ID])
-            links = _first_links(links_v.read(b).to_pandas())
-            if len(contrib) and len(links):
-                per_customer = contrib.drop(columns="available_at").merge(links, on=C.VISITOR_ID, how="inner")
-                cust_b.write(pa.Table.from_pandas(per_customer, preserve_index=False), C.CUSTOMER_ID)
-        cust_b.close()
-
-        # 5. Per customer bucket: the customer timeline over linked visitors' sessions.
-        names_c = {
-            "label": CUSTOMER_INTENT_LABEL,
-            "confidence": CUSTOMER_INTENT_CONFIDENCE,
-            "decayed": CUSTOMER_INTENT_DECAYED,
-            "embedding": CUSTOMER_WEB_EMBEDDING,
-            "linked_visitors": CUSTOMER_LINKED_VISITORS,
-            "sessions_window": CUSTOMER_WEB_SESSIONS_30D,
-        }
-        for b in range(n_b):
-            links = _first_links(links_c.read(b).to_pandas())
-            if links.empty:
-                continue
-            contrib = cust_b.read(b).to_pandas()
-            contrib["available_at"] = (
-                np.maximum(contrib[C.EVENT_TIMESTAMP], contrib[C.LINKED_AT])
-                if len(contrib)
-                else contrib[C.EVENT_TIMESTAMP]
-            )
-            timeline = web_intent_timeline(contrib, C.CUSTOMER_ID, classes, cfg, links=links)
-            outputs["customer_web_intent"].write(_timeline_table(timeline, C.CUSTOMER_ID, names_c))
-            outputs["customer_web_intent"].write_anchors(links[C.CUSTOMER_ID])
-
-        # 6. Customer profile snapshot, partitioned by customer so anchors are unique.
-        prof_b = _Buckets(tmp, "profile", n_b, schemas["customer_profile"])
-        for t in _batches(
-            customers_path,
-            schemas["customer_profile"].names,
-            [C.CUSTOMER_ID, C.EVENT_TIMESTAMP],
-            cfg.batch_rows,
-            "customers",
-        ):
-            prof_b.write(t, C.CUSTOMER_ID)
-        prof_b.close()
-        customers: set[str] = set()
-        for b in range(n_b):
-            t = prof_b.read(b)
-            outputs["customer_profile"].write(t)
-            keys = t[C.CUSTOMER_ID].to_numpy(zero_copy_only=False)
-            outputs["customer_profile"].write_anchors(keys)
-            customers.update(keys)
-        report.n_customers = len(customers)
+        sessions = _partition_sessions(job, inputs)  # 1.
+        visitor_contrib = _session_step(job, sessions, sums)  # 2.
+        links_by_visitor, links_by_customer = _partition_links(job, inputs.links)  # 3.
+        customer_contrib = _visitor_step(job, visitor_contrib, links_by_visitor)  # 4.
+        _customer_step(job, customer_contrib, links_by_customer)  # 5.
+        _profile_step(job, inputs.customers, schemas["customer_profile"])  # 6.
     except BaseException:
         for o in outputs.values():
             o.abort()
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(job.tmp, ignore_errors=True)
     for name, o in outputs.items():
         o.close()
         report.rows[name] = o.rows
         report.anchors[name] = o.anchors
 
-    protos = tile_prototypes(tiles, proto_sum, proto_n, all_sum, all_n)
+    protos = tile_prototypes(sums.tiles, sums.proto_sum, sums.proto_n, sums.all_sum, sums.all_n)
     pq.write_table(protos, out_dir / FEATURE_FILES["tile_prototypes"])
     report.rows["tile_prototypes"] = protos.num_rows
     report.seconds = time.perf_counter() - t0
     (out_dir / REPORT_FILE).write_text(
         json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
     )
+    logger.info("features: wrote %s in %.1fs", out_dir, report.seconds)
     return report
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The five input files of the job."""
+
+    events: Path
+    embeddings: Path
+    intents: Path
+    links: Path
+    customers: Path
+
+    def require(self) -> None:
+        """Every input exists, or an error naming the first missing one (before any work starts)."""
+        for what, p in (
+            ("events", self.events),
+            ("embeddings", self.embeddings),
+            ("intents", self.intents),
+            ("identity links", self.links),
+            ("customers", self.customers),
+        ):
+            if not p.is_file():
+                raise ArtifactError(f"{what}: {p} not found")
+
+
+@dataclass
+class _Job:
+    """What every step of one run shares: its config, label order, report, outputs and spill dir."""
+
+    cfg: FeatureBuildConfig
+    classes: list[str]
+    report: BuildReport
+    outputs: dict[str, _Output]
+    tmp: Path
+    n_buckets: int
+
+    def buckets(self, name: str, schema: pa.Schema) -> _Buckets:
+        return _Buckets(self.tmp, name, self.n_buckets, schema)
+
+
+@dataclass
+class _PrototypeSums:
+    """Running embedding sums per tile (sessions that visited its pages) and over all sessions."""
+
+    tiles: list[str]
+    proto_sum: np.ndarray
+    proto_n: np.ndarray
+    all_sum: np.ndarray
+    all_n: int = 0
+
+    @classmethod
+    def empty(cls, tiles: list[str], dim: int) -> _PrototypeSums:
+        return cls(tiles, np.zeros((len(tiles), dim)), np.zeros(len(tiles), dtype=np.int64), np.zeros(dim))
+
+    def add(self, X: np.ndarray, hits: pd.DataFrame) -> None:
+        """``X``: the sessions' embeddings; ``hits``: for each of those sessions, which tiles it visited."""
+        self.all_sum += X.sum(axis=0)
+        self.all_n += len(X)
+        for k, tile in enumerate(self.tiles):
+            mask = hits[tile].fillna(False).to_numpy(dtype=bool)
+            self.proto_sum[k] += X[mask].sum(axis=0)
+            self.proto_n[k] += int(mask.sum())
+
+
+def _partition_sessions(job: _Job, inputs: _Inputs) -> tuple[_Buckets, _Buckets, _Buckets]:
+    """1. Partition events, embeddings and intents by session."""
+    cfg, report = job.cfg, job.report
+    ev_b = job.buckets("events", _EVENT_SPILL)
+    for t in _record_batches(
+        inputs.events, _EVENT_SPILL.names, C.REQUIRED_EVENT_COLUMNS, cfg.batch_rows, "events"
+    ):
+        report.n_events += t.num_rows
+        ev_b.write(t, C.SESSION_ID)
+    ev_b.close()
+    emb_b = job.buckets("embeddings", _EMB_SPILL)
+    for t in _record_batches(
+        inputs.embeddings, _EMB_SPILL.names, _EMB_SPILL.names, cfg.batch_rows, "embeddings"
+    ):
+        emb_b.write(t, C.SESSION_ID)
+    emb_b.close()
+    int_b = job.buckets("intents", _INTENT_SPILL)
+    for t in _record_batches(
+        inputs.intents, _INTENT_SPILL.names, _INTENT_SPILL.names[:4], cfg.batch_rows, "intents"
+    ):
+        int_b.write(t, C.SESSION_ID)
+    int_b.close()
+    return ev_b, emb_b, int_b
+
+
+def _session_step(job: _Job, sessions: tuple[_Buckets, _Buckets, _Buckets], sums: _PrototypeSums) -> _Buckets:
+    """2. Per session bucket: activity stats, embedding ⋈ intent, visitor contributions, prototypes."""
+    ev_b, emb_b, int_b = sessions
+    report, outputs, emb_dim = job.report, job.outputs, job.report.embedding_dim
+    contrib_b = job.buckets("visitor_contrib", _CONTRIB_SPILL)
+    for b in range(job.n_buckets):
+        events = ev_b.read(b).to_pandas()
+        if len(events):
+            activity, tile_hits = session_stats(events, job.cfg)
+            report.n_sessions += len(activity)
+            outputs["session_activity"].write(pa.Table.from_pandas(activity, preserve_index=False))
+            outputs["session_activity"].write_anchors(activity[C.SESSION_ID])
+        else:
+            activity = pd.DataFrame(columns=[C.SESSION_ID, C.VISITOR_ID])
+            tile_hits = pd.DataFrame(columns=[C.SESSION_ID, *sums.tiles])
+        joined = _join_intents(emb_b.read(b).to_pandas(), int_b.read(b).to_pandas(), report)
+        if joined.empty:
+            continue
+        dims = set(joined[C.EMBEDDING].map(len))
+        if dims != {emb_dim}:
+            raise ContractError(
+                f"embeddings: every row must have dimension {emb_dim}, found {sorted(dims)[:5]}"
+            )
+        report.n_sessions_with_intent += len(joined)
+        report.n_labels_outside_classes += int((~joined[C.INTENT_LABEL].astype(str).isin(job.classes)).sum())
+        outputs["session_intent"].write(_session_intent_table(joined))
+        outputs["session_intent"].write_anchors(joined[C.SESSION_ID])
+        X = np.stack(joined[C.EMBEDDING].to_numpy()).astype(np.float64)
+        sums.add(X, joined[[C.SESSION_ID]].merge(tile_hits, on=C.SESSION_ID, how="left"))
+        web = joined.merge(activity[[C.SESSION_ID, C.VISITOR_ID]], on=C.SESSION_ID, how="inner")
+        web = web[web[C.VISITOR_ID].notna()]
+        contrib_b.write(_contrib_table(web), C.VISITOR_ID)
+    contrib_b.close()
+    for spilled in sessions:
+        shutil.rmtree(spilled.dir)
+    return contrib_b
+
+
+def _partition_links(job: _Job, links_path: Path) -> tuple[_Buckets, _Buckets]:
+    """3. Links, partitioned by visitor (to join sessions) and by customer (its own link events)."""
+    links_v = job.buckets("links_by_visitor", _LINK_SPILL)
+    links_c = job.buckets("links_by_customer", _LINK_SPILL)
+    for t in _record_batches(
+        links_path, _LINK_SPILL.names, _LINK_SPILL.names, job.cfg.batch_rows, "identity links"
+    ):
+        job.report.n_links += t.num_rows
+        links_v.write(t, C.VISITOR_ID)
+        links_c.write(t, C.CUSTOMER_ID)
+    links_v.close()
+    links_c.close()
+    return links_v, links_c
+
+
+_VISITOR_NAMES = {
+    "label": VISITOR_INTENT_LABEL,
+    "confidence": VISITOR_INTENT_CONFIDENCE,
+    "decayed": VISITOR_INTENT_DECAYED,
+    "embedding": VISITOR_EMBEDDING_DECAYED,
+    "sessions_window": VISITOR_SESSIONS_30D,
+}
+_CUSTOMER_NAMES = {
+    "label": CUSTOMER_INTENT_LABEL,
+    "confidence": CUSTOMER_INTENT_CONFIDENCE,
+    "decayed": CUSTOMER_INTENT_DECAYED,
+    "embedding": CUSTOMER_WEB_EMBEDDING,
+    "linked_visitors": CUSTOMER_LINKED_VISITORS,
+    "sessions_window": CUSTOMER_WEB_SESSIONS_30D,
+}
+
+
+def _visitor_step(job: _Job, contrib_b: _Buckets, links_v: _Buckets) -> _Buckets:
+    """4. Per visitor bucket: the visitor timeline; contributions re-keyed to linked customers."""
+    out = job.outputs["visitor_web_intent"]
+    cust_b = job.buckets("customer_contrib", _CUSTOMER_CONTRIB_SPILL)
+    for b in range(job.n_buckets):
+        contrib = contrib_b.read(b).to_pandas()
+        if len(contrib):
+            contrib["available_at"] = contrib[C.EVENT_TIMESTAMP]
+            timeline = web_intent_timeline(contrib, C.VISITOR_ID, job.classes, job.cfg)
+            out.write(_timeline_table(timeline, C.VISITOR_ID, _VISITOR_NAMES))
+            out.write_anchors(contrib[C.VISITOR_ID])
+        links = _first_links(links_v.read(b).to_pandas())
+        if len(contrib) and len(links):
+            per_customer = contrib.drop(columns="available_at").merge(links, on=C.VISITOR_ID, how="inner")
+            cust_b.write(pa.Table.from_pandas(per_customer, preserve_index=False), C.CUSTOMER_ID)
+    cust_b.close()
+    return cust_b
+
+
+def _customer_step(job: _Job, cust_b: _Buckets, links_c: _Buckets) -> None:
+    """5. Per customer bucket: the customer timeline over linked visitors' sessions."""
+    out = job.outputs["customer_web_intent"]
+    for b in range(job.n_buckets):
+        links = _first_links(links_c.read(b).to_pandas())
+        if links.empty:
+            continue
+        contrib = cust_b.read(b).to_pandas()
+        contrib["available_at"] = (
+            np.maximum(contrib[C.EVENT_TIMESTAMP], contrib[C.LINKED_AT])
+            if len(contrib)
+            else contrib[C.EVENT_TIMESTAMP]
+        )
+        timeline = web_intent_timeline(contrib, C.CUSTOMER_ID, job.classes, job.cfg, links=links)
+        out.write(_timeline_table(timeline, C.CUSTOMER_ID, _CUSTOMER_NAMES))
+        out.write_anchors(links[C.CUSTOMER_ID])
+
+
+def _profile_step(job: _Job, customers_path: Path, schema: pa.Schema) -> None:
+    """6. Customer profile snapshot, partitioned by customer so anchors are unique."""
+    prof_b = job.buckets("profile", schema)
+    for t in _record_batches(
+        customers_path, schema.names, [C.CUSTOMER_ID, C.EVENT_TIMESTAMP], job.cfg.batch_rows, "customers"
+    ):
+        prof_b.write(t, C.CUSTOMER_ID)
+    prof_b.close()
+    out = job.outputs["customer_profile"]
+    customers: set[str] = set()
+    for b in range(job.n_buckets):
+        t = prof_b.read(b)
+        out.write(t)
+        keys = t[C.CUSTOMER_ID].to_numpy(zero_copy_only=False)
+        out.write_anchors(keys)
+        customers.update(keys)
+    job.report.n_customers = len(customers)
 
 
 def _embedding_dim(path: Path) -> int:
     """The embedding dimension, from the first non-empty row."""
-    for t in _batches(
+    for t in _record_batches(
         path, [C.EMBEDDING], [C.SESSION_ID, C.EVENT_TIMESTAMP, C.EMBEDDING], 1024, "embeddings"
     ):
         for v in t[C.EMBEDDING].to_pylist():
             if v:
                 return len(v)
-    raise ValueError(f"embeddings ({path}): no non-empty '{C.EMBEDDING}' row")
+    raise ContractError(f"embeddings ({path}): no non-empty '{C.EMBEDDING}' row")
 
 
 def _join_intents(emb: pd.DataFrame, intents: pd.DataFrame, report: BuildReport) -> pd.DataFrame:
@@ -829,7 +924,7 @@ def _first_links(links: pd.DataFrame) -> pd.DataFrame:
         return links
     bad = links[C.LINKED_AT].isna() | links[C.VISITOR_ID].isna() | links[C.CUSTOMER_ID].isna()
     if bad.any():
-        raise ValueError(
+        raise ContractError(
             f"identity links: {int(bad.sum())} row(s) with a null visitor_id, customer_id or linked_at"
         )
     return (
@@ -864,100 +959,54 @@ def tile_prototypes(
     )
 
 
-# --- CLI --------------------------------------------------------------------------------------------
-def _load_classes(intent_dir: Path) -> list[str]:
+# --- From the artifacts layout (what ``c2i features build`` runs) ----------------------------------
+@dataclass(frozen=True)
+class FeatureBuildPaths:
+    """Where the job reads and writes; the defaults are the ``artifacts/`` layout."""
+
+    data_dir: Path = ARTIFACTS.data  # events, identity_links and customers parquet
+    embeddings: Path = ARTIFACTS.embeddings
+    intents: Path = ARTIFACTS.session_intents
+    intent_model: Path = ARTIFACTS.intent  # the distilled classifier: its classes_ give the label order
+    out_dir: Path = ARTIFACTS.features
+
+    def inputs(self) -> _Inputs:
+        data = Path(self.data_dir)
+        return _Inputs(
+            events=data / ARTIFACTS.events.name,
+            embeddings=Path(self.embeddings),
+            intents=Path(self.intents),
+            links=data / ARTIFACTS.identity_links.name,
+            customers=data / ARTIFACTS.customers.name,
+        )
+
+
+def load_classes(intent_dir: str | Path) -> list[str]:
     """Label order of the decayed distributions: the distilled classifier's ``classes_``."""
     from clicks2intent.intent.distill import IntentClassifier
 
+    intent_dir = Path(intent_dir)
+    if not (intent_dir / CLASSIFIER_META_FILE).is_file():
+        raise ArtifactError(
+            f"intent model: {intent_dir / CLASSIFIER_META_FILE} not found; run `c2i taxonomy distill` first"
+        )
     return [str(c) for c in IntentClassifier.load(intent_dir).classes_]
 
 
-def build_command(args: argparse.Namespace) -> int:
-    data = Path(args.data)
-    cfg = FeatureBuildConfig(
-        half_life_days=args.half_life_days, window_days=args.window_days, n_buckets=args.buckets
+def build_feature_sources(
+    paths: FeatureBuildPaths | None = None, config: FeatureBuildConfig | None = None
+) -> BuildReport:
+    """:func:`build_features` over an artifacts layout: every input is checked before any work starts."""
+    paths = paths or FeatureBuildPaths()
+    inputs = paths.inputs()
+    inputs.require()
+    return build_features(
+        events_path=inputs.events,
+        embeddings_path=inputs.embeddings,
+        intents_path=inputs.intents,
+        links_path=inputs.links,
+        customers_path=inputs.customers,
+        out_dir=paths.out_dir,
+        classes=load_classes(paths.intent_model),
+        config=config,
     )
-    report = build_features(
-        events_path=data / "events.parquet",
-        embeddings_path=args.embeddings,
-        intents_path=args.intents,
-        links_path=data / "identity_links.parquet",
-        customers_path=data / "customers.parquet",
-        out_dir=args.out,
-        classes=_load_classes(Path(args.intent_model)),
-        config=cfg,
-    )
-    print(
-        f"features: {report.n_events} events, {report.n_sessions} sessions ({report.n_sessions_with_intent} with "
-        f"embedding+intent), {report.n_links} identity links, {report.n_customers} customers → {args.out} "
-        f"in {report.seconds:.1f}s ({report.n_buckets} bucket(s))"
-    )
-    for name, rows in report.rows.items():
-        print(
-            f"  {FEATURE_FILES[name]}: {rows} rows"
-            + (f" + {report.anchors[name]} anchors" if report.anchors.get(name) else "")
-        )
-    if report.n_embeddings_without_intent or report.n_intents_without_embedding:
-        print(
-            f"  note: {report.n_embeddings_without_intent} embedded session(s) without an intent and "
-            f"{report.n_intents_without_embedding} intent(s) without an embedding were left out"
-        )
-    return 0
-
-
-def online_command(args: argparse.Namespace) -> int:
-    from clicks2intent.features.store import print_customer_features
-
-    return print_customer_features(
-        repo_path=args.repo,
-        customer_id=args.customer_id,
-        service=args.service,
-        config=args.config,
-        features_dir=args.features,
-    )
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """``c2i features build`` (offline sources) and ``c2i features online`` (one customer's features)."""
-    parser = subparsers.add_parser("features", help="build the Feast feature sources; read online features")
-    sub = parser.add_subparsers(dest="features_command", required=True)
-    d = FeatureBuildConfig()
-    b = sub.add_parser("build", help="events + embeddings + intents + identity links → Feast parquet sources")
-    b.add_argument(
-        "--data", default="artifacts/data", help="dir with events, identity_links, customers parquet"
-    )
-    b.add_argument("--embeddings", default="artifacts/embeddings/session_embeddings.parquet")
-    b.add_argument("--intents", default="artifacts/intent/session_intents.parquet")
-    b.add_argument(
-        "--intent-model", default="artifacts/intent", help="distilled classifier dir (label order)"
-    )
-    b.add_argument("--out", default="artifacts/features")
-    b.add_argument(
-        "--half-life-days",
-        type=float,
-        default=d.half_life_days,
-        help=f"decay half-life (default {d.half_life_days})",
-    )
-    b.add_argument(
-        "--window-days",
-        type=float,
-        default=d.window_days,
-        help=f"activity-count window (default {d.window_days})",
-    )
-    b.add_argument(
-        "--buckets", type=int, default=None, help="hash partitions (default: events / bucket_rows)"
-    )
-    b.set_defaults(func=build_command)
-    o = sub.add_parser(
-        "online", help="print one customer's online features (after feast apply + materialize)"
-    )
-    o.add_argument("--repo", default="feature_repo", help="Feast repository")
-    o.add_argument(
-        "--config", default=None, help="feature store YAML (default: the repo's feature_store.yaml)"
-    )
-    o.add_argument("--customer-id", default=None, help="default: a customer with linked web intent")
-    o.add_argument("--service", default="tile_ranker_v1", help="feature service to read")
-    o.add_argument(
-        "--features", default="artifacts/features", help="feature sources (to pick a default customer)"
-    )
-    o.set_defaults(func=online_command)

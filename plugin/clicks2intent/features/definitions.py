@@ -13,8 +13,8 @@ DESIGN.md). Four Feast 0.67 behaviours shape them (each has its workaround here)
 * Feast stores a UDF's SOURCE TEXT in the registry and, when a store loads it, re-``exec``\\ s that
   text in a namespace holding only ``pd``/``np`` (``feast.transformation.udf_rehydrate``): a closure or
   a module global the UDF refers to is a ``NameError`` at request time, not at apply time. So each UDF
-  is generated (:func:`python_udf`) as a two-line function that imports its implementation from this
-  module and passes its parameters as literals: the text is self-contained and every parameter is
+  is generated (:func:`python_udf`) as a two-line function that imports its implementation from
+  :mod:`clicks2intent.features.transforms` and passes its parameters as literals: the text is self-contained and every parameter is
   visible in the registry (and in ``feast plan`` diffs).
 * ``feast apply`` calls every python-mode UDF once on synthetic inputs (``"hello world"``, ``[1.0]``)
   to check the declared schema. The transforms therefore treat unknown tiles, unknown channels and
@@ -36,30 +36,141 @@ builds the fields from contract events.
 
 from __future__ import annotations
 
-import functools
-import math
-import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from clicks2intent.errors import ConfigError
+from clicks2intent.features.build import PROFILE_COLUMNS
+from clicks2intent.features.transforms import (
+    ARTIFACTS_ENV,
+    ENCODER_SUBDIR,
+    FEATURES_SUBDIR,
+    INTENT_SUBDIR,
+    Prototypes,
+    inflight_events,
+    inflight_intent_transform,
+    load_models,
+    load_prototypes,
+    resolve_artifacts_dir,
+    tile_affinity,
+    tile_affinity_transform,
+)
 from clicks2intent.names import columns as C
-from clicks2intent.names.features import *  # noqa: F403
-from clicks2intent.features import build as F
+from clicks2intent.names.features import (
+    BASELINE,
+    CANDIDATE_TILES,
+    CONVERSION_BASELINE,
+    CONVERSION_V1,
+    CUSTOMER_INTENT_CONFIDENCE,
+    CUSTOMER_INTENT_DECAYED,
+    CUSTOMER_INTENT_LABEL,
+    CUSTOMER_LINKED_VISITORS,
+    CUSTOMER_PROFILE,
+    CUSTOMER_WEB_EMBEDDING,
+    CUSTOMER_WEB_INTENT,
+    CUSTOMER_WEB_SESSIONS_30D,
+    EMBEDDING,
+    FEATURE_GROUPS,
+    INFLIGHT_CHANNEL,
+    INFLIGHT_DEVICE,
+    INFLIGHT_DWELL_SECONDS,
+    INFLIGHT_EMBEDDING,
+    INFLIGHT_EVENT_TIMES_US,
+    INFLIGHT_INTENT_CONFIDENCE,
+    INFLIGHT_INTENT_LABEL,
+    INFLIGHT_PAGE_TYPES,
+    INFLIGHT_SEARCH_QUERIES,
+    INFLIGHT_SESSION,
+    INFLIGHT_SESSION_INTENT,
+    LABELS,
+    SERVICES,
+    SESSION_ACTIVITY,
+    SESSION_ACTIVITY_FIELDS,
+    SESSION_CHANNEL,
+    SESSION_DURATION_S,
+    SESSION_INTENT,
+    SESSION_MEAN_DWELL_S,
+    SESSION_N_APPLY_PAGES,
+    SESSION_N_DISTINCT_PAGES,
+    SESSION_N_EVENTS,
+    SESSION_N_PRODUCT_PAGES,
+    SESSION_N_SEARCHES,
+    TILE_AFFINITY,
+    TILE_AFFINITY_VIEW,
+    TILE_CANDIDATES,
+    TILE_RANKER_BASELINE,
+    TILE_RANKER_V1,
+    VISITOR_EMBEDDING_DECAYED,
+    VISITOR_INTENT_CONFIDENCE,
+    VISITOR_INTENT_DECAYED,
+    VISITOR_INTENT_LABEL,
+    VISITOR_SESSIONS_30D,
+    VISITOR_WEB_INTENT,
+)
+from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureService, FeatureView, RequestSource
     from feast.data_source import DataSource
     from feast.on_demand_feature_view import OnDemandFeatureView
 
-# --- Names (docs/interfaces.md, "Feast objects and model inputs") ------------------------------------
-ARTIFACTS_ENV = "C2I_ARTIFACTS"
-ENCODER_SUBDIR, INTENT_SUBDIR, FEATURES_SUBDIR = "encoder", "intent", "features"
+__all__ = [
+    # the builders
+    "Clicks2IntentObjects",
+    "Sources",
+    "build",
+    "feature_group",
+    "file_sources",
+    "profile_fields",
+    "python_udf",
+    # request-time transforms (re-exported from clicks2intent.features.transforms)
+    "ARTIFACTS_ENV",
+    "ENCODER_SUBDIR",
+    "FEATURES_SUBDIR",
+    "INTENT_SUBDIR",
+    "Prototypes",
+    "inflight_events",
+    "inflight_intent_transform",
+    "load_models",
+    "load_prototypes",
+    "resolve_artifacts_dir",
+    "tile_affinity",
+    "tile_affinity_transform",
+    # Feast object, request-field and group names (re-exported from clicks2intent.names.features)
+    "BASELINE",
+    "CANDIDATE_TILES",
+    "CONVERSION_BASELINE",
+    "CONVERSION_V1",
+    "CUSTOMER_PROFILE",
+    "CUSTOMER_WEB_INTENT",
+    "EMBEDDING",
+    "FEATURE_GROUPS",
+    "INFLIGHT_CHANNEL",
+    "INFLIGHT_DEVICE",
+    "INFLIGHT_DWELL_SECONDS",
+    "INFLIGHT_EMBEDDING",
+    "INFLIGHT_EVENT_TIMES_US",
+    "INFLIGHT_INTENT_CONFIDENCE",
+    "INFLIGHT_INTENT_LABEL",
+    "INFLIGHT_PAGE_TYPES",
+    "INFLIGHT_SEARCH_QUERIES",
+    "INFLIGHT_SESSION",
+    "INFLIGHT_SESSION_INTENT",
+    "LABELS",
+    "SERVICES",
+    "SESSION_ACTIVITY",
+    "SESSION_ACTIVITY_FIELDS",
+    "SESSION_INTENT",
+    "TILE_AFFINITY",
+    "TILE_AFFINITY_VIEW",
+    "TILE_CANDIDATES",
+    "TILE_RANKER_BASELINE",
+    "TILE_RANKER_V1",
+    "VISITOR_WEB_INTENT",
+]
+
 
 def feature_group(feature_name: str) -> str:
     """``"baseline" | "embedding" | "labels"`` for a feature or model column.
@@ -79,223 +190,6 @@ def feature_group(feature_name: str) -> str:
     raise KeyError(
         f"feature_group: {feature_name!r} is not a clicks2intent feature (known: {sorted(FEATURE_GROUPS)})"
     )
-
-
-# --- Artifacts loaded by the on-demand views (once per process) ------------------------------------
-def resolve_artifacts_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """Where the on-demand views find the encoder, classifier and tile prototypes.
-
-    ``override`` (a view's ``artifacts_dir``), else ``$C2I_ARTIFACTS``, else ``<repo>/artifacts`` when the
-    package runs from a checkout, else ``./artifacts``. Cached per (override, env) so the per-request
-    path makes no filesystem calls."""
-    return _resolve(str(override) if override else None, os.environ.get(ARTIFACTS_ENV) or None, os.getcwd())
-
-
-@functools.lru_cache(maxsize=64)
-def _resolve(override: str | None, env: str | None, cwd: str) -> Path:
-    if override:
-        return Path(override).resolve()
-    if env:
-        return Path(env).resolve()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file():
-        return checkout / "artifacts"
-    return Path(cwd).resolve() / "artifacts"
-
-
-_LOCK = threading.Lock()
-_MODELS: dict[Path, tuple[Any, Any]] = {}
-_PROTOTYPES: dict[Path, Prototypes] = {}
-
-
-def load_models(root: Path) -> tuple[Any, Any]:
-    """(SessionEmbedder, IntentClassifier) from ``root``/encoder and ``root``/intent, cached per process."""
-    with _LOCK:
-        if root not in _MODELS:
-            from clicks2intent.intent.distill import IntentClassifier
-            from clicks2intent.encoder.embed import SessionEmbedder
-
-            for sub in (ENCODER_SUBDIR, INTENT_SUBDIR):
-                if not (root / sub).is_dir():
-                    raise FileNotFoundError(
-                        f"on-demand view {INFLIGHT_SESSION_INTENT}: {root / sub} not found; train the encoder and "
-                        f"the intent classifier first, or point ${ARTIFACTS_ENV} at the artifacts directory"
-                    )
-            _MODELS[root] = (
-                SessionEmbedder.load(root / ENCODER_SUBDIR, device="cpu"),
-                IntentClassifier.load(root / INTENT_SUBDIR),
-            )
-        return _MODELS[root]
-
-
-@dataclass(frozen=True)
-class Prototypes:
-    """Unit prototype vectors of the tiles that have one, stacked for one matrix product per request."""
-
-    index: dict[str, int]  # tile id → row of ``matrix``
-    matrix: np.ndarray  # [n_tiles_with_prototype, dim] float64
-
-    @property
-    def dim(self) -> int:
-        return int(self.matrix.shape[1]) if self.matrix.ndim == 2 else 0
-
-    @classmethod
-    def from_dict(cls, prototypes: Mapping[str, Sequence[float]]) -> Prototypes:
-        tiles = list(prototypes)
-        dims = {len(v) for v in prototypes.values()}
-        if len(dims) > 1:
-            raise ValueError(f"prototypes: tiles have different dimensions {sorted(dims)}")
-        matrix = np.asarray([prototypes[t] for t in tiles], dtype=np.float64).reshape(
-            len(tiles), dims.pop() if dims else 0
-        )
-        return cls({t: i for i, t in enumerate(tiles)}, matrix)
-
-
-def load_prototypes(root: Path) -> tuple[Prototypes, int]:
-    """(tile prototypes of ``c2i features build`` under ``root``/features, their dimension), cached."""
-    with _LOCK:
-        if root not in _PROTOTYPES:
-            import pyarrow.parquet as pq
-
-            path = root / FEATURES_SUBDIR / F.FEATURE_FILES["tile_prototypes"]
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"on-demand view {TILE_AFFINITY_VIEW}: {path} not found; run `c2i features build` first, "
-                    f"or point ${ARTIFACTS_ENV} at the artifacts directory"
-                )
-            table = pq.read_table(path).to_pydict()
-            pairs = zip(table[F.TILE_ID], table[F.PROTOTYPE], strict=True)
-            _PROTOTYPES[root] = Prototypes.from_dict({str(t): v for t, v in pairs if v is not None})
-        prototypes = _PROTOTYPES[root]
-        return prototypes, prototypes.dim
-
-
-# --- On-demand transforms (python mode: dict of equal-length lists in, dict of lists out) ----------
-def inflight_events(
-    page_types: Sequence[str] | None,
-    times_us: Sequence[int] | None,
-    dwell: Sequence[float] | None,
-    queries: Sequence[str] | None,
-    channel: str | None,
-    device: str | None,
-) -> list[dict[str, Any]]:
-    """Request arrays of one in-flight session → contract event dicts (``SessionEmbedder.embed_session``).
-
-    Arrays are aligned by event; ``times``/``dwell``/``queries`` may be empty (unknown) but not of
-    another length. Unknown channels become missing (like OOV page types: serving never crashes on a
-    value the batch data never had)."""
-    pages = list(page_types or [])
-    n = len(pages)
-    cols: dict[str, list[Any]] = {}
-    for name, values in (
-        (INFLIGHT_EVENT_TIMES_US, times_us),
-        (INFLIGHT_DWELL_SECONDS, dwell),
-        (INFLIGHT_SEARCH_QUERIES, queries),
-    ):
-        values = list(values or [])
-        if values and len(values) != n:
-            raise ValueError(
-                f"{name}: {len(values)} values for {n} page types; arrays must align by event (or be empty)"
-            )
-        cols[name] = values or [None] * n
-    chan = channel.strip().lower() if isinstance(channel, str) else ""
-    chan = chan if chan in C.CHANNELS else None
-    dev = device.strip() if isinstance(device, str) and device.strip() else None
-    events = []
-    for i, page in enumerate(pages):
-        t = cols[INFLIGHT_EVENT_TIMES_US][i]
-        d = cols[INFLIGHT_DWELL_SECONDS][i]
-        q = cols[INFLIGHT_SEARCH_QUERIES][i]
-        events.append(
-            {
-                C.PAGE_TYPE: page,
-                C.EVENT_TIMESTAMP: None if t is None else _us_to_datetime(int(t)),
-                C.DWELL_SECONDS: None if d is None or (isinstance(d, float) and math.isnan(d)) else float(d),
-                C.SEARCH_QUERY: q if isinstance(q, str) and q.strip() else None,
-                C.CHANNEL: chan,
-                C.DEVICE: dev,
-            }
-        )
-    return events
-
-
-def _us_to_datetime(us: int) -> Any:
-    import pandas as pd
-
-    return pd.Timestamp(us, unit="us", tz="UTC")
-
-
-def inflight_intent_transform(
-    inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
-) -> dict[str, list[Any]]:
-    """Embed each in-flight session with the exported encoder and label it with the distilled classifier."""
-    embedder, classifier = load_models(resolve_artifacts_dir(artifacts_dir))
-    pages = inputs[INFLIGHT_PAGE_TYPES]
-    n = len(pages)
-
-    def col(name: str) -> list[Any]:
-        values = inputs.get(name)
-        return list(values) if values is not None else [None] * n
-
-    times, dwell, queries = (
-        col(INFLIGHT_EVENT_TIMES_US),
-        col(INFLIGHT_DWELL_SECONDS),
-        col(INFLIGHT_SEARCH_QUERIES),
-    )
-    channels, devices = col(INFLIGHT_CHANNEL), col(INFLIGHT_DEVICE)
-    out_emb: list[list[float]] = []
-    out_label: list[str] = []
-    out_conf: list[float] = []
-    for i in range(n):
-        events = inflight_events(pages[i], times[i], dwell[i], queries[i], channels[i], devices[i])
-        vector = embedder.embed_session(events)
-        label, confidence, _ = classifier.predict_one(vector)
-        out_emb.append([float(x) for x in vector])
-        out_label.append(label)
-        out_conf.append(float(confidence))
-    return {
-        INFLIGHT_EMBEDDING: out_emb,
-        INFLIGHT_INTENT_LABEL: out_label,
-        INFLIGHT_INTENT_CONFIDENCE: out_conf,
-    }
-
-
-def tile_affinity(
-    embedding: Sequence[float] | None,
-    tiles: Sequence[str],
-    prototypes: Prototypes | Mapping[str, Sequence[float]],
-    dim: int,
-) -> list[float]:
-    """Cosine between a web-intent embedding and each candidate tile's prototype (NaN = unknown: no
-    web intent, a tile without a prototype, or an embedding of another dimension than ``dim``).
-
-    Serving calls it too (for a fresher embedding than the customer's), so both paths score alike."""
-    if not isinstance(prototypes, Prototypes):
-        prototypes = Prototypes.from_dict(prototypes)
-    if prototypes.index and prototypes.dim != dim:
-        raise ValueError(f"dim: {dim} does not match the prototypes' dimension {prototypes.dim}")
-    if embedding is None or len(embedding) != dim or dim == 0:
-        return [math.nan] * len(tiles)
-    x = np.asarray(embedding, dtype=np.float64)
-    norm = float(np.sqrt(x @ x))
-    if not math.isfinite(norm) or norm == 0:
-        return [math.nan] * len(tiles)
-    scores = (prototypes.matrix @ x / norm).tolist()
-    return [scores[prototypes.index[t]] if t in prototypes.index else math.nan for t in tiles]
-
-
-def tile_affinity_transform(
-    inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
-) -> dict[str, list[Any]]:
-    """Affinity of the customer's web embedding to each tile of the request's ``candidate_tiles``."""
-    prototypes, dim = load_prototypes(resolve_artifacts_dir(artifacts_dir))
-    embeddings = inputs[F.CUSTOMER_WEB_EMBEDDING]
-    candidates = inputs[CANDIDATE_TILES]
-    return {
-        TILE_AFFINITY: [
-            tile_affinity(e, t or [], prototypes, dim) for e, t in zip(embeddings, candidates, strict=True)
-        ]
-    }
 
 
 def python_udf(
@@ -331,16 +225,16 @@ class Sources:
     customer_profile: DataSource
 
 
-def file_sources(features_dir: str = "../artifacts/features", prefix: str = "") -> Sources:
+def file_sources(features_dir: str = f"../{ARTIFACTS.features}", prefix: str = "") -> Sources:
     """``FileSource``\\ s over the parquet files of ``c2i features build`` (relative = to the repo)."""
     from feast import FileSource
 
     def source(view: str) -> FileSource:
         return FileSource(
             name=f"{prefix}{view}_source",
-            path=f"{features_dir.rstrip('/')}/{F.FEATURE_FILES[view]}",
+            path=f"{features_dir.rstrip('/')}/{FEATURE_FILES[view]}",
             timestamp_field=C.EVENT_TIMESTAMP,
-            description=f"c2i features build: {F.FEATURE_FILES[view]}",
+            description=f"c2i features build: {FEATURE_FILES[view]}",
         )
 
     return Sources(*(source(f.name) for f in fields(Sources)))
@@ -393,13 +287,13 @@ class Clicks2IntentObjects:
 
 
 def profile_fields() -> list[Any]:
-    """The customer-profile schema (the "production baseline"), from :data:`features.PROFILE_COLUMNS`."""
+    """The customer-profile schema (the "production baseline"), from :data:`clicks2intent.features.build.PROFILE_COLUMNS`."""
     import pyarrow as pa
     from feast import Field
     from feast.types import Bool, Float64, Int64, String
 
     kinds = {pa.float64(): Float64, pa.int64(): Int64, pa.string(): String, pa.bool_(): Bool}
-    return [Field(name=name, dtype=kinds[t]) for name, t in F.PROFILE_COLUMNS.items()]
+    return [Field(name=name, dtype=kinds[t]) for name, t in PROFILE_COLUMNS.items()]
 
 
 def build(
@@ -426,222 +320,32 @@ def build(
     ttls: how stale a value may be before it is "unknown" (sessions are served shortly after they end;
     web intent fades within weeks; the profile is a slowly changing snapshot).
     """
-    from feast import Entity, FeatureService, FeatureView, Field, RequestSource, ValueType
-    from feast.on_demand_feature_view import OnDemandFeatureView
-    from feast.types import Array, Float32, Float64, Int64, String
-
     if not (isinstance(embedding_dim, int) and embedding_dim > 0):
-        raise ValueError(f"embedding_dim: must be a positive int, got {embedding_dim!r}")
+        raise ConfigError(f"embedding_dim: must be a positive int, got {embedding_dim!r}")
     if prefix and not prefix.replace("_", "a").isalnum():
-        raise ValueError(
+        raise ConfigError(
             f"prefix: {prefix!r} may hold letters, digits and '_' only (it starts Feast object names)"
         )
-    tags = {"system": "clicks2intent", **(tags or {})}
-    common: dict[str, Any] = {"owner": owner, "tags": tags}
-    given = dict(entities or {})
-
-    # Entities ------------------------------------------------------------------------------------
-    def entity(name: str, key: str, description: str) -> Entity:
-        return given.get(name) or Entity(
-            name=name, join_keys=[key], value_type=ValueType.STRING, description=description, **common
-        )
-
-    session = entity(
-        "session",
-        C.SESSION_ID,
-        "A web or app session: the unit the encoder embeds and the classifier labels.",
+    common: dict[str, Any] = {"owner": owner, "tags": {"system": "clicks2intent", **(tags or {})}}
+    session, visitor, customer = _entities(dict(entities or {}), common)
+    session_activity, session_intent = _session_views(
+        sources, session, prefix, embedding_dim, session_ttl, common
     )
-    visitor = entity(
-        "visitor", C.VISITOR_ID, "An anonymous web visitor (cookie/device): web intent before anyone logs in."
+    visitor_web_intent, customer_web_intent = _web_intent_views(
+        sources, visitor, customer, prefix, embedding_dim, web_intent_ttl, common
     )
-    customer = entity(
-        "customer", C.CUSTOMER_ID, "A bank customer: whom the recommenders rank for after login."
+    customer_profile = _profile_view(sources, customer, prefix, profile, profile_ttl, common)
+    inflight_session, tile_candidates = _request_sources(prefix, common)
+    inflight_session_intent, tile_affinity_view = _on_demand_views(
+        inflight_session, tile_candidates, customer_web_intent, prefix, embedding_dim, artifacts_dir, common
     )
 
-    # Feature views --------------------------------------------------------------------------------
-    dist = "time-decayed label distribution (float32, one weight per label in the intent classifier's classes_ order)"
-    emb = (
-        f"L2-normalised session embedding from the clicks2intent encoder, dimension {embedding_dim} (float32)"
-    )
-    session_activity = FeatureView(
-        name=f"{prefix}{SESSION_ACTIVITY}",
-        entities=[session],
-        ttl=session_ttl,
-        source=sources.session_activity,
-        description="Baseline session statistics (no web intent): counts and durations from the events.",
-        schema=[
-            Field(name=F.SESSION_N_EVENTS, dtype=Int64, description="events in the session"),
-            Field(
-                name=F.SESSION_DURATION_S, dtype=Float64, description="last minus first event time, seconds"
-            ),
-            Field(name=F.SESSION_N_SEARCHES, dtype=Int64, description="search pages or events with a query"),
-            Field(name=F.SESSION_N_APPLY_PAGES, dtype=Int64, description="application pages (apply_*)"),
-            Field(name=F.SESSION_N_PRODUCT_PAGES, dtype=Int64, description="product pages (product_*)"),
-            Field(name=F.SESSION_N_DISTINCT_PAGES, dtype=Int64, description="distinct page types"),
-            Field(
-                name=F.SESSION_MEAN_DWELL_S,
-                dtype=Float64,
-                description="mean known dwell, seconds (null if none known)",
-            ),
-            Field(name=F.SESSION_CHANNEL, dtype=String, description="web or app"),
-        ],
-        **common,
-    )
-    session_intent = FeatureView(
-        name=f"{prefix}{SESSION_INTENT}",
-        entities=[session],
-        ttl=session_ttl,
-        source=sources.session_intent,
-        description=f"Session embedding and distilled intent label, known at session end. Embedding dimension {embedding_dim}.",
-        schema=[
-            Field(name=C.EMBEDDING, dtype=Array(Float32), description=emb),
-            Field(
-                name=C.INTENT_LABEL,
-                dtype=String,
-                description="taxonomy label id from the distilled classifier",
-            ),
-            Field(
-                name=C.INTENT_CONFIDENCE, dtype=Float64, description="classifier probability of that label"
-            ),
-            Field(
-                name=C.TAXONOMY_VERSION,
-                dtype=String,
-                description="taxonomy the label belongs to (provenance)",
-            ),
-        ],
-        **common,
-    )
-    visitor_web_intent = FeatureView(
-        name=f"{prefix}{VISITOR_WEB_INTENT}",
-        entities=[visitor],
-        ttl=web_intent_ttl,
-        source=sources.visitor_web_intent,
-        description="A visitor's web intent as of each change: latest session's label and time-decayed mixes.",
-        schema=[
-            Field(
-                name=F.VISITOR_INTENT_LABEL,
-                dtype=String,
-                description="label of the visitor's most recent session",
-            ),
-            Field(name=F.VISITOR_INTENT_CONFIDENCE, dtype=Float64, description="its classifier confidence"),
-            Field(name=F.VISITOR_INTENT_DECAYED, dtype=Array(Float32), description=dist),
-            Field(
-                name=F.VISITOR_EMBEDDING_DECAYED,
-                dtype=Array(Float32),
-                description=f"time-decayed mean of session embeddings, unit length, dimension {embedding_dim}",
-            ),
-            Field(name=F.VISITOR_SESSIONS_30D, dtype=Int64, description="sessions ended in the last 30 days"),
-        ],
-        **common,
-    )
-    customer_web_intent = FeatureView(
-        name=f"{prefix}{CUSTOMER_WEB_INTENT}",
-        entities=[customer],
-        ttl=web_intent_ttl,
-        source=sources.customer_web_intent,
-        description=(
-            "Web intent of the customer's LINKED visitors, point in time: a session counts from "
-            "max(session end, linked_at); links or sessions after the row time never contribute."
-        ),
-        schema=[
-            Field(
-                name=F.CUSTOMER_INTENT_LABEL,
-                dtype=String,
-                description="label of the latest linked web session",
-            ),
-            Field(name=F.CUSTOMER_INTENT_CONFIDENCE, dtype=Float64, description="its classifier confidence"),
-            Field(name=F.CUSTOMER_INTENT_DECAYED, dtype=Array(Float32), description=dist),
-            Field(
-                name=F.CUSTOMER_WEB_EMBEDDING,
-                dtype=Array(Float32),
-                description=f"time-decayed mean embedding of linked web sessions, unit length, dimension {embedding_dim}",
-            ),
-            Field(
-                name=F.CUSTOMER_LINKED_VISITORS,
-                dtype=Int64,
-                description="visitors linked to the customer so far",
-            ),
-            Field(
-                name=F.CUSTOMER_WEB_SESSIONS_30D,
-                dtype=Int64,
-                description="linked web sessions ended in the last 30 days",
-            ),
-        ],
-        **common,
-    )
-    customer_profile = FeatureView(
-        name=f"{prefix}{CUSTOMER_PROFILE}",
-        entities=[customer],
-        ttl=profile_ttl,
-        source=sources.customer_profile,
-        description="The production baseline: tenure, age, app activity, balance band, products held.",
-        schema=list(profile or profile_fields()),
-        **common,
-    )
-
-    # Request sources ------------------------------------------------------------------------------
-    inflight_session = RequestSource(
-        name=f"{prefix}{INFLIGHT_SESSION}",
-        description="One in-flight web session sent with the request, as arrays aligned by event.",
-        schema=[
-            Field(name=INFLIGHT_PAGE_TYPES, dtype=Array(String)),
-            Field(name=INFLIGHT_EVENT_TIMES_US, dtype=Array(Int64)),
-            Field(name=INFLIGHT_DWELL_SECONDS, dtype=Array(Float64)),
-            Field(name=INFLIGHT_SEARCH_QUERIES, dtype=Array(String)),
-            Field(name=INFLIGHT_CHANNEL, dtype=String),
-            Field(name=INFLIGHT_DEVICE, dtype=String),
-        ],
-        **common,
-    )
-    tile_candidates = RequestSource(
-        name=f"{prefix}{TILE_CANDIDATES}",
-        description="The tiles the app may show on this homepage view.",
-        schema=[Field(name=CANDIDATE_TILES, dtype=Array(String))],
-        **common,
-    )
-
-    # On-demand views --------------------------------------------------------------------------------
-    udf, source = python_udf(
-        f"{prefix}{INFLIGHT_SESSION_INTENT}", inflight_intent_transform, artifacts_dir=artifacts_dir
-    )
-    inflight_session_intent = OnDemandFeatureView(
-        name=f"{prefix}{INFLIGHT_SESSION_INTENT}",
-        sources=[inflight_session],
-        schema=[
-            Field(name=INFLIGHT_EMBEDDING, dtype=Array(Float32)),
-            Field(name=INFLIGHT_INTENT_LABEL, dtype=String),
-            Field(name=INFLIGHT_INTENT_CONFIDENCE, dtype=Float64),
-        ],
-        udf=udf,
-        udf_string=source,
-        mode="python",
-        description=(
-            f"Embedding ({embedding_dim}-d, float32) and distilled intent label/confidence of the in-flight "
-            "session (exported encoder + classifier, loaded once per process)."
-        ),
-        **common,
-    )
-    udf, source = python_udf(
-        f"{prefix}{TILE_AFFINITY_VIEW}", tile_affinity_transform, artifacts_dir=artifacts_dir
-    )
-    tile_affinity_view = OnDemandFeatureView(
-        name=f"{prefix}{TILE_AFFINITY_VIEW}",
-        sources=[customer_web_intent[[F.CUSTOMER_WEB_EMBEDDING]], tile_candidates],
-        schema=[Field(name=TILE_AFFINITY, dtype=Array(Float64))],
-        udf=udf,
-        udf_string=source,
-        mode="python",
-        description=(
-            f"{TILE_AFFINITY}: cosine between the customer's web embedding and each of the request's "
-            f"{CANDIDATE_TILES} prototypes, in candidate order; NaN = unknown."
-        ),
-        **common,
-    )
-
-    # Feature services -----------------------------------------------------------------------------
     def service(name: str, features: list[Any], description: str) -> FeatureService:
+        from feast import FeatureService
+
         return FeatureService(name=f"{prefix}{name}", features=features, description=description, **common)
 
+    # Feature services -----------------------------------------------------------------------------
     return Clicks2IntentObjects(
         session=session,
         visitor=visitor,
@@ -675,3 +379,270 @@ def build(
             "Conversion v1: baseline + session embedding/label + the visitor's decayed web intent.",
         ),
     )
+
+
+# --- The pieces of ``build``, in the Feast template's order ----------------------------------------
+def _entities(given: Mapping[str, Entity], common: Mapping[str, Any]) -> tuple[Entity, Entity, Entity]:
+    """(session, visitor, customer): a team's own entity of that name, else ours."""
+    from feast import Entity, ValueType
+
+    def entity(name: str, key: str, description: str) -> Entity:
+        return given.get(name) or Entity(
+            name=name, join_keys=[key], value_type=ValueType.STRING, description=description, **common
+        )
+
+    session = entity(
+        "session",
+        C.SESSION_ID,
+        "A web or app session: the unit the encoder embeds and the classifier labels.",
+    )
+    visitor = entity(
+        "visitor", C.VISITOR_ID, "An anonymous web visitor (cookie/device): web intent before anyone logs in."
+    )
+    customer = entity(
+        "customer", C.CUSTOMER_ID, "A bank customer: whom the recommenders rank for after login."
+    )
+    return session, visitor, customer
+
+
+_DIST = "time-decayed label distribution (float32, one weight per label in the intent classifier's classes_ order)"
+
+
+def _session_views(
+    sources: Sources,
+    session: Entity,
+    prefix: str,
+    embedding_dim: int,
+    ttl: timedelta,
+    common: Mapping[str, Any],
+) -> tuple[FeatureView, FeatureView]:
+    """(session_activity, session_intent): per-session rows known at session end."""
+    from feast import FeatureView, Field
+    from feast.types import Array, Float32, Float64, Int64, String
+
+    emb = (
+        f"L2-normalised session embedding from the clicks2intent encoder, dimension {embedding_dim} (float32)"
+    )
+    session_activity = FeatureView(
+        name=f"{prefix}{SESSION_ACTIVITY}",
+        entities=[session],
+        ttl=ttl,
+        source=sources.session_activity,
+        description="Baseline session statistics (no web intent): counts and durations from the events.",
+        schema=[
+            Field(name=SESSION_N_EVENTS, dtype=Int64, description="events in the session"),
+            Field(name=SESSION_DURATION_S, dtype=Float64, description="last minus first event time, seconds"),
+            Field(name=SESSION_N_SEARCHES, dtype=Int64, description="search pages or events with a query"),
+            Field(name=SESSION_N_APPLY_PAGES, dtype=Int64, description="application pages (apply_*)"),
+            Field(name=SESSION_N_PRODUCT_PAGES, dtype=Int64, description="product pages (product_*)"),
+            Field(name=SESSION_N_DISTINCT_PAGES, dtype=Int64, description="distinct page types"),
+            Field(
+                name=SESSION_MEAN_DWELL_S,
+                dtype=Float64,
+                description="mean known dwell, seconds (null if none known)",
+            ),
+            Field(name=SESSION_CHANNEL, dtype=String, description="web or app"),
+        ],
+        **common,
+    )
+    session_intent = FeatureView(
+        name=f"{prefix}{SESSION_INTENT}",
+        entities=[session],
+        ttl=ttl,
+        source=sources.session_intent,
+        description=f"Session embedding and distilled intent label, known at session end. Embedding dimension {embedding_dim}.",
+        schema=[
+            Field(name=C.EMBEDDING, dtype=Array(Float32), description=emb),
+            Field(
+                name=C.INTENT_LABEL,
+                dtype=String,
+                description="taxonomy label id from the distilled classifier",
+            ),
+            Field(
+                name=C.INTENT_CONFIDENCE, dtype=Float64, description="classifier probability of that label"
+            ),
+            Field(
+                name=C.TAXONOMY_VERSION,
+                dtype=String,
+                description="taxonomy the label belongs to (provenance)",
+            ),
+        ],
+        **common,
+    )
+    return session_activity, session_intent
+
+
+def _web_intent_views(
+    sources: Sources,
+    visitor: Entity,
+    customer: Entity,
+    prefix: str,
+    embedding_dim: int,
+    ttl: timedelta,
+    common: Mapping[str, Any],
+) -> tuple[FeatureView, FeatureView]:
+    """(visitor_web_intent, customer_web_intent): the time-decayed aggregates, one row per change."""
+    from feast import FeatureView, Field
+    from feast.types import Array, Float32, Float64, Int64, String
+
+    visitor_web_intent = FeatureView(
+        name=f"{prefix}{VISITOR_WEB_INTENT}",
+        entities=[visitor],
+        ttl=ttl,
+        source=sources.visitor_web_intent,
+        description="A visitor's web intent as of each change: latest session's label and time-decayed mixes.",
+        schema=[
+            Field(
+                name=VISITOR_INTENT_LABEL,
+                dtype=String,
+                description="label of the visitor's most recent session",
+            ),
+            Field(name=VISITOR_INTENT_CONFIDENCE, dtype=Float64, description="its classifier confidence"),
+            Field(name=VISITOR_INTENT_DECAYED, dtype=Array(Float32), description=_DIST),
+            Field(
+                name=VISITOR_EMBEDDING_DECAYED,
+                dtype=Array(Float32),
+                description=f"time-decayed mean of session embeddings, unit length, dimension {embedding_dim}",
+            ),
+            Field(name=VISITOR_SESSIONS_30D, dtype=Int64, description="sessions ended in the last 30 days"),
+        ],
+        **common,
+    )
+    customer_web_intent = FeatureView(
+        name=f"{prefix}{CUSTOMER_WEB_INTENT}",
+        entities=[customer],
+        ttl=ttl,
+        source=sources.customer_web_intent,
+        description=(
+            "Web intent of the customer's LINKED visitors, point in time: a session counts from "
+            "max(session end, linked_at); links or sessions after the row time never contribute."
+        ),
+        schema=[
+            Field(
+                name=CUSTOMER_INTENT_LABEL,
+                dtype=String,
+                description="label of the latest linked web session",
+            ),
+            Field(name=CUSTOMER_INTENT_CONFIDENCE, dtype=Float64, description="its classifier confidence"),
+            Field(name=CUSTOMER_INTENT_DECAYED, dtype=Array(Float32), description=_DIST),
+            Field(
+                name=CUSTOMER_WEB_EMBEDDING,
+                dtype=Array(Float32),
+                description=f"time-decayed mean embedding of linked web sessions, unit length, dimension {embedding_dim}",
+            ),
+            Field(
+                name=CUSTOMER_LINKED_VISITORS,
+                dtype=Int64,
+                description="visitors linked to the customer so far",
+            ),
+            Field(
+                name=CUSTOMER_WEB_SESSIONS_30D,
+                dtype=Int64,
+                description="linked web sessions ended in the last 30 days",
+            ),
+        ],
+        **common,
+    )
+    return visitor_web_intent, customer_web_intent
+
+
+def _profile_view(
+    sources: Sources,
+    customer: Entity,
+    prefix: str,
+    profile: Sequence[Any] | None,
+    ttl: timedelta,
+    common: Mapping[str, Any],
+) -> FeatureView:
+    """customer_profile: the production baseline snapshot."""
+    from feast import FeatureView
+
+    return FeatureView(
+        name=f"{prefix}{CUSTOMER_PROFILE}",
+        entities=[customer],
+        ttl=ttl,
+        source=sources.customer_profile,
+        description="The production baseline: tenure, age, app activity, balance band, products held.",
+        schema=list(profile or profile_fields()),
+        **common,
+    )
+
+
+def _request_sources(prefix: str, common: Mapping[str, Any]) -> tuple[RequestSource, RequestSource]:
+    """(inflight_session, tile_candidates): what a request sends beside its entity keys."""
+    from feast import Field, RequestSource
+    from feast.types import Array, Float64, Int64, String
+
+    inflight_session = RequestSource(
+        name=f"{prefix}{INFLIGHT_SESSION}",
+        description="One in-flight web session sent with the request, as arrays aligned by event.",
+        schema=[
+            Field(name=INFLIGHT_PAGE_TYPES, dtype=Array(String)),
+            Field(name=INFLIGHT_EVENT_TIMES_US, dtype=Array(Int64)),
+            Field(name=INFLIGHT_DWELL_SECONDS, dtype=Array(Float64)),
+            Field(name=INFLIGHT_SEARCH_QUERIES, dtype=Array(String)),
+            Field(name=INFLIGHT_CHANNEL, dtype=String),
+            Field(name=INFLIGHT_DEVICE, dtype=String),
+        ],
+        **common,
+    )
+    tile_candidates = RequestSource(
+        name=f"{prefix}{TILE_CANDIDATES}",
+        description="The tiles the app may show on this homepage view.",
+        schema=[Field(name=CANDIDATE_TILES, dtype=Array(String))],
+        **common,
+    )
+    return inflight_session, tile_candidates
+
+
+def _on_demand_views(
+    inflight_session: RequestSource,
+    tile_candidates: RequestSource,
+    customer_web_intent: FeatureView,
+    prefix: str,
+    embedding_dim: int,
+    artifacts_dir: str | None,
+    common: Mapping[str, Any],
+) -> tuple[OnDemandFeatureView, OnDemandFeatureView]:
+    """(inflight_session_intent, tile_affinity): python-mode views over :mod:`~clicks2intent.features.transforms`."""
+    from feast import Field
+    from feast.on_demand_feature_view import OnDemandFeatureView
+    from feast.types import Array, Float32, Float64, String
+
+    udf, source = python_udf(
+        f"{prefix}{INFLIGHT_SESSION_INTENT}", inflight_intent_transform, artifacts_dir=artifacts_dir
+    )
+    inflight_session_intent = OnDemandFeatureView(
+        name=f"{prefix}{INFLIGHT_SESSION_INTENT}",
+        sources=[inflight_session],
+        schema=[
+            Field(name=INFLIGHT_EMBEDDING, dtype=Array(Float32)),
+            Field(name=INFLIGHT_INTENT_LABEL, dtype=String),
+            Field(name=INFLIGHT_INTENT_CONFIDENCE, dtype=Float64),
+        ],
+        udf=udf,
+        udf_string=source,
+        mode="python",
+        description=(
+            f"Embedding ({embedding_dim}-d, float32) and distilled intent label/confidence of the in-flight "
+            "session (exported encoder + classifier, loaded once per process)."
+        ),
+        **common,
+    )
+    udf, source = python_udf(
+        f"{prefix}{TILE_AFFINITY_VIEW}", tile_affinity_transform, artifacts_dir=artifacts_dir
+    )
+    tile_affinity_view = OnDemandFeatureView(
+        name=f"{prefix}{TILE_AFFINITY_VIEW}",
+        sources=[customer_web_intent[[CUSTOMER_WEB_EMBEDDING]], tile_candidates],
+        schema=[Field(name=TILE_AFFINITY, dtype=Array(Float64))],
+        udf=udf,
+        udf_string=source,
+        mode="python",
+        description=(
+            f"{TILE_AFFINITY}: cosine between the customer's web embedding and each of the request's "
+            f"{CANDIDATE_TILES} prototypes, in candidate order; NaN = unknown."
+        ),
+        **common,
+    )
+    return inflight_session_intent, tile_affinity_view

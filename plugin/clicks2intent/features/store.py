@@ -10,33 +10,52 @@
   of EVERY project in the database.
 * :func:`historical_features`: ``get_historical_features`` that returns exactly one row per entity row,
   in order (Feast's file offline store collapses entity rows sharing join keys and timestamp, #6787).
-* :func:`inflight_request` / :func:`online_features`: what serving sends and reads.
+* :func:`inflight_request` / :func:`online_features`: what serving sends and reads;
+  :func:`customer_features`: one customer's online features (``c2i features online``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
-from clicks2intent.features import definitions as fo
-from clicks2intent.features import build as F
+from clicks2intent.names import settings
+from clicks2intent.names.features import (
+    CANDIDATE_TILES,
+    CUSTOMER_WEB_EMBEDDING,
+    CUSTOMER_WEB_SESSIONS_30D,
+    INFLIGHT_CHANNEL,
+    INFLIGHT_DEVICE,
+    INFLIGHT_DWELL_SECONDS,
+    INFLIGHT_EVENT_TIMES_US,
+    INFLIGHT_PAGE_TYPES,
+    INFLIGHT_SEARCH_QUERIES,
+    TILE_AFFINITY,
+    TILE_RANKER_V1,
+)
+from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
+
+logger = logging.getLogger(__name__)
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"  # the checkout's repo (when run from one)
 DEFAULT_YAML = "feature_store.yaml"
 PRODUCTION_YAML = "feature_store.production.yaml"
 PRODUCTION_PROJECT = "clicks2intent"
-REDIS_ENV = "C2I_REDIS"
-REGISTRY_ENV = "C2I_REGISTRY_URL"
+REDIS_ENV = settings.REDIS
+REGISTRY_ENV = settings.REGISTRY_URL
 DEFAULT_REDIS = "127.0.0.1:6379"
 DEFAULT_REGISTRY_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -50,14 +69,14 @@ def open_store(repo_path: str | Path = REPO_DIR, config: str | Path | None = Non
 
     repo = Path(repo_path).resolve()
     if not repo.is_dir():
-        raise FileNotFoundError(f"repo_path: feature repository {repo} not found")
+        raise ArtifactError(f"repo_path: feature repository {repo} not found")
     if config is None:
         return FeatureStore(repo_path=str(repo))
     path = Path(config)
     if not path.is_file() and (repo / path).is_file():
         path = repo / path
     if not path.is_file():
-        raise FileNotFoundError(f"config: feature store YAML {config} not found (nor in {repo})")
+        raise ArtifactError(f"config: feature store YAML {config} not found (nor in {repo})")
     return FeatureStore(repo_path=str(repo), fs_yaml_file=path.resolve())
 
 
@@ -70,7 +89,7 @@ def production_config(
     """The production store as a dict: Redis online store, SQL registry (SQLAlchemy, PostgreSQL),
     file offline store. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string."""
     if not project.replace("_", "a").isalnum():
-        raise ValueError(f"project: {project!r} may hold letters, digits and '_' only (Feast project names)")
+        raise ConfigError(f"project: {project!r} may hold letters, digits and '_' only (Feast project names)")
     redis = redis or os.environ.get(REDIS_ENV) or DEFAULT_REDIS
     registry_url = registry_url or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY_URL
     return {
@@ -119,6 +138,7 @@ def drop_project(store: FeatureStore) -> None:
     from feast.errors import ProjectNotFoundException
 
     project = store.project
+    logger.info("dropping Feast project %s from the online store and the registry", project)
     views = store.list_feature_views()
     entities = store.list_entities()
     store._get_provider().teardown_infra(project, views, entities)
@@ -167,10 +187,10 @@ def historical_features(
     Feast 0.67's file offline store keeps one row per (join keys, event_timestamp) (#6787); entity rows
     that repeat a key and time are therefore retrieved in rounds (k-th repeat in round k)."""
     if C.EVENT_TIMESTAMP not in entity_df.columns:
-        raise ValueError(f"entity_df: needs an '{C.EVENT_TIMESTAMP}' column (the as-of time of each row)")
+        raise ContractError(f"entity_df: needs an '{C.EVENT_TIMESTAMP}' column (the as-of time of each row)")
     ts = pd.to_datetime(entity_df[C.EVENT_TIMESTAMP], utc=True)
     if ts.isna().any():
-        raise ValueError(f"entity_df: '{C.EVENT_TIMESTAMP}' has {int(ts.isna().sum())} null(s)")
+        raise ContractError(f"entity_df: '{C.EVENT_TIMESTAMP}' has {int(ts.isna().sum())} null(s)")
     frame = entity_df.reset_index(drop=True).assign(**{C.EVENT_TIMESTAMP: ts.reset_index(drop=True)})
     keys = [c for c in (C.SESSION_ID, C.VISITOR_ID, C.CUSTOMER_ID) if c in frame.columns]
     row = "__c2i_row"
@@ -206,7 +226,7 @@ def inflight_request(events: Sequence[Mapping[str, Any]] | pd.DataFrame) -> dict
     for i, e in enumerate(rows):
         page = e.get(C.PAGE_TYPE)
         if not isinstance(page, str) or not page.strip():
-            raise ValueError(
+            raise ContractError(
                 f"event {i}: '{C.PAGE_TYPE}' is required and must be a non-empty string, got {page!r}"
             )
     stamps = []
@@ -216,7 +236,7 @@ def inflight_request(events: Sequence[Mapping[str, Any]] | pd.DataFrame) -> dict
         if stamp is not None and stamp.tzinfo is None:
             stamp = stamp.tz_localize("UTC")
         if stamp is None or pd.isna(stamp):
-            raise ValueError(
+            raise ContractError(
                 f"event {i}: '{C.EVENT_TIMESTAMP}' is required for an in-flight event, got {t!r}"
             )
         stamps.append(int((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "us")))
@@ -230,12 +250,12 @@ def inflight_request(events: Sequence[Mapping[str, Any]] | pd.DataFrame) -> dict
 
     first = rows[order[0]] if rows else {}
     return {
-        fo.INFLIGHT_PAGE_TYPES: [rows[i][C.PAGE_TYPE].strip() for i in order],
-        fo.INFLIGHT_EVENT_TIMES_US: [stamps[i] for i in order],
-        fo.INFLIGHT_DWELL_SECONDS: [dwell(rows[i].get(C.DWELL_SECONDS)) for i in order],
-        fo.INFLIGHT_SEARCH_QUERIES: [text(rows[i].get(C.SEARCH_QUERY)) for i in order],
-        fo.INFLIGHT_CHANNEL: text(first.get(C.CHANNEL)),
-        fo.INFLIGHT_DEVICE: text(first.get(C.DEVICE)),
+        INFLIGHT_PAGE_TYPES: [rows[i][C.PAGE_TYPE].strip() for i in order],
+        INFLIGHT_EVENT_TIMES_US: [stamps[i] for i in order],
+        INFLIGHT_DWELL_SECONDS: [dwell(rows[i].get(C.DWELL_SECONDS)) for i in order],
+        INFLIGHT_SEARCH_QUERIES: [text(rows[i].get(C.SEARCH_QUERY)) for i in order],
+        INFLIGHT_CHANNEL: text(first.get(C.CHANNEL)),
+        INFLIGHT_DEVICE: text(first.get(C.DEVICE)),
     }
 
 
@@ -257,53 +277,54 @@ def default_customer(features_dir: str | Path) -> str:
     """A customer with linked web intent (the most linked web sessions), for the demo."""
     import pyarrow.parquet as pq
 
-    path = Path(features_dir) / F.FEATURE_FILES["customer_web_intent"]
+    path = Path(features_dir) / FEATURE_FILES["customer_web_intent"]
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `c2i features build` or pass --customer-id")
+        raise ArtifactError(f"{path} not found: run `c2i features build` or pass --customer-id")
     df = pq.read_table(
         path,
-        columns=[C.CUSTOMER_ID, C.EVENT_TIMESTAMP, F.CUSTOMER_WEB_SESSIONS_30D, F.CUSTOMER_WEB_EMBEDDING],
+        columns=[C.CUSTOMER_ID, C.EVENT_TIMESTAMP, CUSTOMER_WEB_SESSIONS_30D, CUSTOMER_WEB_EMBEDDING],
     ).to_pandas()
-    df = df[df[F.CUSTOMER_WEB_EMBEDDING].notna()]
+    df = df[df[CUSTOMER_WEB_EMBEDDING].notna()]
     if df.empty:
-        raise ValueError(f"{path}: no customer has linked web intent; pass --customer-id")
+        raise ArtifactError(f"{path}: no customer has linked web intent; pass --customer-id")
     return str(
-        df.sort_values([F.CUSTOMER_WEB_SESSIONS_30D, C.EVENT_TIMESTAMP], ascending=False)[C.CUSTOMER_ID].iloc[
-            0
-        ]
+        df.sort_values([CUSTOMER_WEB_SESSIONS_30D, C.EVENT_TIMESTAMP], ascending=False)[C.CUSTOMER_ID].iloc[0]
     )
 
 
-def _short(value: Any, width: int = 6) -> str:
-    if isinstance(value, list | tuple):
-        head = ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value[:width])
-        return f"[{head}{', …' if len(value) > width else ''}] (len {len(value)})"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+@dataclass
+class CustomerFeatures:
+    """One customer's online features from one feature service (what ``c2i features online`` shows)."""
+
+    customer_id: str
+    service: str
+    project: str
+    values: dict[str, Any]  # feature name → the customer's value
+
+    def tiles_by_affinity(self) -> list[tuple[str, float]]:
+        """Candidate tiles, highest web-intent affinity first (unknown last); empty without affinity."""
+        affinity = self.values.get(TILE_AFFINITY)
+        if affinity is None:
+            return []
+        return sorted(
+            zip(C.TILES, affinity, strict=True),
+            key=lambda kv: -kv[1] if kv[1] == kv[1] else np.inf,  # NaN last
+        )
 
 
-def print_customer_features(
-    repo_path: str | Path,
-    customer_id: str | None,
-    service: str = fo.TILE_RANKER_V1,
+def customer_features(
+    repo_path: str | Path = REPO_DIR,
+    customer_id: str | None = None,
+    service: str = TILE_RANKER_V1,
     config: str | Path | None = None,
-    features_dir: str | Path = "artifacts/features",
-) -> int:
-    """``c2i features online``: one customer's online features from a feature service."""
+    features_dir: str | Path = ARTIFACTS.features,
+) -> CustomerFeatures:
+    """One customer's online features (after ``feast apply`` + ``materialize``), every tile a candidate.
+
+    ``customer_id`` defaults to :func:`default_customer` over ``features_dir``."""
     store = open_store(repo_path, config)
     customer_id = customer_id or default_customer(features_dir)
     values = online_features(
-        store, service, [{C.CUSTOMER_ID: customer_id}], request={fo.CANDIDATE_TILES: list(C.TILES)}
+        store, service, [{C.CUSTOMER_ID: customer_id}], request={CANDIDATE_TILES: list(C.TILES)}
     )
-    print(f"online features of customer {customer_id} (service {service}, project {store.project}):")
-    width = max(len(k) for k in values)
-    for name, column in values.items():
-        print(f"  {name:<{width}}  {_short(column[0])}")
-    if fo.TILE_AFFINITY in values and values[fo.TILE_AFFINITY][0] is not None:
-        ranked = sorted(
-            zip(C.TILES, values[fo.TILE_AFFINITY][0], strict=True),
-            key=lambda kv: -kv[1] if kv[1] == kv[1] else np.inf,
-        )
-        print("  tiles by web-intent affinity: " + ", ".join(f"{t} {a:+.2f}" for t, a in ranked[:5]))
-    return 0
+    return CustomerFeatures(customer_id, service, store.project, {k: v[0] for k, v in values.items()})

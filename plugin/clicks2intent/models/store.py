@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from clicks2intent.models.xgb import FeatureModel
+from clicks2intent.names.paths import ARTIFACTS
 
-DEFAULT_HOME = Path("artifacts/bentoml")
+DEFAULT_HOME = ARTIFACTS.bentoml_home
 REQUIRED_METADATA: tuple[str, ...] = (
     "task",
     "feature_service",

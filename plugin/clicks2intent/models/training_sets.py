@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,12 @@ from typing import Any
 
 import pandas as pd
 
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
+from clicks2intent.names.features import CANDIDATE_TILES
+from clicks2intent.names.paths import ARTIFACTS
+
+logger = logging.getLogger(__name__)
 
 LABEL = "label"  # the target column of every training frame
 TILE_RANKING, CONVERSION = "tile_ranking", "conversion"
@@ -35,7 +41,7 @@ TASK_CLASSES: dict[str, tuple[str, ...]] = {
 }
 # Request-time inputs the on-demand views of a service may need; at training time the candidate
 # tiles of an impression are all tiles (the app shows the full set, the ranker orders it).
-DEFAULT_REQUEST_VALUES: dict[str, Any] = {"candidate_tiles": list(C.TILES)}
+DEFAULT_REQUEST_VALUES: dict[str, Any] = {CANDIDATE_TILES: list(C.TILES)}
 
 
 def _utc(s: pd.Series) -> pd.Series:
@@ -45,7 +51,7 @@ def _utc(s: pd.Series) -> pd.Series:
 def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(f"{what}: missing column(s) {missing}")
+        raise ContractError(f"{what}: missing column(s) {missing}")
 
 
 def tile_entity_df(impressions: pd.DataFrame, clicked_only: bool = True) -> pd.DataFrame:
@@ -57,7 +63,7 @@ def tile_entity_df(impressions: pd.DataFrame, clicked_only: bool = True) -> pd.D
     allowed = set(C.TILES) | {C.NO_CLICK}
     bad = sorted(set(df[C.CLICKED_TILE].dropna().astype(str)) - allowed)
     if bad or df[C.CLICKED_TILE].isna().any():
-        raise ValueError(
+        raise ContractError(
             f"tile impressions: {C.CLICKED_TILE} must be one of columns.TILES or 'none'; got {bad[:5]} / nulls"
         )
     if clicked_only:
@@ -79,11 +85,11 @@ def conversion_entity_df(conversions: pd.DataFrame) -> pd.DataFrame:
     allowed = set(C.PRODUCTS) | {C.NO_CONVERSION}
     bad = sorted(set(df[C.CONVERSION_PRODUCT].dropna().astype(str)) - allowed)
     if bad or df[C.CONVERSION_PRODUCT].isna().any():
-        raise ValueError(
+        raise ContractError(
             f"conversions: {C.CONVERSION_PRODUCT} must be one of columns.PRODUCTS or 'none'; got {bad[:5]} / nulls"
         )
     if df[C.SESSION_ID].duplicated().any():
-        raise ValueError(f"conversions: {C.SESSION_ID} must be unique (one row per web session)")
+        raise ContractError(f"conversions: {C.SESSION_ID} must be unique (one row per web session)")
     df[C.EVENT_TIMESTAMP] = _utc(df[C.EVENT_TIMESTAMP])
     return (
         df.rename(columns={C.CONVERSION_PRODUCT: LABEL})
@@ -133,7 +139,7 @@ def historical_features(
         if name in entity.columns:
             continue
         if name not in request_values:
-            raise ValueError(
+            raise ConfigError(
                 f"feature service {service_name!r} needs request field {name!r}: add it to the entity rows "
                 "or pass request_values"
             )
@@ -195,19 +201,19 @@ def time_split(
 ) -> TimeSplit:
     """Split by time (see module docstring). Fractions are of entities (rows when no group column)."""
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError("valid_fraction and test_fraction must be in (0, 1) and sum to less than 1")
+        raise ConfigError("valid_fraction and test_fraction must be in (0, 1) and sum to less than 1")
     _require(df, [timestamp_column] + ([group_column] if group_column else []), "time_split")
     if df.empty:
-        raise ValueError("time_split: no rows")
+        raise ContractError("time_split: no rows")
     ts = _utc(df[timestamp_column])
     if ts.isna().any():
-        raise ValueError(f"time_split: {timestamp_column} has nulls")
+        raise ContractError(f"time_split: {timestamp_column} has nulls")
     key = ts if group_column is None else ts.groupby(df[group_column]).transform("max")
     per_entity = key if group_column is None else key.groupby(df[group_column]).first()
     valid_start = per_entity.quantile(1 - valid_fraction - test_fraction)
     test_start = per_entity.quantile(1 - test_fraction)
     if not valid_start < test_start:
-        raise ValueError("time_split: too few distinct timestamps for three periods")
+        raise ContractError("time_split: too few distinct timestamps for three periods")
     part = pd.Series("valid", index=df.index)
     part[key < valid_start] = "train"
     part[key >= test_start] = "test"
@@ -236,7 +242,7 @@ def time_split(
     )
     for name in ("train", "valid", "test"):
         if getattr(split, name).empty:
-            raise ValueError(f"time_split: the {name} period is empty (too few rows)")
+            raise ContractError(f"time_split: the {name} period is empty (too few rows)")
     return split
 
 
@@ -255,12 +261,14 @@ class TrainingSet:
 
 def read_task_entities(task: str, data_dir: str | Path, clicked_only: bool = True) -> pd.DataFrame:
     """Entity rows of a task from the simulator's (or a bank's) task logs under ``data_dir``."""
-    data_dir = Path(data_dir)
-    if task == TILE_RANKING:
-        return tile_entity_df(pd.read_parquet(data_dir / "tile_impressions.parquet"), clicked_only)
-    if task == CONVERSION:
-        return conversion_entity_df(pd.read_parquet(data_dir / "conversions.parquet"))
-    raise ValueError(f"unknown task {task!r}; expected {TILE_RANKING!r} or {CONVERSION!r}")
+    files = {TILE_RANKING: ARTIFACTS.tile_impressions.name, CONVERSION: ARTIFACTS.conversions.name}
+    if task not in files:
+        raise ConfigError(f"unknown task {task!r}; expected {TILE_RANKING!r} or {CONVERSION!r}")
+    path = Path(data_dir) / files[task]
+    if not path.is_file():
+        raise ArtifactError(f"{task}: task log {path} not found (simulate or ingest the data first)")
+    frame = pd.read_parquet(path)
+    return tile_entity_df(frame, clicked_only) if task == TILE_RANKING else conversion_entity_df(frame)
 
 
 def sample_entities(entities: pd.DataFrame, max_rows: int | None, random_state: int = 0) -> pd.DataFrame:
@@ -285,6 +293,9 @@ def build_training_set(
     request_values: Mapping[str, Any] | None = None,
 ) -> TrainingSet:
     """Fetch the service's features for the entity rows, then split by time with entity hygiene."""
+    logger.info(
+        "%s: point-in-time features of %d entity rows from service %s", task, len(entities), feature_service
+    )
     frame = historical_features(store, entities, feature_service, request_values)
     group = C.SESSION_ID if task == CONVERSION else None  # impressions are their own entity
     split = time_split(frame, C.EVENT_TIMESTAMP, group, valid_fraction, test_fraction, embargo)

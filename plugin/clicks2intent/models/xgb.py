@@ -42,10 +42,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
 
-from clicks2intent.models.inputs import ModelInputSpec, fit_model_inputs, to_model_frame
-
-BOOSTER_FILE = "booster.ubj"
-ESTIMATOR_FILE = "estimator.json"
+from clicks2intent.errors import ArtifactError  # noqa: E402
+from clicks2intent.models.inputs import ModelInputSpec, fit_model_inputs, to_model_frame  # noqa: E402
+from clicks2intent.names.paths import BOOSTER_FILE, ESTIMATOR_FILE  # noqa: E402
 
 
 def class_weight_table(
@@ -310,6 +309,11 @@ class FeatureModel:
         import xgboost as xgb
 
         directory = Path(directory)
+        for name in (ESTIMATOR_FILE, BOOSTER_FILE):
+            if not (directory / name).is_file():
+                raise ArtifactError(
+                    f"model: {directory / name} not found; train the model first (c2i evaluate)"
+                )
         payload = json.loads((directory / ESTIMATOR_FILE).read_text())
         booster = xgb.Booster()
         booster.load_model(str(directory / BOOSTER_FILE))

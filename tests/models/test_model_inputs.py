@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent.names import columns as C
 from clicks2intent.models.inputs import (
     ModelInputSpec,
     fit_model_inputs,
     model_feature_names,
     to_model_frame,
 )
+from clicks2intent.names import columns as C
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent.names import columns as C
-from clicks2intent.features import definitions as fo
 from clicks2intent.features import build as F
+from clicks2intent.features import definitions as fo
+from clicks2intent.names import columns as C
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,27 @@ def test_udf_source_runs_as_feast_rehydrates_it(tmp_path: Path) -> None:
     first, second = out[fo.TILE_AFFINITY]
     assert first[:2] == pytest.approx([0.8, 0.6]) and math.isnan(first[2]) and math.isnan(first[3])
     assert math.isnan(second[0])  # no web intent → unknown, not zero
+
+
+def test_udf_text_of_registries_applied_before_the_move_still_runs(tmp_path: Path) -> None:
+    """New applies name ``clicks2intent.features.transforms``; older registries hold the
+    ``clicks2intent.feast_objects`` text, which must keep importing the same transforms."""
+    from feast.transformation.udf_rehydrate import rehydrate_udf_from_source
+
+    from clicks2intent.features import transforms
+
+    _write_prototypes(tmp_path, {"mortgage": [1.0, 0.0], "savings": [0.0, 1.0]})
+    _, source = fo.python_udf("tile_affinity", fo.tile_affinity_transform, artifacts_dir=str(tmp_path))
+    assert "from clicks2intent.features.transforms import tile_affinity_transform" in source
+    legacy = source.replace("clicks2intent.features.transforms", "clicks2intent.feast_objects")
+    udf = rehydrate_udf_from_source(legacy, preferred_name="tile_affinity")
+    out = udf({F.CUSTOMER_WEB_EMBEDDING: [[0.6, 0.8]], fo.CANDIDATE_TILES: [["savings", "mortgage"]]})
+    assert out[fo.TILE_AFFINITY][0] == pytest.approx([0.8, 0.6])
+    from clicks2intent import feast_objects
+
+    assert feast_objects.inflight_intent_transform is transforms.inflight_intent_transform
+    assert feast_objects.tile_affinity_transform is transforms.tile_affinity_transform
+    assert feast_objects.build is fo.build and feast_objects.file_sources is fo.file_sources
 
 
 def test_tile_affinity_unknowns() -> None:

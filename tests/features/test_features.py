@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clicks2intent.names import columns as C
 from clicks2intent.features import build as F
+from clicks2intent.names import columns as C
 
 T0 = pd.Timestamp("2024-05-01 10:00", tz="UTC")
 DAY = pd.Timedelta(days=1)
@@ -301,3 +301,28 @@ def test_cli_build(tiny_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.
     assert rc == 0 and "4 with embedding+intent" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "out").glob("*.parquet")} == set(F.FEATURE_FILES.values())
     assert json.loads((tmp_path / "out" / F.REPORT_FILE).read_text())["classes"] == CLASSES
+
+
+def test_cli_build_names_a_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A user-fixable problem is one line naming the file, exit code 2, no traceback."""
+    from clicks2intent.cli import main
+
+    rc = main(["features", "build", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(tmp_path / "nope") in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_training_script_runs_the_job_without_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "training" / "build_features.py"
+    spec = importlib.util.spec_from_file_location("build_features_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--data", str(tmp_path / "nope")]) == 2
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="nope"):
+        script.run(F.FeatureBuildPaths(data_dir=tmp_path / "nope"))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent.models import explain, group_shares
+from clicks2intent.models.explain import explain, group_shares
 from clicks2intent.models.xgb import (
     FeatureModel,
     XGBMultiClassifier,

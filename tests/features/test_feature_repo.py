@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 
 import clicks2intent
-from clicks2intent.names import columns as C
+from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.features import store as FS
-from clicks2intent.features import build as F
+from clicks2intent.names import columns as C
 
-REPO_SRC = Path(__file__).resolve().parents[1] / "feature_repo"
+REPO_SRC = Path(__file__).resolve().parents[2] / "feature_repo"
 REPO_FILES = ("feature_store.yaml", "feature_store.production.yaml", "feature_definitions.py", ".feastignore")
 T1 = pd.Timestamp("2024-05-01 10:00", tz="UTC")  # c_pit's visitor: session before the link
 T_LINK = pd.Timestamp("2024-05-05 12:00", tz="UTC")
@@ -76,11 +76,11 @@ def _pit_rows(template: pd.DataFrame) -> pd.DataFrame:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     import torch
 
-    from clicks2intent.intent.distill import IntentClassifier
+    from clicks2intent.data.simulator import SimulatorConfig, simulate
     from clicks2intent.encoder.embed import SessionEmbedder
     from clicks2intent.encoder.model import EncoderCheckpoint, EncoderConfig, Vocabulary, build_model
     from clicks2intent.encoder.train import save_encoder_dir
-    from clicks2intent.data.simulator import SimulatorConfig, simulate
+    from clicks2intent.intent.distill import IntentClassifier
 
     root = tmp_path_factory.mktemp("c2i")
     art = root / "artifacts"
@@ -394,7 +394,8 @@ def test_feast_cli_apply_materialize_and_c2i_online(pipeline: Pipeline, tmp_path
     assert "Created feature service tile_ranker_v1" in run(*feast, "apply")
     run(*feast, "materialize", "2024-01-01T00:00:00", "2024-06-01T00:00:00")
     run(*feast, "materialize-incremental", "2030-01-01T00:00:00")
-    out = run("-m", "clicks2intent.cli", "features", "online", "--repo", ".", "--customer-id", "c_pit")
+    c2i = ("-c", "import sys; from clicks2intent.cli import main; sys.exit(main())")  # the `c2i` script
+    out = run(*c2i, "features", "online", "--repo", ".", "--customer-id", "c_pit")
     assert (
         "customer_web_embedding" in out and "tile_affinity" in out and "tiles by web-intent affinity" in out
     )

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clicks2intent.names import columns as C
 from clicks2intent.models.training_sets import (
     LABEL,
     conversion_entity_df,
@@ -17,6 +16,7 @@ from clicks2intent.models.training_sets import (
     tile_entity_df,
     time_split,
 )
+from clicks2intent.names import columns as C
 
 T0 = pd.Timestamp("2024-04-01", tz="UTC")
 

@@ -1,0 +1,136 @@
+"""``c2i features build`` (the offline Feast sources) and ``c2i features online`` (one customer's features).
+
+The work lives in :mod:`clicks2intent.features.build` (:func:`~clicks2intent.features.build.build_feature_sources`)
+and :mod:`clicks2intent.features.store` (:func:`~clicks2intent.features.store.customer_features`); these
+handlers parse, make that one call and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from clicks2intent.features.build import (
+    BuildReport,
+    FeatureBuildConfig,
+    FeatureBuildPaths,
+    build_feature_sources,
+)
+from clicks2intent.features.store import customer_features
+from clicks2intent.names.features import TILE_RANKER_V1
+from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
+
+
+def build_options(args: argparse.Namespace) -> tuple[FeatureBuildPaths, FeatureBuildConfig]:
+    """The parsed ``features build`` flags as the job's typed inputs."""
+    paths = FeatureBuildPaths(
+        data_dir=Path(args.data),
+        embeddings=Path(args.embeddings),
+        intents=Path(args.intents),
+        intent_model=Path(args.intent_model),
+        out_dir=Path(args.out),
+    )
+    config = FeatureBuildConfig(
+        half_life_days=args.half_life_days, window_days=args.window_days, n_buckets=args.buckets
+    )
+    return paths, config
+
+
+def build_command(args: argparse.Namespace) -> int:
+    report = build_feature_sources(*build_options(args))
+    print("\n".join(report_lines(report, args.out)))
+    return 0
+
+
+def report_lines(report: BuildReport, out: str | Path) -> list[str]:
+    """What ``c2i features build`` prints: the counts, then each file's rows."""
+    lines = [
+        f"features: {report.n_events} events, {report.n_sessions} sessions ({report.n_sessions_with_intent} with "
+        f"embedding+intent), {report.n_links} identity links, {report.n_customers} customers → {out} "
+        f"in {report.seconds:.1f}s ({report.n_buckets} bucket(s))"
+    ]
+    for name, rows in report.rows.items():
+        anchors = report.anchors.get(name)
+        lines.append(f"  {FEATURE_FILES[name]}: {rows} rows" + (f" + {anchors} anchors" if anchors else ""))
+    if report.n_embeddings_without_intent or report.n_intents_without_embedding:
+        lines.append(
+            f"  note: {report.n_embeddings_without_intent} embedded session(s) without an intent and "
+            f"{report.n_intents_without_embedding} intent(s) without an embedding were left out"
+        )
+    return lines
+
+
+def online_command(args: argparse.Namespace) -> int:
+    result = customer_features(
+        repo_path=args.repo,
+        customer_id=args.customer_id,
+        service=args.service,
+        config=args.config,
+        features_dir=args.features,
+    )
+    print(
+        f"online features of customer {result.customer_id} (service {result.service}, project {result.project}):"
+    )
+    width = max(len(k) for k in result.values)
+    for name, value in result.values.items():
+        print(f"  {name:<{width}}  {_short(value)}")
+    ranked = result.tiles_by_affinity()
+    if ranked:
+        print("  tiles by web-intent affinity: " + ", ".join(f"{t} {a:+.2f}" for t, a in ranked[:5]))
+    return 0
+
+
+def _short(value: Any, width: int = 6) -> str:
+    if isinstance(value, list | tuple):
+        head = ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value[:width])
+        return f"[{head}{', …' if len(value) > width else ''}] (len {len(value)})"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """``c2i features build`` (offline sources) and ``c2i features online`` (one customer's features)."""
+    parser = subparsers.add_parser("features", help="build the Feast feature sources; read online features")
+    sub = parser.add_subparsers(dest="features_command", required=True)
+    d = FeatureBuildConfig()
+    b = sub.add_parser("build", help="events + embeddings + intents + identity links → Feast parquet sources")
+    b.add_argument(
+        "--data", default=str(ARTIFACTS.data), help="dir with events, identity_links, customers parquet"
+    )
+    b.add_argument("--embeddings", default=str(ARTIFACTS.embeddings))
+    b.add_argument("--intents", default=str(ARTIFACTS.session_intents))
+    b.add_argument(
+        "--intent-model", default=str(ARTIFACTS.intent), help="distilled classifier dir (label order)"
+    )
+    b.add_argument("--out", default=str(ARTIFACTS.features))
+    b.add_argument(
+        "--half-life-days",
+        type=float,
+        default=d.half_life_days,
+        help=f"decay half-life (default {d.half_life_days})",
+    )
+    b.add_argument(
+        "--window-days",
+        type=float,
+        default=d.window_days,
+        help=f"activity-count window (default {d.window_days})",
+    )
+    b.add_argument(
+        "--buckets", type=int, default=None, help="hash partitions (default: events / bucket_rows)"
+    )
+    b.set_defaults(func=build_command)
+    o = sub.add_parser(
+        "online", help="print one customer's online features (after feast apply + materialize)"
+    )
+    o.add_argument("--repo", default="feature_repo", help="Feast repository")
+    o.add_argument(
+        "--config", default=None, help="feature store YAML (default: the repo's feature_store.yaml)"
+    )
+    o.add_argument("--customer-id", default=None, help="default: a customer with linked web intent")
+    o.add_argument("--service", default=TILE_RANKER_V1, help="feature service to read")
+    o.add_argument(
+        "--features", default=str(ARTIFACTS.features), help="feature sources (to pick a default customer)"
+    )
+    o.set_defaults(func=online_command)

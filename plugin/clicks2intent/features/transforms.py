@@ -1,0 +1,275 @@
+"""Request-time transforms: what the on-demand views (and serving's in-process path) run per request.
+
+The Feast on-demand views of :mod:`clicks2intent.features.definitions` store a two-line UDF in the
+registry that imports its implementation from THIS module (``from clicks2intent.features.transforms
+import inflight_intent_transform``) and passes its parameters as literals; Feast re-executes that
+text at every request. Registries applied before the package was split say
+``from clicks2intent.feast_objects import …`` instead; :mod:`clicks2intent.feast_objects` re-exports
+these functions so both keep working. Renaming or moving a function here breaks applied registries.
+
+Python mode: a dict of equal-length lists in, a dict of lists out. ``feast apply`` calls each UDF once
+on synthetic inputs (``"hello world"``, ``[1.0]``), so unknown tiles, channels and short vectors are
+"unknown" (NaN / OOV) rather than errors. The models and prototypes are loaded once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clicks2intent.errors import ArtifactError
+from clicks2intent.names import columns as C
+from clicks2intent.names.features import (
+    CANDIDATE_TILES,
+    CUSTOMER_WEB_EMBEDDING,
+    INFLIGHT_CHANNEL,
+    INFLIGHT_DEVICE,
+    INFLIGHT_DWELL_SECONDS,
+    INFLIGHT_EMBEDDING,
+    INFLIGHT_EVENT_TIMES_US,
+    INFLIGHT_INTENT_CONFIDENCE,
+    INFLIGHT_INTENT_LABEL,
+    INFLIGHT_PAGE_TYPES,
+    INFLIGHT_SEARCH_QUERIES,
+    INFLIGHT_SESSION_INTENT,
+    TILE_AFFINITY,
+    TILE_AFFINITY_VIEW,
+)
+from clicks2intent.names.paths import ARTIFACTS, ArtifactLayout
+from clicks2intent.names.settings import ARTIFACTS as ARTIFACTS_ENV
+
+# Sub-directories of an artifacts root the views read (the layout's names, relative to its root).
+ENCODER_SUBDIR = str(ARTIFACTS.encoder.relative_to(ARTIFACTS.root))
+INTENT_SUBDIR = str(ARTIFACTS.intent.relative_to(ARTIFACTS.root))
+FEATURES_SUBDIR = str(ARTIFACTS.features.relative_to(ARTIFACTS.root))
+
+# Columns of the tile-prototype file (written by ``c2i features build``, not a Feast source).
+TILE_ID = "tile_id"
+PROTOTYPE = "prototype"
+PROTOTYPE_SESSIONS = "n_sessions"
+
+
+# --- Artifacts loaded by the on-demand views (once per process) ------------------------------------
+def resolve_artifacts_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Where the on-demand views find the encoder, classifier and tile prototypes.
+
+    ``override`` (a view's ``artifacts_dir``), else ``$C2I_ARTIFACTS``, else ``<repo>/artifacts`` when the
+    package runs from a checkout, else ``./artifacts``. Cached per (override, env) so the per-request
+    path makes no filesystem calls."""
+    return _resolve(str(override) if override else None, os.environ.get(ARTIFACTS_ENV) or None, os.getcwd())
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve(override: str | None, env: str | None, cwd: str) -> Path:
+    if override:
+        return Path(override).resolve()
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "artifacts"
+    return Path(cwd).resolve() / "artifacts"
+
+
+_LOCK = threading.Lock()
+_MODELS: dict[Path, tuple[Any, Any]] = {}
+_PROTOTYPES: dict[Path, Prototypes] = {}
+
+
+def load_models(root: Path) -> tuple[Any, Any]:
+    """(SessionEmbedder, IntentClassifier) from ``root``/encoder and ``root``/intent, cached per process."""
+    with _LOCK:
+        if root not in _MODELS:
+            from clicks2intent.encoder.embed import SessionEmbedder
+            from clicks2intent.intent.distill import IntentClassifier
+
+            layout = ArtifactLayout(root)
+            for path in (layout.encoder, layout.intent):
+                if not path.is_dir():
+                    raise ArtifactError(
+                        f"on-demand view {INFLIGHT_SESSION_INTENT}: {path} not found; train the encoder and "
+                        f"the intent classifier first, or point ${ARTIFACTS_ENV} at the artifacts directory"
+                    )
+            _MODELS[root] = (
+                SessionEmbedder.load(layout.encoder, device="cpu"),
+                IntentClassifier.load(layout.intent),
+            )
+        return _MODELS[root]
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """Unit prototype vectors of the tiles that have one, stacked for one matrix product per request."""
+
+    index: dict[str, int]  # tile id → row of ``matrix``
+    matrix: np.ndarray  # [n_tiles_with_prototype, dim] float64
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1]) if self.matrix.ndim == 2 else 0
+
+    @classmethod
+    def from_dict(cls, prototypes: Mapping[str, Sequence[float]]) -> Prototypes:
+        tiles = list(prototypes)
+        dims = {len(v) for v in prototypes.values()}
+        if len(dims) > 1:
+            raise ValueError(f"prototypes: tiles have different dimensions {sorted(dims)}")
+        matrix = np.asarray([prototypes[t] for t in tiles], dtype=np.float64).reshape(
+            len(tiles), dims.pop() if dims else 0
+        )
+        return cls({t: i for i, t in enumerate(tiles)}, matrix)
+
+
+def load_prototypes(root: Path) -> tuple[Prototypes, int]:
+    """(tile prototypes of ``c2i features build`` under ``root``/features, their dimension), cached."""
+    with _LOCK:
+        if root not in _PROTOTYPES:
+            import pyarrow.parquet as pq
+
+            path = ArtifactLayout(root).feature_file("tile_prototypes")
+            if not path.is_file():
+                raise ArtifactError(
+                    f"on-demand view {TILE_AFFINITY_VIEW}: {path} not found; run `c2i features build` first, "
+                    f"or point ${ARTIFACTS_ENV} at the artifacts directory"
+                )
+            table = pq.read_table(path).to_pydict()
+            pairs = zip(table[TILE_ID], table[PROTOTYPE], strict=True)
+            _PROTOTYPES[root] = Prototypes.from_dict({str(t): v for t, v in pairs if v is not None})
+        prototypes = _PROTOTYPES[root]
+        return prototypes, prototypes.dim
+
+
+# --- On-demand transforms (python mode: dict of equal-length lists in, dict of lists out) ----------
+def inflight_events(
+    page_types: Sequence[str] | None,
+    times_us: Sequence[int] | None,
+    dwell: Sequence[float] | None,
+    queries: Sequence[str] | None,
+    channel: str | None,
+    device: str | None,
+) -> list[dict[str, Any]]:
+    """Request arrays of one in-flight session → contract event dicts (``SessionEmbedder.embed_session``).
+
+    Arrays are aligned by event; ``times``/``dwell``/``queries`` may be empty (unknown) but not of
+    another length. Unknown channels become missing (like OOV page types: serving never crashes on a
+    value the batch data never had)."""
+    pages = list(page_types or [])
+    n = len(pages)
+    cols: dict[str, list[Any]] = {}
+    for name, values in (
+        (INFLIGHT_EVENT_TIMES_US, times_us),
+        (INFLIGHT_DWELL_SECONDS, dwell),
+        (INFLIGHT_SEARCH_QUERIES, queries),
+    ):
+        values = list(values or [])
+        if values and len(values) != n:
+            raise ValueError(
+                f"{name}: {len(values)} values for {n} page types; arrays must align by event (or be empty)"
+            )
+        cols[name] = values or [None] * n
+    chan = channel.strip().lower() if isinstance(channel, str) else ""
+    chan = chan if chan in C.CHANNELS else None
+    dev = device.strip() if isinstance(device, str) and device.strip() else None
+    events = []
+    for i, page in enumerate(pages):
+        t = cols[INFLIGHT_EVENT_TIMES_US][i]
+        d = cols[INFLIGHT_DWELL_SECONDS][i]
+        q = cols[INFLIGHT_SEARCH_QUERIES][i]
+        events.append(
+            {
+                C.PAGE_TYPE: page,
+                C.EVENT_TIMESTAMP: None if t is None else _us_to_datetime(int(t)),
+                C.DWELL_SECONDS: None if d is None or (isinstance(d, float) and math.isnan(d)) else float(d),
+                C.SEARCH_QUERY: q if isinstance(q, str) and q.strip() else None,
+                C.CHANNEL: chan,
+                C.DEVICE: dev,
+            }
+        )
+    return events
+
+
+def _us_to_datetime(us: int) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(us, unit="us", tz="UTC")
+
+
+def inflight_intent_transform(
+    inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
+) -> dict[str, list[Any]]:
+    """Embed each in-flight session with the exported encoder and label it with the distilled classifier."""
+    embedder, classifier = load_models(resolve_artifacts_dir(artifacts_dir))
+    pages = inputs[INFLIGHT_PAGE_TYPES]
+    n = len(pages)
+
+    def col(name: str) -> list[Any]:
+        values = inputs.get(name)
+        return list(values) if values is not None else [None] * n
+
+    times, dwell, queries = (
+        col(INFLIGHT_EVENT_TIMES_US),
+        col(INFLIGHT_DWELL_SECONDS),
+        col(INFLIGHT_SEARCH_QUERIES),
+    )
+    channels, devices = col(INFLIGHT_CHANNEL), col(INFLIGHT_DEVICE)
+    out_emb: list[list[float]] = []
+    out_label: list[str] = []
+    out_conf: list[float] = []
+    for i in range(n):
+        events = inflight_events(pages[i], times[i], dwell[i], queries[i], channels[i], devices[i])
+        vector = embedder.embed_session(events)
+        label, confidence, _ = classifier.predict_one(vector)
+        out_emb.append([float(x) for x in vector])
+        out_label.append(label)
+        out_conf.append(float(confidence))
+    return {
+        INFLIGHT_EMBEDDING: out_emb,
+        INFLIGHT_INTENT_LABEL: out_label,
+        INFLIGHT_INTENT_CONFIDENCE: out_conf,
+    }
+
+
+def tile_affinity(
+    embedding: Sequence[float] | None,
+    tiles: Sequence[str],
+    prototypes: Prototypes | Mapping[str, Sequence[float]],
+    dim: int,
+) -> list[float]:
+    """Cosine between a web-intent embedding and each candidate tile's prototype (NaN = unknown: no
+    web intent, a tile without a prototype, or an embedding of another dimension than ``dim``).
+
+    Serving calls it too (for a fresher embedding than the customer's), so both paths score alike."""
+    if not isinstance(prototypes, Prototypes):
+        prototypes = Prototypes.from_dict(prototypes)
+    if prototypes.index and prototypes.dim != dim:
+        raise ValueError(f"dim: {dim} does not match the prototypes' dimension {prototypes.dim}")
+    if embedding is None or len(embedding) != dim or dim == 0:
+        return [math.nan] * len(tiles)
+    x = np.asarray(embedding, dtype=np.float64)
+    norm = float(np.sqrt(x @ x))
+    if not math.isfinite(norm) or norm == 0:
+        return [math.nan] * len(tiles)
+    scores = (prototypes.matrix @ x / norm).tolist()
+    return [scores[prototypes.index[t]] if t in prototypes.index else math.nan for t in tiles]
+
+
+def tile_affinity_transform(
+    inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
+) -> dict[str, list[Any]]:
+    """Affinity of the customer's web embedding to each tile of the request's ``candidate_tiles``."""
+    prototypes, dim = load_prototypes(resolve_artifacts_dir(artifacts_dir))
+    embeddings = inputs[CUSTOMER_WEB_EMBEDDING]
+    candidates = inputs[CANDIDATE_TILES]
+    return {
+        TILE_AFFINITY: [
+            tile_affinity(e, t or [], prototypes, dim) for e, t in zip(embeddings, candidates, strict=True)
+        ]
+    }
