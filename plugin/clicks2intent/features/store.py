@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"  # the checkout's repo (when run from one)
+REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"  # the checkout's repo (when run from one)
 DEFAULT_YAML = "feature_store.yaml"
 PRODUCTION_YAML = "feature_store.production.yaml"
 PRODUCTION_PROJECT = "clicks2intent"

@@ -73,7 +73,7 @@ def _resolve(override: str | None, env: str | None, cwd: str) -> Path:
         return Path(override).resolve()
     if env:
         return Path(env).resolve()
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]
     if (checkout / "pyproject.toml").is_file():
         return checkout / "artifacts"
     return Path(cwd).resolve() / "artifacts"
