@@ -13,7 +13,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from clicks2intent.cli import main
-from clicks2intent.intent.distill import INTENTS_FILE, IntentClassifier, distill
+from clicks2intent.intent.distill import (
+    INTENTS_FILE,
+    IntentClassifier,
+    bootstrap_interval,
+    compare_to_truth,
+    distill,
+)
 from clicks2intent.names import columns as C
 
 CLASSES = ["credit_card", "mortgage", "savings"]
@@ -168,3 +174,31 @@ def test_distill_cli_writes_classifier_intents_and_truth_report(tmp_path: Path) 
     assert report["truth"]["distilled_vs_truth_all_sessions"]["ami"] > 0.8
     clf = IntentClassifier.load(out)
     assert clf.taxonomy_version == "v1" and clf.predict_one(X[0])[0] in CLASSES
+
+
+def test_labels_are_compared_to_truth_beside_the_rule_on_the_same_sessions() -> None:
+    """Every labeling is scored on the sessions all of them label; the difference to the reference is
+    paired, and its interval excludes zero only when one labeling is clearly better."""
+    rng = np.random.default_rng(0)
+    ids = [f"s{i:03d}" for i in range(300)]
+    truth = pd.Series(rng.integers(0, 4, 300).astype(str), index=ids)
+    noisy = truth.where(rng.random(300) < 0.5, pd.Series(rng.integers(0, 4, 300).astype(str), index=ids))
+    good = truth.where(rng.random(300) < 0.9, "x")
+    out = compare_to_truth(truth, {"rule": noisy, "llm": good.drop(ids[:50])}, "rule")
+    assert out["n"] == 250 and out["rule"]["n"] == 250  # the llm labels only 250: the rule is cut to them
+    lo, hi = out["llm"]["ami_interval"]
+    assert lo <= out["llm"]["ami"] <= hi
+    dlo, dhi = out["llm"]["ami_minus_reference_interval"]
+    assert out["llm"]["ami_minus_reference"] > 0 and dlo > 0  # clearly better than the noisy rule
+    same = compare_to_truth(truth, {"rule": noisy, "copy": noisy}, "rule")
+    assert same["copy"]["ami_minus_reference"] == 0 and same["copy"]["ami_minus_reference_interval"] == [0, 0]
+
+
+def test_bootstrap_interval_is_reproducible_and_nan_for_one_row() -> None:
+    a = np.arange(50) % 3
+    b = np.where(np.arange(50) % 5 == 0, 0, a)
+    agree = lambda x, y: float(np.mean(x == y))  # noqa: E731
+    assert bootstrap_interval(agree, a, b, seed=1) == bootstrap_interval(agree, a, b, seed=1)
+    lo, hi = bootstrap_interval(agree, a, b)
+    assert lo <= agree(a, b) <= hi
+    assert all(np.isnan(bootstrap_interval(agree, a[:1], b[:1])))

@@ -235,6 +235,10 @@ def agreement_metrics(y_ref: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
         "agreement": float(np.mean(y_ref == y_pred)),
         "macro_f1": float(f1_score(y_ref, y_pred, average="macro", zero_division=0)),
         "majority_baseline": float(pd.Series(y_ref).value_counts(normalize=True).iloc[0]),
+        "agreement_interval": bootstrap_interval(lambda a, b: float(np.mean(a == b)), y_ref, y_pred),
+        "macro_f1_interval": bootstrap_interval(
+            lambda a, b: float(f1_score(a, b, average="macro", zero_division=0)), y_ref, y_pred
+        ),
     }
 
 
@@ -252,6 +256,44 @@ def truth_metrics(truth: pd.Series, labels: pd.Series) -> dict[str, Any]:
         "n_true_intents": int(joined["t"].nunique()),
         "n_labels_used": int(joined["l"].nunique()),
     }
+
+
+def bootstrap_interval(
+    stat: Any, *columns: np.ndarray, n_boot: int = 200, seed: int = 0, level: float = 0.95
+) -> list[float]:
+    """Percentile interval of ``stat(*resampled columns)`` over session resamples (rows drawn with
+    replacement, the same rows for every column, so a difference of two labelings is paired). Why here
+    and not evaluation's bootstrap: the intent stage sits below evaluation and reports its own fidelity."""
+    n = len(columns[0])
+    if n < 2:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    vals = np.array([stat(*(c[idx] for c in columns)) for idx in rng.integers(0, n, size=(n_boot, n))])
+    lo, hi = np.nanpercentile(vals, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
+def compare_to_truth(truth: pd.Series, labelings: dict[str, pd.Series], reference: str) -> dict[str, Any]:
+    """AMI against truth of each labeling on the sessions *all* of them label, with a 95 % interval,
+    and the paired difference to ``reference`` (the word-match rule) with its interval."""
+    from sklearn.metrics import adjusted_mutual_info_score as ami
+
+    frame = pd.concat([truth.rename("_truth"), *(s.rename(k) for k, s in labelings.items())], axis=1)
+    frame = frame.dropna()
+    t = frame["_truth"].astype(str).to_numpy()
+    out: dict[str, Any] = {"n": int(len(frame)), "reference": reference}
+    ref = frame[reference].astype(str).to_numpy()
+    for name in labelings:
+        lab = frame[name].astype(str).to_numpy()
+        m = truth_metrics(frame["_truth"], frame[name])
+        m["ami_interval"] = bootstrap_interval(ami, t, lab)
+        if name != reference and len(frame) >= 2:
+            m["ami_minus_reference"] = float(ami(t, lab) - ami(t, ref))
+            m["ami_minus_reference_interval"] = bootstrap_interval(
+                lambda tt, a, b: ami(tt, a) - ami(tt, b), t, lab, ref
+            )
+        out[name] = m
+    return out
 
 
 def distill(
@@ -339,9 +381,11 @@ def truth_report(
     embeddings: pd.DataFrame,
     n_clusters: int,
     seed: int,
+    rule: pd.Series | None = None,
 ) -> dict[str, Any]:
-    """Quality against the simulator's hidden intents, plus an unsupervised reference (k-means on the
-    embedding with as many clusters as labels) to show what the embedding alone separates."""
+    """Quality against the simulator's hidden intents, beside the word-match rule (``rule``: a label per
+    session id, see :mod:`clicks2intent.intent.rules`) on the *same* sessions, plus an unsupervised
+    reference (k-means on the embedding with as many clusters as labels)."""
     from sklearn.cluster import KMeans
 
     from clicks2intent.intent.labelling import LABEL_ID, STATUS
@@ -352,11 +396,22 @@ def truth_report(
     ok = labels[labels[STATUS] == "ok"]
     llm = pd.Series(ok[LABEL_ID].to_numpy(), index=ok[C.SESSION_ID].astype(str))
     dist = pd.Series(intents[C.INTENT_LABEL].to_numpy(), index=intents[C.SESSION_ID].astype(str))
-    out = {
+    out: dict[str, Any] = {
         "llm_labels_vs_truth": truth_metrics(t, llm),
         "distilled_vs_truth_on_llm_sample": truth_metrics(t, dist.reindex(llm.index)),
         "distilled_vs_truth_all_sessions": truth_metrics(t, dist),
     }
+    if rule is not None:
+        rule = rule.copy()
+        rule.index = rule.index.astype(str)
+        out["rule_vs_truth_on_llm_sample"] = truth_metrics(t, rule.reindex(llm.index))
+        out["rule_vs_truth_all_sessions"] = truth_metrics(t, rule.reindex(dist.index))
+        out["on_llm_sample"] = compare_to_truth(
+            t, {"rule": rule, "llm": llm, "distilled": dist.reindex(llm.index)}, "rule"
+        )
+        out["on_all_sessions"] = compare_to_truth(
+            t, {"rule": rule.reindex(dist.index), "distilled": dist}, "rule"
+        )
     sub = embeddings[embeddings[C.SESSION_ID].astype(str).isin(t.index)]
     if len(sub) > n_clusters >= 2:
         km = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit(embedding_matrix(sub))
@@ -379,9 +434,39 @@ def render_report(report: dict[str, Any]) -> str:
         f"- single-session latency: p50 {lat.get('p50', float('nan')):.1f} µs, p99 {lat.get('p99', float('nan')):.1f} µs",
         f"- labelled {report['n_sessions_labelled']} sessions",
     ]
-    if "truth" in report:
+    if "agreement_interval" in h:
+        lo, hi = h["agreement_interval"]
+        flo, fhi = h["macro_f1_interval"]
+        lines.insert(
+            4, f"  (95 % intervals: agreement [{lo:.3f}, {hi:.3f}], macro F1 [{flo:.3f}, {fhi:.3f}])"
+        )
+    truth = report.get("truth", {})
+    for key, title in (("on_llm_sample", "LLM-labelled sample"), ("on_all_sessions", "all web sessions")):
+        if key not in truth:
+            continue
+        cmp = truth[key]
+        lines += [
+            "",
+            f"AMI against the hidden true intent, {title} ({cmp['n']} sessions, the same for every row; "
+            f"reference: the word-match rule):",
+            "",
+            "| labels | labels used | AMI [95 %] | AMI − rule [95 %] |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, m in cmp.items():
+            if not isinstance(m, dict) or "ami" not in m:
+                continue
+            lo, hi = m["ami_interval"]
+            diff = ""
+            if "ami_minus_reference" in m:
+                dlo, dhi = m["ami_minus_reference_interval"]
+                diff = f"{m['ami_minus_reference']:+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
+            lines.append(f"| {name} | {m['n_labels_used']} | {m['ami']:.3f} [{lo:.3f}, {hi:.3f}] | {diff} |")
+    if truth:
         lines += ["", "| against hidden true intent | n | AMI | NMI |", "|---|---:|---:|---:|"]
-        for name, m in report["truth"].items():
+        for name, m in truth.items():
+            if "ami" not in m:
+                continue
             lines.append(
                 f"| {name} | {m.get('n', 0)} | {m.get('ami', float('nan')):.3f} | {m.get('nmi', float('nan')):.3f} |"
             )
@@ -397,6 +482,7 @@ class DistillConfig:
     out: Path = ARTIFACTS.intent  # classifier directory; the session intents and reports go there too
     taxonomy: Path | None = None  # label names; None: taxonomy.yaml beside the labels (if there)
     truth: Path | None = None  # simulator truth (session_id, true_intent) for AMI/NMI; None: skipped
+    events: Path | None = None  # events for the word-match rule beside the labels (with truth); None: no rule
     test_fraction: float = 0.25  # latest share of labelled sessions held out
     lr_C: float | None = None  # inverse regularisation (--C); None: IntentClassifier's default
     seed: int = 0
@@ -436,8 +522,14 @@ def run_distillation(config: DistillConfig) -> dict[str, Any]:
     clf, intents, report = distill(labels, embeddings, names, config.test_fraction, config.lr_C, config.seed)
     if config.truth:
         truth = pd.read_parquet(config.truth)
+        rule = None
+        if config.events:
+            from clicks2intent.data.contract import read_events
+            from clicks2intent.intent.rules import WordMatchRule
+
+            rule = WordMatchRule().fit().predict(read_events(config.events))
         report["truth"] = truth_report(
-            truth, labels, intents, embeddings, max(len(clf.classes_), 2), config.seed
+            truth, labels, intents, embeddings, max(len(clf.classes_), 2), config.seed, rule
         )
     out = Path(config.out)
     clf.save(out, extra={"trained_on": str(config.labels), "held_out": report["held_out"]})
