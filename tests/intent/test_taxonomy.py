@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from clicks2intent.cli import main
+from clicks2intent.errors import ConfigError
 from clicks2intent.intent.llm.client import LLMClient, LLMSettings
 from clicks2intent.intent.summaries import (
     common_prefixes,
@@ -24,12 +25,14 @@ from clicks2intent.intent.taxonomy import (
     OTHER_ID,
     OTHER_NAME,
     STATUS_APPROVED,
+    STATUS_DRAFT,
     Candidate,
     Label,
     Taxonomy,
     TaxonomyConfig,
     generate_taxonomy,
     grounded_options,
+    intent_review,
     merge_proposal,
     name_tokens,
     render_review,
@@ -323,3 +326,35 @@ def test_generate_cli_respects_an_approved_file(
         Counter(r["messages"][-1]["content"].startswith("Visit:") for r in fault_server.plan.requests)[True]
         == 8
     )
+
+
+def _cand(name: str, n: int = 1) -> Candidate:
+    return Candidate(
+        tokens=set(name_tokens(name)), names=Counter({name: n}), sessions=[f"x{i}" for i in range(n)]
+    )
+
+
+def test_intent_review_rejects_steps_merges_parts_and_adds_keywords() -> None:
+    """Intents, not pages: the application form is on every product's path (a step, rejected), the
+    mortgage calculator is part of the mortgage goal (merged), and a never-proposed search that comes
+    with savings visits becomes a savings keyword."""
+    sessions: list[list[str]] = []
+    for product, part in (("mortgage", "mortgage calculator"), ("savings", "cd rates"), ("credit card", "")):
+        for i in range(20):
+            s = [product] + ([part] if part and i % 2 == 0 else []) + (["apply form"] if i % 3 == 0 else [])
+            sessions.append(s)
+    sessions += [["about"]] * 40  # browsing with nothing salient: lowers the base rates, as in real logs
+    cands = [_cand("Mortgage", 3), _cand("Savings", 2), _cand("Credit card", 2), _cand("Apply form", 2)]
+    cands.append(_cand("Mortgage calculator", 1))
+    kept, notes = intent_review(cands, sessions, TaxonomyConfig())
+    assert [c.name for c in kept] == ["Mortgage", "Savings", "Credit card"]
+    assert any(n.startswith("Apply form") for n in notes["rejected_steps"])
+    assert notes["merged_parts"] == ["Mortgage calculator -> Mortgage (100% of its sessions)"]
+    assert "mortgage calculator" in {k.lower() for k in kept[0].names}
+    assert "cd rates -> Savings" in notes["keywords_added"]
+    assert kept[0].name == "Mortgage"  # keywords never become the display name
+
+
+def test_duplicate_label_names_are_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"labels\[1\].name: duplicate name"):
+        Taxonomy(1, STATUS_DRAFT, [Label("a", "Savings", ""), Label("b", "savings ", "")])
