@@ -15,7 +15,10 @@ DATA := $(ART)/data
 CUSTOMERS ?= 4000
 SEED ?= 7
 MSNBC ?= $(firstword $(wildcard ../shared/data/real/msnbc/*.seq))
-LABEL_SAMPLE ?= 200
+# Sessions the labeller labels: the taxonomy's keyword rule decides most for free and the LLM only
+# where the rule cannot (about 0.5 %), so the distilled classifier gets enough rows (measured:
+# 200 rows agree 0.70 with their labels, 3000 rows 0.83).
+LABEL_SAMPLE ?= 3000
 MSNBC_EVAL_SESSIONS ?= 20000
 ENCODER_ARGS ?=
 
@@ -56,7 +59,8 @@ demo: install
 	$(C2I) taxonomy label --events $(DATA)/events.parquet --taxonomy $(ART)/taxonomy/taxonomy.yaml \
 		--sample $(LABEL_SAMPLE) --out $(ART)/taxonomy/llm_labels.parquet
 	$(C2I) taxonomy distill --labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/intent \
-		--embeddings $(ART)/embeddings/session_embeddings.parquet --truth $(DATA)/truth/session_truth.parquet
+		--embeddings $(ART)/embeddings/session_embeddings.parquet --truth $(DATA)/truth/session_truth.parquet \
+		--events $(DATA)/events.parquet
 	$(C2I) taxonomy review --taxonomy $(ART)/taxonomy/taxonomy.yaml --events $(DATA)/events.parquet \
 		--labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/reports/taxonomy_review.md
 	@echo "== 6/9 Feast: build sources, apply, materialize, read one customer online"

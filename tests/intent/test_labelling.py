@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clicks2intent.cli import main
-from clicks2intent.intent.labelling import LABEL_COLUMNS, RULE_MODEL, label_messages, shortlist
+from clicks2intent.intent.labelling import LABEL_COLUMNS, MARGIN_MODEL, RULE_MODEL, label_messages, shortlist
 from clicks2intent.intent.taxonomy import OTHER_ID, Label, Taxonomy
 from clicks2intent.names import columns as C
 
@@ -148,7 +148,7 @@ def test_shortlist_offers_related_labels_and_skips_sessions_with_one_option(
         ],
         generation={"generic_pages": ["home"]},
     ).save(tmp_path / "taxonomy.yaml")
-    assert _label(tmp_path, fault_server, events_path, tax, "--shortlist", "on") == 0
+    assert _label(tmp_path, fault_server, events_path, tax, "--shortlist", "on", "--sure-ratio", "0") == 0
     labels = pd.read_parquet(tmp_path / "llm_labels.parquet").set_index(C.SESSION_ID)
     for sid, topic in TOPIC_OF.items():
         expected = OTHER_ID if topic == "security" else topic  # no security label: nothing relates
@@ -166,6 +166,15 @@ def test_shortlist_offers_related_labels_and_skips_sessions_with_one_option(
     report = json.loads((tmp_path / "llm_labels.report.json").read_text())
     assert report["n_single_option"] == 10 and report["shortlist_k"] == 4
     assert (labels[C.TAXONOMY_VERSION] == "v4").all()
+    # With the default sure ratio, "savings" outscores "mortgage" (two of its words against one) by
+    # enough that the rule decides: no call at all, and the provenance says so.
+    fault_server.plan.requests.clear()
+    assert _label(tmp_path, fault_server, events_path, tax, "--shortlist", "on") == 0
+    again = pd.read_parquet(tmp_path / "llm_labels.parquet").set_index(C.SESSION_ID)
+    assert (again["label_id"] == labels["label_id"]).all()
+    assert (again.loc[savings, "model"] == MARGIN_MODEL).all() and not fault_server.plan.requests
+    report = json.loads((tmp_path / "llm_labels.report.json").read_text())
+    assert report["n_rule_sure"] == 3 and report["n_llm"] == 0
 
 
 def test_shortlist_ranks_by_shared_rare_words() -> None:

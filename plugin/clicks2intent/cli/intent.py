@@ -119,7 +119,7 @@ def _label(args: argparse.Namespace) -> int:
     report, ledger, n = run.report, run.report["ledger"], run.report["n_sessions"]
     print(
         f"labelled {n} sessions in {run.seconds:.1f}s ({report['sessions_per_s']} sessions/s): {report['n_ok']} ok "
-        f"({report['n_single_option']} with a single option, no call), {report['n_failed']} failed; "
+        f"({report['n_single_option']} with a single option and {report['n_rule_sure']} where the rule was sure: no call; {report['n_llm']} by the LLM), {report['n_failed']} failed; "
         f"api calls {ledger['api_calls']}, cache hits {ledger['cache_hits']}, tokens {ledger['total_tokens']}"
     )
     print("label distribution:")
@@ -225,6 +225,12 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
     lab.add_argument(
         "--shortlist-k", type=int, default=d.shortlist_k, help="labels in a shortlist (before other)"
     )
+    lab.add_argument(
+        "--sure-ratio",
+        type=float,
+        default=d.sure_ratio,
+        help="the rule decides when its best label scores this many times the runner-up (0: always ask the LLM)",
+    )
     add_llm_arguments(lab)
     lab.set_defaults(func=_label)
 
@@ -241,6 +247,12 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
     )
     dis.add_argument(
         "--truth", type=Path, default=dd.truth, help="simulator truth (session_id, true_intent) for AMI/NMI"
+    )
+    dis.add_argument(
+        "--events",
+        type=Path,
+        default=dd.events,
+        help="events, for the word-match rule reported beside the labels (with --truth)",
     )
     dis.add_argument(
         "--test-fraction",

@@ -23,6 +23,7 @@ from clicks2intent.names import columns as C
 SUMMARY = "summary"
 N_EVENTS = "n_events"
 PHRASES = "phrases"  # the session's salient pages and searches: the options a small model chooses from
+EVIDENCE = "evidence"  # every salient page view and search in event order, repeats kept (for scoring)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,30 @@ def session_phrases(
     return out[: config.max_phrases]
 
 
+def session_evidence(
+    pages: list[str],
+    queries: list[str | None],
+    generic: Collection[str] = frozenset(),
+    config: SummaryConfig = SummaryConfig(),
+    prefixes: Collection[str] = frozenset(),
+) -> list[str]:
+    """Every non-generic page view and search of a session as a phrase, in event order, repeats kept
+    and nothing cut: what the labeller's rule scores. Unlike :func:`session_phrases` (the few options
+    a small model is shown), a goal's page seen three times counts three times, and the end of a long
+    session, where a visit's purpose shows most, is not cut off."""
+    out: list[str] = []
+    for page, q in zip(pages, queries, strict=True):
+        if page not in generic:
+            name = _page_name(page)
+            first, _, rest = name.partition(" ")
+            out.append(rest if first in prefixes and rest else name)
+        if q is not None and not pd.isna(q):
+            text = " ".join(scrub(str(q)).split())[: config.max_query_chars].lower()
+            if text:
+                out.append(text)
+    return [p for p in out if p]
+
+
 def common_prefixes(page_types: Collection[str], min_pages: int = 3) -> frozenset[str]:
     """First words that start at least ``min_pages`` distinct multi-word page names (site-map
     families such as product_*): they distinguish nothing inside the family."""
@@ -152,7 +177,8 @@ def summarize_sessions(
     prefixes: Collection[str] = frozenset(),
 ) -> pd.DataFrame:
     """One row per session: ``session_id, event_timestamp`` (session end), ``channel, n_events, summary,
-    phrases`` (see :func:`session_phrases`: ``generic`` pages are left out, ``prefixes`` stripped).
+    phrases`` (see :func:`session_phrases`: ``generic`` pages are left out, ``prefixes`` stripped) and
+    ``evidence`` (see :func:`session_evidence`).
 
     ``web_only`` keeps sessions whose channel is ``web`` or unknown (intent is a web-visitor notion; data
     without a channel column, like MSNBC, is kept). Rows are sorted by session_id for determinism.
@@ -194,10 +220,11 @@ def summarize_sessions(
                 N_EVENTS: len(g),
                 SUMMARY: summarize_session(pages, g["_dwell"].tolist(), queries, channel, config),
                 PHRASES: session_phrases(pages, queries, generic, config, prefixes),
+                EVIDENCE: session_evidence(pages, queries, generic, config, prefixes),
             }
         )
     return pd.DataFrame(
-        rows, columns=[C.SESSION_ID, C.EVENT_TIMESTAMP, C.CHANNEL, N_EVENTS, SUMMARY, PHRASES]
+        rows, columns=[C.SESSION_ID, C.EVENT_TIMESTAMP, C.CHANNEL, N_EVENTS, SUMMARY, PHRASES, EVIDENCE]
     )
 
 
