@@ -9,12 +9,20 @@ reliably — name the goal of *one* session summary, as constrained JSON, seeing
    proposals are grouped by name similarity (stemmed content words, typo-tolerant) into candidates;
 2. **update**: every further minibatch is proposed *with the current candidate names in the prompt*
    (reuse one if it fits), then merged into the candidates the same way;
-3. **review**: candidates are consolidated to at most ``max_labels`` — rare ones (< ``min_support``
-   sessions) and the overflow fold into the most similar larger candidate or are dropped — and a
-   catch-all ``other`` label is added so that labelling never has to force a wrong label.
+3. **intents, not pages** (:func:`intent_review`, no LLM): how candidates co-occur over a few thousand
+   sessions decides what each one is. A *part* of a bigger goal (a product's calculator, seen with it
+   in ≥ 30 % of its sessions at ≥ 3x chance) joins that goal; a *step* on many goals' paths (the
+   application form, the contact page: above chance with ≥ 3 other candidates) is rejected as a label;
+   frequent phrases nobody proposed that are parts of a goal (its typical searches) become its
+   ``keywords``, which the labeller matches. On the demo data this turned
+   ``apply_form``/``contact`` labels into ten goals (mortgage, credit card, …, account help);
+4. **review**: candidates are consolidated to at most ``max_labels`` — rare ones (< ``min_support``
+   proposals and seen in < ``min_seen_share`` of sessions) and the overflow fold into the most similar
+   larger candidate or are dropped — and a catch-all ``other`` label is added so that labelling never
+   has to force a wrong label. Every label has a one-sentence description.
 
 The result is ``taxonomy.yaml`` (``version``, ``status`` draft/approved, ``labels[{id, name, description,
-examples}]``, the model, the prompts' hashes, a hash of the label content) for people to review
+examples}]``, the model, the prompts' hashes, a hash of the label content, keywords included) for people to review
 (``c2i taxonomy review`` renders Markdown with label frequencies and example sessions, ``--approve``
 marks it approved). A file a person approved or edited is respected: later steps use it as written,
 its edited content gets its own version string, and ``generate`` refuses to replace it without
