@@ -13,7 +13,19 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "plugin" / "clicks2intent"
 
 # Bottom to top. A module may import its own stage and the stages below it.
-STAGES = ["names", "errors", "common", "data", "encoder", "intent", "features", "models", "serving", "evaluation", "cli"]
+STAGES = [
+    "names",
+    "errors",
+    "common",
+    "data",
+    "encoder",
+    "intent",
+    "features",
+    "models",
+    "serving",
+    "evaluation",
+    "cli",
+]
 # Top-level re-export shims kept for users (README paths, applied Feast registries): above the library.
 SHIMS = {"clicks2intent", "clicks2intent.events", "clicks2intent.feast_objects", "clicks2intent.__main__"}
 
@@ -112,7 +124,8 @@ def test_argparse_only_in_cli() -> None:
         if stage(m) != "cli"
         and any(
             isinstance(n, ast.Import | ast.ImportFrom)
-            and any(a.name == "argparse" for a in n.names) | ((getattr(n, "module", None) or "") == "argparse")
+            and any(a.name == "argparse" for a in n.names)
+            | ((getattr(n, "module", None) or "") == "argparse")
             for n in ast.walk(ast.parse(p.read_text()))
         )
     ]
