@@ -8,21 +8,33 @@ it broke, and the counts land in a :class:`ValidationReport`.
 Rules (``rule`` names as they appear in reports):
 
 * file level (raise :class:`ContractError`): ``required_column`` — session_id, event_timestamp and
-  page_type must be present.
-* rejected rows: ``empty_session_id``, ``unparseable_timestamp``, ``implausible_timestamp`` (before
-  1990 or more than a day in the future), ``empty_page_type``, ``non_numeric_dwell``, ``negative_dwell``,
+  page_type must be present; ``readable_file`` — the file must be a parquet file or UTF-8 CSV that
+  opens (empty, truncated, binary or badly quoted files are one clear error, never a traceback);
+  ``scalar_column`` — a contract column holds one value per row, not lists or structs.
+* rejected rows: ``empty_session_id``, ``invalid_id`` (session/visitor/customer ids follow
+  :mod:`clicks2intent.common.text`: at most 128 characters, no whitespace, NUL, control, zero-width
+  or bidi characters — the request schemas apply the same rule),
+  ``unparseable_timestamp`` (text must be ISO 8601: ``YYYY-MM-DD[ T]hh:mm[:ss[.f]]`` with an optional
+  ``Z``/``UTC``/``±hh:mm``; zone abbreviations such as ``PST`` are ambiguous and rejected, as are words
+  such as ``now``), ``implausible_timestamp`` (outside :data:`~clicks2intent.common.times.EARLIEST` to a
+  day after now), ``empty_page_type``, ``non_numeric_dwell``, ``negative_dwell``,
   ``unknown_channel`` (channel must be web/app when given), ``absurd_session_length`` (more than
   ``max_session_events`` events in one session: every row of that session is rejected, since a bot or a
   broken sessioniser produced it and a truncated copy would mislead the encoder).
 * repairs: ``unknown_page_type`` → :data:`~clicks2intent.names.columns.OOV_PAGE_TYPE` (only when a vocabulary
-  of known page types is given); ``naive_timestamp`` → read as UTC; ``pii_in_search_query`` → typed
-  placeholders (:mod:`clicks2intent.data.pii`); a missing dwell stays null (the contract's "missing" value).
+  of known page types is given); ``naive_timestamp`` → read as UTC; ``pii_in_<column>`` → every
+  free-text column (:data:`FREE_TEXT_COLUMNS`: search_query, referrer, device, page_type) is scrubbed
+  to typed placeholders (:mod:`clicks2intent.data.pii`; a referrer loses its query string), invisible
+  characters (NUL, controls, bidi) become spaces (``invisible_characters_in_<column>``), and text longer
+  than :data:`MAX_TEXT_CHARS` is cut after scrubbing (``long_text_in_<column>``); a missing dwell stays
+  null (the contract's "missing" value).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +44,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clicks2intent.data.pii import scrub_with_counts
+from clicks2intent.common.text import valid_id
+from clicks2intent.common.times import EARLIEST, MAX_FUTURE
+from clicks2intent.data.pii import clean_text, scrub_referrer_with_counts, scrub_with_counts
 from clicks2intent.errors import ArtifactError, ContractError
 from clicks2intent.names import columns as C
 
@@ -77,7 +91,17 @@ _STRING_COLUMNS = (
     C.DEVICE,
     C.REFERRER,
 )
-_EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
+_ID_COLUMNS = (C.SESSION_ID, C.VISITOR_ID, C.CUSTOMER_ID)
+# Free text scrubbed at ingest (page_type too: raw logs put URLs and ids there). Ids are keys, not text.
+FREE_TEXT_COLUMNS: tuple[str, ...] = (C.SEARCH_QUERY, C.REFERRER, C.DEVICE, C.PAGE_TYPE)
+MAX_TEXT_CHARS = 1024  # a search query or referrer; longer is abuse, not intent (cut after scrubbing)
+_SCRUB_WINDOW = 4 * MAX_TEXT_CHARS  # text beyond this is never kept, so it is never scanned
+# ISO 8601 date or date-time with an optional Z / UTC / GMT / numeric offset (nothing else is a time).
+_ISO_TIMESTAMP = (
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?"
+    r"\s?(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$"
+)
+_HAS_ZONE = r"(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 _MAX_EXAMPLES = 5
 
 
@@ -146,10 +170,50 @@ def _as_clean_strings(series: pd.Series) -> pd.Series:
     Ids and page types repeat heavily, so each distinct value is cleaned once and mapped back
     (about 3x faster than a per-element ``str.strip`` on a million events).
     """
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    cleaned = [str(u).strip() or None for u in uniques]
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:  # unhashable cells: lists, dicts, arrays
+        raise ContractError(
+            f"column '{series.name}' holds nested values (lists or structs): rule 'scalar_column' — "
+            "every contract column holds one string per row"
+        ) from None
+    cleaned = [_as_text(u).strip() or None for u in uniques]
     lookup = np.array([*cleaned, None], dtype=object)  # code -1 (null) picks the trailing None
     return pd.Series(lookup[codes], index=series.index, dtype=object)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, dict | list | tuple | np.ndarray):
+        raise ContractError(
+            f"a contract column holds a nested value {type(value).__name__}: rule 'scalar_column'"
+        )
+    return str(value)
+
+
+def parse_timestamps(raw_ts: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A timestamp column → (UTC ``datetime64[us]``, NaT where unparseable; naive-value mask).
+
+    Text must be ISO 8601 (see the module docstring): ``pd.to_datetime`` alone reads ``"now"`` as the
+    current time and drops an unknown ``"PST"`` to read the value as UTC."""
+    if isinstance(raw_ts.dtype, pd.DatetimeTZDtype):
+        return raw_ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), np.zeros(len(raw_ts), dtype=bool)
+    if pd.api.types.is_datetime64_dtype(raw_ts.dtype):
+        return raw_ts.dt.tz_localize("UTC").astype("datetime64[us, UTC]"), raw_ts.notna().to_numpy()
+    text = _as_clean_strings(raw_ts).astype("string")
+    iso = text.str.fullmatch(_ISO_TIMESTAMP, case=False).fillna(False).astype(bool)
+    ts = pd.Series(pd.NaT, index=raw_ts.index, dtype="datetime64[us, UTC]")
+    if iso.any():
+        parsed = pd.to_datetime(
+            text[iso].str.replace(r"\s?(?:UTC|GMT)$", "Z", case=False, regex=True),
+            utc=True,
+            errors="coerce",
+            format="mixed",
+        )
+        ts[iso] = parsed.astype("datetime64[us, UTC]")
+    has_zone = text.str.contains(_HAS_ZONE, case=False, regex=True).fillna(False).astype(bool)
+    return ts, (ts.notna() & ~has_zone).to_numpy()
 
 
 def require_columns(columns: Collection[str], where: str | None = None) -> None:
@@ -184,8 +248,12 @@ def validate_events(
     position = np.arange(len(df))
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     src = df.reset_index(drop=True)
+    for col in src.columns:  # dictionary-encoded parquet columns arrive as categoricals
+        if isinstance(src[col].dtype, pd.CategoricalDtype):
+            src[col] = src[col].astype(object)
     for col in _STRING_COLUMNS:
         out[col] = _as_clean_strings(src[col]) if col in src.columns else None
+    invisible = {col: _strip_invisible(out, col) for col in FREE_TEXT_COLUMNS}
 
     reject_rule = pd.Series(None, index=out.index, dtype=object)
     reject_col = pd.Series(None, index=out.index, dtype=object)
@@ -215,21 +283,12 @@ def validate_events(
 
     reject(out[C.SESSION_ID].isna(), "empty_session_id", C.SESSION_ID)
 
-    raw_ts = src[C.EVENT_TIMESTAMP]
-    if isinstance(raw_ts.dtype, pd.DatetimeTZDtype):
-        ts = raw_ts.dt.tz_convert("UTC")
-        naive = np.zeros(len(df), dtype=bool)
-    elif pd.api.types.is_datetime64_dtype(raw_ts.dtype):
-        ts = raw_ts.dt.tz_localize("UTC")
-        naive = raw_ts.notna().to_numpy()
-    else:
-        text = raw_ts.astype("string").str.strip()
-        ts = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
-        has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
-        naive = (ts.notna() & ~has_offset).to_numpy()
-    ts = ts.astype("datetime64[us, UTC]")
+    for col in _ID_COLUMNS:
+        reject(_bad_ids(out[col]), "invalid_id", col)
+
+    ts, naive = parse_timestamps(src[C.EVENT_TIMESTAMP])
     reject(ts.isna(), "unparseable_timestamp", C.EVENT_TIMESTAMP)
-    reject((ts < _EARLIEST) | (ts > now + pd.Timedelta(days=1)), "implausible_timestamp", C.EVENT_TIMESTAMP)
+    reject((ts < EARLIEST) | (ts > now + MAX_FUTURE), "implausible_timestamp", C.EVENT_TIMESTAMP)
     out[C.EVENT_TIMESTAMP] = ts
 
     reject(out[C.PAGE_TYPE].isna(), "empty_page_type", C.PAGE_TYPE)
@@ -260,23 +319,11 @@ def validate_events(
         repair(unknown, "unknown_page_type", C.PAGE_TYPE)
     repair(ok & naive, "naive_timestamp", C.EVENT_TIMESTAMP)
 
-    queries = out[C.SEARCH_QUERY]
-    has_query = queries.notna().to_numpy()
-    if has_query.any():
-        # Queries repeat a lot (templates, popular searches): scrub each distinct text once.
-        scrubbed: dict[str, str] = {}
-        redactions: Counter[str] = Counter()
-        uniques, counts = np.unique(queries[has_query].to_numpy(dtype=str), return_counts=True)
-        for text, n in zip(uniques, counts, strict=True):
-            clean, found = scrub_with_counts(text)
-            scrubbed[text] = clean
-            for k, v in found.items():
-                redactions[k] += v * int(n)
-        new_queries = queries.map(lambda q: scrubbed.get(q, q) if q is not None else None)
-        changed = has_query & (new_queries != queries).to_numpy()
-        out[C.SEARCH_QUERY] = new_queries
-        report.pii_redactions = dict(redactions)
-        repair(changed, "pii_in_search_query", C.SEARCH_QUERY)
+    redactions: Counter[str] = Counter()
+    for col in FREE_TEXT_COLUMNS:
+        repair(ok & invisible[col], f"invisible_characters_in_{col}", col)
+        out[col] = _scrub_column(out[col], col, ok, redactions, repair)
+    report.pii_redactions = dict(redactions)
 
     rejected = pd.DataFrame(
         {"row": position[~ok], "rule": reject_rule[~ok].to_numpy(), "column": reject_col[~ok].to_numpy()}
@@ -290,6 +337,50 @@ def validate_events(
     return ValidationResult(events=events, report=report, rejected=rejected)
 
 
+def _bad_ids(ids: pd.Series) -> np.ndarray:
+    """Ids that break :func:`clicks2intent.common.text.valid_id` (too long, blanks, NUL, bidi, ...)."""
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    bad = np.array([not valid_id(u) for u in uniques] + [False], dtype=bool)
+    return bad[codes]
+
+
+def _strip_invisible(out: pd.DataFrame, col: str) -> np.ndarray:
+    """Turn NUL, control, zero-width and bidi characters of ``out[col]`` into spaces (before any
+    emptiness check or PII pattern sees the text); the rows that changed."""
+    codes, uniques = pd.factorize(out[col], use_na_sentinel=True)
+    cleaned = [clean_text(u).strip() or None for u in uniques]
+    changed = np.array([c != u for c, u in zip(cleaned, uniques, strict=True)] + [False], dtype=bool)
+    out[col] = pd.Series(np.array([*cleaned, None], dtype=object)[codes], index=out.index, dtype=object)
+    return changed[codes]
+
+
+def _scrub_column(
+    values: pd.Series, col: str, ok: np.ndarray, redactions: Counter[str], repair: Any
+) -> pd.Series:
+    """One free-text column scrubbed (each distinct text once: queries and referrers repeat a lot)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if not len(uniques):
+        return values
+    scrub = scrub_referrer_with_counts if col == C.REFERRER else scrub_with_counts
+    n_rows = np.bincount(codes[(codes >= 0) & ok], minlength=len(uniques))
+    cleaned, pii, long_text = [], [], []
+    for text, n in zip(uniques, n_rows, strict=True):
+        clean, found = scrub(text[:_SCRUB_WINDOW])
+        clean = clean.strip()  # never empty: the text was not, and placeholders are not
+        for k, v in found.items():
+            redactions[k] += v * int(n)
+        pii.append(bool(found))
+        long_text.append(len(clean) > MAX_TEXT_CHARS or len(text) > _SCRUB_WINDOW)
+        cleaned.append(clean[:MAX_TEXT_CHARS].strip() or clean[:MAX_TEXT_CHARS])
+    has = codes >= 0
+    for flags, rule in ((pii, f"pii_in_{col}"), (long_text, f"long_text_in_{col}")):
+        mask = np.zeros(len(values), dtype=bool)
+        mask[has] = np.asarray(flags, dtype=bool)[codes[has]]
+        repair(ok & mask, rule, col)
+    lookup = np.array([*cleaned, None], dtype=object)
+    return pd.Series(lookup[codes], index=values.index, dtype=object)
+
+
 def read_raw(path: str | Path) -> pd.DataFrame:
     """Read a parquet or CSV file as-is (CSV cells as strings, so validation sees what was written)."""
     path = Path(path)
@@ -297,10 +388,47 @@ def read_raw(path: str | Path) -> pd.DataFrame:
         raise ArtifactError(f"events file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in {".parquet", ".pq"} or path.is_dir():
-        return pd.read_parquet(path)
-    if suffix in {".csv", ".gz"}:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    raise ContractError(f"unsupported events file type '{suffix}' for {path}: use .parquet or .csv")
+        kind = "parquet file"
+        read = lambda: pq.read_table(path).to_pandas()  # noqa: E731
+    elif suffix in {".csv", ".gz"}:
+        kind = "UTF-8 CSV file"
+        read = lambda: pd.read_csv(  # noqa: E731
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+        )
+    else:
+        raise ContractError(f"unsupported events file type '{suffix}' for {path}: use .parquet or .csv")
+    try:
+        return read()
+    except UnicodeDecodeError as err:
+        reason = f"not UTF-8 text (byte {err.start}: {err.reason})"
+    except pd.errors.EmptyDataError:
+        reason = "empty (no header row)"
+    except (pa.ArrowException, pd.errors.ParserError, OSError, ValueError, TypeError, EOFError) as err:
+        reason = f"{type(err).__name__}: {_first_line(err)}"
+    raise ContractError(f"{path}: cannot be read as a {kind}: rule 'readable_file' — {reason}")
+
+
+@contextmanager
+def readable_file(path: str | Path, kind: str = "parquet file") -> Iterator[None]:
+    """Any reader's failure inside as one :class:`ContractError` (rule ``readable_file``) naming ``path``:
+    for jobs that read events with their own column selection (e.g. the encoder's training reader)."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise ContractError(
+            f"{path}: cannot be read as a {kind}: rule 'readable_file' — not UTF-8 text (byte {err.start})"
+        ) from None
+    except (pa.ArrowException, OSError, ValueError, EOFError) as err:
+        if isinstance(err, ContractError | ArtifactError):
+            raise
+        raise ContractError(
+            f"{path}: cannot be read as a {kind}: rule 'readable_file' — {type(err).__name__}: {_first_line(err)}"
+        ) from None
+
+
+def _first_line(err: BaseException, width: int = 200) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:width]
 
 
 def read_events(path: str | Path, **kwargs: Any) -> pd.DataFrame:

@@ -69,7 +69,10 @@ def parse_msnbc(path: str | Path, limit: int | None = None) -> tuple[tuple[str, 
         raise ConfigError(f"limit must be >= 0, got {limit}")
     if not path.is_file():
         raise ArtifactError(f"MSNBC sequence file not found: {path}")
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise MsnbcFormatError(f"{path}: not UTF-8 text (byte {err.start}): rule 'msnbc_header'") from None
     try:
         seq_marker = next(i for i, line in enumerate(lines) if line.strip().lower().startswith("% sequences"))
     except StopIteration:
