@@ -533,7 +533,10 @@ def save_encoder_dir(checkpoint: EncoderCheckpoint, out_dir: str | Path, export:
 
 def read_training_events(path: str | Path) -> pa.Table:
     """The columns the encoder uses from an events parquet (others are never loaded)."""
-    return pq.read_table(path, columns=input_columns(path))
+    from clicks2intent.data.contract import readable_file
+
+    with readable_file(path):  # an empty or corrupt file: one clear error, not an Arrow traceback
+        return pq.read_table(path, columns=input_columns(path))
 
 
 def train_encoder_file(
