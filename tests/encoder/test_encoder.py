@@ -202,3 +202,49 @@ def test_vocabulary_lookup_is_vectorised_over_numpy_objects() -> None:
     vocab = Vocabulary(["a", "b"])
     ids = vocab.lookup(np.array(["b", None, "q"], dtype=object))
     assert ids.dtype == np.int64 and ids.tolist() == [N_SPECIAL + 1, MISSING_ID, OOV_ID]
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "attention", "last+attention"])
+def test_causal_prefix_vectors_equal_the_vectors_of_the_cut_sessions(pooling: str) -> None:
+    """One causal pass gives every prefix's vector: what next-event training and the probe rely on."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = build_model(replace(SMALL, n_layers=2, pooling=pooling), _vocabs()).eval()
+    batch = _batch([6, 3])
+    with torch.no_grad():
+        states, padding = model.encode_events(**batch)
+        prefixes = model.prefix_vectors(states, padding)
+        for k in range(1, 7):
+            cut = {n: (t[:1, :k] if t.dim() == 2 and n != "query_table" else t) for n, t in batch.items()}
+            cut["lengths"] = torch.tensor([k])
+            assert torch.allclose(model(**cut)[0], prefixes[0, k - 1], atol=1e-5), (pooling, k)
+        assert torch.allclose(model(**batch), prefixes[torch.arange(2), batch["lengths"] - 1], atol=1e-5)
+
+
+def test_last_event_shortcut_matches_the_full_pass_and_torchscript() -> None:
+    from dataclasses import replace
+
+    torch.manual_seed(1)
+    model = build_model(replace(SMALL, n_layers=3), _vocabs()).eval()
+    batch = _batch([5, 1, 3, 5])
+    with torch.no_grad():
+        states, padding = model.encode_events(**batch)
+        full = model.pool(states, padding, batch["lengths"])
+        fast = model(**batch)
+        scripted = torch.jit.script(model)(**batch)
+    assert torch.allclose(full, fast, atol=1e-5) and torch.allclose(fast, scripted, atol=1e-5)
+
+
+def test_bidirectional_variant_still_sees_the_whole_session() -> None:
+    from dataclasses import replace
+
+    torch.manual_seed(2)
+    model = build_model(replace(SMALL, causal=False, pooling="last+attention"), _vocabs()).eval()
+    batch = _batch([4, 4])
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["page"][0, 3] = N_SPECIAL + (int(batch["page"][0, 3]) - N_SPECIAL + 1) % 4
+    with torch.no_grad():
+        states, _ = model.encode_events(**batch)
+        states2, _ = model.encode_events(**changed)
+    assert not torch.allclose(states[0, 0], states2[0, 0])  # the first event's state sees the last page

@@ -148,7 +148,16 @@ def test_random_mask_hides_at_least_one_real_event_and_no_padding() -> None:
 
 
 def test_training_lowers_the_validation_loss() -> None:
-    cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3, warmup_steps=5, patience=10, evals_per_epoch=1)
+    cfg = TrainConfig(
+        epochs=6,
+        batch_size=32,
+        lr=3e-3,
+        warmup_steps=5,
+        patience=10,
+        evals_per_epoch=1,
+        w_masked_page=1.0,
+        w_masked_dwell=0.5,
+    )  # fmt: skip  (the optional masked objective too)
     result = train_encoder(_events(), TINY, cfg, progress=False)
     meta = result.checkpoint.metadata
     assert meta["best_val_loss"] < 0.9 * meta["initial_val_loss"]
@@ -156,6 +165,13 @@ def test_training_lowers_the_validation_loss() -> None:
     assert best["next_page"] < first["next_page"] and best["masked_page"] < first["masked_page"]
     assert meta["n_train_sessions"] + meta["n_val_sessions"] == 240 and meta["stop_reason"] == "epochs"
     assert meta["train_sessions_per_second"] > 0
+
+
+def test_default_objectives_are_next_event_and_contrastive() -> None:
+    cfg = TrainConfig(epochs=1, batch_size=32, max_steps=3)
+    result = train_encoder(_events(), TINY, cfg, progress=False)
+    val = result.history[-1]["val"]
+    assert val["masked_page"] == 0.0 and val["next_page"] > 0 and val["contrastive"] > 0
 
 
 def test_training_is_deterministic_for_a_seed() -> None:
@@ -196,21 +212,6 @@ def test_train_encoder_command_writes_a_usable_encoder_dir(tmp_path, capsys) -> 
     assert embedder.dim == 16
     assert embedder.embed_session([{C.PAGE_TYPE: "home"}, {C.PAGE_TYPE: "rates"}]).shape == (16,)
     assert cli_main(["train-encoder", "--events", str(tmp_path / "nope.parquet"), "--out", str(out)]) == 2
-
-
-def test_next_category_prefixes_cut_before_the_target() -> None:
-    from clicks2intent.evaluation.encoder_probe import next_category_prefixes
-
-    events = _events(60)
-    prefix_events, prefixes = next_category_prefixes(events, seed=3)
-    sizes = events.groupby(C.SESSION_ID).size()
-    assert set(prefixes[C.SESSION_ID]) == set(sizes[sizes >= 2].index)  # one-event sessions have no target
-    ordered = events.sort_values([C.SESSION_ID, C.EVENT_TIMESTAMP], kind="stable")
-    for row in prefixes.itertuples():
-        pages = ordered.loc[ordered[C.SESSION_ID] == row.session_id, C.PAGE_TYPE].tolist()
-        assert 1 <= row.k < len(pages) and row.target == pages[row.k]
-        got = prefix_events.loc[prefix_events[C.SESSION_ID] == row.session_id, C.PAGE_TYPE].tolist()
-        assert got == pages[: row.k]
 
 
 def test_probe_scores_and_paired_bootstrap() -> None:

@@ -2,14 +2,18 @@
 
 A web session is a short sequence of events. Each event is embedded from every modality the clickstream
 contract has (page type, dwell time, time gap to the previous event, search query text, channel,
-device, position from the start and from the end), a small pre-norm Transformer mixes the events, and a
-recency-aware pooling turns the sequence into one L2-normalised vector.
+device, position from the start), a small pre-norm Transformer mixes the events, and the state of the
+session's last event, projected to ``embedding_dim`` and L2-normalised, is the session vector.
 
-Why the pooling is not a plain mean: on real MSNBC sessions a mean-pooled masked+contrastive encoder
-added nothing over bag-of-pages + last-page features, while the 2nd/3rd-last pages did carry signal
-(``../shared/DESIGN.md``, "What a good encoder must beat"). So the session vector concatenates the
-last event's contextual state with an attention pooling whose scores see each event's distance from the
-end (reverse position embedding) — order and recency reach the embedding by construction.
+Why causal attention and the last event's state, not a bidirectional encoder with a mean: on real
+MSNBC sessions a mean-pooled masked+contrastive encoder added nothing over bag-of-pages + last-page
+features, while the 2nd/3rd-last pages did carry signal (``../shared/DESIGN.md``, "What a good encoder
+must beat"). With causal attention the state at event ``i`` depends only on events ``<= i``, so it is
+exactly the vector of the prefix ending there: next-event prediction from that vector trains on every
+position of every session in one pass (5x the targets of one cut per session), and what the vector
+is trained on is what it is used for — a summary of where the visitor is heading. Measured on MSNBC
+(prefix → next category, XGBoost baseline; see ``c2i encoder-report --dataset msnbc``) this is what
+turned the embedding from a loss into a gain; the numbers are in the config comments below.
 
 Featurisation (strings → the integer/float tensors below) lives in :mod:`clicks2intent.encoder.embed` and
 is shared by training, the batch job and online serving. Self-supervised objectives live in
@@ -40,7 +44,7 @@ from torch import nn  # noqa: E402
 
 from clicks2intent.names import columns as C  # noqa: E402
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: causal encoder, next-event head inside the model
 
 # Special ids shared by every categorical input (page type, channel, device) and by the dwell/gap
 # buckets, so masking and padding mean the same thing everywhere.
@@ -50,6 +54,7 @@ MISSING_ID = 2  # the event has no value for this modality (e.g. MSNBC has no dw
 OOV_ID = 3  # a value never seen in training (categoricals) / the first event's gap (time buckets)
 FIRST_GAP_ID = OOV_ID  # the first event of a session has no previous event: its own gap bucket
 N_SPECIAL = 4
+POOLINGS = ("last", "mean", "attention", "last+attention")
 
 
 @dataclass
@@ -62,7 +67,16 @@ class EncoderConfig:
     d_ff: int = 128  # 2x d_model: the feed-forward dominates FLOPs, wider bought nothing on MSNBC
     dropout: float = 0.0  # SSL masking/cropping regularise already; CPU dropout cost ~15 % of a step
     max_len: int = 64  # longer sessions keep their LAST max_len events: recency carries the signal
-    embedding_dim: int = 64  # the published vector (Feast Array(Float32)); ranker features stay compact
+    causal: bool = (
+        True  # event i attends to events <= i, so the state at i IS the prefix embedding: see below
+    )
+    pooling: str = (
+        "last"  # session vector from the last event's state ("last"), or "mean"/"attention"/"last+attention"
+    )
+    embedding_dim: int = (
+        32  # the published vector (Feast Array(Float32)): compact, trees split on few columns
+    )
+    normalize: bool = True  # unit-length output: cosine-ready for aggregation and nearest-neighbour use
     n_time_buckets: int = 16  # dwell and gap are log-bucketed: seconds span 5 orders of magnitude
     dwell_max_seconds: float = 1800.0  # a page read longer than 30 min is "long"; one top bucket
     gap_max_seconds: float = 3600.0  # sessions end after ~30 min idle; longer gaps share the top bucket
@@ -82,6 +96,7 @@ class EncoderConfig:
             ("d_ff", self.d_ff > 0, "positive"),
             ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
             ("max_len", self.max_len >= 2, "at least 2"),
+            ("pooling", self.pooling in POOLINGS, f"one of {list(POOLINGS)}"),
             ("embedding_dim", self.embedding_dim > 0, "positive"),
             ("n_time_buckets", self.n_time_buckets >= 2, "at least 2"),
             ("dwell_max_seconds", self.dwell_max_seconds > 0, "positive"),
@@ -157,16 +172,23 @@ class Vocabulary:
 
 
 class SessionEncoder(nn.Module):
-    """Events → contextual event states → one L2-normalised session vector.
+    """Events → contextual event states → one session vector per prefix (the last one is the session's).
 
     Inputs are padded ``[B, L]`` tensors (events left-aligned, ``lengths`` real events per row):
     ``page``, ``channel``, ``device`` (vocabulary ids), ``dwell`` and ``time`` (float seconds, NaN =
     missing; ``time`` is relative to the session start), ``query`` (row of ``query_table`` per event, 0 =
     no query) and ``query_table`` ``[U, K]`` (hashed n-gram ids per distinct query, 0 = padding).
+
+    With ``causal`` (the default) event ``i`` attends only to events ``<= i``: the state at ``i`` is
+    exactly what the encoder would give the prefix that ends at ``i``, so one forward pass yields the
+    embedding of every prefix (:meth:`prefix_vectors`) and next-event prediction trains on every
+    position, not one cut per session. Right padding then needs no key mask (nothing attends forward).
+    The bidirectional variant (``causal=False``) adds a position-from-the-end embedding instead.
     """
 
-    # Plain int attributes: the TorchScript export can read neither dataclasses nor module globals.
-    __constants__ = ["max_len", "n_special", "mask_id", "missing_id", "first_gap_id", "pad_id"]
+    # Plain int/bool/str attributes: the TorchScript export can read neither dataclasses nor globals.
+    __constants__ = ["max_len", "n_special", "mask_id", "missing_id", "first_gap_id", "pad_id", "causal",
+                     "pooling", "normalize", "n_layers"]  # fmt: skip
 
     def __init__(self, config: EncoderConfig, n_pages: int, n_channels: int, n_devices: int) -> None:
         super().__init__()
@@ -179,6 +201,10 @@ class SessionEncoder(nn.Module):
         self.missing_id = MISSING_ID
         self.first_gap_id = FIRST_GAP_ID
         self.pad_id = PAD_ID
+        self.causal = config.causal
+        self.n_layers = config.n_layers
+        self.pooling = config.pooling
+        self.normalize = config.normalize
         n_time_ids = N_SPECIAL + config.n_time_buckets
         self.page_emb = nn.Embedding(n_pages, d, padding_idx=PAD_ID)
         self.channel_emb = nn.Embedding(n_channels, d, padding_idx=PAD_ID)
@@ -189,7 +215,9 @@ class SessionEncoder(nn.Module):
         # and an all-padding row — "no query" — gives a zero vector).
         self.query_bag = nn.EmbeddingBag(config.query_buckets, d, mode="mean", padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, d)  # position from the start
-        self.rev_pos_emb = nn.Embedding(config.max_len, d)  # position from the end: recency
+        # Position from the end (recency) only without causal attention: in a causal pass the distance
+        # to the session's end would tell every prefix how much of the session is still to come.
+        self.rev_pos_emb = nn.Embedding(config.max_len, d) if not config.causal else None
         self.input_norm = nn.LayerNorm(d)
         self.input_drop = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(
@@ -204,8 +232,13 @@ class SessionEncoder(nn.Module):
         # Nested tensors are unavailable with pre-norm; length-bucketed batches keep padding small anyway.
         self.transformer = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(d)
-        self.attn_score = nn.Linear(d, 1)  # recency-aware attention pooling (sees rev_pos via the states)
-        self.proj = nn.Linear(2 * d, config.embedding_dim)  # [last event state, attention pool] → vector
+        self.attn_score = nn.Linear(d, 1)  # attention pooling's scores (used by the *attention poolings)
+        width = 2 * d if config.pooling == "last+attention" else d
+        self.proj = nn.Linear(width, config.embedding_dim)
+        # The next-event head reads the published vector: training it there is what makes the vector
+        # carry order and recency (see train.py); a learnable scale lets the softmax get sharp.
+        self.next_page = nn.Linear(config.embedding_dim, n_pages)
+        self.next_scale = nn.Parameter(torch.tensor(1.0 if not config.normalize else 4.0))
         # Log-spaced bucket edges in log1p(seconds); buffers so they travel with the weights.
         self.register_buffer(
             "dwell_edges",
@@ -237,7 +270,7 @@ class SessionEncoder(nn.Module):
         """Dwell-time bucket ids; also the masked-event dwell target."""
         return self.time_bucket(dwell, self.dwell_edges)
 
-    def encode_events(
+    def embed_inputs(
         self,
         page: torch.Tensor,
         dwell: torch.Tensor,
@@ -249,7 +282,7 @@ class SessionEncoder(nn.Module):
         lengths: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Contextual event states ``[B, L, d]`` and the padding mask ``[B, L]`` (True = padding).
+        """Summed event embeddings ``[B, L, d]`` (before the Transformer) and the padding mask.
 
         ``mask`` (True = hidden) is the masked-event objective's input: a hidden event loses its page
         type, dwell and query, and the gap into the next event is hidden too (otherwise that gap would
@@ -275,7 +308,6 @@ class SessionEncoder(nn.Module):
         gap_ids = gap_ids.masked_fill(padding, self.pad_id)
 
         query_vectors = self.query_bag(query_table)  # [U, d]; row 0 is "no query" (all padding → 0)
-        rev = (lengths.unsqueeze(1) - 1 - positions).clamp(0, self.max_len - 1)
         # Summed in place: one [B, L, d] buffer instead of seven temporaries (embedding backward
         # needs only the indices, so this is autograd-safe).
         x = self.page_emb(page)
@@ -285,18 +317,103 @@ class SessionEncoder(nn.Module):
         x += self.device_emb(device)
         x += query_vectors[query]
         x += self.pos_emb(positions.clamp(max=self.max_len - 1))
-        x += self.rev_pos_emb(rev)
-        x = self.input_drop(self.input_norm(x))
-        h = self.transformer(x, src_key_padding_mask=padding)
+        if self.rev_pos_emb is not None:
+            rev = (lengths.unsqueeze(1) - 1 - positions).clamp(0, self.max_len - 1)
+            x += self.rev_pos_emb(rev)
+        return self.input_drop(self.input_norm(x)), padding
+
+    def _future(self, length: int, device: torch.device) -> torch.Tensor:
+        """Causal attention mask: True above the diagonal (event i may not see j > i)."""
+        return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+
+    def encode_events(
+        self,
+        page: torch.Tensor,
+        dwell: torch.Tensor,
+        time: torch.Tensor,
+        channel: torch.Tensor,
+        device: torch.Tensor,
+        query: torch.Tensor,
+        query_table: torch.Tensor,
+        lengths: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contextual event states ``[B, L, d]`` and the padding mask ``[B, L]`` (True = padding)."""
+        x, padding = self.embed_inputs(page, dwell, time, channel, device, query, query_table, lengths, mask)
+        if self.causal:  # right padding: no real event attends to a later (padding) position
+            h = self.transformer(x, mask=self._future(x.shape[1], x.device), is_causal=True)
+        else:
+            h = self.transformer(x, src_key_padding_mask=padding)
         return self.final_norm(h), padding
 
+    def last_states(self, x: torch.Tensor, padding: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` final states of each session's last event, computing only what they need.
+
+        Causal attention means no event's state depends on a later one, so the last layer runs its
+        attention query and feed-forward for the last event only (the earlier layers run in full): the
+        same numbers as :meth:`encode_events` (tested), for about half the last layer's work.
+        """
+        future = self._future(x.shape[1], x.device)
+        rows = torch.arange(x.shape[0], device=x.device)
+        h = x[rows, lengths - 1].unsqueeze(1)
+        for i, layer in enumerate(self.transformer.layers):  # unrolled by TorchScript
+            if i < self.n_layers - 1:
+                x = layer(x, src_mask=future, is_causal=True)
+            else:  # the top layer: the last event's query only; it attends to every real event
+                h = x[rows, lengths - 1].unsqueeze(1)
+                kv = layer.norm1(x)
+                attn = layer.self_attn(layer.norm1(h), kv, kv, key_padding_mask=padding, need_weights=False)[
+                    0
+                ]
+                h = h + layer.dropout1(attn)
+                h = h + layer.dropout2(layer.linear2(layer.dropout(F.gelu(layer.linear1(layer.norm2(h))))))
+        return self.final_norm(h.squeeze(1))
+
+    def _finish(self, pooled: torch.Tensor) -> torch.Tensor:
+        z = self.proj(pooled)
+        return F.normalize(z, dim=-1) if self.normalize else z
+
+    def prefix_vectors(self, states: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """``[B, L, embedding_dim]``: the vector of every prefix (causal encoders only).
+
+        Mean and attention pooling are cumulative (over events ``<= i``), so entry ``i`` equals the
+        vector of the session cut after event ``i``.
+        """
+        parts: list[torch.Tensor] = []
+        if self.pooling == "last" or self.pooling == "last+attention":
+            parts.append(states)
+        if self.pooling == "mean":
+            count = torch.arange(1, states.shape[1] + 1, device=states.device, dtype=states.dtype)
+            parts.append(states.cumsum(dim=1) / count.view(1, -1, 1))
+        if self.pooling == "attention" or self.pooling == "last+attention":
+            # Scores bounded to ±30 so one global shift keeps every prefix's exp() in float range.
+            scores = self.attn_score(states).clamp(-30.0, 30.0).masked_fill(padding.unsqueeze(-1), -30.0)
+            weights = torch.exp(scores - scores.amax(dim=1, keepdim=True))
+            parts.append((weights * states).cumsum(dim=1) / weights.cumsum(dim=1).clamp_min(1e-30))
+        return self._finish(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
+
     def pool(self, states: torch.Tensor, padding: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """[last event state, attention pool] → projection → L2 normalisation."""
-        last = states[torch.arange(states.shape[0], device=states.device), lengths - 1]
-        scores = self.attn_score(states).squeeze(-1).masked_fill(padding, float("-inf"))
-        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
-        pooled = (weights * states).sum(dim=1)
-        return F.normalize(self.proj(torch.cat([last, pooled], dim=-1)), dim=-1)
+        """The session vector ``[B, embedding_dim]`` (the vector of the whole session)."""
+        rows = torch.arange(states.shape[0], device=states.device)
+        last = states[rows, lengths - 1]
+        if self.pooling == "last":
+            return self._finish(last)
+        if self.causal:  # cumulative poolings: the last prefix is the session
+            return self.prefix_vectors(states, padding)[rows, lengths - 1]
+        parts: list[torch.Tensor] = []
+        if self.pooling == "last+attention":
+            parts.append(last)
+        if self.pooling == "mean":
+            keep = (~padding).unsqueeze(-1).to(states.dtype)
+            parts.append((states * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0))
+        if self.pooling == "attention" or self.pooling == "last+attention":
+            scores = self.attn_score(states).squeeze(-1).masked_fill(padding, float("-inf"))
+            parts.append((torch.softmax(scores, dim=1).unsqueeze(-1) * states).sum(dim=1))
+        return self._finish(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
+
+    def next_page_logits(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Logits over page ids of the event after each vector's session (prefix)."""
+        return self.next_page(vectors * self.next_scale)
 
     def forward(
         self,
@@ -309,7 +426,10 @@ class SessionEncoder(nn.Module):
         query_table: torch.Tensor,
         lengths: torch.Tensor,
     ) -> torch.Tensor:
-        """Session embeddings ``[B, embedding_dim]`` (unit length)."""
+        """Session embeddings ``[B, embedding_dim]``."""
+        if self.causal and self.pooling == "last":
+            x, padding = self.embed_inputs(page, dwell, time, channel, device, query, query_table, lengths)
+            return self._finish(self.last_states(x, padding, lengths))
         states, padding = self.encode_events(page, dwell, time, channel, device, query, query_table, lengths)
         return self.pool(states, padding, lengths)
 
