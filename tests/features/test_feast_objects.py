@@ -41,6 +41,7 @@ def test_names_match_the_interface_table(objects: fo.Clicks2IntentObjects) -> No
     assert feats == {
         F.CUSTOMER_INTENT_LABEL, F.CUSTOMER_INTENT_CONFIDENCE, F.CUSTOMER_INTENT_DECAYED,
         F.CUSTOMER_WEB_EMBEDDING, F.CUSTOMER_LINKED_VISITORS, F.CUSTOMER_WEB_SESSIONS_30D,
+        *F.RECENT_WINDOW_NAMES,
     }  # fmt: skip
 
 

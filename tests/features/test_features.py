@@ -50,8 +50,16 @@ def test_rows_at_every_change_and_window_expiry() -> None:
     cfg = F.FeatureBuildConfig(window_days=30.0)
     c = _contrib([("v1", T0, "a", 1.0, [1.0, 0.0]), ("v1", T0 + 10 * DAY, "a", 1.0, [1.0, 0.0])])
     out = F.web_intent_timeline(c, C.VISITOR_ID, CLASSES, cfg).set_index(C.EVENT_TIMESTAMP)
-    assert list(out.index) == [T0, T0 + 10 * DAY, T0 + 30 * DAY, T0 + 40 * DAY]
-    assert list(out["sessions_window"]) == [1, 2, 1, 0]
+    # A row at every session end and every expiry: the 30-day window and the recency windows (6 h, 1 d, 3 d).
+    recent = [DAY / 4, DAY, 3 * DAY]
+    assert list(out.index) == (
+        [T0] + [T0 + w for w in recent] + [T0 + 10 * DAY] + [T0 + 10 * DAY + w for w in recent]
+        + [T0 + 30 * DAY, T0 + 40 * DAY]
+    )  # fmt: skip
+    assert list(out["sessions_window"]) == [1, 1, 1, 1, 2, 2, 2, 2, 1, 0]
+    assert list(out["sessions_recent_0"]) == [1, 0, 0, 0, 1, 0, 0, 0, 0, 0]  # 6 h
+    assert list(out["sessions_recent_1"]) == [1, 1, 0, 0, 1, 1, 0, 0, 0, 0]  # 1 day
+    assert list(out["sessions_recent_2"]) == [1, 1, 1, 0, 1, 1, 1, 0, 0, 0]  # 3 days
     # Expiry leaves the normalised intent unchanged (uniform decay cancels) and keeps the latest label.
     np.testing.assert_allclose(out.loc[T0 + 40 * DAY, "decayed"], [1.0, 0.0, 0.0])
     assert out.loc[T0 + 40 * DAY, "label"] == "a"

@@ -34,7 +34,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clicks2intent.errors import ConfigError
 from clicks2intent.evaluation import metrics as M
+from clicks2intent.evaluation.oracle import (
+    CONVERSION_ORACLE_FEATURES,
+    ORACLE_OBSERVABLE,
+    TILE_ORACLE_FEATURES,
+    TruthOracle,
+    has_truth,
+    is_oracle_column,
+    oracle_variant_features,
+)
 from clicks2intent.features.definitions import feature_group
 from clicks2intent.features.store import open_store
 from clicks2intent.intent.taxonomy import Taxonomy
@@ -64,9 +74,9 @@ VARIANTS: tuple[str, ...] = (BASELINE, LABELS, EMBEDDING, BOTH)
 # The feature groups (clicks2intent.names.features) each variant trains on.
 VARIANT_GROUPS: dict[str, frozenset[str]] = {
     BASELINE: frozenset({N.BASELINE}),
-    LABELS: frozenset({N.BASELINE, N.LABELS}),
-    EMBEDDING: frozenset({N.BASELINE, N.EMBEDDING}),
-    BOTH: frozenset({N.BASELINE, N.EMBEDDING, N.LABELS}),
+    LABELS: frozenset({N.BASELINE, N.WEB_ACTIVITY, N.LABELS}),
+    EMBEDDING: frozenset({N.BASELINE, N.WEB_ACTIVITY, N.EMBEDDING}),
+    BOTH: frozenset({N.BASELINE, N.WEB_ACTIVITY, N.EMBEDDING, N.LABELS}),
 }
 # The Feast feature service of the baseline and the full variant (the deployed model's name too).
 SERVICES: dict[str, dict[str, str]] = {
@@ -165,27 +175,31 @@ def run_task_ablation(
     vocabularies: Mapping[str, Sequence[str]] | None = None,
     label_column: str = LABEL,
     services: Mapping[str, str] | None = None,
+    oracle_feature_lists: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, FeatureModel]]:
     """Train every variant with features, score the test rows, bootstrap the differences.
 
     Returns the task's report section and the fitted models. A variant without any features of its
     extra group (e.g. no label features in the service) is reported as skipped, not silently trained
-    as a copy of the baseline.
+    as a copy of the baseline. ``oracle_feature_lists`` (simulated data only: baseline features plus
+    truth columns, :mod:`clicks2intent.evaluation.oracle`) adds reference rows, trained the same way
+    but never returned as models; each variant then reports the share of the ``oracle_observable``
+    headroom it recovered.
     """
     classes = list(classes)
     metric_fns = dict(metric_fns or task_metrics(task, classes))
     none_label = classes.index(C.NO_CONVERSION) if task == CONVERSION and C.NO_CONVERSION in classes else None
-    positive = [i for i in range(len(classes)) if i != none_label]
-    y_valid = _codes(valid[label_column].tolist(), classes)
     if none_label is not None and config.none_sample_rate < 1.0 and WEIGHT not in train.columns:
         train = subsample_class(
             train, label_column, C.NO_CONVERSION, config.none_sample_rate, config.random_state
         )
-    variant_fns: dict[str, dict[str, M.MetricFn]] = {}
+    fit = _VariantFit(train, valid, test, classes, label_column, config, vocabularies, none_label, group_of)
     services = dict(services or {})
-    y_test = _codes(test[label_column].tolist(), classes)
+    oracles = dict(oracle_feature_lists or {})
+    leaked = sorted({f for v in VARIANTS for f in variant_feature_lists.get(v, []) if is_oracle_column(f)})
+    if leaked:
+        raise ConfigError(f"variant features: oracle (truth) columns {leaked[:5]} may only train oracle rows")
     models: dict[str, FeatureModel] = {}
-    probas: dict[str, np.ndarray] = {}
     section: dict[str, Any] = {
         "n_train": len(train),  # rows trained on (after any "none" subsampling)
         "n_train_weighted": float(train[WEIGHT].sum()) if WEIGHT in train.columns else float(len(train)),
@@ -202,83 +216,141 @@ def run_task_ablation(
         "variants": {},
     }
     base_feats = list(variant_feature_lists[BASELINE])
-    for variant in VARIANTS:
-        feats = list(variant_feature_lists.get(variant, []))
-        entry: dict[str, Any] = {"features": feats, "n_features": len(feats)}
-        if variant != BASELINE and feats == base_feats:
-            entry |= {
+    for variant in (*VARIANTS, *oracles):
+        is_oracle = variant in oracles
+        feats = list(oracles[variant] if is_oracle else variant_feature_lists.get(variant, []))
+        own = VARIANT_GROUPS.get(variant, frozenset()) - {N.BASELINE, N.WEB_ACTIVITY}
+        if (
+            not is_oracle
+            and variant != BASELINE
+            and (feats == base_feats or not any(group_of(f) in own for f in feats if not is_oracle_column(f)))
+        ):
+            section["variants"][variant] = {
+                "features": feats,
+                "n_features": len(feats),
                 "status": "skipped",
-                "reason": f"no {sorted(VARIANT_GROUPS[variant] - {N.BASELINE})} features available",
+                "reason": f"no {sorted(own)} features available",
             }
-            section["variants"][variant] = entry
             continue
+        model, entry = fit.run(task, variant, feats, "" if is_oracle else services.get(variant, ""))
+        if is_oracle:
+            entry["oracle"] = True  # truth columns: evaluation only, never saved or served
+        else:
+            models[variant] = model
+        section["variants"][variant] = entry
+    reference = ORACLE_OBSERVABLE if ORACLE_OBSERVABLE in fit.probas else None
+    boot = M.paired_bootstrap(
+        fit.y_test,
+        fit.probas,
+        metric_fns,
+        BASELINE,
+        config.n_boot,
+        random_state=config.random_state,
+        variant_metrics=fit.variant_fns,
+        reference=reference,
+    )
+    _attach_intervals(section, boot, reference)
+    return section, models
+
+
+class _VariantFit:
+    """Fits one variant on the shared split and records its test probabilities (one task's state)."""
+
+    def __init__(
+        self,
+        train: pd.DataFrame,
+        valid: pd.DataFrame,
+        test: pd.DataFrame,
+        classes: list[str],
+        label_column: str,
+        config: AblationConfig,
+        vocabularies: Mapping[str, Sequence[str]] | None,
+        none_label: int | None,
+        group_of: GroupFn,
+    ) -> None:
+        self.train, self.valid, self.test = train, valid, test
+        self.classes, self.label_column, self.config = classes, label_column, config
+        self.vocabularies, self.none_label, self.group_of = vocabularies, none_label, group_of
+        self.positive = [i for i in range(len(classes)) if i != none_label]
+        self.y_valid = _codes(valid[label_column].tolist(), classes)
+        self.y_test = _codes(test[label_column].tolist(), classes)
+        self.probas: dict[str, np.ndarray] = {}
+        self.variant_fns: dict[str, dict[str, M.MetricFn]] = {}
+
+    def run(
+        self, task: str, variant: str, feats: list[str], service: str
+    ) -> tuple[FeatureModel, dict[str, Any]]:
+        cfg = self.config
         t0 = time.perf_counter()
         model = train_feature_model(
-            train,
-            valid,
+            self.train,
+            self.valid,
             feats,
-            label_column,
-            classes,
-            vocabularies,
-            services.get(variant, ""),
-            weight_column=WEIGHT if WEIGHT in train.columns else None,
-            **config.model_params(),
+            self.label_column,
+            self.classes,
+            self.vocabularies,
+            service,
+            weight_column=WEIGHT if WEIGHT in self.train.columns else None,
+            **cfg.model_params(),
         )
         fit_s = time.perf_counter() - t0
         logger.info(
             f"{task}/{variant}: {len(feats)} features, {model.estimator.best_iteration_ + 1} trees/class, fit {fit_s:.1f}s"
         )
-        p = model.predict_proba(test)
-        models[variant], probas[variant] = model, p
-        if none_label is not None:  # F1 decision rule tuned on the validation period, per model
+        p = model.predict_proba(self.test)
+        self.probas[variant] = p
+        entry: dict[str, Any] = {"features": feats, "n_features": len(feats)}
+        if self.none_label is not None:  # F1 decision rule tuned on the validation period, per model
             entry["decision_threshold"] = M.tune_threshold(
-                y_valid, model.predict_proba(valid), positive, none_label
+                self.y_valid, model.predict_proba(self.valid), self.positive, self.none_label
             )
-            variant_fns[variant] = M.conversion_metrics(positive, none_label, entry["decision_threshold"])
+            self.variant_fns[variant] = M.conversion_metrics(
+                self.positive, self.none_label, entry["decision_threshold"]
+            )
         entry |= {
             "status": "ok",
-            "feature_service": services.get(variant, ""),
+            "feature_service": service,
             "n_model_columns": len(model.spec.columns),
             "best_iteration": model.estimator.best_iteration_,
             "valid_weighted_log_loss": model.estimator.valid_log_loss_,
             "fit_seconds": round(fit_s, 2),
-            "ece": M.expected_calibration_error(y_test, p),
-            "calibration": M.reliability_curve(y_test, p),
+            "ece": M.expected_calibration_error(self.y_test, p),
+            "calibration": M.reliability_curve(self.y_test, p),
         }
-        if set(group_of(f) for f in feats) - {N.BASELINE}:
-            explain_rows = test.sample(n=min(len(test), config.n_explain), random_state=config.random_state)
-            entry["contribution_shares"] = group_shares(model, explain_rows, group_of)
-        section["variants"][variant] = entry
-    boot = M.paired_bootstrap(
-        y_test,
-        probas,
-        metric_fns,
-        BASELINE,
-        config.n_boot,
-        random_state=config.random_state,
-        variant_metrics=variant_fns,
-    )
+        if not any(is_oracle_column(f) for f in feats) and set(self.group_of(f) for f in feats) - {
+            N.BASELINE
+        }:
+            rows = self.test.sample(n=min(len(self.test), cfg.n_explain), random_state=cfg.random_state)
+            entry["contribution_shares"] = group_shares(model, rows, self.group_of)
+        return model, entry
+
+
+def _attach_intervals(section: dict[str, Any], boot: Mapping[str, Any], reference: str | None) -> None:
+    """Metric values, intervals, differences against the baseline and headroom shares into ``section``."""
+    base_metric = boot[BASELINE]["metric"]
     for variant, res in boot.items():
         entry = section["variants"][variant]
         for m, iv in res["metric"].items():
             entry[m] = iv.value
         entry["ci"] = {m: [iv.low, iv.high] for m, iv in res["metric"].items()}
-        if variant != BASELINE:
-            base = res["metric"]
-            entry["vs_baseline"] = {
-                m: {
-                    "diff": d.value,
-                    "ci_low": d.low,
-                    "ci_high": d.high,
-                    "relative_pct": 100.0 * d.value / abs(boot[BASELINE]["metric"][m].value)
-                    if boot[BASELINE]["metric"][m].value
-                    else None,
-                    "significant": bool(d.low > 0 or d.high < 0),
-                }
-                for m, d in res["diff"].items()
-                if m in base
+        if variant == BASELINE:
+            continue
+        entry["vs_baseline"] = {
+            m: {
+                "diff": d.value,
+                "ci_low": d.low,
+                "ci_high": d.high,
+                "relative_pct": 100.0 * d.value / abs(base_metric[m].value) if base_metric[m].value else None,
+                "significant": bool(d.low > 0 or d.high < 0),
             }
-    return section, models
+            for m, d in res["diff"].items()
+            if m in base_metric
+        }
+        if reference is not None and variant != reference and "headroom" in res:
+            entry["headroom_recovered"] = {
+                m: {"share": h.value, "ci_low": h.low, "ci_high": h.high, "reference": reference}
+                for m, h in res["headroom"].items()
+            }
 
 
 # --- the simulated (Feast) run ----------------------------------------------------------------------
@@ -298,6 +370,7 @@ class SimulatedRun:
     conversion_embargo_days: float = 0.0  # >0 drops train/valid sessions whose horizon crosses a boundary
     save_models: bool = True
     tasks: tuple[str, ...] = (TILE_RANKING, CONVERSION)
+    oracles: bool = True  # oracle rows from truth/ when the data has it (clicks2intent.evaluation.oracle)
 
 
 def _taxonomy_vocab(path: str) -> list[str] | None:
@@ -337,6 +410,8 @@ def run_simulated(
         ],
         "saved_models": {},
     }
+    # Oracle rows (simulated data only): truth columns joined after the Feast fetch, evaluation only.
+    oracle = TruthOracle(run.data_dir) if run.oracles and has_truth(run.data_dir) else None
     for task in run.tasks:
         t0 = time.perf_counter()
         services = SERVICES[task]
@@ -367,6 +442,7 @@ def run_simulated(
             rows = frame[frame["_part"] == name].drop(columns="_part")
             setattr(split, name, rows.sort_values(C.EVENT_TIMESTAMP, kind="stable").reset_index(drop=True))
         lists = {v: variant_features(base, full, v, group_of) for v in VARIANTS}
+        oracle_lists = _attach_oracles(task, split, base, oracle) if oracle is not None else None
         vocab = {f: tax_vocab for f in full if tax_vocab and f.endswith(C.INTENT_LABEL)}
         section, models = run_task_ablation(
             task,
@@ -379,6 +455,7 @@ def run_simulated(
             config,
             vocabularies=vocab,
             services={BASELINE: services[BASELINE], BOTH: services[BOTH]},
+            oracle_feature_lists=oracle_lists,
         )
         section["split"] = split.summary()
         v1_groups = {f: group_of(f) for f in full}
@@ -417,6 +494,19 @@ def run_simulated(
     report["distillation"] = _distillation_section(Path(run.intent_dir))
     report["taxonomy"] = _taxonomy_section(Path(run.intent_dir), run.taxonomy_path)
     return report
+
+
+def _attach_oracles(
+    task: str, split: Any, baseline: Sequence[str], oracle: TruthOracle
+) -> dict[str, list[str]]:
+    """Add the task's oracle columns to every part of the split; the oracle variants' feature lists."""
+    for name in ("train", "valid", "test"):
+        rows = getattr(split, name)
+        cols = oracle.tile_columns(rows) if task == TILE_RANKING else oracle.conversion_columns(rows)
+        setattr(split, name, pd.concat([rows, cols], axis=1))
+    return oracle_variant_features(
+        TILE_ORACLE_FEATURES if task == TILE_RANKING else CONVERSION_ORACLE_FEATURES, baseline
+    )
 
 
 def _distillation_section(intent_dir: Path) -> dict[str, Any]:

@@ -201,6 +201,7 @@ def paired_bootstrap(
     alpha: float = 0.05,
     random_state: int = 0,
     variant_metrics: Mapping[str, Mapping[str, MetricFn]] | None = None,
+    reference: str | None = None,
 ) -> dict[str, dict[str, dict[str, Interval]]]:
     """Metric intervals per variant and intervals of the *paired* difference against ``baseline``.
 
@@ -210,6 +211,9 @@ def paired_bootstrap(
     ``diff`` is variant − baseline (negative log-loss difference = improvement).
     ``variant_metrics`` overrides the metric functions of some variants (same names), e.g. an F1
     whose decision threshold was tuned per model.
+    ``reference`` (e.g. an oracle variant): each variant also gets ``"headroom"``, the share of the
+    reference's gain it recovered, ``(m_v − m_base) / (m_ref − m_base)``, with its interval from the
+    same resamples (a ratio per resample, so the three variants' correlation is kept).
     """
     if baseline not in probas:
         raise ValueError(f"baseline variant {baseline!r} not among {sorted(probas)}")
@@ -238,4 +242,14 @@ def paired_bootstrap(
             out[v]["diff"][m] = Interval(
                 point[v][m] - point[baseline][m], *np.nanpercentile(diff, [lo, hi]).tolist()
             )
+            if reference is not None and reference in probas:
+                gain = point[reference][m] - point[baseline][m]
+                ref_draw = draws[reference][m] - draws[baseline][m]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where(ref_draw != 0, diff / ref_draw, np.nan)
+                share = (point[v][m] - point[baseline][m]) / gain if gain else float("nan")
+                bounds = (
+                    np.nanpercentile(ratio, [lo, hi]).tolist() if np.isfinite(ratio).any() else [np.nan] * 2
+                )
+                out[v].setdefault("headroom", {})[m] = Interval(share, *bounds)
     return out

