@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from clicks2intent.errors import ArtifactError, ConfigError, ContractError
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError, ServiceError
 from clicks2intent.names import columns as C
 from clicks2intent.names import settings
 from clicks2intent.names.features import (
@@ -58,6 +58,23 @@ REDIS_ENV = settings.REDIS
 REGISTRY_ENV = settings.REGISTRY_URL
 DEFAULT_REDIS = "127.0.0.1:6379"
 DEFAULT_REGISTRY_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Redis client options the production config adds to the connection string (unless it sets them):
+# an outage must be a 503 within 1 s, not a hang. Measured before these: Redis frozen (SIGSTOP) made
+# requests hang past 15 s (no read timeout); Redis killed cost 8-9 s per request (redis-py's default
+# 3 retries with exponential backoff). No retries: the next request opens a fresh connection, so
+# recovery is automatic once Redis answers again.
+REDIS_CLIENT_OPTIONS: dict[str, str] = {
+    "socket_connect_timeout": "0.25",  # seconds to open a connection (loopback / same-zone Redis)
+    "socket_timeout": "0.5",  # seconds to wait for a reply; p99 of a healthy read is ~1 ms
+    "retry": "null",  # redis-py: no retry (its default retries 3 times with up to 10 s backoff)
+}
+
+
+def redis_connection_string(redis: str, options: Mapping[str, str] = REDIS_CLIENT_OPTIONS) -> str:
+    """Feast's ``host:port[,key=value…]`` with :data:`REDIS_CLIENT_OPTIONS` added where not given."""
+    given = {part.split("=", 1)[0].strip() for part in redis.split(",") if "=" in part}
+    extra = [f"{k}={v}" for k, v in options.items() if k not in given]
+    return ",".join([redis, *extra])
 
 
 def open_store(repo_path: str | Path = REPO_DIR, config: str | Path | None = None) -> FeatureStore:
@@ -71,13 +88,28 @@ def open_store(repo_path: str | Path = REPO_DIR, config: str | Path | None = Non
     if not repo.is_dir():
         raise ArtifactError(f"repo_path: feature repository {repo} not found")
     if config is None:
-        return FeatureStore(repo_path=str(repo))
+        return _opened(lambda: FeatureStore(repo_path=str(repo)), repo / DEFAULT_YAML)
     path = Path(config)
     if not path.is_file() and (repo / path).is_file():
         path = repo / path
     if not path.is_file():
         raise ArtifactError(f"config: feature store YAML {config} not found (nor in {repo})")
-    return FeatureStore(repo_path=str(repo), fs_yaml_file=path.resolve())
+    return _opened(lambda: FeatureStore(repo_path=str(repo), fs_yaml_file=path.resolve()), path)
+
+
+def _opened(make: Any, config: Path | str) -> FeatureStore:
+    """``make()``, with a config Feast cannot build a store from (a bad value, an unknown store type)
+    as one clear error. The SQL registry connects later, at its first read: see :func:`ping_registry`."""
+    try:
+        return make()
+    except (ArtifactError, ConfigError):
+        raise
+    except Exception as err:  # Feast/SQLAlchemy/pydantic raise many types; the reason is what matters
+        lines = str(err).strip().splitlines()
+        reason = f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
+        raise ServiceError(
+            f"config: the feature store of {config} cannot be opened (registry or config): {reason}"
+        ) from err
 
 
 def production_config(
@@ -87,7 +119,9 @@ def production_config(
     registry_cache_ttl_seconds: int = 60,
 ) -> dict[str, Any]:
     """The production store as a dict: Redis online store, SQL registry (SQLAlchemy, PostgreSQL),
-    file offline store. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string."""
+    file offline store. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string; the
+    client timeouts of :data:`REDIS_CLIENT_OPTIONS` are added to it, and the registry connection
+    gives up after a few seconds (a down PostgreSQL is a clear error at start-up, not a hang)."""
     if not project.replace("_", "a").isalnum():
         raise ConfigError(f"project: {project!r} may hold letters, digits and '_' only (Feast project names)")
     redis = redis or os.environ.get(REDIS_ENV) or DEFAULT_REDIS
@@ -99,9 +133,13 @@ def production_config(
             "registry_type": "sql",
             "path": registry_url,
             "cache_ttl_seconds": int(registry_cache_ttl_seconds),
-            "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+            "sqlalchemy_config_kwargs": {
+                "echo": False,
+                "pool_pre_ping": True,
+                "connect_args": {"connect_timeout": 5},  # psycopg: seconds to reach PostgreSQL
+            },
         },
-        "online_store": {"type": "redis", "connection_string": redis},
+        "online_store": {"type": "redis", "connection_string": redis_connection_string(redis)},
         "offline_store": {"type": "file"},
         "entity_key_serialization_version": 3,
     }
@@ -123,6 +161,22 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(os.path.expandvars(Path(path).read_text(encoding="utf-8")))
 
 
+def ping_registry(store: FeatureStore) -> None:
+    """Read the registry once: an unreachable or empty one is a clear :class:`ServiceError` now (at a
+    service's start-up) instead of a SQLAlchemy traceback at its first request."""
+    try:
+        services = store.list_feature_services()
+    except Exception as err:  # SQLAlchemy OperationalError, a missing registry file, ...
+        lines = str(err).strip().splitlines()
+        raise ServiceError(
+            f"registry: the Feast registry of project {store.project!r} cannot be read "
+            f"({type(err).__name__}: {lines[0][:300] if lines else ''}); is PostgreSQL up, and was "
+            "`feast apply` run with this config?"
+        ) from err
+    if not services:
+        raise ServiceError(f"registry: project {store.project!r} has no feature services: run `feast apply`")
+
+
 def production_store(repo_path: str | Path = REPO_DIR, **kwargs: Any) -> FeatureStore:
     """A ``FeatureStore`` on :func:`production_config` (keyword arguments go to it)."""
     from feast import FeatureStore, RepoConfig
@@ -130,7 +184,7 @@ def production_store(repo_path: str | Path = REPO_DIR, **kwargs: Any) -> Feature
     repo = Path(repo_path).resolve()
     config = RepoConfig(**production_config(**kwargs))
     config.repo_path = repo
-    return FeatureStore(repo_path=str(repo), config=config)
+    return _opened(lambda: FeatureStore(repo_path=str(repo), config=config), "the production config")
 
 
 def drop_project(store: FeatureStore) -> None:
@@ -323,8 +377,26 @@ def customer_features(
 
     ``customer_id`` defaults to :func:`default_customer` over ``features_dir``."""
     store = open_store(repo_path, config)
+    ping_registry(store)
     customer_id = customer_id or default_customer(features_dir)
     values = online_features(
         store, service, [{C.CUSTOMER_ID: customer_id}], request={CANDIDATE_TILES: list(C.TILES)}
     )
-    return CustomerFeatures(customer_id, service, store.project, {k: v[0] for k, v in values.items()})
+    row = {k: v[0] for k, v in values.items()}
+    odfvs = {v.name for v in store.list_on_demand_feature_views()}
+    stored = [
+        f.name
+        for p in store.get_feature_service(service).feature_view_projections
+        if p.name not in odfvs
+        for f in p.features
+    ]
+    if stored and all(_missing(row.get(n)) for n in stored):  # Feast answers nulls for unknown keys
+        raise ArtifactError(
+            f"customer_id: {customer_id!r} has no online features in project {store.project!r} "
+            f"(service {service}): an unknown customer, or the store was not materialized"
+        )
+    return CustomerFeatures(customer_id, service, store.project, row)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)

@@ -464,6 +464,7 @@ class ServingEngine:
         cls, tile_model: ServedModel, conversion_model: ServedModel, settings: ServingSettings
     ) -> ServingEngine:
         store = fs.open_store(settings.feature_repo, settings.feast_config)
+        fs.ping_registry(store)  # registry down at start-up: one clear error, not a worker traceback
         return cls(store, tile_model, conversion_model, settings.artifacts, local_odfv=settings.local_odfv)
 
     # --- feature reads -------------------------------------------------------------------------------

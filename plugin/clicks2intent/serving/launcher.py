@@ -101,12 +101,31 @@ def serve_foreground(
     feast_config: str | None = None,
     workers: int | None = None,
 ) -> int:
-    """Run ``bentoml serve`` with the service's environment until it exits or Ctrl-C; its exit status."""
+    """Run ``bentoml serve`` with the service's environment until it exits, Ctrl-C or SIGTERM; its status.
+
+    ``bentoml serve`` runs in its own process group, and SIGTERM / SIGINT / SIGHUP to this process stop
+    that whole group (server and workers; SIGKILL after a grace period). Before, a SIGTERM to
+    ``c2i serve`` (what a supervisor or ``docker stop`` sends) left the BentoML server and its workers
+    running, still holding the port."""
     env = service_env(artifacts, feature_repo, feast_config, workers)
+    proc = subprocess.Popen(
+        serve_command_line(target, host, port), env=env, cwd=str(project_root()), start_new_session=True
+    )
+    stopping: list[int] = []
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+        raise KeyboardInterrupt  # unwinds proc.wait() below
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        return subprocess.call(serve_command_line(target, host, port), env=env, cwd=str(project_root()))
+        return proc.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop_service(proc)
 
 
 def wait_ready(url: str, process: subprocess.Popen[Any] | None = None, timeout: float = 120.0) -> None:
@@ -165,16 +184,22 @@ def running_service(
 
 
 def stop_service(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
-    """SIGTERM the service's process group (BentoML shuts its workers down), SIGKILL if it hangs."""
-    if proc.poll() is not None:
-        return
+    """SIGTERM the service's process group (BentoML shuts its workers down), SIGKILL if it hangs;
+    workers left behind by a leader that already exited are killed too."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(grace)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            os.killpg(proc.pid, 0)  # ProcessLookupError once the group is empty
+            time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(grace)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
 
 

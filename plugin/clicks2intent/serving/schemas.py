@@ -1,7 +1,10 @@
 """Request and response schemas of the service (pydantic), with their bounds and example inputs.
 
 **Validation** is these schemas' job: a bad request fails before any feature read, with a message whose
-``loc`` names the field. Sizes are bounded (:data:`MAX_SESSION_EVENTS`, string lengths, ``k``) so one
+``loc`` names the field. What the OpenAPI document promises is what is checked: ids follow
+:data:`~clicks2intent.common.text.ID_PATTERN` (no whitespace, NUL, control or bidi characters), tiles
+are an enum, ``session_events`` times lie in 1990-01-01 .. 2099 (a year pattern in the document; no
+datetime arithmetic can overflow downstream). Sizes are bounded (:data:`MAX_SESSION_EVENTS`, string lengths, ``k``) so one
 request cannot make a worker embed a 100k-event session. Nothing here loads a model or a store, so
 clients (the demo requests, the benchmark) import it cheaply.
 """
@@ -12,13 +15,17 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
+from clicks2intent.common.text import ID_PATTERN, MAX_ID_CHARS
+from clicks2intent.common.times import REQUEST_YEAR_PATTERN, REQUEST_YEARS
 from clicks2intent.names import columns as C
 
 # --- bounds on a request (oversized inputs are rejected with the field named) ---------------------
 MAX_SESSION_EVENTS = 500  # above any real session seen; the encoder keeps the last max_len anyway
-MAX_ID_LENGTH = 128  # customer / visitor ids are opaque keys, never documents
+MAX_ID_LENGTH = MAX_ID_CHARS  # customer / visitor ids are opaque keys, never documents
 MAX_TEXT_LENGTH = 512  # a search query or referrer; longer is abuse, not intent
 MAX_PAGE_TYPE_LENGTH = 128
 TOP_LABELS = 3  # /intent returns the top-3 labels
@@ -26,7 +33,40 @@ TOP_LABELS = 3  # /intent returns the top-3 labels
 IntentSource = Literal["session", "visitor", "customer", "none"]
 SOURCE_SESSION, SOURCE_VISITOR, SOURCE_CUSTOMER, SOURCE_NONE = "session", "visitor", "customer", "none"
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^\S(.*\S)?$")]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+Tile = Literal[C.TILES]
+_ID_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_CHARS,
+    "pattern": ID_PATTERN,
+}  # an enum in the OpenAPI document: unknown tiles are a 400 the schema announces
+
+
+# --- the OpenAPI document BentoML serves is version 3.0, where ``{"type": "null"}`` does not exist ---
+class OpenAPI30JsonSchema(GenerateJsonSchema):
+    """Optional fields as OpenAPI 3.0 ``nullable: true`` instead of JSON Schema's ``anyOf [..., null]``.
+
+    BentoML labels its document OpenAPI 3.0.2; read that way, pydantic's null branch is meaningless, so
+    clients (and schemathesis) took ``"candidate_tiles": null`` for invalid and a ``null``
+    explanation in a 200 for a schema violation, while the server sent and accepted both."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        inner = self.generate_inner(schema["schema"])
+        if "$ref" in inner:  # siblings of $ref are ignored in 3.0
+            return {"allOf": [inner], "nullable": True}
+        if "enum" in inner:  # 3.0: an enum must list null itself for null to be valid
+            return {**inner, "enum": [*inner["enum"], None], "nullable": True}
+        return {**inner, "nullable": True}
+
+
+class _Schema(BaseModel):
+    """Base of every request and response model: its JSON schema is OpenAPI 3.0's dialect."""
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("schema_generator", OpenAPI30JsonSchema)
+        return super().model_json_schema(*args, **kwargs)
 
 
 # --- example inputs (OpenAPI docs, the demo requests, the benchmark) --------------------------------
@@ -58,7 +98,7 @@ EXAMPLE_INTENT: dict[str, Any] = {"session_events": EXAMPLE_EVENTS}
 
 
 # --- request schemas ----------------------------------------------------------------------------
-class SessionEvent(BaseModel):
+class SessionEvent(_Schema):
     """One event of the in-flight web session, in the clickstream contract's columns."""
 
     model_config = ConfigDict(extra="forbid")
@@ -66,12 +106,15 @@ class SessionEvent(BaseModel):
     page_type: str = Field(
         min_length=1,
         max_length=MAX_PAGE_TYPE_LENGTH,
+        pattern=r"\S",  # not blank
         description="Page type; unknown ones map to the OOV id.",
     )
     event_timestamp: datetime = Field(
-        description="When the event happened (ISO 8601, UTC if no offset); orders the events and their gaps."
+        description="When the event happened (ISO 8601, UTC if no offset), in the years 1990 to 2099; "
+        "orders the events and their gaps.",
+        json_schema_extra={"pattern": REQUEST_YEAR_PATTERN},
     )
-    dwell_seconds: float | None = Field(
+    dwell_seconds: Annotated[float, Strict()] | None = Field(
         None, ge=0, le=86_400, description="Seconds on the page (missing allowed)."
     )
     search_query: str | None = Field(
@@ -90,6 +133,15 @@ class SessionEvent(BaseModel):
             raise ValueError("page_type must not be blank")
         return v.strip()
 
+    @field_validator("event_timestamp")
+    @classmethod
+    def _plausible_time(cls, v: datetime) -> datetime:
+        if not REQUEST_YEARS[0] <= v.year <= REQUEST_YEARS[1]:
+            raise ValueError(
+                f"event_timestamp year {v.year} is outside {REQUEST_YEARS[0]}..{REQUEST_YEARS[1]}"
+            )
+        return v
+
     @field_validator("dwell_seconds")
     @classmethod
     def _finite(cls, v: float | None) -> float | None:
@@ -107,7 +159,7 @@ SessionEvents = Annotated[
 ]
 
 
-class RankTilesRequest(BaseModel):
+class RankTilesRequest(_Schema):
     """Order the app homepage tiles for a customer (POST /rank_tiles)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RANK_TILES})
@@ -117,34 +169,44 @@ class RankTilesRequest(BaseModel):
         None, description="Web visitor id of this device, if known (fresher web intent)."
     )
     session_events: SessionEvents = Field(default_factory=list)
-    candidate_tiles: list[str] | None = Field(
+    candidate_tiles: list[Tile] | None = Field(
         None,
         min_length=1,
         max_length=len(C.TILES),
-        description=f"Tiles to rank (default: all). Known tiles: {', '.join(C.TILES)}.",
+        json_schema_extra={"uniqueItems": True},
+        description=f"Tiles to rank, each once (default: all). Known tiles: {', '.join(C.TILES)}.",
     )
-    k: int = Field(3, ge=1, le=len(C.TILES), description="How many tiles to return, best first.")
-    explain: bool = Field(
+    k: Annotated[int, Strict()] = Field(
+        3, ge=1, le=len(C.TILES), description="How many tiles to return, best first."
+    )
+    explain: Annotated[bool, Strict()] = Field(
         False, description="Add feature contributions grouped as baseline / embedding / labels."
     )
 
     @field_validator("candidate_tiles")
     @classmethod
-    def _known_tiles(cls, v: list[str] | None) -> list[str] | None:
+    def _distinct_tiles(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return v
-        unknown = [t for t in v if t not in C.TILES]
-        if unknown:
-            raise ValueError(f"unknown tile(s) {unknown[:5]}; known tiles are {list(C.TILES)}")
         if len(set(v)) != len(v):
             raise ValueError("candidate_tiles must not repeat a tile")
         return v
 
 
-class ConversionRequest(BaseModel):
+class ConversionRequest(_Schema):
     """Which product will this visitor apply for (POST /predict_conversion)?"""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_CONVERSION})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": EXAMPLE_CONVERSION,
+            # what _something_to_score checks, stated in the OpenAPI document
+            "anyOf": [
+                {"required": ["visitor_id"], "properties": {"visitor_id": _ID_SCHEMA}},
+                {"required": ["session_events"], "properties": {"session_events": {"minItems": 1}}},
+            ],
+        },
+    )
 
     visitor_id: Id | None = Field(None, description="Web visitor id (its stored web intent is used).")
     session_events: SessionEvents = Field(default_factory=list)
@@ -156,7 +218,7 @@ class ConversionRequest(BaseModel):
         return self
 
 
-class IntentRequest(BaseModel):
+class IntentRequest(_Schema):
     """Embed and label one in-flight session (POST /intent)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_INTENT})
@@ -170,12 +232,12 @@ class IntentRequest(BaseModel):
 
 
 # --- response schemas ---------------------------------------------------------------------------
-class TileScore(BaseModel):
+class TileScore(_Schema):
     tile_id: str = Field(description="Tile id (columns.TILES).")
     score: float = Field(description="Model probability that the customer clicks this tile.")
 
 
-class IntentInfo(BaseModel):
+class IntentInfo(_Schema):
     label: str | None = Field(
         description="Intent label id of the taxonomy, or null when no web intent is known."
     )
@@ -185,18 +247,18 @@ class IntentInfo(BaseModel):
     )
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(_Schema):
     name: str = Field(description="Model name in the BentoML store (= its Feast feature service).")
     version: str = Field(description="Model version in the store.")
 
 
-class Contribution(BaseModel):
+class Contribution(_Schema):
     feature: str
     group: str
     contribution: float
 
 
-class Explanation(BaseModel):
+class Explanation(_Schema):
     tile_id: str = Field(description="The explained tile (the top-ranked one).")
     groups: dict[str, float] = Field(
         description="Margin contribution per group (baseline/embedding/labels/bias)."
@@ -204,26 +266,26 @@ class Explanation(BaseModel):
     top_features: list[Contribution]
 
 
-class RankTilesResponse(BaseModel):
+class RankTilesResponse(_Schema):
     tiles: list[TileScore]
     intent: IntentInfo
     model: ModelInfo
     explanation: Explanation | None = None
 
 
-class ConversionResponse(BaseModel):
+class ConversionResponse(_Schema):
     probabilities: dict[str, float] = Field(description="Probability per product, and 'none'.")
     predicted_product: str = Field(description="Most likely outcome ('none' = no application).")
     intent: IntentInfo
     model: ModelInfo
 
 
-class LabelScore(BaseModel):
+class LabelScore(_Schema):
     label: str
     confidence: float
 
 
-class IntentResponse(BaseModel):
+class IntentResponse(_Schema):
     embedding: list[float] = Field(description="L2-normalised session embedding.")
     label: str = Field(description="Distilled intent label id.")
     label_name: str | None = Field(None, description="Human-readable name of the label.")
