@@ -334,3 +334,32 @@ def test_training_script_runs_the_job_without_the_cli(
     assert str(tmp_path / "nope") in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="nope"):
         script.run(F.FeatureBuildPaths(data_dir=tmp_path / "nope"))
+
+
+def test_session_baseline_has_funnel_flags_and_the_bag_of_page_types() -> None:
+    from clicks2intent.data.simulator import WEB_PAGES
+    from clicks2intent.names import features as N
+
+    assert N.BAG_PAGE_TYPES == WEB_PAGES  # the bag covers the reference site map exactly
+    ev = pd.DataFrame(
+        {
+            C.SESSION_ID: ["a", "a", "a", "b", "b"],
+            C.EVENT_TIMESTAMP: [T0 + k * pd.Timedelta(seconds=30) for k in range(5)],
+            C.PAGE_TYPE: ["product_mortgage", "apply_start", "product_mortgage", "home", "unknown_page"],
+            C.DWELL_SECONDS: [10.0, 20.0, None, 5.0, None],
+        }
+    )
+    act, _ = F.session_stats(ev)
+    act = act.set_index(C.SESSION_ID)
+    assert (
+        act.loc["a", N.SESSION_REACHED_APPLY_START] == 1 and act.loc["a", N.SESSION_REACHED_APPLY_FORM] == 0
+    )
+    assert (
+        act.loc["a", "session_pages_product_mortgage"] == 2 and act.loc["a", "session_pages_apply_start"] == 1
+    )
+    assert act.loc["b", "session_pages_home"] == 1 and act.loc["b", N.SESSION_REACHED_APPLY_START] == 0
+    assert act.loc[:, list(N.SESSION_PAGE_COUNT_FIELDS)].sum(axis=1).tolist() == [
+        3,
+        1,
+    ]  # unknown pages: nowhere
+    assert set(N.SESSION_ACTIVITY_FIELDS) <= set(act.columns)

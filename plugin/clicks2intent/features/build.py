@@ -59,6 +59,7 @@ from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.features.transforms import PROTOTYPE, PROTOTYPE_SESSIONS, TILE_ID
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import (
+    BAG_PAGE_TYPES,
     CUSTOMER_INTENT_CONFIDENCE,
     CUSTOMER_INTENT_DECAYED,
     CUSTOMER_INTENT_LABEL,
@@ -75,6 +76,9 @@ from clicks2intent.names.features import (
     SESSION_N_EVENTS,
     SESSION_N_PRODUCT_PAGES,
     SESSION_N_SEARCHES,
+    SESSION_PAGE_COUNT_FIELDS,
+    SESSION_REACHED_APPLY_FORM,
+    SESSION_REACHED_APPLY_START,
     VISITOR_EMBEDDING_DECAYED,
     VISITOR_INTENT_CONFIDENCE,
     VISITOR_INTENT_DECAYED,
@@ -130,6 +134,8 @@ class FeatureBuildConfig:
     apply_page_prefix: str = "apply"  # page types counted in session_n_apply_pages (apply_start, apply_form)
     search_page_type: str = "search"  # a search page (or any event with a query) counts as a search
     tile_pages: dict[str, tuple[str, ...]] = field(default_factory=default_tile_pages)
+    apply_start_page: str = "apply_start"  # funnel flag session_reached_apply_start
+    apply_form_page: str = "apply_form"  # funnel flag session_reached_apply_form
 
     def validate(self) -> FeatureBuildConfig:
         for name in ("half_life_days", "window_days"):
@@ -171,7 +177,10 @@ def source_schemas() -> dict[str, pa.Schema]:
                 (SESSION_N_PRODUCT_PAGES, pa.int64()),
                 (SESSION_N_DISTINCT_PAGES, pa.int64()),
                 (SESSION_MEAN_DWELL_S, pa.float64()),
+                (SESSION_REACHED_APPLY_START, pa.int64()),
+                (SESSION_REACHED_APPLY_FORM, pa.int64()),
             ]
+            + [(name, pa.int64()) for name in SESSION_PAGE_COUNT_FIELDS]
         ),
         "session_intent": pa.schema(
             [
@@ -382,6 +391,8 @@ def session_stats(
             "_search": ((page == cfg.search_page_type) | has_query).astype(np.int64),
             "_apply": page.str.startswith(cfg.apply_page_prefix).astype(np.int64),
             "_product": page.str.startswith(cfg.product_page_prefix).astype(np.int64),
+            "_apply_start": (page == cfg.apply_start_page).astype(np.int64),
+            "_apply_form": (page == cfg.apply_form_page).astype(np.int64),
             "_dwell": pd.to_numeric(ev[C.DWELL_SECONDS], errors="coerce")
             if C.DWELL_SECONDS in ev
             else np.nan,
@@ -405,8 +416,15 @@ def session_stats(
             SESSION_N_PRODUCT_PAGES: g["_product"].sum(),
             SESSION_N_DISTINCT_PAGES: g["_page"].nunique().astype(np.int64),
             SESSION_MEAN_DWELL_S: g["_dwell"].mean(),
+            SESSION_REACHED_APPLY_START: g["_apply_start"].max().astype(np.int64),
+            SESSION_REACHED_APPLY_FORM: g["_apply_form"].max().astype(np.int64),
         }
-    ).reset_index()
+    )
+    bag = pd.crosstab(derived[C.SESSION_ID], derived["_page"]).reindex(
+        index=activity.index, columns=list(BAG_PAGE_TYPES), fill_value=0
+    )
+    bag.columns = list(SESSION_PAGE_COUNT_FIELDS)
+    activity = pd.concat([activity, bag.astype(np.int64)], axis=1).reset_index()
     tiles = g[[f"_tile_{t}" for t in cfg.tile_pages]].any()
     tiles.columns = list(cfg.tile_pages)
     return activity, tiles.reset_index()

@@ -60,6 +60,7 @@ from clicks2intent.features.transforms import (
 )
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import (
+    BAG_PAGE_TYPES,
     BASELINE,
     CANDIDATE_TILES,
     CONVERSION_BASELINE,
@@ -99,6 +100,9 @@ from clicks2intent.names.features import (
     SESSION_N_EVENTS,
     SESSION_N_PRODUCT_PAGES,
     SESSION_N_SEARCHES,
+    SESSION_PAGE_COUNT_FIELDS,
+    SESSION_REACHED_APPLY_FORM,
+    SESSION_REACHED_APPLY_START,
     TILE_AFFINITY,
     TILE_AFFINITY_VIEW,
     TILE_CANDIDATES,
@@ -462,7 +466,10 @@ def _session_views(
         entities=[session],
         ttl=ttl,
         source=sources.session_activity,
-        description="Baseline session statistics (no web intent): counts and durations from the events.",
+        description=(
+            "Baseline session statistics (no web intent): counts, durations, funnel flags and the bag of "
+            "page types, what a production team already has."
+        ),
         schema=[
             Field(name=SESSION_N_EVENTS, dtype=Int64, description="events in the session"),
             Field(name=SESSION_DURATION_S, dtype=Float64, description="last minus first event time, seconds"),
@@ -476,6 +483,20 @@ def _session_views(
                 description="mean known dwell, seconds (null if none known)",
             ),
             Field(name=SESSION_CHANNEL, dtype=String, description="web or app"),
+            Field(
+                name=SESSION_REACHED_APPLY_START,
+                dtype=Int64,
+                description="1 if the session reached apply_start",
+            ),
+            Field(
+                name=SESSION_REACHED_APPLY_FORM,
+                dtype=Int64,
+                description="1 if the session reached apply_form",
+            ),
+        ]
+        + [
+            Field(name=name, dtype=Int64, description=f"views of page type {page} (bag of page types)")
+            for name, page in zip(SESSION_PAGE_COUNT_FIELDS, BAG_PAGE_TYPES, strict=True)
         ],
         **common,
     )

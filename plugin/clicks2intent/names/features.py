@@ -17,6 +17,20 @@ SESSION_N_PRODUCT_PAGES = "session_n_product_pages"
 SESSION_N_DISTINCT_PAGES = "session_n_distinct_pages"
 SESSION_MEAN_DWELL_S = "session_mean_dwell_s"
 SESSION_CHANNEL = "session_channel"
+# Funnel flags: did the session reach the application's first / last page (a production team's own).
+SESSION_REACHED_APPLY_START = "session_reached_apply_start"
+SESSION_REACHED_APPLY_FORM = "session_reached_apply_form"
+# Bag of page types: one count per page type of the bank's site map (the reference site of
+# clicks2intent.data.simulator.WEB_PAGES; a test keeps the two equal). Other page types count nowhere.
+BAG_PAGE_TYPES: tuple[str, ...] = (
+    "home", "search", "login", "faq", "contact", "branch_locator", "blog", "about", "rates",
+    "apply_start", "apply_form", "product_mortgage", "product_credit_card", "product_auto_loan",
+    "product_personal_loan", "product_savings", "product_investing", "product_retirement",
+    "product_business_banking", "mortgage_calculator", "auto_loan_calculator", "loan_calculator",
+    "savings_calculator", "compare_cards", "market_insights", "retirement_planner", "business_solutions",
+    "security_center", "report_fraud", "account_help",
+)  # fmt: skip
+SESSION_PAGE_COUNT_FIELDS: tuple[str, ...] = tuple(f"session_pages_{p}" for p in BAG_PAGE_TYPES)
 
 VISITOR_INTENT_LABEL = "visitor_intent_label"
 VISITOR_INTENT_CONFIDENCE = "visitor_intent_confidence"
@@ -96,6 +110,9 @@ SESSION_ACTIVITY_FIELDS = (
     SESSION_N_DISTINCT_PAGES,
     SESSION_MEAN_DWELL_S,
     SESSION_CHANNEL,
+    SESSION_REACHED_APPLY_START,
+    SESSION_REACHED_APPLY_FORM,
+    *SESSION_PAGE_COUNT_FIELDS,
 )
 FEATURE_GROUPS: dict[str, str] = (
     dict.fromkeys(SESSION_ACTIVITY_FIELDS, BASELINE)
