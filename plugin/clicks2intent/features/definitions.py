@@ -644,7 +644,12 @@ def _request_sources(prefix: str, common: Mapping[str, Any]) -> tuple[RequestSou
         schema=[
             Field(name=INFLIGHT_PAGE_TYPES, dtype=Array(String)),
             Field(name=INFLIGHT_EVENT_TIMES_US, dtype=Array(Int64)),
-            Field(name=INFLIGHT_DWELL_SECONDS, dtype=Array(Float64)),
+            Field(
+                name=INFLIGHT_DWELL_SECONDS,
+                dtype=Array(Float64),
+                description="seconds per event; unknown: NaN, a negative number, or send strings "
+                '(["12.6", ""]): strict JSON has no NaN and Feast request arrays no null',
+            ),
             Field(name=INFLIGHT_SEARCH_QUERIES, dtype=Array(String)),
             Field(name=INFLIGHT_CHANNEL, dtype=String),
             Field(name=INFLIGHT_DEVICE, dtype=String),

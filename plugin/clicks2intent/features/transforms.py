@@ -187,13 +187,32 @@ def inflight_events(
             {
                 C.PAGE_TYPE: page,
                 C.EVENT_TIMESTAMP: None if t is None else _us_to_datetime(int(t)),
-                C.DWELL_SECONDS: None if d is None or (isinstance(d, float) and math.isnan(d)) else float(d),
+                C.DWELL_SECONDS: request_dwell(d),
                 C.SEARCH_QUERY: q if isinstance(q, str) and q.strip() else None,
                 C.CHANNEL: chan,
                 C.DEVICE: dev,
             }
         )
     return events
+
+
+def request_dwell(value: Any) -> float | None:
+    """One event's dwell from a request array → seconds, or ``None`` when unknown.
+
+    Feast request arrays hold no null and JSON has no NaN, so a strict-JSON client cannot send
+    ``[12.6, null]`` (Feast 0.67 rejects it, and a mix of ``12`` and ``12.6``, while inferring the array
+    type, before any on-demand view runs). What it can send: strings (``["12.6", ""]``: empty, ``"nan"``
+    or any non-number is unknown) or numbers where a negative one is unknown (the contract's dwell is
+    never negative). In-process callers send ``NaN``."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and x >= 0 else None
 
 
 def _us_to_datetime(us: int) -> Any:
