@@ -50,7 +50,12 @@ from clicks2intent.features.store import open_store
 from clicks2intent.intent.taxonomy import Taxonomy
 from clicks2intent.models.explain import group_shares
 from clicks2intent.models.inputs import model_feature_names
-from clicks2intent.models.store import file_version, save_feature_model, taxonomy_version
+from clicks2intent.models.store import (
+    file_version,
+    save_feature_model,
+    save_serving_artifacts,
+    taxonomy_version,
+)
 from clicks2intent.models.training_sets import (
     CONVERSION,
     LABEL,
@@ -65,7 +70,7 @@ from clicks2intent.models.training_sets import (
 from clicks2intent.models.xgb import FeatureModel, train_feature_model
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
-from clicks2intent.names.paths import ARTIFACTS, CHECKPOINT_FILE
+from clicks2intent.names.paths import ARTIFACTS, CHECKPOINT_FILE, ArtifactLayout
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +351,7 @@ def _attach_intervals(section: dict[str, Any], boot: Mapping[str, Any], referenc
             for m, d in res["diff"].items()
             if m in base_metric
         }
-        if reference is not None and variant != reference and "headroom" in res:
+        if reference is not None and not entry.get("oracle") and "headroom" in res:
             entry["headroom_recovered"] = {
                 m: {"share": h.value, "ci_low": h.low, "ci_high": h.high, "reference": reference}
                 for m, h in res["headroom"].items()
@@ -491,6 +496,11 @@ def run_simulated(
                 report["saved_models"][services[variant]] = save_feature_model(models[variant], meta)
         section["seconds"] = round(time.perf_counter() - t0, 1)
         report[task] = section
+    if report["saved_models"]:  # what a bento carries beside the models: encoder, classifier, tile prototypes
+        prototypes = ArtifactLayout(Path(run.data_dir).parent).feature_file("tile_prototypes")
+        report["saved_models"]["serving_artifacts"] = save_serving_artifacts(
+            run.encoder_dir, run.intent_dir, prototypes
+        )
     report["distillation"] = _distillation_section(Path(run.intent_dir))
     report["taxonomy"] = _taxonomy_section(Path(run.intent_dir), run.taxonomy_path)
     return report

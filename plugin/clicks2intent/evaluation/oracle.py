@@ -158,6 +158,7 @@ class TruthOracle:
         self.sessions = web_session_ends(p["events"])
 
     def tile_columns(self, rows: pd.DataFrame) -> pd.DataFrame:
+        # (``self.links`` may be replaced, e.g. by the link-rate sweep's re-simulated links.)
         """Both tile oracles' columns for impression rows (``customer_id``, ``event_timestamp``)."""
         return pd.concat(
             [

@@ -874,6 +874,7 @@ _CUSTOMER_NAMES = {
     "linked_visitors": CUSTOMER_LINKED_VISITORS,
     "sessions_window": CUSTOMER_WEB_SESSIONS_30D,
 } | {f"sessions_recent_{k}": name for k, name in enumerate(RECENT_WINDOW_NAMES)}
+CUSTOMER_TIMELINE_COLUMNS: dict[str, str] = dict(_CUSTOMER_NAMES)  # timeline column → customer view feature
 
 
 def _visitor_step(job: _Job, contrib_b: _Buckets, links_v: _Buckets) -> _Buckets:
