@@ -118,7 +118,14 @@ class _Inputs:
 
 
 def _digest(frame: pd.DataFrame) -> str:
-    return str(pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False).sum())
+    """Content hash of a task log, the same for the written file and the in-memory frame."""
+    f = frame.reset_index(drop=True).copy()
+    for col in f.columns:
+        if isinstance(f[col].dtype, pd.DatetimeTZDtype):
+            f[col] = f[col].astype("datetime64[us, UTC]").astype("int64")
+        elif f[col].dtype == object:
+            f[col] = f[col].astype(str)
+    return str(pd.util.hash_pandas_object(f, index=False).sum())
 
 
 def _load(run: SweepRun) -> _Inputs:
