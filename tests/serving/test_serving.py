@@ -386,12 +386,16 @@ def test_serving_on_redis_and_the_sql_registry_matches_sqlite(
         prod.apply(objects.all())
         prod.materialize(pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp.now(tz="UTC"))
         on_redis = S.ServingEngine(prod, engine.tile_model, engine.conversion_model, pipeline)
+        general = S.ServingEngine(
+            prod, engine.tile_model, engine.conversion_model, pipeline, direct_reads=False
+        )
+        assert on_redis._tile_reader is not None  # Redis read through online_read, as SQLite
         for body in (
             {"customer_id": ids["customer"], "k": 10},
             {"customer_id": ids["unknown_customer"], "visitor_id": ids["visitor"]},
         ):
             req = schemas.RankTilesRequest.model_validate(body)
-            assert on_redis.rank_tiles(req) == engine.rank_tiles(req)
+            assert on_redis.rank_tiles(req) == engine.rank_tiles(req) == general.rank_tiles(req)
         conv = schemas.ConversionRequest(visitor_id=ids["visitor"])
         assert on_redis.predict_conversion(conv) == engine.predict_conversion(conv)
     finally:

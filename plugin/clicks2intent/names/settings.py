@@ -9,6 +9,7 @@ ARTIFACTS = "C2I_ARTIFACTS"  # root of the artifacts the service and on-demand v
 FEATURE_REPO = "C2I_FEATURE_REPO"  # the Feast repository directory the service reads
 FEAST_CONFIG = "C2I_FEAST_CONFIG"  # a feature_store.yaml to use instead of the repo's own
 FEAST_ODFV = "C2I_FEAST_ODFV"  # "1": let Feast run the on-demand views instead of the in-process path
+DIRECT_READS = "C2I_DIRECT_READS"  # "0": read through get_online_features, not the online store's online_read
 WORKERS = "C2I_WORKERS"  # BentoML worker processes of `c2i serve`
 TILE_MODEL = "C2I_TILE_MODEL"  # model-store tag of the tile ranker to serve
 CONVERSION_MODEL = "C2I_CONVERSION_MODEL"  # model-store tag of the conversion model to serve
@@ -25,6 +26,7 @@ ALL: tuple[str, ...] = (
     FEATURE_REPO,
     FEAST_CONFIG,
     FEAST_ODFV,
+    DIRECT_READS,
     WORKERS,
     TILE_MODEL,
     CONVERSION_MODEL,

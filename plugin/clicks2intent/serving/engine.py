@@ -50,6 +50,7 @@ from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
 from clicks2intent.names.paths import ArtifactLayout
+from clicks2intent.serving.online import OnlineReader, direct_reader
 from clicks2intent.serving.schemas import (
     SOURCE_CUSTOMER,
     SOURCE_NONE,
@@ -396,6 +397,7 @@ class ServingSettings:
     feature_repo: Path  # the Feast repository (feature_store.yaml + definitions)
     feast_config: str | None = None  # another YAML in the repo, e.g. feature_store.production.yaml (Redis)
     local_odfv: bool = True  # tile_affinity computed in-process (False: through Feast's on-demand view)
+    direct_reads: bool = True  # stored views read with online_read (False: get_online_features)
 
     @classmethod
     def from_env(
@@ -409,6 +411,7 @@ class ServingSettings:
             feature_repo=repo,
             feast_config=env.get(ENV.FEAST_CONFIG) or None,
             local_odfv=env.get(ENV.FEAST_ODFV, "0") != "1",
+            direct_reads=env.get(ENV.DIRECT_READS, "1") != "0",
         )
 
 
@@ -425,6 +428,7 @@ class ServingEngine:
         conversion_model: ServedModel,
         artifacts: Path,
         local_odfv: bool = True,
+        direct_reads: bool = True,
     ) -> None:
         self.store = store
         self.tile_model = tile_model
@@ -451,6 +455,10 @@ class ServingEngine:
         local_ok = {p.name for p in projections if p.name in odfvs} <= {N.TILE_AFFINITY_VIEW}
         self.local_odfv = local_odfv and local_ok
         self._visitor_refs = [f"{N.VISITOR_WEB_INTENT}:{n}" for n in VISITOR_FIELDS]
+        # The stored views' rows through the online store's own online_read, keys and fields resolved
+        # here once: get_online_features' general assembly cost more than the reads (serving/online.py).
+        self._tile_reader = direct_reader(store, self._tile_refs) if direct_reads else None
+        self._visitor_reader = direct_reader(store, self._visitor_refs) if direct_reads else None
         self._inflight_refs = [f"{N.INFLIGHT_SESSION_INTENT}:{n}" for n in INFLIGHT_FIELDS]
         check_versions([tile_model, conversion_model], self.artifacts, self.classifier.taxonomy_version)
         tiles = [t for t in self.tile_model.classes if t in C.TILES]
@@ -465,7 +473,14 @@ class ServingEngine:
     ) -> ServingEngine:
         store = fs.open_store(settings.feature_repo, settings.feast_config)
         fs.ping_registry(store)  # registry down at start-up: one clear error, not a worker traceback
-        return cls(store, tile_model, conversion_model, settings.artifacts, local_odfv=settings.local_odfv)
+        return cls(
+            store,
+            tile_model,
+            conversion_model,
+            settings.artifacts,
+            local_odfv=settings.local_odfv,
+            direct_reads=settings.direct_reads,
+        )
 
     # --- feature reads -------------------------------------------------------------------------------
     def online(self, features: Any, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -480,12 +495,27 @@ class ServingEngine:
             ) from err
         return {k: v[0] for k, v in columns.items()}
 
+    def read(self, reader: OnlineReader, row: Mapping[str, Any]) -> dict[str, Any]:
+        """One entity row through :class:`OnlineReader` (same values and errors as :meth:`online`)."""
+        try:
+            return reader.read(row)
+        except (ValueError, KeyError, TypeError):
+            raise
+        except Exception as err:
+            raise FeatureStoreUnavailable(
+                f"online feature store read failed: {type(err).__name__}: {err}"
+            ) from err
+
     def tile_features(self, customer_id: str) -> dict[str, Any]:
         """The tile ranker's feature-service row for one customer (the benchmark's in-process loop)."""
         if not self.local_odfv:
             row = {C.CUSTOMER_ID: customer_id, N.CANDIDATE_TILES: self.affinity_tiles}
             return self.online(self.tile_service, row)
-        features = self.online(self._tile_refs, {C.CUSTOMER_ID: customer_id})
+        row = {C.CUSTOMER_ID: customer_id}
+        if self._tile_reader is not None:
+            features = self.read(self._tile_reader, row)
+        else:
+            features = self.online(self._tile_refs, row)
         features[N.TILE_AFFINITY] = T.tile_affinity(
             features[N.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
         )
@@ -495,6 +525,8 @@ class ServingEngine:
         """Visitor web intent and/or the in-flight session's intent (through the on-demand view), in one read."""
         refs: list[str] = []
         row: dict[str, Any] = {}
+        if visitor_id is not None and not events and self._visitor_reader is not None:
+            return self.read(self._visitor_reader, {C.VISITOR_ID: visitor_id})
         if visitor_id is not None:
             refs += self._visitor_refs
             row[C.VISITOR_ID] = visitor_id
