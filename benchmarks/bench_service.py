@@ -1,31 +1,34 @@
-"""Load benchmark of the BentoML service's POST /rank_tiles, beside the in-process limit.
+"""Load benchmark of the BentoML service's POST /rank_tiles, beside the in-process limit, A/B by variant.
 
 What it measures, in one run (not a test: figures depend on the machine and its load):
 
 1. **In-process limit**: the service's own feature fetch + model predict for the same customers in a
-   plain Python loop (``ServingEngine.tile_features`` + ``ServedModel.predict``), no HTTP. Beside it,
-   for the profile story: the full endpoint logic (validation + response), the same fetch with the
-   ``tile_affinity`` on-demand view run by Feast, and the naive path (pandas frame + DMatrix predict).
-2. **Load**: ``bentoml serve`` in its own process group on a free loopback port; a load generator in
-   another process (an asyncio HTTP/1.1 keep-alive client whose connections arrive 20 ms apart, or
-   ``wrk``, whose connections arrive in one burst) at 1, 8 and 32 concurrent connections for a fixed time each (after an unmeasured second at that level):
-   throughput, p50/p99/max latency, errors (non-2xx and socket errors), the service's CPU per request
-   and how it split over the workers.
-3. ``--profile``: after the measured levels, one more 8-client pass while ``py-spy`` samples the
-   service's workers; the hottest frames (inclusive and self) are printed and the raw stacks written
-   for a flame graph.
+   plain Python loop (``ServingEngine.tile_features`` + ``ServedModel.predict``), no HTTP; beside it the
+   same through ``get_online_features`` (``direct_reads=False``), the full endpoint logic, the bare
+   ``online_read`` calls (the floor of Feast's API), tile_affinity run by Feast, and the naive path.
+2. **Load**: one ``bentoml serve`` per variant (``--variant NAME=KEY:VALUE,...``: the service's
+   environment, e.g. ``C2I_DIRECT_READS:0``, ``C2I_WORKERS:1``; ``ROOT:/checkout`` serves another
+   checkout's code), all started up front; ``wrk`` (default when installed; else an asyncio client)
+   at 1, 8 and 32 keep-alive connections for a fixed time each, after an unmeasured second. Variants
+   alternate ABBA over ``--rounds`` so a drifting load on the shared cores hits each alike; the table
+   holds the median over rounds of req/s, p50/p99/max, the errors (non-2xx and socket), the service's
+   CPU per request and the 1-minute load average next to every figure.
+3. ``--profile``: after the measured rounds, one more 8-client pass per variant while ``py-spy``
+   samples the workers: the share of busy samples per layer (store read, Feast assembly, model,
+   pydantic, engine, HTTP stack), the idle share, the hottest frames, raw stacks for a flame graph.
 
     python benchmarks/bench_service.py                      # the demo's artifacts/ and feature_repo/
-    python benchmarks/bench_service.py --workers 1,2 --profile --out artifacts/reports/bench_service.json
+    python benchmarks/bench_service.py --feast-config feature_store.production.yaml --profile  # Redis
 
-Targets (2 cores, client and server sharing them): zero errors; at 8 clients throughput >= 0.5 x the
-in-process limit and p99 <= 20 ms.
+Targets (issue 17; 2 cores, client and server sharing them): zero errors; at 8 connections p99 <= 5 ms
+(step bar 10 ms), model included.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -37,14 +40,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin"))  # runnable from a checkout without installing
 
 from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.names import settings as ENV  # noqa: E402
 from clicks2intent.serving import launcher  # noqa: E402
 
 
@@ -123,7 +128,18 @@ def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, 
     conv = S.ServedModel.from_store(get_bento_model(f"{args.conversion_model}", home=home))
     store = open_store(args.feature_repo, args.feast_config)
     engine = S.ServingEngine(store, tile, conv, Path(args.artifacts))
-    via_feast = S.ServingEngine(store, tile, conv, Path(args.artifacts), local_odfv=False)
+    general = S.ServingEngine(store, tile, conv, Path(args.artifacts), direct_reads=False)
+    via_feast = S.ServingEngine(store, tile, conv, Path(args.artifacts), local_odfv=False, direct_reads=False)
+    reader = engine._tile_reader
+    views = [(v.table, list(v.fields), v.join_key, v.key_type) for v in reader._views] if reader else []
+
+    def online_read_only(i: int) -> Any:  # the floor: the online store's own reads, no conversion
+        store_ = reader._online_store  # type: ignore[union-attr]
+        return [
+            store_.online_read(reader._config, t, [reader._entity_key(k, kt, ids[i])], f)  # type: ignore[union-attr]
+            for t, f, k, kt in views
+        ]
+
     requests = [schemas.RankTilesRequest.model_validate_json(b) for b in bodies_for(ids)]
     est = tile.model.estimator
 
@@ -139,9 +155,13 @@ def in_process(args: argparse.Namespace, ids: list[str]) -> dict[str, dict[str, 
     plain = S.ServedModel(tile.model, tile.name, tile.version, compile_trees=False)
     variants: dict[str, Callable[[int], Any]] = {
         "fetch_predict": lambda i: tile.predict(engine.tile_features(ids[i])),  # the limit
+        "fetch_predict_get_online_features": lambda i: tile.predict(general.tile_features(ids[i])),
         "endpoint_logic": lambda i: engine.rank_tiles(requests[i]),
+        "endpoint_logic_get_online_features": lambda i: general.rank_tiles(requests[i]),
         "fetch_only": lambda i: engine.tile_features(ids[i]),
+        "fetch_only_get_online_features": lambda i: general.tile_features(ids[i]),
         "fetch_odfv_in_feast": lambda i: via_feast.tile_features(ids[i]),
+        **({"online_read_only": online_read_only} if reader is not None else {}),
         "predict_compiled_forest": lambda i: tile.predict_row(row),
         "predict_xgb_inplace": lambda i: plain.predict_row(row),
         "naive_fetch_frame_dmatrix": naive,
@@ -359,8 +379,139 @@ def profile_server(pid: int, seconds: float, raw_path: Path) -> dict[str, list[t
     }
 
 
+# --- profile shares per layer ------------------------------------------------------------------------
+# A sample goes to the first layer (in this order) with a frame anywhere in its stack matching one of the
+# layer's needles: a store read inside get_online_features counts as the store read, the rest of Feast
+# as its assembly; what matches nothing is the HTTP stack (BentoML, starlette, uvicorn, asyncio, anyio).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("store read (online_read + client)", (".online_read (feast/", "._read_hash_fields (feast/")),
+    ("Feast assembly (get_online_features)", ("(feast/",)),
+    ("model predict", ("ServedModel.predict_row (clicks2intent/", "(xgboost/")),
+    ("model inputs (row + affinity)", ("RowBuilder.build (clicks2intent/", "tile_affinity (clicks2intent/")),
+    ("pydantic (validate + JSON)", ("(pydantic/", "(pydantic_core/", "model_dump_json")),
+    ("engine logic (clicks2intent)", ("(clicks2intent/serving/engine", "(clicks2intent/serving/online")),
+)  # fmt: skip
+HTTP_LAYER = "HTTP (BentoML/starlette/uvicorn/asyncio)"
+# py-spy's idle detection misses these waits (a pool thread waiting for work; the event loop parked in
+# uvloop's C code shows as Runner.run): a sample whose innermost frame is one of them is idle time.
+IDLE_FRAMES = (
+    "Condition.wait (threading",
+    "Runner.run (asyncio/runners",
+    "select (selectors",
+    "Event.wait (threading",
+)
+
+
+def layer_of(frames: Sequence[str]) -> str:
+    if any(frames[-1].startswith(x) for x in IDLE_FRAMES):
+        return "idle"
+    for layer, needles in LAYERS:
+        if any(n in frame for frame in frames for n in needles):
+            return layer
+    return HTTP_LAYER
+
+
+def layer_shares(raw_path: Path) -> dict[str, float]:
+    """Share of the busy py-spy samples (CPU) per layer of the request path; ``idle``: share of all."""
+    counts: Counter[str] = Counter()
+    for line in raw_path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
+        if frames and n.isdigit():
+            counts[layer_of(frames)] += int(n)
+    idle = counts.pop("idle", 0)
+    busy = sum(counts.values()) or 1
+    shares = {layer: 100.0 * counts[layer] / busy for layer in [*(x for x, _ in LAYERS), HTTP_LAYER]}
+    return shares | {"idle": 100.0 * idle / max(busy + idle, 1)}
+
+
+# --- service variants, A/B interleaved -------------------------------------------------------------------
+def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
+    """``NAME=KEY:VALUE,KEY:VALUE`` → (name, env). ``ROOT:/checkout`` serves that checkout's code."""
+    name, _, body = spec.partition("=")
+    env = dict(kv.split(":", 1) for kv in body.split(",") if kv)
+    if not name:
+        raise SystemExit(f"--variant {spec!r}: expected NAME=KEY:VALUE,...")
+    return name, env
+
+
+@contextlib.contextmanager
+def variant_service(args: argparse.Namespace, name: str, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
+    """``bentoml serve`` for one variant. ``ROOT`` runs another checkout (e.g. the commit before a change):
+    its plugin first on PYTHONPATH and its bento/ as the working directory, everything else alike."""
+    env = dict(env)
+    root = env.pop("ROOT", None)
+    extra = dict(kv.split("=", 1) for kv in args.service_env) | env
+    patch: Any = contextlib.nullcontext()
+    if root:
+        extra["PYTHONPATH"] = str(Path(root) / "plugin")
+        patch = mock.patch.object(launcher, "project_root", lambda: Path(root).resolve())
+    log = Path(tempfile.gettempdir()) / f"c2i_bench_serve_{name}.log"
+    with (
+        patch,
+        launcher.running_service(
+            args.artifacts,
+            feature_repo=args.feature_repo,
+            feast_config=args.feast_config,
+            workers=args.workers,
+            log_path=log,
+            bentoml_home=args.bentoml_home,
+            extra_env=extra,
+        ) as served,
+    ):
+        yield served
+
+
+def measure_level(load: Callable[..., dict[str, Any]], url: str, proc: Any, bodies: list[str], c: int,
+                  seconds: float, limit: float) -> dict[str, Any]:  # fmt: skip
+    load(f"{url}/rank_tiles", bodies, c, 1.0)  # settle this level's connections, unmeasured
+    load_avg = os.getloadavg()[0]
+    cpu0 = tree_cpu_seconds(proc.pid)
+    r = load(f"{url}/rank_tiles", bodies, c, seconds)
+    cpu1 = tree_cpu_seconds(proc.pid)
+    used = {p: cpu1[p] - cpu0.get(p, 0.0) for p in cpu1}
+    r["server_cpu_ms"] = 1e3 * sum(used.values()) / max(r["requests"], 1)
+    busy = sorted((v for p, v in used.items() if p != proc.pid), reverse=True)
+    r["worker_cpu_share"] = [round(v / max(sum(busy), 1e-9), 2) for v in busy]
+    r["vs_in_process"] = r["per_s"] / limit
+    r["load_avg_1m"] = (load_avg + os.getloadavg()[0]) / 2  # other jobs on the shared cores, before/after
+    return r
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+
+
+def summarise(rows: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[int, dict[str, float]]]:
+    """Per variant and level: the median over rounds of each figure, errors summed."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for name, levels in rows.items():
+        out[name] = {}
+        for c, runs in levels.items():
+            out[name][c] = {
+                k: _median([r[k] for r in runs])
+                for k in ("per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu_ms", "load_avg_1m")
+            } | {"errors": sum(r["errors"] for r in runs), "rounds": len(runs)}
+    return out
+
+
+def print_summary(summary: dict[str, dict[int, dict[str, float]]]) -> None:
+    print(
+        "\n| variant | conns | req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/req | load avg 1m |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, levels in summary.items():
+        for c, r in levels.items():
+            print(f"| {name} | {c} | {r['per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | "
+                  f"{r['errors']} | {r['server_cpu_ms']:.2f} | {r['load_avg_1m']:.1f} |")  # fmt: skip
+
+
 # --- main ------------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
+DEFAULT_VARIANTS = ("get_online_features=C2I_DIRECT_READS:0", "direct_reads=C2I_DIRECT_READS:1")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--artifacts", default=str(REPO / "artifacts"))
     p.add_argument("--feature-repo", default=str(REPO / "feature_repo"))
@@ -369,16 +520,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tile-model", default="tile_ranker_v1:latest")
     p.add_argument("--conversion-model", default="conversion_v1:latest")
     p.add_argument("--concurrency", default="1,8,32", help="concurrent connections per level")
-    p.add_argument("--workers", default="2", help="service worker counts to compare, e.g. 1,2")
+    p.add_argument("--workers", type=int, default=2, help="service workers (a variant may set C2I_WORKERS)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=KEY:VALUE,...",
+        help="a service configuration to compare (repeatable; env of the service, ROOT:/checkout for "
+        f"another checkout's code); default {' and '.join(DEFAULT_VARIANTS)}",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="A/B rounds: variants alternate (ABBA) per round")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per level")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each worker config")
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of load before each variant's first level"
+    )
     p.add_argument("--inproc-seconds", type=float, default=5.0)
     p.add_argument("--customers", type=int, default=200, help="distinct customers in the request mix")
     p.add_argument(
         "--client",
         choices=["python", "wrk"],
-        default="python",
-        help="python: asyncio client, connections opened 20 ms apart (default); wrk: all connections in one burst",
+        default="wrk" if shutil.which("wrk") else "python",
+        help="wrk (C, default when installed: little client CPU on shared cores) or the asyncio client",
     )
     p.add_argument(
         "--reconnect-every",
@@ -386,18 +548,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="python client: re-open each connection after N requests (0: keep-alive for the whole run)",
     )
-    p.add_argument("--profile", action="store_true", help="py-spy the workers in an extra 8-client pass")
+    p.add_argument(
+        "--profile", action="store_true", help="py-spy each variant's workers in an extra 8-client pass"
+    )
+    p.add_argument("--no-in-process", action="store_true", help="skip the in-process limit (load only)")
     p.add_argument(
         "--service-env",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="e.g. C2I_METRICS=0 (repeatable)",
+        help="for every variant, e.g. C2I_METRICS=0 (repeatable)",
     )
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.bentoml_home = args.bentoml_home or str(Path(args.artifacts) / "bentoml")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Feast's on-demand views (the in-process "odfv in Feast" variant) find the artifacts through this.
+    os.environ.setdefault(ENV.ARTIFACTS, str(Path(args.artifacts).resolve()))
     levels = [int(x) for x in args.concurrency.split(",")]
     client = args.client
     if client == "wrk":
@@ -409,71 +581,79 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ids = customer_ids(Path(args.artifacts), args.customers, args.seed)
     bodies = bodies_for(ids)
+    variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
         "client": client,
         "customers": len(ids),
+        "store": args.feast_config or "feature_store.yaml",
+        "variants": variants,
         "service_env": args.service_env,
     }
-    print(f"in-process ({args.inproc_seconds:.0f}s per variant, {len(ids)} customers) ...", flush=True)
-    report["in_process"] = in_process(args, ids)
-    for name, r in report["in_process"].items():
-        print(
-            f"  {name:26s} {r['per_s']:7.0f}/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-            f"CPU {r['cpu_ms']:.3f} ms/call"
-        )
-    limit = report["in_process"]["fetch_predict"]["per_s"]
+    limit = float("nan")
+    if not args.no_in_process:
+        print(f"in-process ({args.inproc_seconds:.0f}s per variant, {len(ids)} customers, load avg "
+              f"{os.getloadavg()[0]:.1f}) ...", flush=True)  # fmt: skip
+        report["in_process"] = in_process(args, ids)
+        for name, r in report["in_process"].items():
+            print(
+                f"  {name:34s} {r['per_s']:7.0f}/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                f"CPU {r['cpu_ms']:.3f} ms/call"
+            )
+        limit = report["in_process"]["fetch_predict"]["per_s"]
 
-    report["load"] = {}
-    for workers in (int(w) for w in args.workers.split(",")):
-        log = Path(tempfile.gettempdir()) / f"c2i_bench_serve_w{workers}.log"
-        print(f"\nbentoml serve, {workers} worker(s), client {client} (log {log}) ...", flush=True)
-        with launcher.running_service(
-            args.artifacts,
-            feature_repo=args.feature_repo,
-            feast_config=args.feast_config,
-            workers=workers,
-            log_path=log,
-            bentoml_home=args.bentoml_home,
-            extra_env=dict(kv.split("=", 1) for kv in args.service_env),
-        ) as (url, proc):
-            load(f"{url}/rank_tiles", bodies, 8, args.warmup)  # warm every worker
-            rows = {}
-            for c in levels:
-                load(f"{url}/rank_tiles", bodies, c, 1.0)  # settle this level's connections, unmeasured
-                cpu0 = tree_cpu_seconds(proc.pid)
-                r = load(f"{url}/rank_tiles", bodies, c, args.duration)
-                cpu1 = tree_cpu_seconds(proc.pid)
-                used = {p: cpu1[p] - cpu0.get(p, 0.0) for p in cpu1}
-                r["server_cpu_ms"] = 1e3 * sum(used.values()) / max(r["requests"], 1)
-                busy = sorted((v for p, v in used.items() if p != proc.pid), reverse=True)
-                r["worker_cpu_share"] = [round(v / max(sum(busy), 1e-9), 2) for v in busy]
-                r["vs_in_process"] = r["per_s"] / limit
-                rows[c] = r
-                print(
-                    f"  c={c:<3d} {r['per_s']:7.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                    f"max {r['max_ms']:7.2f} ms  errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req "
-                    f"(workers {r['worker_cpu_share']})  {r['vs_in_process']:.2f} x in-process",
-                    flush=True,
-                )
-            report["load"][f"workers={workers}"] = rows
-            if args.profile:  # a separate pass: the sampler's own CPU must not bend the figures above
-                from concurrent.futures import ThreadPoolExecutor
+    rows: dict[str, dict[int, list[dict[str, Any]]]] = {n: {c: [] for c in levels} for n in variants}
+    with contextlib.ExitStack() as stack:
+        served = {}
+        for name, env in variants.items():  # all up at once (idle ones cost no CPU): rounds interleave
+            print(f"starting variant {name} {env} ...", flush=True)
+            served[name] = stack.enter_context(variant_service(args, name, env))
+            load(f"{served[name][0]}/rank_tiles", bodies, 8, args.warmup)  # warm every worker
+        names = list(variants)
+        for rnd in range(args.rounds):
+            for name in names if rnd % 2 == 0 else names[::-1]:  # ABBA: drifting load hits both alike
+                url, proc = served[name]
+                for c in levels:
+                    r = measure_level(load, url, proc, bodies, c, args.duration, limit)
+                    rows[name][c].append(r)
+                    print(
+                        f"  round {rnd} {name:20s} c={c:<3d} {r['per_s']:7.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                        f"p99 {r['p99_ms']:6.2f} ms  max {r['max_ms']:7.2f} ms  errors {r['errors']}  "
+                        f"server CPU {r['server_cpu_ms']:.2f} ms/req (workers {r['worker_cpu_share']})  "
+                        f"load avg {r['load_avg_1m']:.1f}",
+                        flush=True,
+                    )
+        if args.profile:  # a separate pass per variant: the sampler's own CPU must not bend the figures
+            from concurrent.futures import ThreadPoolExecutor
 
-                raw = Path(tempfile.gettempdir()) / f"c2i_bench_profile_w{workers}.txt"
+            for name, (url, proc) in served.items():
+                raw = Path(tempfile.gettempdir()) / f"c2i_bench_profile_{name}.txt"
                 with ThreadPoolExecutor(1) as pool:
                     top = pool.submit(profile_server, proc.pid, max(2.0, args.duration - 2), raw)
                     load(f"{url}/rank_tiles", bodies, 8, args.duration)
-                    report.setdefault("profile", {})[f"workers={workers}"] = {
+                    report.setdefault("profile", {})[name] = {
                         "raw": str(raw),
                         "top": top.result(),
+                        "layers": layer_shares(raw),
                     }
-    for key, prof in report.get("profile", {}).items():
-        print(f"\nprofile ({key}, 8 clients, py-spy; raw stacks for a flame graph: {prof['raw']})")
-        for kind in ("inclusive", "self"):
-            print(f"  {kind} share of samples:")
-            for share, frame in prof["top"][kind]:
-                print(f"    {share:5.1f}%  {frame}")
+    report["load"] = rows
+    report["summary"] = summary = summarise(rows)
+    print_summary(summary)
+    if report.get("profile"):
+        profiles = report["profile"]
+        print("\nprofile, share of busy samples per layer (py-spy, 8 clients; idle: share of all samples):\n")
+        print("| layer | " + " | ".join(profiles) + " |")
+        print("|---|" + "---|" * len(profiles))
+        for layer in [*(x for x, _ in LAYERS), HTTP_LAYER, "idle"]:
+            print(
+                f"| {layer} | " + " | ".join(f"{p['layers'][layer]:.1f} %" for p in profiles.values()) + " |"
+            )
+        for name, prof in profiles.items():
+            print(f"\nhottest frames, {name} (raw stacks for a flame graph: {prof['raw']})")
+            for kind in ("inclusive", "self"):
+                print(f"  {kind} share of samples:")
+                for share, frame in prof["top"][kind][:15]:
+                    print(f"    {share:5.1f}%  {frame}")
     report["machine"]["load_avg_end"] = os.getloadavg()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
