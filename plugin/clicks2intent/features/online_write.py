@@ -1,0 +1,362 @@
+"""Arrow → online store writes without Feast's per-row proto conversion, byte-identical to Feast's.
+
+Feast 0.67 materialises by turning every arrow row into an ``EntityKey`` proto plus one ``Value``
+proto per feature (``feast.utils._convert_arrow_to_proto``) and handing that list to the store's
+``online_write_batch``; for a 64-d embedding view that conversion is most of the time (measured:
+1.3k rows/s into SQLite, 0.8k into Redis). Here each feature COLUMN is serialised at once: fixed-width
+values (float lists, doubles) are sliced out of the arrow buffers behind a constant protobuf prefix,
+the rest go through one upb ``Value`` per cell; entity keys are Feast's v3 byte layout. The rows then go
+to the same tables / hashes Feast's own ``SqliteOnlineStore`` and ``RedisOnlineStore`` write, in the
+same layout, so ``get_online_features`` and ``feast serve`` read them unchanged (tests compare the
+stored bytes with Feast's own path).
+
+Anything this module does not recognise (another online store, a vector-enabled SQLite table, a Redis
+cluster, an arrow type without a verified encoding) goes through Feast's own conversion, column by
+column or whole, so the fast path is never the only path.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from feast import FeatureView, RepoConfig
+    from feast.infra.online_stores.online_store import OnlineStore
+    from feast.value_type import ValueType
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 20_000  # rows per SQLite transaction / Redis pipeline: bounds memory, keeps round trips few
+_FLOAT_LIST_TAG = b"\x82\x01"  # Value.float_list_val: field 16, length-delimited
+_DOUBLE_LIST_TAG = b"\x7a"  # Value.double_list_val: field 15, length-delimited
+_PACKED_VAL_TAG = b"\x0a"  # FloatList/DoubleList.val: field 1, packed
+_DOUBLE_TAG = b"\x29"  # Value.double_val: field 5, fixed64
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _packed_list(values: pa.ListArray, tag: bytes, np_type: type, width: int) -> list[bytes] | None:
+    """A list<float> column → serialised ``Value`` bytes per row (``b""`` = null), or None to fall back."""
+    if values.values.null_count:
+        return None  # a null inside a list: Feast's own conversion decides
+    flat = values.values.to_numpy(zero_copy_only=False).astype(np_type, copy=False)
+    raw = flat.tobytes()
+    offsets = values.offsets.to_numpy()
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    prefixes: dict[int, bytes] = {}
+    out: list[bytes] = []
+    base = int(offsets[0])
+    for i in range(len(values)):
+        if not valid[i]:
+            out.append(b"")
+            continue
+        start, end = int(offsets[i]) - base, int(offsets[i + 1]) - base
+        n = end - start
+        prefix = prefixes.get(n)
+        if prefix is None:
+            body = width * n
+            inner = (_PACKED_VAL_TAG + _varint(body)) if n else b""
+            prefix = prefixes[n] = tag + _varint(len(inner) + body) + inner
+        out.append(prefix + raw[start * width : end * width])
+    return out
+
+
+def _doubles(values: pa.Array) -> list[bytes]:
+    """A float64 column → ``double_val`` bytes; null and NaN are null (as Feast writes them)."""
+    arr = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    missing = np.isnan(arr) | ~values.is_valid().to_numpy(zero_copy_only=False)
+    raw = arr.tobytes()
+    return [b"" if missing[i] else _DOUBLE_TAG + raw[i * 8 : i * 8 + 8] for i in range(len(arr))]
+
+
+def _scalars(values: pa.Array, field: str) -> list[bytes]:
+    """One upb ``Value`` per cell (ints, strings, bools); null → ``b""``."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return [b"" if v is None else Value(**{field: v}).SerializeToString() for v in values.to_pylist()]
+
+
+def encode_column(values: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[bytes] | None:
+    """Serialised Feast ``Value`` bytes per row, or None where this type has no verified encoding."""
+    from feast.value_type import ValueType
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    t = values.type
+    if value_type == ValueType.FLOAT_LIST and pa.types.is_list(t) and pa.types.is_floating(t.value_type):
+        return _packed_list(values, _FLOAT_LIST_TAG, np.float32, 4)
+    if value_type == ValueType.DOUBLE_LIST and pa.types.is_list(t) and pa.types.is_floating(t.value_type):
+        return _packed_list(values, _DOUBLE_LIST_TAG, np.float64, 8)
+    if value_type == ValueType.DOUBLE and pa.types.is_floating(t):
+        return _doubles(values)
+    if value_type == ValueType.INT64 and pa.types.is_integer(t):
+        return _scalars(values, "int64_val")
+    if value_type == ValueType.INT32 and pa.types.is_integer(t):
+        return _scalars(values, "int32_val")
+    if value_type == ValueType.STRING and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return _scalars(values, "string_val")
+    if value_type == ValueType.BOOL and pa.types.is_boolean(t):
+        return _scalars(values, "bool_val")
+    return None
+
+
+def _feast_column(batch: pa.RecordBatch, name: str, value_type: ValueType) -> list[bytes]:
+    from feast.utils import _columns_to_proto_values
+
+    protos = _columns_to_proto_values(batch, [(name, value_type)], allow_missing=False)[name]
+    return [p.SerializeToString() for p in protos]
+
+
+def encode_features(table: pa.Table, feature_view: FeatureView) -> dict[str, list[bytes]]:
+    """Every feature of ``feature_view`` → serialised values per row (Feast's conversion where needed)."""
+    batch: pa.RecordBatch | None = None
+    out: dict[str, list[bytes]] = {}
+    for field in feature_view.features:
+        value_type = field.dtype.to_value_type()
+        encoded = encode_column(table.column(field.name), value_type)
+        if encoded is None:
+            batch = batch if batch is not None else table.combine_chunks().to_batches()[0]
+            encoded = _feast_column(batch, field.name, value_type)
+        out[field.name] = encoded
+    return out
+
+
+def encode_entity_keys(table: pa.Table, join_keys: Mapping[str, ValueType], version: int = 3) -> list[bytes]:
+    """Feast's ``serialize_entity_key`` bytes per row (v3 layout; string and int64 keys)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.value_type import ValueType
+
+    names = sorted(join_keys)
+    fast = version >= 3 and all(join_keys[k] in (ValueType.STRING, ValueType.INT64) for k in names)
+    columns = [table.column(k).to_pylist() for k in names]
+    if not fast:
+        fields = {ValueType.STRING: "string_val", ValueType.INT64: "int64_val", ValueType.INT32: "int32_val"}
+        out = []
+        for row in zip(*columns, strict=True):
+            key = EntityKey(
+                join_keys=names,
+                entity_values=[Value(**{fields[join_keys[k]]: v}) for k, v in zip(names, row, strict=True)],
+            )
+            out.append(serialize_entity_key(key, entity_key_serialization_version=version))
+        return out
+    header = struct.pack("<I", len(names)) + b"".join(
+        struct.pack("<II", ValueType.STRING.value, len(k.encode())) + k.encode() for k in names
+    )
+    parts: list[list[bytes]] = []
+    for k, col in zip(names, columns, strict=True):
+        if any(v is None for v in col):
+            raise ValueError(f"join key {k!r}: null values cannot be written to the online store")
+        if join_keys[k] == ValueType.STRING:
+            tag = struct.pack("<I", ValueType.STRING.value)
+            parts.append([tag + struct.pack("<I", len(b)) + b for b in (str(v).encode("utf8") for v in col)])
+        else:
+            tag = struct.pack("<II", ValueType.INT64.value, 8)
+            parts.append([tag + struct.pack("<q", int(v)) for v in col])
+    return [header + b"".join(p) for p in zip(*parts, strict=True)]
+
+
+def _naive_utc(values: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """Timestamps → naive UTC ``datetime``\\ s at microsecond precision (what Feast's stores store)."""
+    import pandas as pd
+
+    ts = pd.DatetimeIndex(pd.to_datetime(values.to_pandas(), utc=True)).tz_localize(None).floor("us")
+    return [None if t is pd.NaT else t for t in ts.to_pydatetime()]
+
+
+def _sqlite_times(values: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """Timestamps as SQLite receives them from Feast: naive UTC datetimes, which Feast's registered
+    adapter (``adapt_datetime_epoch``) turns into ``int(dt.timestamp())``. Where that adapter is in
+    force and local time is UTC, the same integers are computed in one vectorised step (200k Python
+    adapter calls saved per 50k rows); anywhere else the datetimes go through the adapter."""
+    import datetime as dt
+    import sqlite3
+    import time as _time
+
+    from feast.infra.online_stores import sqlite as feast_sqlite
+
+    adapter = sqlite3.adapters.get((dt.datetime, sqlite3.PrepareProtocol))
+    if adapter is not feast_sqlite.adapt_datetime_epoch or _time.timezone or _time.daylight:
+        return _naive_utc(values)
+    ts = pc.cast(values, pa.timestamp("us", "UTC")).cast(pa.int64())
+    us = ts.to_numpy(zero_copy_only=False)
+    valid = np.asarray(ts.is_valid())
+    us = np.where(valid, us, 0)
+    whole, micro = np.divmod(us, 1_000_000)
+    secs = whole + ((whole < 0) & (micro > 0))  # int() of a float timestamp truncates toward zero
+    return [int(s) if ok else None for s, ok in zip(secs.tolist(), valid.tolist(), strict=True)]
+
+
+def text_values(values: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[str | None]:
+    """SQLite's ``value_text`` column as Feast's ``extract_text_and_num`` fills it (None where Feast
+    writes no text: lists, nulls, NaN doubles)."""
+    from feast.value_type import ValueType
+
+    if value_type == ValueType.STRING:
+        return values.to_pylist()
+    if value_type in (ValueType.INT64, ValueType.INT32):  # an int column with nulls may arrive as float
+        return [None if v is None or v != v else str(int(v)) for v in values.to_pylist()]
+    if value_type == ValueType.BOOL:
+        return [None if v is None else str(bool(v)) for v in values.to_pylist()]
+    if value_type == ValueType.DOUBLE:
+        return [None if v is None or v != v else str(float(v)) for v in values.to_pylist()]
+    return [None] * len(values)
+
+
+def _entity_order(table: pa.Table, keys: list[bytes]) -> tuple[pa.Table, list[bytes]]:
+    """Rows sorted by serialised entity key: SQLite's primary-key B-tree then fills in order (about
+    2x fewer page moves than random order, measured)."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return table.take(pa.array(order, pa.int64())), [keys[i] for i in order]
+
+
+def write_sqlite(
+    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
+) -> None:
+    """Upsert into Feast's SQLite table of the view (the columns ``SqliteOnlineStore`` writes)."""
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+    conn = store._get_conn(config)
+    name = _table_id(config.project, feature_view, config.registry.enable_online_feature_view_versioning)
+    sql = (
+        f"INSERT INTO {_quote_id(name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+        "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+        "created_ts = excluded.created_ts;"
+    )
+    source = feature_view.batch_source
+    table, keys = _entity_order(table, keys)
+    features = sorted(feature_view.features, key=lambda f: f.name)  # the primary key's order
+    names = [f.name for f in features]
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        chunk = table.slice(start, CHUNK_ROWS)
+        ck = keys[start : start + CHUNK_ROWS]
+        encoded = encode_features(chunk, feature_view)
+        texts = [text_values(chunk.column(f.name), f.dtype.to_value_type()) for f in features]
+        event_ts = _sqlite_times(chunk.column(source.timestamp_field))
+        created = source.created_timestamp_column
+        created_ts = _sqlite_times(chunk.column(created)) if created else [None] * chunk.num_rows
+        per_row = len(names)
+        rows = zip(
+            [k for k in ck for _ in range(per_row)],
+            names * len(ck),
+            [v for row in zip(*(encoded[n] for n in names), strict=True) for v in row],
+            [t for row in zip(*texts, strict=True) for t in row],
+            [t for t in event_ts for _ in range(per_row)],
+            [t for t in created_ts for _ in range(per_row)],
+            strict=True,
+        )
+        # Feast writes entity by entity; the (entity_key, feature_name) upsert makes the order irrelevant
+        # except for repeated keys, which materialisation has already reduced to the latest row.
+        with conn:
+            conn.executemany(sql, rows)
+
+
+def write_redis(
+    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
+) -> None:
+    """HSET into Feast's Redis hashes, skipping rows older than what is stored (as Feast does)."""
+    from feast.infra.online_stores.helpers import _mmh3
+    from feast.infra.online_stores.redis import _versioned_fv_name
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    online = config.online_store
+    client = store._get_client(online)
+    view = _versioned_fv_name(feature_view, config)
+    ts_key = f"_ts:{view}"
+    fkeys = {f.name: _mmh3(f"{view}:{f.name}") for f in feature_view.features}
+    project = config.project.encode("utf-8")
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        chunk = table.slice(start, CHUNK_ROWS)
+        redis_keys = [k + project for k in keys[start : start + CHUNK_ROWS]]
+        ts = pc.cast(chunk.column(feature_view.batch_source.timestamp_field), pa.timestamp("ns", "UTC"))
+        nanos = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        prev: list[Any] = [None] * len(redis_keys)
+        if not online.skip_dedup:
+            with client.pipeline(transaction=False) as pipe:
+                for k in redis_keys:
+                    pipe.hmget(k, ts_key)
+                prev = [r[0] for r in pipe.execute()]
+        encoded = encode_features(chunk, feature_view)
+        columns = [(fkeys[name], values) for name, values in encoded.items()]
+        latest: dict[bytes, int] = {}
+        with client.pipeline(transaction=False) as pipe:
+            for i, key in enumerate(redis_keys):
+                new = int(nanos[i]) // 1000 * 1000  # Feast stores microsecond datetimes
+                seen = latest.get(key, 0)
+                if prev[i]:
+                    p = Timestamp.FromString(prev[i])
+                    seen = max(seen, p.seconds * 1_000_000_000 + p.nanos)
+                if seen and new <= seen:
+                    continue
+                latest[key] = new
+                stamp = Timestamp(seconds=new // 1_000_000_000, nanos=new % 1_000_000_000)
+                mapping = {ts_key: stamp.SerializeToString()}
+                mapping.update({fk: values[i] for fk, values in columns})
+                pipe.hset(key, mapping=mapping)
+                if online.key_ttl_seconds:
+                    pipe.expire(name=key, time=online.key_ttl_seconds)
+            pipe.execute()
+
+
+def feast_write(
+    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, **_: Any
+) -> None:
+    """Feast's own path: per-row protos, then the store's ``online_write_batch``."""
+    from feast.utils import _convert_arrow_to_proto
+
+    join_keys = {e.name: e.dtype.to_value_type() for e in feature_view.entity_columns}
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        rows = _convert_arrow_to_proto(table.slice(start, CHUNK_ROWS), feature_view, join_keys)
+        store.online_write_batch(config=config, table=feature_view, data=rows, progress=None)
+
+
+def arrow_writer(store: OnlineStore, config: RepoConfig) -> Callable[..., None] | None:
+    """The column-wise writer for this online store, or None where only Feast's own path is safe."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    online = config.online_store
+    if type(store) is SqliteOnlineStore:
+        plain = not getattr(online, "vector_enabled", False) and not getattr(
+            online, "enable_openai_compatible_store", False
+        )
+        return write_sqlite if plain else None
+    if type(store) is RedisOnlineStore:
+        plain = str(getattr(online, "redis_type", "redis")) in ("redis", "RedisType.redis")
+        plain = plain and str(getattr(online, "client", "redis")) in ("redis", "RedisClient.redis")
+        return write_redis if plain else None
+    return None
+
+
+def write_arrow(store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table) -> str:
+    """Write the latest row per entity (``table``, feature view columns) online; returns the path taken
+    (``"arrow"`` column-wise, ``"feast"`` Feast's per-row conversion)."""
+    if table.num_rows == 0:
+        return "arrow"
+    writer = arrow_writer(store, config)
+    if writer is None:
+        feast_write(store, config, feature_view, table)
+        return "feast"
+    join_keys = {e.name: e.dtype.to_value_type() for e in feature_view.entity_columns}
+    keys = encode_entity_keys(table, join_keys, config.entity_key_serialization_version)
+    writer(store, config, feature_view, table, keys)
+    return "arrow"
