@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from clicks2intent.errors import Clicks2IntentError
+from clicks2intent.names import settings as ENV
 
 # command -> (cli module exposing ``register(subparsers)``, one-line help for ``c2i --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,14 +34,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("clicks2intent.cli.serve", "run the BentoML service locally against artifacts/"),
     "demo-requests": ("clicks2intent.cli.serve", "start the service, call each endpoint once, stop it"),
     "summary": ("clicks2intent.cli.summary", "list the pipeline's outputs and where they are"),
+    "settings": ("clicks2intent.cli.settings", "show the C2I_* settings in effect (or the README table)"),
 }
 
-LOG_LEVEL_ENV = "C2I_LOG_LEVEL"
+LOG_LEVEL_ENV = ENV.LOG_LEVEL
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with ``command``'s module registered, or a help-only entry for every command."""
+    from clicks2intent import __version__
+
     parser = argparse.ArgumentParser(prog="c2i", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"c2i (clicks2intent) {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     if command in COMMANDS:
         importlib.import_module(COMMANDS[command][0]).register(subparsers)

@@ -1,6 +1,7 @@
 """The names of every ``C2I_*`` environment setting, declared once.
 
-Read them through these constants (never retype the string); the README's settings table lists them.
+Read them through these constants (never retype the string). Their types, defaults and meaning live in
+:class:`clicks2intent.common.settings.Settings`, which the README's settings table is generated from.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ CONVERSION_MODEL = "C2I_CONVERSION_MODEL"  # model-store tag of the conversion m
 METRICS = "C2I_METRICS"  # "1": expose Prometheus /metrics
 TRACING = "C2I_TRACING"  # "1": BentoML tracing
 ACCESS_LOG = "C2I_ACCESS_LOG"  # "1": BentoML access log
-JSON = "C2I_JSON"  # JSON encoder choice of the service
 REDIS = "C2I_REDIS"  # host:port of the production Redis online store
 REGISTRY_URL = "C2I_REGISTRY_URL"  # SQLAlchemy URL of the production SQL registry
 LLM_MODEL = "C2I_LLM_MODEL"  # model name at an OpenAI-compatible endpoint
+ARTIFACTS_MODEL = (
+    "C2I_ARTIFACTS_MODEL"  # model-store tag of the encoder + classifier + prototypes a bento carries
+)
+LOG_LEVEL = "C2I_LOG_LEVEL"  # log level of the c2i commands
 
 ALL: tuple[str, ...] = (
     ARTIFACTS,
@@ -33,8 +37,9 @@ ALL: tuple[str, ...] = (
     METRICS,
     TRACING,
     ACCESS_LOG,
-    JSON,
     REDIS,
     REGISTRY_URL,
     LLM_MODEL,
+    ARTIFACTS_MODEL,
+    LOG_LEVEL,
 )
