@@ -358,3 +358,17 @@ def test_intent_review_rejects_steps_merges_parts_and_adds_keywords() -> None:
 def test_duplicate_label_names_are_rejected() -> None:
     with pytest.raises(ConfigError, match=r"labels\[1\].name: duplicate name"):
         Taxonomy(1, STATUS_DRAFT, [Label("a", "Savings", ""), Label("b", "savings ", "")])
+
+
+def test_a_hand_edit_of_keywords_is_versioned(tmp_path: Path) -> None:
+    """Keywords steer the labeller, so a person's edit of them gives labels their own version string."""
+    path = Taxonomy(2, STATUS_DRAFT, [Label("mortgage", "Mortgage", "Home loans.", [], ["mortgage"])]).save(
+        tmp_path / "t.yaml"
+    )
+    raw = yaml.safe_load(path.read_text())
+    assert Taxonomy.load(path).version_string == "v2"
+    raw["labels"][0]["keywords"].append("home equity loan")
+    path.write_text(yaml.safe_dump(raw))
+    edited = Taxonomy.load(path)
+    assert edited.edited and edited.version_string.startswith("v2+edit.")
+    assert edited.labels[0].keywords == ["mortgage", "home equity loan"]
