@@ -248,3 +248,26 @@ def test_bidirectional_variant_still_sees_the_whole_session() -> None:
         states, _ = model.encode_events(**batch)
         states2, _ = model.encode_events(**changed)
     assert not torch.allclose(states[0, 0], states2[0, 0])  # the first event's state sees the last page
+
+
+@pytest.mark.parametrize("output", ["next", "vector+next"])
+def test_published_next_page_distribution(output: str) -> None:
+    from dataclasses import replace
+
+    torch.manual_seed(3)
+    model = build_model(replace(SMALL, output=output), _vocabs()).eval()
+    batch = _batch([3, 1])
+    with torch.no_grad():
+        out = model(**batch)
+        vector = build_model(SMALL, _vocabs()).eval()
+        vector.load_state_dict(model.state_dict())
+        z = vector(**batch)
+        scripted = torch.jit.script(model)(**batch)
+    n_next = len(_vocabs()[C.PAGE_TYPE]) - N_SPECIAL
+    assert model.output_dim == out.shape[1] == n_next + (SMALL.embedding_dim if output != "next" else 0)
+    logp = out[:, -n_next:]
+    assert (logp < 0).all() and (logp.exp().sum(dim=1) <= 1 + 1e-5).all()  # real pages only: mass <= 1
+    expected = torch.log_softmax(model.next_page_logits(z), dim=-1)[:, N_SPECIAL:]
+    assert torch.allclose(logp, expected, atol=1e-5) and torch.allclose(out, scripted, atol=1e-5)
+    if output == "vector+next":
+        assert torch.allclose(out[:, : SMALL.embedding_dim], z, atol=1e-6)

@@ -42,6 +42,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ INPUT_COLUMNS: tuple[str, ...] = (
     C.SEARCH_QUERY,
     C.DEVICE,
 )
+EMBED_CHUNK = 65_536  # sessions per model/writer hand-off in the embed job (length-bucketed within)
 _WORD = re.compile(r"[^\W_]+")
 _US_PER_SECOND = 1_000_000
 
@@ -197,6 +199,25 @@ class SessionArrays:
             dwell=self.dwell[src],
             time=self.time[src],
             query=self.query[src],
+            query_ngrams=self.query_ngrams,
+        )
+
+    def slice(self, start: int, stop: int) -> SessionArrays:
+        """Sessions ``start..stop-1`` as views (no copy): the embed job's chunks."""
+        stop = min(stop, len(self))
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        return SessionArrays(
+            session_ids=self.session_ids[start:stop],
+            session_start=self.session_start[start:stop],
+            session_end=self.session_end[start:stop],
+            n_events=self.n_events[start:stop],
+            offsets=self.offsets[start : stop + 1] - lo,
+            page=self.page[lo:hi],
+            channel=self.channel[lo:hi],
+            device=self.device[lo:hi],
+            dwell=self.dwell[lo:hi],
+            time=self.time[lo:hi],
+            query=self.query[lo:hi],
             query_ngrams=self.query_ngrams,
         )
 
@@ -610,7 +631,8 @@ class SessionEmbedder:
 
     @property
     def dim(self) -> int:
-        return self.config.embedding_dim
+        """Length of the published vector (``embedding_dim``, or the next-page distribution's size)."""
+        return int(self.model.output_dim)
 
     def featurise(self, table: pa.Table) -> SessionArrays:
         return featurise(table, self.vocabularies, self.config, self.hasher)
@@ -763,6 +785,18 @@ def _partitions(
         part_path.unlink()
 
 
+def _prefetch(items: Iterator[pa.Table], pool: ThreadPoolExecutor) -> Iterator[pa.Table]:
+    """Yield from ``items`` while a worker thread already reads the next one (Arrow I/O drops the GIL)."""
+    done = object()
+    future = pool.submit(next, items, done)
+    while True:
+        item = future.result()
+        if item is done:
+            return
+        future = pool.submit(next, items, done)
+        yield item
+
+
 def embed_file(
     encoder_dir: str | Path,
     events_path: str | Path,
@@ -770,16 +804,25 @@ def embed_file(
     *,
     batch_size: int = 1024,
     max_rows_in_memory: int = 5_000_000,
+    chunk_sessions: int = EMBED_CHUNK,
     channel: str | None = None,
     device: str | None = None,
     progress: bool = True,
     embedder: SessionEmbedder | None = None,
 ) -> EmbedStats:
-    """Stream an events parquet into ``session_embeddings.parquet`` (written atomically)."""
+    """Stream an events parquet into ``session_embeddings.parquet`` (written atomically).
+
+    One pass, overlapped: a reader thread loads the next partition and a writer thread writes the
+    previous chunk's vectors while the model runs on this one. Featurisation is vectorised per
+    partition (no per-session Python); within each chunk of ``chunk_sessions`` sessions, batches are
+    length-bucketed so padding stays small. Rows come out grouped by partition and chunk.
+    """
     start = time.perf_counter()
     events_path, out_path = Path(events_path), Path(out_path)
     if max_rows_in_memory < 1:
         raise ConfigError(f"max_rows_in_memory must be >= 1, got {max_rows_in_memory}")
+    if chunk_sessions < 1:
+        raise ConfigError(f"chunk_sessions must be >= 1, got {chunk_sessions}")
     columns = input_columns(events_path)
     embedder = embedder or SessionEmbedder.load(
         encoder_dir, device=device, batch_size=batch_size, online=False
@@ -788,28 +831,40 @@ def embed_file(
     tmp_out = out_path.with_name(out_path.name + ".tmp")
     n_events = n_sessions = n_parts = 0
     shapes: list[tuple[int, int]] = []
-    phases = {"read": 0.0, "featurise": 0.0, "model": 0.0, "write": 0.0}
+    phases = {"read": 0.0, "featurise": 0.0, "model": 0.0, "write": 0.0}  # main-thread waits
     bar = progress_bar(progress, total=None, unit="session", desc="embed")
     workdir = Path(tempfile.mkdtemp(prefix="c2i-embed-", dir=out_path.parent))
     try:
         # No dictionary pages: session ids are unique and floats do not repeat (3x faster writes).
-        with pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer:
+        with (
+            pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="c2i-embed-io") as pool,
+        ):
+            parts = _prefetch(_partitions(events_path, columns, max_rows_in_memory, channel, workdir), pool)
+            pending: Future[None] | None = None
             tick = time.perf_counter()
-            for table in _partitions(events_path, columns, max_rows_in_memory, channel, workdir):
+            for table in parts:
                 tick = _lap(phases, "read", tick)
                 arrays = embedder.featurise(table)
                 tick = _lap(phases, "featurise", tick)
                 if bar is not None:
                     bar.total = (bar.total or 0) + len(arrays)
                     bar.refresh()
-                shapes.extend((len(b), int(arrays.lengths[b].max())) for b in embedder.batches(arrays))
-                vectors = embedder.embed_arrays(arrays, bar)
-                tick = _lap(phases, "model", tick)
-                writer.write_table(embeddings_table(arrays, vectors))
-                tick = _lap(phases, "write", tick)
+                for first in range(0, len(arrays), chunk_sessions):
+                    chunk = arrays.slice(first, first + chunk_sessions)
+                    shapes.extend((len(b), int(chunk.lengths[b].max())) for b in embedder.batches(chunk))
+                    out = embeddings_table(chunk, embedder.embed_arrays(chunk, bar))
+                    tick = _lap(phases, "model", tick)
+                    if pending is not None:
+                        pending.result()  # one chunk in flight: memory stays bounded
+                    tick = _lap(phases, "write", tick)
+                    pending = pool.submit(writer.write_table, out)
                 n_events += table.num_rows
                 n_sessions += len(arrays)
                 n_parts += 1
+            if pending is not None:
+                pending.result()
+            _lap(phases, "write", tick)
         tmp_out.replace(out_path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

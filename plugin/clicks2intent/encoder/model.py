@@ -55,6 +55,7 @@ OOV_ID = 3  # a value never seen in training (categoricals) / the first event's 
 FIRST_GAP_ID = OOV_ID  # the first event of a session has no previous event: its own gap bucket
 N_SPECIAL = 4
 POOLINGS = ("last", "mean", "attention", "last+attention")
+OUTPUTS = ("vector", "next", "vector+next")
 
 
 @dataclass
@@ -76,7 +77,12 @@ class EncoderConfig:
     embedding_dim: int = (
         32  # the published vector (Feast Array(Float32)): compact, trees split on few columns
     )
-    normalize: bool = True  # unit-length output: cosine-ready for aggregation and nearest-neighbour use
+    normalize: bool = (
+        True  # unit-length session vector: cosine-ready for aggregation and nearest-neighbour use
+    )
+    output: str = (
+        "vector"  # published: "vector" (embedding_dim), "next" (log P(next page), one per page type) or both
+    )
     n_time_buckets: int = 16  # dwell and gap are log-bucketed: seconds span 5 orders of magnitude
     dwell_max_seconds: float = 1800.0  # a page read longer than 30 min is "long"; one top bucket
     gap_max_seconds: float = 3600.0  # sessions end after ~30 min idle; longer gaps share the top bucket
@@ -97,6 +103,7 @@ class EncoderConfig:
             ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
             ("max_len", self.max_len >= 2, "at least 2"),
             ("pooling", self.pooling in POOLINGS, f"one of {list(POOLINGS)}"),
+            ("output", self.output in OUTPUTS, f"one of {list(OUTPUTS)}"),
             ("embedding_dim", self.embedding_dim > 0, "positive"),
             ("n_time_buckets", self.n_time_buckets >= 2, "at least 2"),
             ("dwell_max_seconds", self.dwell_max_seconds > 0, "positive"),
@@ -188,7 +195,7 @@ class SessionEncoder(nn.Module):
 
     # Plain int/bool/str attributes: the TorchScript export can read neither dataclasses nor globals.
     __constants__ = ["max_len", "n_special", "mask_id", "missing_id", "first_gap_id", "pad_id", "causal",
-                     "pooling", "normalize", "n_layers"]  # fmt: skip
+                     "pooling", "normalize", "n_layers", "output"]  # fmt: skip
 
     def __init__(self, config: EncoderConfig, n_pages: int, n_channels: int, n_devices: int) -> None:
         super().__init__()
@@ -205,6 +212,11 @@ class SessionEncoder(nn.Module):
         self.n_layers = config.n_layers
         self.pooling = config.pooling
         self.normalize = config.normalize
+        self.output = config.output
+        n_next = n_pages - N_SPECIAL  # the published next-page distribution covers real page types only
+        self.output_dim = {"vector": config.embedding_dim, "next": n_next}.get(
+            config.output, config.embedding_dim + n_next
+        )
         n_time_ids = N_SPECIAL + config.n_time_buckets
         self.page_emb = nn.Embedding(n_pages, d, padding_idx=PAD_ID)
         self.channel_emb = nn.Embedding(n_channels, d, padding_idx=PAD_ID)
@@ -426,12 +438,21 @@ class SessionEncoder(nn.Module):
         query_table: torch.Tensor,
         lengths: torch.Tensor,
     ) -> torch.Tensor:
-        """Session embeddings ``[B, embedding_dim]``."""
+        """Published session features ``[B, output_dim]`` (see ``EncoderConfig.output``)."""
         if self.causal and self.pooling == "last":
             x, padding = self.embed_inputs(page, dwell, time, channel, device, query, query_table, lengths)
-            return self._finish(self.last_states(x, padding, lengths))
-        states, padding = self.encode_events(page, dwell, time, channel, device, query, query_table, lengths)
-        return self.pool(states, padding, lengths)
+            vectors = self._finish(self.last_states(x, padding, lengths))
+        else:
+            states, padding = self.encode_events(
+                page, dwell, time, channel, device, query, query_table, lengths
+            )
+            vectors = self.pool(states, padding, lengths)
+        if self.output == "vector":
+            return vectors
+        next_logp = torch.log_softmax(self.next_page_logits(vectors), dim=-1)[:, self.n_special :]
+        if self.output == "next":
+            return next_logp
+        return torch.cat([vectors, next_logp], dim=-1)
 
 
 # --- checkpoint ---------------------------------------------------------------------------------
