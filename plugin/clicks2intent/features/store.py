@@ -230,6 +230,16 @@ def service_available(kind: str, timeout_s: float = 1.0) -> str | None:
 
 
 # --- Offline -----------------------------------------------------------------------------------------
+# Offline stores verified to return one row per entity row, repeats included (the DuckDB store);
+# every other store is assumed to collapse repeats like the file store (#6787) and gets the rounds.
+EXACT_OFFLINE_STORES = ("duckdb", "feast.infra.offline_stores.duckdb.DuckDBOfflineStore")
+
+
+def collapses_entity_rows(store: FeatureStore) -> bool:
+    """Whether this store's offline store may collapse entity rows sharing keys and time."""
+    return str(getattr(store.config.offline_store, "type", "file")) not in EXACT_OFFLINE_STORES
+
+
 def historical_features(
     store: FeatureStore,
     entity_df: pd.DataFrame,
@@ -239,7 +249,10 @@ def historical_features(
     """Point-in-time features, exactly one output row per entity row, in the entity order.
 
     Feast 0.67's file offline store keeps one row per (join keys, event_timestamp) (#6787); entity rows
-    that repeat a key and time are therefore retrieved in rounds (k-th repeat in round k)."""
+    that repeat a key and time are therefore retrieved from it in rounds (k-th repeat in round k). The
+    DuckDB store (the default) keeps every entity row, so it answers in ONE query: the fast path
+    (``tests/models/test_training_sets_fast.py`` checks both give the same values). Either way the
+    row order and count are checked against the entity rows."""
     if C.EVENT_TIMESTAMP not in entity_df.columns:
         raise ContractError(f"entity_df: needs an '{C.EVENT_TIMESTAMP}' column (the as-of time of each row)")
     ts = pd.to_datetime(entity_df[C.EVENT_TIMESTAMP], utc=True)
@@ -251,7 +264,7 @@ def historical_features(
     frame[row] = np.arange(len(frame))
     repeat = (
         frame.groupby(keys + [C.EVENT_TIMESTAMP], sort=False, dropna=False).cumcount()
-        if keys
+        if keys and collapses_entity_rows(store)
         else pd.Series(0, index=frame.index)
     )
     parts = []
