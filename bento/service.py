@@ -1,17 +1,16 @@
 """clicks2intent BentoML service: tile ranking, conversion and intent over Feast online features.
 
-Thin on purpose: models are resolved from the BentoML store as class attributes, each worker builds
-one :class:`clicks2intent.serving.engine.ServingEngine` (its own Feast ``FeatureStore``), and every endpoint
-hands its validated request to the engine. Request logic and fallbacks live in
-``clicks2intent.serving.engine``, validation in ``clicks2intent.serving.schemas``, so tests and the
-benchmark run the same code.
+Thin on purpose: the models are ``BentoModel`` class attributes (so ``bentoml build`` carries them: the
+tile ranker, the conversion model and ``clicks2intent_artifacts`` = encoder + intent classifier + tile
+prototypes), each worker builds one :class:`clicks2intent.serving.engine.ServingEngine` (its own Feast
+``FeatureStore``), and every endpoint hands its validated request to the engine. Request logic and
+fallbacks live in ``clicks2intent.serving.engine``, validation in ``clicks2intent.serving.schemas``, the
+deployment checks in ``clicks2intent.serving.deployment``, so tests and the benchmark run the same code.
 
-Settings come from the environment because ``bentoml serve`` starts the workers itself:
-``C2I_ARTIFACTS`` (encoder, intent classifier, tile prototypes), ``C2I_FEATURE_REPO`` and
-``C2I_FEAST_CONFIG`` (e.g. ``feature_store.production.yaml`` for Redis), ``C2I_TILE_MODEL`` /
-``C2I_CONVERSION_MODEL`` (model tags), ``C2I_WORKERS``, ``C2I_ACCESS_LOG`` / ``C2I_METRICS`` /
-``C2I_TRACING`` (0/1),
-``C2I_FEAST_ODFV=1`` (run the tile_affinity on-demand view inside Feast instead of in-process).
+Settings come from the environment (``bentoml serve`` starts the workers itself), read once into
+:class:`clicks2intent.common.settings.Settings`; the README's settings table lists every one. The
+``on_deployment`` hook checks them before any worker starts: a missing registry or online store ends
+``bentoml serve`` with one line, never a restart loop, and nothing is ever written into the bento.
 """
 
 from __future__ import annotations
@@ -33,9 +32,11 @@ try:  # installed package (the project's venv) or the plugin sources a bento car
 except ImportError:  # inside a built bento: src/plugin/clicks2intent
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
 
-from clicks2intent.names import features as N  # noqa: E402
+from clicks2intent.common.settings import Settings  # noqa: E402
+from clicks2intent.errors import Clicks2IntentError  # noqa: E402
 from clicks2intent.names import settings as ENV  # noqa: E402
 from clicks2intent.serving import schemas  # noqa: E402
+from clicks2intent.serving.deployment import check_deployment, serving_settings  # noqa: E402
 from clicks2intent.serving.edge import RequestEdge  # noqa: E402
 from clicks2intent.serving.engine import (  # noqa: E402
     FeatureStoreUnavailable,
@@ -43,15 +44,21 @@ from clicks2intent.serving.engine import (  # noqa: E402
     ServingEngine,
     ServingSettings,
 )
+from clicks2intent.serving.openapi import OpenAPIDocument  # noqa: E402
 
 # libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
 # took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per
 # wake-up spreads them. Read by libuv when the worker starts listening, i.e. after this import.
 os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 
-TILE_MODEL = os.environ.get(ENV.TILE_MODEL, f"{N.TILE_RANKER_V1}:latest")
-CONVERSION_MODEL = os.environ.get(ENV.CONVERSION_MODEL, f"{N.CONVERSION_V1}:latest")
+try:
+    SETTINGS = Settings.load()
+except Clicks2IntentError as err:  # a bad value: one line, not a traceback per worker
+    raise SystemExit(f"clicks2intent service: {err}") from None
 FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"  # the repo config this bento carries
+TILE_MODEL = BentoModel(SETTINGS.tile_model)
+CONVERSION_MODEL = BentoModel(SETTINGS.conversion_model)
+ARTIFACTS_MODEL = BentoModel(SETTINGS.artifacts_model)  # encoder/, intent/, features/tile_prototypes.parquet
 
 EXAMPLE_INPUT = schemas.EXAMPLE_RANK_TILES
 
@@ -75,28 +82,43 @@ def one_body_json(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
 @bentoml.service(
     name="clicks2intent",
     # A request is ~1-2 ms of CPU-bound Python: worker processes, not threads, use the cores.
-    workers=int(os.environ.get(ENV.WORKERS, "2")),
+    workers=SETTINGS.workers,
+    # The endpoints are sync: a Feast read blocks (a remote Redis for milliseconds), so BentoML runs them
+    # in this many threads per worker while the event loop keeps accepting and answering health checks.
+    threads=4,
     traffic={"timeout": 10},
     # Per-request access logs cost about as much as the model call at these latencies (opt in).
-    logging={"access": {"enabled": os.environ.get(ENV.ACCESS_LOG, "0") == "1"}},
+    logging={"access": {"enabled": SETTINGS.access_log}},
     # BentoML's per-request Prometheus middleware (multiprocess mode) was ~12% of the CPU of a request
     # in the profile; request rate/latency usually come from the ingress or mesh. C2I_METRICS=1 opts in.
-    metrics={"enabled": os.environ.get(ENV.METRICS, "0") == "1"},
+    metrics={"enabled": SETTINGS.metrics},
     # OpenTelemetry's ASGI middleware builds spans for every request, receive and send even when no
     # exporter is configured (BentoML's default): that was ~2/3 of BentoML's own CPU per request here.
     # C2I_TRACING=1 (with a tracing exporter in the BentoML config) turns it back on.
-    tracing={} if os.environ.get(ENV.TRACING, "0") == "1" else {"excluded_urls": [".*"]},
+    tracing={} if SETTINGS.tracing else {"excluded_urls": [".*"]},
 )
 class Clicks2Intent:
-    tile_model_ref = BentoModel(TILE_MODEL)
-    conversion_model_ref = BentoModel(CONVERSION_MODEL)
+    tile_model_ref = TILE_MODEL
+    conversion_model_ref = CONVERSION_MODEL
+    artifacts_model_ref = ARTIFACTS_MODEL
+
+    @bentoml.on_deployment
+    def check_settings() -> None:
+        """Once per ``bentoml serve``, before any worker: a wrong or missing setting is one line and exit."""
+        try:
+            services = [m.resolve().info.metadata["feature_service"] for m in (TILE_MODEL, CONVERSION_MODEL)]
+            check_deployment(_serving_settings(), services)
+        except Clicks2IntentError as err:
+            raise SystemExit(f"clicks2intent service: {err}") from None
 
     def __init__(self) -> None:
         import torch
 
         # One short session per call: intra-op threads only contend with the other workers.
         torch.set_num_threads(1)
-        settings = ServingSettings.from_env(default_repo=FEATURE_REPO)
+        settings = _serving_settings()
+        # Feast's in-flight on-demand view finds the encoder and classifier through this variable.
+        os.environ[ENV.ARTIFACTS] = str(settings.artifacts)
         self.engine = ServingEngine.load(
             ServedModel.from_store(self.tile_model_ref),
             ServedModel.from_store(self.conversion_model_ref),
@@ -114,20 +136,19 @@ class Clicks2Intent:
         except FeatureStoreUnavailable as err:
             raise ServiceUnavailable(str(err)) from err
 
-    # async + no await: the work is CPU-bound and short, so running it on the event loop skips a
-    # thread hop per request; concurrency comes from the worker processes.
+    # Sync on purpose: the engine blocks on Feast reads; BentoML runs sync endpoints in its thread pool.
     @bentoml.api(input_spec=schemas.RankTilesRequest, output_spec=one_body_json(schemas.RankTilesResponse))
-    async def rank_tiles(self, **request: Any) -> schemas.RankTilesResponse:
+    def rank_tiles(self, **request: Any) -> schemas.RankTilesResponse:
         """Order the homepage tiles for a customer (fresher web intent first: session > visitor > customer)."""
         return self._run(self.engine.rank_tiles, schemas.RankTilesRequest.model_construct(**request))
 
     @bentoml.api(input_spec=schemas.ConversionRequest, output_spec=one_body_json(schemas.ConversionResponse))
-    async def predict_conversion(self, **request: Any) -> schemas.ConversionResponse:
+    def predict_conversion(self, **request: Any) -> schemas.ConversionResponse:
         """Probability that the visitor applies for each product (or none)."""
         return self._run(self.engine.predict_conversion, schemas.ConversionRequest.model_construct(**request))
 
     @bentoml.api(input_spec=schemas.IntentRequest, output_spec=one_body_json(schemas.IntentResponse))
-    async def intent(self, **request: Any) -> schemas.IntentResponse:
+    def intent(self, **request: Any) -> schemas.IntentResponse:
         """Embedding, distilled intent label, confidence and top-3 labels of one in-flight session."""
         return self._run(self.engine.intent, schemas.IntentRequest.model_construct(**request))
 
@@ -135,3 +156,14 @@ class Clicks2Intent:
 # Non-JSON bodies (multipart without a boundary was a 500) are a 400; 400 ``detail`` is a string, as the
 # OpenAPI document says (clicks2intent.serving.edge).
 Clicks2Intent.add_asgi_middleware(RequestEdge)
+# /docs.json says what this service does: /metrics only when on, the 503, real answer examples.
+Clicks2Intent.add_asgi_middleware(OpenAPIDocument, metrics=SETTINGS.metrics)
+
+
+def _serving_settings() -> ServingSettings:
+    """``C2I_ARTIFACTS`` when set, else the carried ``clicks2intent_artifacts`` model (resolved only then).
+
+    Read when called (each worker, the deployment check), not at import: the environment decides."""
+    settings = Settings.load()
+    carried = None if settings.artifacts else Path(ARTIFACTS_MODEL.resolve().path)
+    return serving_settings(settings, FEATURE_REPO, carried)

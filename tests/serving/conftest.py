@@ -47,7 +47,7 @@ def build_serving_pipeline(out: Path) -> Path:
     from clicks2intent.features.definitions import build, file_sources
     from clicks2intent.intent.distill import IntentClassifier
     from clicks2intent.models.inputs import model_feature_names
-    from clicks2intent.models.store import file_version, save_feature_model
+    from clicks2intent.models.store import file_version, save_feature_model, save_serving_artifacts
     from clicks2intent.models.training_sets import (
         CONVERSION,
         TILE_RANKING,
@@ -127,6 +127,10 @@ def build_serving_pipeline(out: Path) -> Path:
             "training_window": "test",
         }
         save_feature_model(model, meta, home=layout.bentoml_home)
+    # What a bento carries for the in-flight path: encoder + classifier + tile prototypes.
+    save_serving_artifacts(
+        layout.encoder, layout.intent, layout.feature_file("tile_prototypes"), home=layout.bentoml_home
+    )
     (out / "DONE").write_text("ok")
     return out
 

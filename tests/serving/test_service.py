@@ -6,7 +6,6 @@ All run on the tiny real deployment of ``conftest.build_serving_pipeline`` (buil
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
 from collections.abc import Iterator
@@ -53,13 +52,13 @@ def service_cls(pipeline: Path) -> Iterator[Any]:
 # --- layer 1: the service class in-process ------------------------------------------------------
 def test_service_class_in_process(service_cls: Any, ids: dict[str, str]) -> None:
     svc = service_cls()
-    ranked = asyncio.run(svc.rank_tiles(customer_id=ids["customer"], k=2))
+    ranked = svc.rank_tiles(customer_id=ids["customer"], k=2)  # sync endpoints: BentoML's thread pool
     assert isinstance(ranked, schemas.RankTilesResponse) and len(ranked.tiles) == 2
     assert ranked.intent.source == "customer" and ranked.model.name == TILE_SERVICE
-    conv = asyncio.run(svc.predict_conversion(visitor_id=ids["visitor"]))
+    conv = svc.predict_conversion(visitor_id=ids["visitor"])
     assert conv.model.name == CONVERSION_SERVICE and conv.intent.source == "visitor"
-    intent = asyncio.run(
-        svc.intent(session_events=schemas.IntentRequest.model_validate(schemas.EXAMPLE_INTENT).session_events)
+    intent = svc.intent(
+        session_events=schemas.IntentRequest.model_validate(schemas.EXAMPLE_INTENT).session_events
     )
     assert intent.label == intent.top3[0].label
 
@@ -192,37 +191,4 @@ def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path:
     assert proc.poll() is not None  # stopped with its workers
 
 
-# --- packaging: `bentoml build` ---------------------------------------------------------------------
-def test_bentoml_build_carries_service_plugin_repo_config_and_models(pipeline: Path, tmp_path: Path) -> None:
-    import os
-    import shutil
-    import subprocess
-
-    import yaml
-
-    home = tmp_path / "bentoml"
-    shutil.copytree(
-        pipeline / "bentoml" / "models", home / "models"
-    )  # a store of its own: builds write there
-    env = os.environ | {
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "True",
-        ENV.ARTIFACTS: str(pipeline),
-    }
-    bentoml_cli = Path(sys.executable).with_name("bentoml")
-    out = subprocess.run(
-        [str(bentoml_cli), "build", "-f", "bento/bentofile.yaml", ".", "--output", "tag", "--version", "test"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    bento = home / "bentos" / "clicks2intent" / "test"
-    src = bento / "src"
-    for rel in ("bento/service.py", "plugin/clicks2intent/serving/engine.py", "plugin/clicks2intent/feast_objects.py",
-                "feature_repo/feature_definitions.py", "feature_repo/feature_store.yaml",
-                "feature_repo/feature_store.production.yaml"):  # fmt: skip
-        assert (src / rel).is_file(), rel
-    assert not (src / "feature_repo" / "data").exists() and not (src / "artifacts").exists()
-    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
-    assert manifest["service"] == "bento.service:Clicks2Intent"
-    models = {m["tag"].split(":")[0] for s in manifest["services"] for m in s["models"]}
-    assert models == {TILE_SERVICE, CONVERSION_SERVICE}
+# Packaging (`bentoml build`, serving the built bento, the image context): tests/serving/test_bento.py

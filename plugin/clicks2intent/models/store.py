@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from clicks2intent.common.settings import ARTIFACTS_MODEL_NAME
+from clicks2intent.errors import ArtifactError
 from clicks2intent.models.xgb import FeatureModel
 from clicks2intent.names.paths import ARTIFACTS
 
@@ -143,3 +145,50 @@ def load_feature_model(tag_or_model: Any, home: str | Path | None = None) -> Fea
     model = FeatureModel.load(bento_model.path)
     model.metadata = dict(bento_model.info.metadata) | {"tag": str(bento_model.tag)}
     return model
+
+
+# --- what the in-flight path loads, as one model a bento carries ------------------------------------
+def save_serving_artifacts(
+    encoder_dir: str | Path,
+    intent_dir: str | Path,
+    prototypes: str | Path,
+    home: str | Path | None = None,
+) -> str:
+    """Save the encoder, the distilled intent classifier and the tile prototypes as one store entry.
+
+    Why a model: ``bentoml build`` copies the service's models into the bento, so a bento serves the
+    in-flight session path (``/intent``, fresh session intent, tile affinity) with no ``C2I_ARTIFACTS``
+    volume. The entry holds an ``artifacts/`` layout (``encoder/``, ``intent/``,
+    ``features/tile_prototypes.parquet``); its metadata carries the versions the served models are
+    checked against. Returns the tag."""
+    import shutil
+
+    import bentoml
+
+    from clicks2intent.names.paths import ArtifactLayout
+
+    encoder_dir, intent_dir, prototypes = Path(encoder_dir), Path(intent_dir), Path(prototypes)
+    for path, what in ((encoder_dir / "checkpoint.pt", "encoder checkpoint"), (intent_dir, "intent classifier"),
+                       (prototypes, "tile prototypes")):  # fmt: skip
+        if not path.exists():
+            raise ArtifactError(
+                f"{what} {path} not found: train and build it before saving the serving artifacts"
+            )
+    from clicks2intent.intent.distill import IntentClassifier
+
+    meta = {
+        "encoder_version": file_version(encoder_dir / "checkpoint.pt"),
+        "taxonomy_version": str(IntentClassifier.load(intent_dir).taxonomy_version),
+    }
+    with bentoml.models.create(
+        ARTIFACTS_MODEL_NAME, labels={"kind": "serving-artifacts"}, metadata=meta, **_store_kwargs(home)
+    ) as bento_model:
+        layout = ArtifactLayout(Path(bento_model.path))
+        shutil.copytree(encoder_dir, layout.encoder, ignore=shutil.ignore_patterns("*.parquet"))
+        layout.intent.mkdir(parents=True)
+        for f in intent_dir.iterdir():  # the classifier, not the intents of every session
+            if f.is_file() and f.suffix != ".parquet":
+                shutil.copy2(f, layout.intent / f.name)
+        layout.features.mkdir(parents=True)
+        shutil.copy2(prototypes, layout.feature_file("tile_prototypes"))
+    return str(bento_model.tag)
