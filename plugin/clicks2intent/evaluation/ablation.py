@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clicks2intent.common.progress import progress
 from clicks2intent.errors import ConfigError
 from clicks2intent.evaluation import metrics as M
 from clicks2intent.evaluation.oracle import (
@@ -221,7 +222,7 @@ def run_task_ablation(
         "variants": {},
     }
     base_feats = list(variant_feature_lists[BASELINE])
-    for variant in (*VARIANTS, *oracles):
+    for variant in progress((*VARIANTS, *oracles), desc=f"evaluate {task}", unit="variant"):
         is_oracle = variant in oracles
         feats = list(oracles[variant] if is_oracle else variant_feature_lists.get(variant, []))
         own = VARIANT_GROUPS.get(variant, frozenset()) - {N.BASELINE, N.WEB_ACTIVITY}

@@ -162,7 +162,7 @@ def _headroom_lines(section: Mapping[str, Any]) -> list[str]:
 
 
 def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Path]:
-    """Metric bars with bootstrap intervals per task, and one calibration (reliability) figure."""
+    """Per task, each variant's difference to the baseline with its paired interval; one calibration figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,33 +171,11 @@ def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Pat
     paths: list[Path] = []
     tasks = [t for t in report.get("tasks", []) if t in report]
     for task in tasks:
-        sec = report[task]
-        ok = [v for v in _rows(sec) if sec["variants"].get(v, {}).get("status") == "ok"]
-        metrics = sec["metric_names"]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
-        for ax, m in zip(np.atleast_1d(axes), metrics, strict=True):
-            vals = [sec["variants"][v][m] for v in ok]
-            lo = [vals[i] - sec["variants"][v]["ci"][m][0] for i, v in enumerate(ok)]
-            hi = [sec["variants"][v]["ci"][m][1] - vals[i] for i, v in enumerate(ok)]
-            ax.bar(
-                range(len(ok)),
-                vals,
-                yerr=[lo, hi],
-                capsize=4,
-                color=[_COLOURS.get(v, "#cc79a7") for v in ok],
-            )
-            ax.set_xticks(range(len(ok)), ok, rotation=20, fontsize=8)
-            span = max(hi[i] + vals[i] for i in range(len(ok))) - min(vals[i] - lo[i] for i in range(len(ok)))
-            ax.set_ylim(max(0.0, min(v - e for v, e in zip(vals, lo, strict=True)) - span), None)
-            ax.set_title(m + (" (lower is better)" if m in M.LOWER_IS_BETTER else ""), fontsize=9)
-        fig.suptitle(
-            f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')} (95 % bootstrap CI)", fontsize=10
-        )
-        fig.tight_layout()
         path = out_dir / f"{stem}_{task}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        if _plot_differences(
+            plt, report[task], f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')}", path
+        ):
+            paths.append(path)
     if tasks:
         fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4))
         for ax, task in zip(np.atleast_1d(axes), tasks, strict=True):
@@ -225,6 +203,61 @@ def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Pat
     return paths
 
 
+def _plot_differences(plt: Any, sec: Mapping[str, Any], title: str, path: Path) -> bool:
+    """One panel per metric: variant − baseline with its paired 95 % bootstrap interval, on an axis that
+    is centred on zero and always shows it (a 0.5 % difference looks like one, not like a bar race)."""
+    metrics = sec["metric_names"]
+    rows = [v for v in _rows(sec) if sec["variants"].get(v, {}).get("vs_baseline")]
+    if not rows:
+        return False
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 0.5 * len(rows) + 1.6), sharey=True)
+    for ax, m in zip(np.atleast_1d(axes), metrics, strict=True):
+        d = [sec["variants"][v]["vs_baseline"].get(m) or {} for v in rows]
+        val = np.array([x.get("diff", np.nan) for x in d], dtype=float)
+        lo, hi = (np.array([x.get(k, np.nan) for x in d], dtype=float) for k in ("ci_low", "ci_high"))
+        y = np.arange(len(rows))[::-1]
+        ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", capsize=3, color="#0072b2")
+        ax.axvline(0.0, color="#444", lw=1)
+        reach = np.nanmax(np.abs(np.concatenate([lo, hi, val]))) if np.isfinite(lo).any() else 1.0
+        ax.set_xlim(-1.15 * reach, 1.15 * reach)
+        ax.set_yticks(y, rows, fontsize=8)
+        better = "lower" if m in M.LOWER_IS_BETTER else "higher"
+        ax.set_title(f"{m}: variant − baseline ({better} is better)", fontsize=9)
+    fig.suptitle(f"{title}: difference to baseline (paired 95 % bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _flat_rows(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A nested report section as (field, value) rows: dicts dotted, short lists inline."""
+    if isinstance(value, Mapping):
+        out: list[tuple[str, str]] = []
+        for k, v in value.items():
+            out += _flat_rows(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(value, list | tuple):
+        if all(not isinstance(v, Mapping | list | tuple) for v in value):
+            shown = ", ".join(_cell(v) for v in value[:12]) + (
+                f", … ({len(value)})" if len(value) > 12 else ""
+            )
+            return [(prefix, shown)]
+        return [r for i, v in enumerate(value) for r in _flat_rows(v, f"{prefix}[{i}]")]
+    return [(prefix, _cell(value))]
+
+
+def _cell(v: Any) -> str:
+    return _fmt(v) if v is None or isinstance(v, float) else str(v)
+
+
+def section_table(section: Mapping[str, Any]) -> str:
+    """A report section (distillation, taxonomy) as a two-column Markdown table, not a JSON dump."""
+    lines = ["| field | value |", "|---|---|"]
+    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in _flat_rows(section)]
+    return "\n".join(lines)
+
+
 _HEADLINE = {TILE_RANKING: "log_loss", CONVERSION: "micro_f1"}
 
 
@@ -242,8 +275,9 @@ def conclusion_lines(report: Mapping[str, Any]) -> list[str]:
             vs = e.get("vs_baseline", {}).get(m)
             if e.get("status") != "ok" or vs is None or vs["relative_pct"] is None:
                 continue
-            word = "significant" if vs["significant"] else "interval spans 0"
-            text = f"{v} {vs['relative_pct']:+.2f} % ({word})"
+            better = (vs["diff"] < 0) == (m in M.LOWER_IS_BETTER)
+            word = ("helped" if better else "hurt") if vs["significant"] else "no clear change"
+            text = f"{v} {word}: {vs['relative_pct']:+.2f} % (Δ {vs['diff']:+.4f} [{vs['ci_low']:+.4f}, {vs['ci_high']:+.4f}])"
             h = e.get("headroom_recovered", {}).get(m)
             if h is not None and math.isfinite(h["share"]):
                 text += f", {100 * h['share']:.0f} % of the observable headroom [{100 * h['ci_low']:.0f}, {100 * h['ci_high']:.0f}]"
@@ -282,14 +316,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, stem: str = "ablat
             md.append(markdown_table(report[task], TASK_TITLES.get(task, task)))
     for key in ("distillation", "taxonomy"):
         if report.get(key):
-            md += [
-                f"### {key.capitalize()}",
-                "",
-                "```json",
-                json.dumps(report[key], indent=1, default=_json_default)[:3000],
-                "```",
-                "",
-            ]
+            md += [f"### {key.capitalize()}", "", section_table(report[key]), ""]
     md += [f"![{p.stem}]({p.name})" for p in pngs]
     md_path = out_dir / f"{stem}.md"
     md_path.write_text("\n".join(md) + "\n")

@@ -54,6 +54,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clicks2intent.common.progress import step_bar
 from clicks2intent.common.times import US_PER_DAY, series_to_us
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.features.transforms import PROTOTYPE, PROTOTYPE_SESSIONS, TILE_ID
@@ -691,12 +692,19 @@ def build_features(
     job = _Job(cfg, classes, report, outputs, Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir)), n_b)
     sums = _PrototypeSums.empty(list(cfg.tile_pages), emb_dim)
     try:
-        sessions = _partition_sessions(job, inputs)  # 1.
-        visitor_contrib = _session_step(job, sessions, sums)  # 2.
-        links_by_visitor, links_by_customer = _partition_links(job, inputs.links)  # 3.
-        customer_contrib = _visitor_step(job, visitor_contrib, links_by_visitor)  # 4.
-        _customer_step(job, customer_contrib, links_by_customer)  # 5.
-        _profile_step(job, inputs.customers, schemas["customer_profile"])  # 6.
+        with step_bar("features build", 6) as done:  # a progress bar on a terminal
+            sessions = _partition_sessions(job, inputs)  # 1.
+            done("sessions partitioned")
+            visitor_contrib = _session_step(job, sessions, sums)  # 2.
+            done("session features")
+            links_by_visitor, links_by_customer = _partition_links(job, inputs.links)  # 3.
+            done("identity links")
+            customer_contrib = _visitor_step(job, visitor_contrib, links_by_visitor)  # 4.
+            done("visitor web intent")
+            _customer_step(job, customer_contrib, links_by_customer)  # 5.
+            done("customer web intent")
+            _profile_step(job, inputs.customers, schemas["customer_profile"])  # 6.
+            done("customer profiles")
     except BaseException:
         for o in outputs.values():
             o.abort()
