@@ -119,7 +119,7 @@ def production_config(
     registry_cache_ttl_seconds: int = 60,
 ) -> dict[str, Any]:
     """The production store as a dict: Redis online store, SQL registry (SQLAlchemy, PostgreSQL),
-    file offline store. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string; the
+    DuckDB offline store, the Arrow batch engine. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string; the
     client timeouts of :data:`REDIS_CLIENT_OPTIONS` are added to it, and the registry connection
     gives up after a few seconds (a down PostgreSQL is a clear error at start-up, not a hang)."""
     if not project.replace("_", "a").isalnum():
@@ -140,7 +140,8 @@ def production_config(
             },
         },
         "online_store": {"type": "redis", "connection_string": redis_connection_string(redis)},
-        "offline_store": {"type": "file"},
+        "offline_store": {"type": "duckdb"},
+        "batch_engine": {"type": "clicks2intent.features.engines.ArrowComputeEngine"},
         "entity_key_serialization_version": 3,
     }
 
