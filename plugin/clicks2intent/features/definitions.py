@@ -453,7 +453,7 @@ def _session_views(
     common: Mapping[str, Any],
 ) -> tuple[FeatureView, FeatureView]:
     """(session_activity, session_intent): per-session rows known at session end."""
-    from feast import Field
+    from feast import Field, PushSource
 
     FeatureView = planned_feature_view()  # noqa: N806 - the class Feast's objects are built from
     from feast.types import Array, Float32, Float64, Int64, String
@@ -504,7 +504,9 @@ def _session_views(
         name=f"{prefix}{SESSION_INTENT}",
         entities=[session],
         ttl=ttl,
-        source=sources.session_intent,
+        # A push source over the batch file: clicks2intent.features.push writes a session's embedding and
+        # label online seconds after the session ends; materialize still reads the batch source.
+        source=PushSource(name=f"{prefix}{SESSION_INTENT}_push", batch_source=sources.session_intent),
         description=f"Session embedding and distilled intent label, known at session end. Embedding dimension {embedding_dim}.",
         schema=[
             Field(name=C.EMBEDDING, dtype=Array(Float32), description=emb),
