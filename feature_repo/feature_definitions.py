@@ -7,9 +7,13 @@ the encoder, the intent classifier and the tile prototypes from ``$C2I_ARTIFACTS
 checkout's ``artifacts/``), once per process.
 """
 
+from pathlib import Path
+
 from clicks2intent.features.definitions import build, file_sources
 
-c2i = build(file_sources("../artifacts/features"), embedding_dim=64)
+# Absolute: the DuckDB offline store reads a source path as given (relative = to the working
+# directory), unlike the file store, which resolves it against the repo.
+c2i = build(file_sources(str((Path(__file__).parent / "../artifacts/features").resolve())), embedding_dim=64)
 
 # --- Entities ---------------------------------------------------------------------------------------
 # A web or app session: the unit the encoder embeds and the classifier labels.
