@@ -131,18 +131,25 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 # --- c2i encoder-report ----------------------------------------------------------------------------
 def encoder_report_command(args: argparse.Namespace) -> int:
     """``c2i encoder-report``: probe the embedding, write the JSON + Markdown, print the Markdown."""
+    if args.dataset == "msnbc" and not (args.path or args.msnbc):
+        raise ConfigError("--dataset msnbc needs the .seq PATH")
+    if args.path and args.dataset != "msnbc":
+        raise ConfigError(f"PATH {args.path!r} is only read with --dataset msnbc")
     cfg = encoder_probe.EncoderReportConfig(
         encoder=args.encoder,
         events=args.events,
         truth=args.truth,
         channel=args.channel,
-        msnbc=args.msnbc,
+        msnbc=args.path or args.msnbc,
         msnbc_limit=args.msnbc_limit,
         msnbc_encoder=args.msnbc_encoder,
         msnbc_epochs=args.msnbc_epochs,
         retrain=args.retrain,
         test_fraction=args.test_fraction,
         max_sessions=args.max_sessions,
+        max_train_rows=args.max_train_rows,
+        max_test_rows=args.max_test_rows,
+        n_boot=args.n_boot,
         seed=args.seed,
         out=args.out,
     )
@@ -159,13 +166,20 @@ def encoder_report_command(args: argparse.Namespace) -> int:
 def _register_encoder_report(subparsers: argparse._SubParsersAction) -> None:
     defaults = encoder_probe.EncoderReportConfig()
     p = subparsers.add_parser("encoder-report", help="probe the session embedding against simple baselines")
+    p.add_argument(
+        "--dataset",
+        choices=("simulated", "msnbc"),
+        default=None,
+        help="msnbc: the real-data protocol on PATH (prefix -> next category, XGBoost baseline, paired intervals)",
+    )
+    p.add_argument("path", nargs="?", help="msnbc: the .seq file (e.g. ../shared/data/real/msnbc/*.seq)")
     p.add_argument("--encoder", help="encoder dir for the simulated events")
     p.add_argument("--events", help="simulated events parquet")
     p.add_argument("--truth", help="simulator truth: truth/session_truth.parquet")
     p.add_argument(
         "--channel", choices=list(C.CHANNELS), default=defaults.channel, help="sessions probed (default web)"
     )
-    p.add_argument("--msnbc", help="MSNBC .seq file (real data); an MSNBC encoder is trained unless given")
+    p.add_argument("--msnbc", help="same as --dataset msnbc PATH (kept for old scripts)")
     p.add_argument("--msnbc-limit", type=int, default=None, help="first N MSNBC sessions (default all)")
     p.add_argument("--msnbc-encoder", help="MSNBC encoder dir (used if it exists, else trained there)")
     p.add_argument(
@@ -184,6 +198,16 @@ def _register_encoder_report(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.max_sessions,
         help="simulated sessions probed (uniform sample)",
     )
+    p.add_argument(
+        "--max-train-rows",
+        type=int,
+        default=defaults.max_train_rows,
+        help="msnbc: training prefixes (sampled)",
+    )
+    p.add_argument(
+        "--max-test-rows", type=int, default=defaults.max_test_rows, help="msnbc: test prefixes (sampled)"
+    )
+    p.add_argument("--n-boot", type=int, default=defaults.n_boot, help="paired bootstrap resamples")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", default=defaults.out, help="report directory")
     p.set_defaults(func=encoder_report_command)

@@ -80,7 +80,7 @@ class MsnbcRun:
     test_fraction: float = 0.2
     min_conversion_prefix: int = 3
     n_label_clusters: int = 10  # about the size of an intent taxonomy
-    encoder_epochs: int = 3
+    encoder_epochs: int = 10  # TrainConfig's measured default (3 epochs left half the probe gain)
     encoder_max_minutes: float | None = 6.0  # bounds the encoder on 2 shared cores
     encoder_max_steps: int | None = None  # hard bound (tests, smoke runs)
     max_session_events: int = 2000
