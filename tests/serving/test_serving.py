@@ -44,7 +44,7 @@ def _loc(err: ValidationError) -> list[str]:
         ({"customer_id": "c1", "visitor_id": ""}, "visitor_id"),
         ({"customer_id": "c1", "k": 0}, "k"),
         ({"customer_id": "c1", "k": len(C.TILES) + 1}, "k"),
-        ({"customer_id": "c1", "candidate_tiles": ["mortgage", "spaceship"]}, "candidate_tiles"),
+        ({"customer_id": "c1", "candidate_tiles": ["mortgage", "spaceship"]}, "candidate_tiles.1"),
         ({"customer_id": "c1", "candidate_tiles": ["mortgage", "mortgage"]}, "candidate_tiles"),
         ({"customer_id": "c1", "candidate_tiles": []}, "candidate_tiles"),
         (
@@ -303,7 +303,7 @@ def test_local_tile_affinity_equals_the_feast_on_demand_view(
 def test_explain_groups_the_contributions(engine: S.ServingEngine, ids: dict[str, str]) -> None:
     resp = engine.rank_tiles(schemas.RankTilesRequest(customer_id=ids["customer"], explain=True))
     assert resp.explanation is not None and resp.explanation.tile_id == resp.tiles[0].tile_id
-    assert set(resp.explanation.groups) <= {"baseline", "embedding", "labels", "bias"}
+    assert set(resp.explanation.groups) <= {"baseline", "embedding", "labels", "web_activity", "bias"}
     assert "bias" in resp.explanation.groups and resp.explanation.top_features
     # The contributions add up to the model's margin for the explained tile (TreeSHAP is exact).
     model = engine.tile_model
