@@ -30,7 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "taxonomy": ("clicks2intent.cli.intent", "LLM intent taxonomy, LLM labels, distilled classifier"),
     "features": ("clicks2intent.cli.features", "build the Feast feature sources; read online features"),
     "evaluate": ("clicks2intent.cli.evaluate", "train the XGBoost models and write the ablation report"),
-    "sweep": ("clicks2intent.cli.sweep", "what identity resolution is worth: the tile ablation per link rate"),
+    "sweep": (
+        "clicks2intent.cli.sweep",
+        "what identity resolution is worth: the tile ablation per link rate",
+    ),
     "serve": ("clicks2intent.cli.serve", "run the BentoML service locally against artifacts/"),
     "demo-requests": ("clicks2intent.cli.serve", "start the service, call each endpoint once, stop it"),
     "summary": ("clicks2intent.cli.summary", "list the pipeline's outputs and where they are"),
