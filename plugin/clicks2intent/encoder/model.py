@@ -68,21 +68,19 @@ class EncoderConfig:
     d_ff: int = 128  # 2x d_model: the feed-forward dominates FLOPs, wider bought nothing on MSNBC
     dropout: float = 0.0  # SSL masking/cropping regularise already; CPU dropout cost ~15 % of a step
     max_len: int = 64  # longer sessions keep their LAST max_len events: recency carries the signal
-    causal: bool = (
-        True  # event i attends to events <= i, so the state at i IS the prefix embedding: see below
-    )
-    pooling: str = (
-        "last"  # session vector from the last event's state ("last"), or "mean"/"attention"/"last+attention"
-    )
-    embedding_dim: int = (
-        32  # the published vector (Feast Array(Float32)): compact, trees split on few columns
-    )
-    normalize: bool = (
-        True  # unit-length session vector: cosine-ready for aggregation and nearest-neighbour use
-    )
-    output: str = (
-        "vector"  # published: "vector" (embedding_dim), "next" (log P(next page), one per page type) or both
-    )
+    # Measured on MSNBC (prefix -> next category; XGBoost baseline log loss 1.197, + embedding, 10 epochs):
+    # the previous encoder (bidirectional, last+attention, 64-d) made it worse (+0.0097, one cut per
+    # session); causal + last, 32-d: -0.0135; causal + last+attention: -0.0117. Simulated intent probe
+    # (TF-IDF + embedding minus TF-IDF, log loss): previous -0.104, causal + last -0.052, causal +
+    # last+attention -0.070. The attention pool keeps more of the whole session: it is the default.
+    causal: bool = True  # event i sees only events <= i: its state IS the prefix's vector (see above)
+    pooling: str = "last+attention"  # [last event's state, attention pool]; also "last", "mean", "attention"
+    embedding_dim: int = 32  # the published vector (Feast Array(Float32)): compact, few columns for trees
+    normalize: bool = True  # unit-length session vector: cosine-ready for aggregation and neighbours
+    # What is published: "vector" (embedding_dim), "next" (log P(next page) per page type) or both. On
+    # MSNBC "next" beside the baseline gave -0.0202 log loss (vector -0.0135) but its size follows the
+    # page vocabulary and it is not unit length, so the vector stays the default.
+    output: str = "vector"
     n_time_buckets: int = 16  # dwell and gap are log-bucketed: seconds span 5 orders of magnitude
     dwell_max_seconds: float = 1800.0  # a page read longer than 30 min is "long"; one top bucket
     gap_max_seconds: float = 3600.0  # sessions end after ~30 min idle; longer gaps share the top bucket
@@ -405,13 +403,15 @@ class SessionEncoder(nn.Module):
         return self._finish(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
 
     def pool(self, states: torch.Tensor, padding: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The session vector ``[B, embedding_dim]`` (the vector of the whole session)."""
+        """The session vector ``[B, embedding_dim]`` (the vector of the whole session).
+
+        Pooled over the real events only, which for a causal encoder is exactly the last entry of
+        :meth:`prefix_vectors` (same score clamp), without computing every prefix.
+        """
         rows = torch.arange(states.shape[0], device=states.device)
         last = states[rows, lengths - 1]
         if self.pooling == "last":
             return self._finish(last)
-        if self.causal:  # cumulative poolings: the last prefix is the session
-            return self.prefix_vectors(states, padding)[rows, lengths - 1]
         parts: list[torch.Tensor] = []
         if self.pooling == "last+attention":
             parts.append(last)
@@ -419,7 +419,9 @@ class SessionEncoder(nn.Module):
             keep = (~padding).unsqueeze(-1).to(states.dtype)
             parts.append((states * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0))
         if self.pooling == "attention" or self.pooling == "last+attention":
-            scores = self.attn_score(states).squeeze(-1).masked_fill(padding, float("-inf"))
+            scores = (
+                self.attn_score(states).squeeze(-1).clamp(-30.0, 30.0).masked_fill(padding, float("-inf"))
+            )
             parts.append((torch.softmax(scores, dim=1).unsqueeze(-1) * states).sum(dim=1))
         return self._finish(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1))
 
