@@ -13,9 +13,8 @@ import argparse
 import sys
 
 from clicks2intent.cli import configure_logging
-from clicks2intent.cli.encoder import configs_from_args, embed_summary, register, training_summary
+from clicks2intent.cli.encoder import embed_summary, register, train_from_args, training_summary
 from clicks2intent.encoder.embed import embed_file
-from clicks2intent.encoder.train import train_encoder_file
 from clicks2intent.errors import Clicks2IntentError
 
 
@@ -34,17 +33,7 @@ def run(argv: list[str]) -> int:
     args, embed_out = _train_args(argv)
     configure_logging()
     try:
-        encoder_config, train_config = configs_from_args(args)
-        result = train_encoder_file(
-            args.events,
-            args.out,
-            encoder_config,
-            train_config,
-            channel=args.channel,
-            progress=not args.quiet,
-            threads=args.threads,
-        )
-        print(training_summary(result, args.out))
+        print(training_summary(train_from_args(args), args.out))
         if embed_out:
             print(embed_summary(embed_file(args.out, args.events, embed_out), embed_out))
     except Clicks2IntentError as error:

@@ -52,9 +52,10 @@ def training_summary(result: TrainResult, out: str | Path) -> str:
     )
 
 
-def _train_command(args: argparse.Namespace) -> int:
+def train_from_args(args: argparse.Namespace) -> TrainResult:
+    """The one library call behind ``c2i train-encoder`` (also used by ``training/train_encoder.py``)."""
     encoder_config, train_config = configs_from_args(args)
-    result = train_encoder_file(
+    return train_encoder_file(
         args.events,
         args.out,
         encoder_config,
@@ -63,7 +64,10 @@ def _train_command(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         threads=args.threads,
     )
-    print(training_summary(result, args.out))
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    print(training_summary(train_from_args(args), args.out))
     return 0
 
 
