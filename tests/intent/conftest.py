@@ -90,6 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
+        self._finish_in_flight()  # before the bytes leave: the client may send its next request at once
         try:
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -116,11 +117,18 @@ class _Handler(BaseHTTPRequestHandler):
             plan.requests.append(body)
             plan.in_flight += 1
             plan.max_in_flight = max(plan.max_in_flight, plan.in_flight)
+        self._counted = True
         try:
             self._answer(plan, body)
         finally:
-            with plan.lock:
-                plan.in_flight -= 1
+            self._finish_in_flight()
+
+    def _finish_in_flight(self) -> None:
+        """End this request's in-flight count once (at the answer, or when no answer is sent)."""
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.plan.lock:
+                self.plan.in_flight -= 1
 
     def _answer(self, plan: FaultPlan, body: dict[str, Any]) -> None:
         rf = body.get("response_format") or {}
