@@ -126,3 +126,32 @@ def test_paired_bootstrap_detects_a_clearly_better_model() -> None:
     assert res["good"]["diff"]["macro_recall_at_1"].low > 0
     with pytest.raises(ValueError, match="baseline"):
         M.paired_bootstrap(y, {"good": good}, M.ranking_metrics())
+
+
+def test_cluster_resamples_draw_whole_groups() -> None:
+    groups = np.array(["a", "b", "a", "c", "b", "a"])
+    for rows in M.cluster_resamples(groups, 20, np.random.default_rng(0)):
+        drawn = groups[rows]
+        for g in set(drawn):  # a group present in a resample brings all of its rows, as many times
+            assert (drawn == g).sum() % (groups == g).sum() == 0
+    assert M.cluster_resamples(np.array([]), 2, np.random.default_rng(0))[0].size == 0
+
+
+def test_grouped_bootstrap_is_wider_when_rows_of_a_group_are_copies() -> None:
+    """Ten copies of each of 40 rows: a row bootstrap believes 400 independent rows, groups know 40."""
+    rng = np.random.default_rng(2)
+    y1 = rng.integers(0, 3, 40)
+    p1, q1 = rng.dirichlet(np.ones(3), 40), rng.dirichlet(np.ones(3), 40)
+    y, p, q, g = (
+        np.repeat(y1, 10),
+        np.repeat(p1, 10, axis=0),
+        np.repeat(q1, 10, axis=0),
+        np.repeat(np.arange(40), 10),
+    )
+    fns = {"log_loss": M.ranking_metrics()["log_loss"]}
+    rows = M.paired_bootstrap(y, {"baseline": p, "other": q}, fns, n_boot=200)["other"]["diff"]["log_loss"]
+    grouped = M.paired_bootstrap(y, {"baseline": p, "other": q}, fns, n_boot=200, groups=g)["other"]["diff"][
+        "log_loss"
+    ]
+    assert grouped.value == rows.value
+    assert (grouped.high - grouped.low) > 2 * (rows.high - rows.low)

@@ -68,6 +68,26 @@ def test_later_category_targets_by_hand(sessions) -> None:
     assert seen[("msnbc-04", 3)] == -1 and seen[("msnbc-04", 4)] == -1
 
 
+def test_every_prefix_examples(sessions) -> None:
+    ex = make_examples(
+        sessions.ids, sessions.sequences, NEXT_CATEGORY, np.random.default_rng(0), prefixes="every"
+    )
+    # ab: k=1; aabcd: k=1..4; abab: k=1..3 — each with the event after the cut as target
+    assert list(zip(ex[C.SESSION_ID], ex["k"], strict=True)) == [
+        ("msnbc-02", 1),
+        *[("msnbc-03", k) for k in range(1, 5)],
+        *[("msnbc-04", k) for k in range(1, 4)],
+    ]
+    assert ex["target_code"].tolist() == [1, 0, 1, 2, 3, 1, 0, 1]
+    later = make_examples(sessions.ids, sessions.sequences, LATER_CATEGORY, np.random.default_rng(0),
+                          min_prefix=3, prefixes="every")  # fmt: skip
+    assert later["target_code"].tolist() == [2, 3, -1, -1, -1]  # aab->c, aabc->d, aabcd, aba, abab->none
+    with pytest.raises(Exception, match="prefixes"):
+        make_examples(
+            sessions.ids, sessions.sequences, NEXT_CATEGORY, np.random.default_rng(0), prefixes="all"
+        )
+
+
 def test_baseline_features_and_prefix_events(sessions) -> None:
     ex = pd.DataFrame({C.SESSION_ID: ["msnbc-03"], "position": [2], "k": [3]})
     ex[PREFIX_ID] = "msnbc-03#3"
@@ -99,5 +119,9 @@ def test_tiny_real_msnbc_run(msnbc_path, tmp_path) -> None:
     assert "none" in conv["classes"] and "none" not in tile["classes"]
     assert tile["labels"]["source"].startswith("proxy")
     assert set(tile["variants"]["embedding"]["features"]) >= {C.EMBEDDING, LAST_PAGE, PREFIX_LENGTH}
+    assert tile["bootstrap_unit"].startswith("group")  # every prefix: test sessions are resampled whole
+    assert tile["n_test"] > int(
+        tile["bootstrap_unit"].split("(")[1].split()[0]
+    )  # more prefixes than sessions
     paths = write_report(report, tmp_path / "reports", "ablation_msnbc")
     assert paths["json"].name == "ablation_msnbc.json" and paths["md"].is_file()

@@ -11,7 +11,7 @@ import argparse
 from clicks2intent.errors import ArtifactError, ConfigError
 from clicks2intent.evaluation import encoder_probe, reports
 from clicks2intent.evaluation.ablation import AblationConfig, SimulatedRun
-from clicks2intent.evaluation.msnbc import MsnbcRun
+from clicks2intent.evaluation.msnbc import PREFIX_MODES, MsnbcRun
 from clicks2intent.models.store import use_default_home
 from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
 from clicks2intent.names import columns as C
@@ -41,7 +41,9 @@ def ablation_inputs(args: argparse.Namespace) -> tuple[SimulatedRun | MsnbcRun, 
         msnbc = MsnbcRun(
             path=args.path,
             limit=args.limit,
-            max_rows=args.max_rows,
+            prefixes=args.prefixes,
+            max_train_rows=args.max_rows,
+            max_eval_rows=args.max_eval_rows,
             encoder_dir=args.encoder,
             intent_dir=args.intent,
             work_dir=args.work_dir,
@@ -100,7 +102,19 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
         "--max-rows",
         type=int,
         default=SimulatedRun.max_rows,
-        help="rows per task before the split (time bound)",
+        help="rows per task before the split (time bound); msnbc: training examples per task",
+    )
+    p.add_argument(
+        "--prefixes",
+        choices=PREFIX_MODES,
+        default=MsnbcRun.prefixes,
+        help="msnbc: every prefix of each session is an example, or one random cut per session",
+    )
+    p.add_argument(
+        "--max-eval-rows",
+        type=int,
+        default=MsnbcRun.max_eval_rows,
+        help="msnbc: validation and test examples per task, each (sampled)",
     )
     p.add_argument(
         "--tasks", nargs="+", choices=(TILE_RANKING, CONVERSION), default=[TILE_RANKING, CONVERSION]

@@ -182,6 +182,7 @@ def run_task_ablation(
     label_column: str = LABEL,
     services: Mapping[str, str] | None = None,
     oracle_feature_lists: Mapping[str, Sequence[str]] | None = None,
+    test_groups: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, FeatureModel]]:
     """Train every variant with features, score the test rows, bootstrap the differences.
 
@@ -190,7 +191,8 @@ def run_task_ablation(
     as a copy of the baseline. ``oracle_feature_lists`` (simulated data only: baseline features plus
     truth columns, :mod:`clicks2intent.evaluation.oracle`) adds reference rows, trained the same way
     but never returned as models; each variant then reports the share of the ``oracle_observable``
-    headroom it recovered.
+    headroom it recovered. ``test_groups`` (one id per test row): the bootstrap resamples those
+    groups whole (several prefixes of one session are not independent rows).
     """
     classes = list(classes)
     metric_fns = dict(metric_fns or task_metrics(task, classes))
@@ -211,6 +213,7 @@ def run_task_ablation(
         "n_train_weighted": float(train[WEIGHT].sum()) if WEIGHT in train.columns else float(len(train)),
         "n_valid": len(valid),
         "n_test": len(test),
+        "bootstrap_unit": "row" if test_groups is None else f"group ({len(np.unique(test_groups))} groups)",
         "classes": list(classes),
         "class_counts": {
             split: {
@@ -254,6 +257,7 @@ def run_task_ablation(
         random_state=config.random_state,
         variant_metrics=fit.variant_fns,
         reference=reference,
+        groups=test_groups,
     )
     _attach_intervals(section, boot, reference)
     return section, models

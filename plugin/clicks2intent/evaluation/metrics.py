@@ -192,6 +192,23 @@ class Interval:
         return {"value": self.value, "ci_low": self.low, "ci_high": self.high}
 
 
+def cluster_resamples(groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices of ``n_boot`` resamples that each draw whole groups with replacement."""
+    if len(groups) == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in range(n_boot)]
+    _, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = []
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(counts), size=len(counts))
+        k = counts[drawn]
+        offsets = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+        out.append(order[np.repeat(starts[drawn], k) + offsets])
+    return out
+
+
 def paired_bootstrap(
     y_true: np.ndarray,
     probas: Mapping[str, np.ndarray],
@@ -202,6 +219,7 @@ def paired_bootstrap(
     random_state: int = 0,
     variant_metrics: Mapping[str, Mapping[str, MetricFn]] | None = None,
     reference: str | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, dict[str, dict[str, Interval]]]:
     """Metric intervals per variant and intervals of the *paired* difference against ``baseline``.
 
@@ -214,13 +232,19 @@ def paired_bootstrap(
     ``reference`` (e.g. an oracle variant): each variant also gets ``"headroom"``, the share of the
     reference's gain it recovered, ``(m_v − m_base) / (m_ref − m_base)``, with its interval from the
     same resamples (a ratio per resample, so the three variants' correlation is kept).
+    ``groups`` (one id per row, e.g. the session of each prefix): resample whole groups, not rows —
+    rows of one group are correlated, and a row bootstrap would make their intervals too narrow.
     """
     if baseline not in probas:
         raise ValueError(f"baseline variant {baseline!r} not among {sorted(probas)}")
     y = np.asarray(y_true, dtype=np.int64)
     n = len(y)
     rng = np.random.default_rng(random_state)
-    idx = rng.integers(0, n, size=(n_boot, n))
+    idx = (
+        [rng.integers(0, n, size=n) for _ in range(n_boot)]
+        if groups is None
+        else cluster_resamples(np.asarray(groups), n_boot, rng)
+    )
     fns = {v: dict(metrics) | dict((variant_metrics or {}).get(v, {})) for v in probas}
     point = {v: {m: fn(y, p) for m, fn in fns[v].items()} for v, p in probas.items()}
     draws = {v: {m: np.empty(n_boot) for m in metrics} for v in probas}
