@@ -372,3 +372,80 @@ def test_a_hand_edit_of_keywords_is_versioned(tmp_path: Path) -> None:
     edited = Taxonomy.load(path)
     assert edited.edited and edited.version_string.startswith("v2+edit.")
     assert edited.labels[0].keywords == ["mortgage", "home equity loan"]
+
+
+def test_steps_on_a_goals_own_path_do_not_reject_the_goal() -> None:
+    """Each product is seen with the form, the start page and contact (3 steps): the hubs go first, so
+    the products stay; a lift from a handful of shared sessions makes no partner."""
+    sessions: list[list[str]] = []
+    for product in ("mortgage", "savings", "credit card", "auto loan"):
+        for i in range(30):
+            s = [product, "apply start"] + (["apply form"] if i % 2 else []) + (["contact"] if i % 3 else [])
+            sessions.append(s)
+    sessions += [["mortgage", "careers"], ["savings", "careers"], ["auto loan", "careers"], ["careers"]]
+    sessions += [["about"]] * 200
+    cands = [_cand(n, 2) for n in ("Mortgage", "Savings", "Credit card", "Auto loan")]
+    cands += [_cand("Apply start", 3), _cand("Apply form", 2), _cand("Contact", 2), _cand("Careers", 2)]
+    kept, notes = intent_review(cands, sessions, TaxonomyConfig(merge_share=0.9))
+    assert [c.name for c in kept] == ["Mortgage", "Savings", "Credit card", "Auto loan", "Careers"]
+    assert {s.split(" (")[0] for s in notes["rejected_steps"]} == {"Apply start", "Apply form", "Contact"}
+    assert notes["step_phrases"] == ["apply form", "apply start", "contact"]
+
+
+def test_review_keeps_frequent_goals_over_the_cap_and_merges_near_duplicates() -> None:
+    """The cap merges a near-duplicate pair first and drops only a seldom-seen candidate; frequent
+    goals stay up to hard_max_labels, however few proposals the sample gave them."""
+    goals = ["Mortgage", "Savings", "Credit card", "Auto loan", "Personal loan", "Investing", "Retirement"]
+    cands = [_cand(g, 5) for g in goals] + [_cand("Business banking", 1), _cand("Mortgages", 2)]
+    cands.append(_cand("Careers", 3))
+    for c in cands:
+        c.seen_share = 0.002 if c.name == "Careers" else 0.08
+    config = TaxonomyConfig(max_labels=6, hard_max_labels=8)
+    kept, what = review_candidates(cands, config)
+    names = [c.name for c in kept]
+    assert "Business banking" in names and len(kept) == 8  # frequent, though proposed once
+    assert "Mortgages -> Mortgage" in what["folded"] and "Careers" in what["dropped"]
+    strict = review_candidates([_cand(g, 5) for g in goals], TaxonomyConfig(max_labels=6, hard_max_labels=6))
+    assert len(strict[0]) == 6  # beyond the hard bound even a frequent goal goes
+
+
+def _topic_client_summaries(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(first sample without any savings session, pool of every session)."""
+    pool = summarize_sessions(events, generic={"home"})
+    first = pool[~pool["summary"].str.contains("savings")].reset_index(drop=True)
+    return first, pool
+
+
+@pytest.mark.parametrize("rounds", [0, 3])
+def test_a_goal_only_uncovered_sessions_show_is_proposed_in_coverage_rounds(
+    make_session_events: Any, fault_server: Any, tmp_path: Path, rounds: int
+) -> None:
+    """TnT-LLM's update step aimed at what the taxonomy misses: the first sample has no savings visit;
+    the pool's savings visits match no label, so coverage rounds ask them, and savings becomes a label."""
+    first, pool = _topic_client_summaries(make_session_events(n_per_topic=6))
+    config = TaxonomyConfig(n_sessions=len(first), minibatch_size=6, coverage_rounds=rounds, coverage_batch=4)
+    with _client(fault_server, tmp_path) as client:
+        tax = generate_taxonomy(first, client, config, progress=False, pool=pool)
+    names = {lab.name for lab in tax.labels}
+    g = tax.generation
+    if rounds == 0:
+        assert "Savings accounts" not in names and "coverage" not in g
+        return
+    assert "Savings accounts" in names
+    assert g["coverage"][0] < g["coverage"][-1] and g["coverage_sessions"] >= 1
+    asked = [r["messages"][-1]["content"] for r in fault_server.plan.requests[-g["coverage_sessions"] :]]
+    assert all("savings" in m for m in asked)  # only the uncovered sessions were asked
+
+
+def test_display_names_keep_a_topic_and_drop_a_site_map_prefix() -> None:
+    from clicks2intent.intent.taxonomy import _display_names
+
+    topic = [_cand(n) for n in ("Auto loan", "Auto loan calculator", "Auto loan rates")]
+    assert _display_names(topic[:1], topic) == {0: "Auto loan"}
+    family = [_cand(n) for n in ("Product mortgage", "Product savings", "Product credit card")]
+    assert _display_names(family[:1], family) == {0: "Mortgage"}
+    goal = _cand("Mortgage calculator", 3)
+    goal.names["Mortgage"] += 1
+    assert _display_names([goal], [goal], Counter({"mortgage": 40, "mortgage calculator": 20})) == {
+        0: "Mortgage"
+    }

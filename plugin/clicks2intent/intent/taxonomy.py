@@ -8,17 +8,23 @@ reliably — name the goal of *one* session summary, as constrained JSON, seeing
 1. **generate**: the first minibatch of session summaries gets one proposal ``{name, description}`` each;
    proposals are grouped by name similarity (stemmed content words, typo-tolerant) into candidates;
 2. **update**: every further minibatch is proposed *with the current candidate names in the prompt*
-   (reuse one if it fits), then merged into the candidates the same way;
+   (reuse one if it fits), then merged into the candidates the same way; then **coverage rounds**
+   aim the update step where the taxonomy is weak: sessions of a larger pool none of whose pages or
+   searches is a current label's name or keyword (they would fall to ``other``) propose goals, a
+   minibatch per round, until coverage stops improving. Which goals survive no longer depends on
+   which 64 sessions the first sample happened to hold (a demo had lost mortgage and savings);
 3. **intents, not pages** (:func:`intent_review`, no LLM): how candidates co-occur over a few thousand
    sessions decides what each one is. A *part* of a bigger goal (a product's calculator, seen with it
    in ≥ 30 % of its sessions at ≥ 3x chance) joins that goal; a *step* on many goals' paths (the
-   application form, the contact page: above chance with ≥ 3 other candidates) is rejected as a label;
+   application form, the contact page: above chance with ≥ 3 other candidates, the most connected
+   removed first so that a goal is not rejected for the steps on its own path) is rejected as a label;
    frequent phrases nobody proposed that are parts of a goal (its typical searches) become its
    ``keywords``, which the labeller matches. On the demo data this turned
    ``apply_form``/``contact`` labels into ten goals (mortgage, credit card, …, account help);
-4. **review**: candidates are consolidated to at most ``max_labels`` — rare ones (< ``min_support``
-   proposals and seen in < ``min_seen_share`` of sessions) and the overflow fold into the most similar
-   larger candidate or are dropped — and a catch-all ``other`` label is added so that labelling never
+4. **review**: candidates are consolidated to about ``max_labels`` — rare ones (< ``min_support``
+   proposals and seen in < ``min_seen_share`` of sessions) fold into the most similar larger candidate
+   or are dropped; over the bound near-duplicates merge first, then the least *seen* go, but a frequent
+   goal only beyond ``hard_max_labels`` — and a catch-all ``other`` label is added so that labelling never
    has to force a wrong label. Every label has a one-sentence description.
 
 The result is ``taxonomy.yaml`` (``version``, ``status`` draft/approved, ``labels[{id, name, description,
@@ -31,6 +37,7 @@ its edited content gets its own version string, and ``generate`` refuses to repl
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
 import hashlib
@@ -235,7 +242,13 @@ class TaxonomyConfig:
 
     n_sessions: int = 64  # sessions that propose a goal; only ambiguous ones cost a call (grounded)
     minibatch_size: int = 8  # one update round per minibatch (candidate names fed back after each)
-    max_labels: int = 10  # label count bound (excluding "other"): reviewable, learnable per class
+    # Label count (excluding "other"): reviewable, learnable per class. Over ``max_labels``, review merges
+    # near-duplicates and drops the least seen *infrequent* candidates; a frequent goal (seen in at
+    # least ``frequent_share`` of the co-occurrence sessions) is only dropped beyond ``hard_max_labels``
+    # (a cap that dropped the smallest had removed mortgage, savings and business banking in a demo).
+    max_labels: int = 12
+    hard_max_labels: int = 15
+    frequent_share: float = 0.03
     min_support: int = 2  # a candidate proposed by fewer sessions is folded or dropped in review …
     min_seen_share: float = 0.02  # … unless this share of the co-occurrence sessions shows it
     name_similarity: float = 0.5  # weighted Jaccard of content stems at which two names merge
@@ -256,11 +269,27 @@ class TaxonomyConfig:
     keyword_min_sessions: int = 5  # a phrase becomes a goal's keyword by the same test if this often seen
     step_partners: int = 3  # a step is seen above chance with at least this many other candidates …
     step_share: float = 0.1  # … each in at least this share of its sessions …
-    step_lift: float = 1.5  # … at this lift or more (generic-browsing pages co-occur at ~1)
+    step_lift: float = 1.5  # … at this lift or more (generic-browsing pages co-occur at ~1) …
+    # … in at least this share of the co-occurrence sessions together (and keyword_min_sessions): a
+    # 2x lift from 8 shared sessions of 4000 is noise (it had rejected investing and business banking).
+    step_min_share: float = 0.005
+    # Coverage-driven update rounds (TnT-LLM's update step aimed where the taxonomy is weak): after the
+    # first sample, the co-occurrence sessions none of whose pages/searches is a label's name or keyword
+    # propose goals, ``coverage_batch`` per round, until coverage gains less than ``min_coverage_gain``
+    # or ``coverage_rounds`` rounds (grounded proposals only: free names never equal a page).
+    coverage_rounds: int = 6
+    coverage_batch: int = 16
+    min_coverage_gain: float = 0.01
     random_state: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_sessions", "minibatch_size", "max_labels", "min_support"):
+        if self.hard_max_labels < self.max_labels:
+            raise ConfigError(
+                f"TaxonomyConfig.hard_max_labels: must be >= max_labels ({self.max_labels}), got {self.hard_max_labels}"
+            )
+        if self.coverage_rounds < 0:
+            raise ConfigError(f"TaxonomyConfig.coverage_rounds: must be >= 0, got {self.coverage_rounds}")
+        for name in ("n_sessions", "minibatch_size", "max_labels", "min_support", "coverage_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TaxonomyConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if not 0 < self.name_similarity <= 1:
@@ -510,8 +539,12 @@ def merge_proposal(
 def review_candidates(
     cands: list[Candidate], config: TaxonomyConfig
 ) -> tuple[list[Candidate], dict[str, Any]]:
-    """Consolidate to at most ``max_labels``: fold the smallest/rare candidates into their most similar
-    larger one (any shared content stem), else drop them. Returns kept candidates and what happened."""
+    """Consolidate the candidates: rare ones (few proposals *and* seldom seen) fold into their most
+    similar larger one (any shared content stem) or are dropped; above ``max_labels`` a near-duplicate
+    pair (names at ``name_similarity``) is merged first, else the least seen candidate goes — but a
+    frequent goal (seen in ``frequent_share`` of the co-occurrence sessions) only beyond
+    ``hard_max_labels``. How often a goal is *seen* decides, not how often the small proposal sample
+    happened to name it. Returns kept candidates and what happened."""
     kept = sorted(cands, key=lambda c: (-c.support, c.name))
     folded: list[str] = []
     dropped: list[str] = []
@@ -519,16 +552,26 @@ def review_candidates(
         # Rare = few proposals *and* seldom seen: a goal the small sample under-proposed (account
         # help: 1 proposal in 64, yet in 13 % of sessions) is not folded away.
         rare = [c for c in kept if c.support < config.min_support and c.seen_share < config.min_seen_share]
-        if len(kept) > config.max_labels:
-            victim = kept[-1]
-        elif rare and len(kept) > 2:
-            victim = rare[-1]
+        df = Counter(t for c in kept for t in c.tokens)
+        if rare and len(kept) > 2:
+            victim, strict = rare[-1], False
+        elif len(kept) > config.max_labels:
+            pair = _nearest_pair(kept, df, config.name_similarity)
+            by_seen = sorted(kept, key=lambda c: (c.seen_share, c.support, c.name))
+            if pair is not None:
+                victim, strict = pair, True
+            elif by_seen[0].seen_share < config.frequent_share or len(kept) > config.hard_max_labels:
+                victim, strict = by_seen[0], True
+            else:
+                break  # every candidate is a frequent goal: keep them (up to hard_max_labels)
         else:
             break
         kept.remove(victim)
         df = Counter(t for c in kept for t in c.tokens)
+        floor = config.name_similarity if strict else 0.0
         scored = [(_similarity(victim, c, df), c.support, c) for c in kept]
-        scored = [s for s in scored if s[0] > 0]
+        # An overflow victim only joins a near-duplicate ("loan calculator" is not "auto loan").
+        scored = [s for s in scored if (s[0] >= floor if strict else s[0] > 0)]
         if scored:
             target = max(scored, key=lambda s: (s[0], s[1]))[2]
             target.absorb(victim)
@@ -537,6 +580,19 @@ def review_candidates(
             dropped.append(victim.name)
         kept.sort(key=lambda c: (-c.support, c.name))
     return kept, {"folded": folded, "dropped": dropped}
+
+
+def _nearest_pair(kept: list[Candidate], df: Counter, threshold: float) -> Candidate | None:
+    """The smaller of the most similar pair whose names are near-duplicates (similarity at
+    ``threshold`` or more), or None: what an over-full taxonomy merges before it drops anything."""
+    best, best_sim = None, threshold
+    for i, a in enumerate(kept):
+        for b in kept[i + 1 :]:
+            sim = _similarity(a, b, df)
+            if sim >= best_sim:
+                small = min((a, b), key=lambda c: (c.seen_share, c.support))
+                best, best_sim = small, sim
+    return best
 
 
 def candidate_cooccurrence(
@@ -610,17 +666,46 @@ def intent_review(
             cands[parent[i]].absorb(cands[i])
     merged = [cands[i] for i in groups]
     n, share, lift = _shares(merged, session_phrases)
-    kept = []
     for i, c in enumerate(merged):
         c.seen_share = float(n[i] / len(session_phrases))
-        partners = np.flatnonzero((share[i] >= config.step_share) & (lift[i] >= config.step_lift))
-        if len(partners) >= config.step_partners:
-            seen = ", ".join(merged[j].name for j in partners[np.argsort(-share[i, partners])][:4])
-            notes["rejected_steps"].append(f"{c.name} (seen with {seen}: a step on their paths, not a goal)")
-        else:
-            kept.append(c)
+    steps = _steps(n, share, lift, config, len(session_phrases))
+    for i, partners in steps:
+        seen = ", ".join(merged[j].name for j in partners[:4])
+        notes["rejected_steps"].append(
+            f"{merged[i].name} (seen with {seen}: a step on their paths, not a goal)"
+        )
+    step_ids = {i for i, _ in steps}
+    notes["step_phrases"] = sorted({p.lower() for i in step_ids for p in merged[i].names})
+    kept = [c for i, c in enumerate(merged) if i not in step_ids]
     notes["keywords_added"] = _add_part_keywords(kept, session_phrases, config)
     return kept, notes
+
+
+def _steps(
+    n: np.ndarray, share: np.ndarray, lift: np.ndarray, config: TaxonomyConfig, n_sessions: int
+) -> list[tuple[int, list[int]]]:
+    """Candidates that are steps, with the partners they were seen with, most connected first. Two
+    candidates are partners when either is seen in ``step_share`` of the other's sessions at
+    ``step_lift``: the application form is in half of the mortgage visits, though mortgage is in only
+    an eighth of the form's. The hub with the most partners (ties: the more frequent) is a step and
+    is removed before partners are counted again, so a goal is not rejected for being seen with the
+    steps on its own path (which had removed mortgage and savings in a demo)."""
+    either = np.maximum(share, share.T)  # P(j | i) or P(i | j)
+    both = share * n[:, None]  # sessions showing both: a lift from a handful of them is noise
+    enough = both >= max(config.keyword_min_sessions, config.step_min_share * n_sessions)
+    partner = (either >= config.step_share) & (lift >= config.step_lift) & enough
+    np.fill_diagonal(partner, False)
+    alive = np.ones(len(n), dtype=bool)
+    out: list[tuple[int, list[int]]] = []
+    while alive.any():
+        counts = np.where(alive, (partner & alive[None, :]).sum(axis=1), -1)
+        i = max(np.flatnonzero(alive), key=lambda i: (counts[i], n[i]))
+        if counts[i] < config.step_partners:
+            break
+        mates = np.flatnonzero(partner[i] & alive)
+        out.append((int(i), [int(j) for j in mates[np.argsort(-either[i, mates])]]))
+        alive[i] = False
+    return out
 
 
 def _add_part_keywords(
@@ -684,17 +769,142 @@ def sample_ids(ids: list[str], n: int, random_state: int) -> list[str]:
     return [ids[i] for i in order[: min(n, len(ids))]]
 
 
-def _display_names(kept: list[Candidate], all_cands: list[Candidate]) -> dict[int, str]:
-    """Grounded names are page names: drop a leading word that starts 3+ candidate names (a site-map
-    family such as "product …" that slipped through), when something is left and names stay unique."""
-    firsts = Counter(c.name.lower().split(" ", 1)[0] for c in all_cands if " " in c.name)
+def _display_names(
+    kept: list[Candidate], all_cands: list[Candidate], seen: Counter | None = None
+) -> dict[int, str]:
+    """Grounded names are page names. Of a goal's proposed names the one most sessions show is its
+    name ("Mortgage", not its part "Mortgage calculator" that a few more proposals happened to pick;
+    ``seen``: sessions per lower-cased phrase), and a leading word that starts 3+ candidate names of a
+    site-map family ("product …") is dropped, when something is left and names stay unique."""
+    seen = seen or Counter()
+
+    def base(c: Candidate) -> str:
+        proposed = [name for name, k in c.names.items() if k > 0] or [c.name]
+        return max(proposed, key=lambda name: (seen[name.lower()], c.names[name], name == c.name))
+
+    rests: dict[str, list[frozenset[str]]] = {}
+    for c in all_cands:
+        first, _, rest = c.name.lower().partition(" ")
+        if rest:
+            rests.setdefault(first, []).append(name_tokens(rest))
+
+    def family(first: str) -> bool:
+        # "product mortgage / product savings / product credit card": the rests share nothing. "auto
+        # loan / auto loan calculator / auto loan rates" is one topic, not a family: keep "Auto loan".
+        got = rests.get(first, [])
+        return len(got) >= 3 and not frozenset.intersection(*got)
+
     out: dict[int, str] = {}
     for i, c in enumerate(kept):
-        first, _, rest = c.name.partition(" ")
-        out[i] = clean_name(rest) if rest and firsts[first.lower()] >= 3 else c.name
+        name = base(c)
+        first, _, rest = name.partition(" ")
+        out[i] = clean_name(rest) if rest and family(first.lower()) else clean_name(name)
     if len(set(out.values())) < len(out):
         return {i: c.name for i, c in enumerate(kept)}
     return out
+
+
+@dataclass
+class _Proposer:
+    """One generation run's proposal bookkeeping: the candidates so far and the call counters."""
+
+    client: Any
+    config: TaxonomyConfig
+    texts: dict[str, str]  # session id -> summary
+    phrases: dict[str, list[str]]  # session id -> salient phrases (grounded options)
+    progress: bool = True
+    cands: list[Candidate] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)  # ok, failed, forced (one option), no_phrase
+    failures: Counter = field(default_factory=Counter)
+
+    def round(self, batch: list[str], label: str, exclude: frozenset[str] = frozenset()) -> None:
+        """Propose a goal for each session of ``batch`` seeing the current candidates, then merge the
+        answers in. ``exclude``: phrases judged steps, no longer offered as a goal (grounded)."""
+        from clicks2intent.intent.llm.client import JsonRequest, failure_reason
+
+        config, cands = self.config, self.cands
+        asks: list[tuple[str, JsonRequest]] = []
+        for sid in batch:
+            if config.proposal == "free":
+                ranked = sorted(cands, key=lambda c: (-c.support, c.name))
+                known = [c.name for c in ranked[: config.show_known]]
+                messages = propose_messages(self.texts[sid], known)
+                asks.append((sid, JsonRequest(messages, PROPOSE_SCHEMA, name="intent_proposal")))
+                continue
+            own = [p for p in self.phrases[sid] if p.lower() not in exclude]
+            options = grounded_options(own, cands, config.show_known)
+            if not options:
+                self.counts["no_phrase"] += 1  # only navigation pages: no goal to name, left to "other"
+            elif len(options) == 1:
+                self.counts["forced"] += 1  # the enum has one value: the answer is known without a call
+                merge_proposal(cands, sid, options[0], "", config.name_similarity)
+            else:
+                messages = grounded_messages(self.texts[sid], options)
+                asks.append((sid, JsonRequest(messages, grounded_schema(options), name="interest")))
+        show = label if self.progress else None
+        results = self.client.map_json([r for _, r in asks], progress=show) if asks else []
+        for (sid, _), res in zip(asks, results, strict=True):
+            if res.status != "ok":
+                self.counts["failed"] += 1
+                self.failures[failure_reason(res.error)] += 1
+                continue
+            self.counts["ok"] += 1
+            if config.proposal == "free":
+                merge_proposal(cands, sid, res.data["name"], res.data["description"], config.name_similarity)
+            else:
+                merge_proposal(cands, sid, res.data["interest"], "", config.name_similarity)
+
+
+def _reviewed(
+    cands: list[Candidate], session_phrases: list[list[str]], config: TaxonomyConfig
+) -> tuple[list[Candidate], dict[str, Any]]:
+    """What the taxonomy would be now (intent review, then consolidation), on copies: the candidates
+    keep growing in later rounds."""
+    kept, notes = intent_review(copy.deepcopy(cands), session_phrases, config)
+    kept, review = review_candidates(kept, config)
+    return kept, {**review, **notes}
+
+
+def covered_sessions(kept: list[Candidate], session_phrases: list[list[str]]) -> np.ndarray:
+    """Per session: does one of its phrases equal a kept label's name or keyword (what the labeller's
+    rule matches at full weight)? A session without this is one the taxonomy describes poorly: it
+    would fall to "other" or to a weak word overlap."""
+    names = {n.lower() for c in kept for n in c.names}
+    return np.array([any(p.lower() in names for p in ps) for ps in session_phrases], dtype=bool)
+
+
+def _coverage_rounds(
+    proposer: _Proposer, pool_ids: list[str], pool_phrases: list[list[str]], asked: set[str]
+) -> dict[str, Any]:
+    """Update rounds aimed at the sessions the current taxonomy covers worst: each round, sessions of
+    the pool none of whose phrases is a label's name or keyword (and that show something besides the
+    steps) propose a goal, until coverage (share of pool sessions with a phrase that are covered)
+    gains less than ``min_coverage_gain``. A goal the first sample missed is in exactly those."""
+    config = proposer.config
+    has_phrase = np.array([bool(ps) for ps in pool_phrases], dtype=bool)
+    history: list[float] = []
+    asked_in_rounds = 0
+    for r in range(config.coverage_rounds + 1):
+        kept, notes = _reviewed(proposer.cands, pool_phrases, config)
+        covered = covered_sessions(kept, pool_phrases)
+        history.append(round(float(covered[has_phrase].mean()) if has_phrase.any() else 1.0, 4))
+        if r == config.coverage_rounds or (
+            len(history) >= 2 and history[-1] - history[-2] < config.min_coverage_gain
+        ):
+            break
+        steps = frozenset(notes.get("step_phrases", []))
+        todo = [
+            sid
+            for sid, ps, cov in zip(pool_ids, pool_phrases, covered, strict=True)
+            if not cov and sid not in asked and any(p.lower() not in steps for p in ps)
+        ]
+        if not todo:
+            break
+        batch = sample_ids(todo, config.coverage_batch, config.random_state + 2 + r)
+        asked.update(batch)
+        asked_in_rounds += len(batch)
+        proposer.round(batch, f"taxonomy coverage round {r + 1}", exclude=steps)
+    return {"coverage": history, "coverage_rounds": len(history) - 1, "coverage_sessions": asked_in_rounds}
 
 
 def generate_taxonomy(
@@ -704,11 +914,14 @@ def generate_taxonomy(
     version: int = 1,
     progress: bool = True,
     session_phrases: list[list[str]] | None = None,
+    pool: pd.DataFrame | None = None,
 ) -> Taxonomy:
     """Run generate → update → review over minibatches of ``summaries`` (from
     :func:`clicks2intent.intent.summaries.summarize_sessions`, with its ``phrases`` column for grounded
-    proposals) using ``client`` (an :class:`~clicks2intent.intent.llm.client.LLMClient`)."""
-    from clicks2intent.intent.llm.client import JsonRequest, failure_reason
+    proposals) using ``client`` (an :class:`~clicks2intent.intent.llm.client.LLMClient`), then
+    coverage-driven update rounds (grounded) over ``pool``: summaries of many sessions whose phrases
+    also decide steps and parts (``session_phrases`` is the phrases-only form of it, with no coverage
+    rounds). Neither given: the rows of ``summaries`` beyond the sample are the pool."""
     from clicks2intent.intent.summaries import PHRASES, SUMMARY
 
     config = config or TaxonomyConfig()
@@ -727,64 +940,33 @@ def generate_taxonomy(
     # Rows beyond n_sessions are sampled; a pre-sampled frame keeps its row order, which defines the
     # minibatches (so a larger sample extends a smaller one and reuses its cached answers).
     chosen = sample_ids(ids, config.n_sessions, config.random_state) if len(ids) > config.n_sessions else ids
+    if pool is None and session_phrases is None:
+        pool = summaries
+    if pool is not None:
+        pool_ids = pool[C.SESSION_ID].astype(str).tolist()
+        by_id.update(zip(pool_ids, pool[SUMMARY], strict=True))
+        phrases.update(zip(pool_ids, [list(p) for p in pool[PHRASES]], strict=True))
+        session_phrases = [list(phrases[s]) for s in pool_ids]
     t0 = time.perf_counter()
-    cands: list[Candidate] = []
-    counts: Counter = Counter()  # ok, failed, forced (one option), no_phrase (nothing salient)
-    failures: Counter = Counter()
+    proposer = _Proposer(client, config, by_id, phrases, progress)
     batches = [chosen[i : i + config.minibatch_size] for i in range(0, len(chosen), config.minibatch_size)]
     for b, batch in enumerate(batches):
-        asks: list[tuple[str, JsonRequest]] = []
-        for sid in batch:
-            if config.proposal == "free":
-                ranked = sorted(cands, key=lambda c: (-c.support, c.name))
-                known = [c.name for c in ranked[: config.show_known]]
-                asks.append(
-                    (
-                        sid,
-                        JsonRequest(
-                            propose_messages(by_id[sid], known), PROPOSE_SCHEMA, name="intent_proposal"
-                        ),
-                    )
-                )
-                continue
-            options = grounded_options(list(phrases[sid]), cands, config.show_known)
-            if not options:
-                counts["no_phrase"] += 1  # only navigation pages: no goal to name, left to "other"
-            elif len(options) == 1:
-                counts["forced"] += 1  # the enum has one value: the answer is known without a call
-                merge_proposal(cands, sid, options[0], "", config.name_similarity)
-            else:
-                asks.append(
-                    (
-                        sid,
-                        JsonRequest(
-                            grounded_messages(by_id[sid], options), grounded_schema(options), name="interest"
-                        ),
-                    )
-                )
-        label = f"taxonomy minibatch {b + 1}/{len(batches)}" if progress else None
-        results = client.map_json([r for _, r in asks], progress=label) if asks else []
-        for (sid, _), res in zip(asks, results, strict=True):
-            if res.status != "ok":
-                counts["failed"] += 1
-                failures[failure_reason(res.error)] += 1
-                continue
-            counts["ok"] += 1
-            if config.proposal == "free":
-                merge_proposal(cands, sid, res.data["name"], res.data["description"], config.name_similarity)
-            else:
-                merge_proposal(cands, sid, res.data["interest"], "", config.name_similarity)
+        proposer.round(batch, f"taxonomy minibatch {b + 1}/{len(batches)}")
+    cooc = session_phrases if session_phrases is not None else [list(phrases.get(s, [])) for s in chosen]
+    coverage: dict[str, Any] = {}
+    if config.proposal == "grounded" and pool is not None and config.coverage_rounds > 0:
+        coverage = _coverage_rounds(proposer, pool_ids, cooc, set(chosen))
+    cands, counts, failures = proposer.cands, proposer.counts, proposer.failures
     n_candidates = len(cands)
     all_cands = list(cands)
     # Co-occurrence over many sessions (given) or the generation sample itself (no call either way).
-    cooc = session_phrases if session_phrases is not None else [list(phrases.get(s, [])) for s in chosen]
     cands, intent_notes = intent_review(cands, cooc, config)
     kept, review = review_candidates(cands, config)
     review.update(intent_notes)
     if not kept and not config.add_other:
         raise LLMError(f"taxonomy: the model produced no usable label from {len(chosen)} sessions")
     names = (
-        _display_names(kept, all_cands)
+        _display_names(kept, all_cands, Counter(p.lower() for ps in cooc for p in set(ps)))
         if config.proposal == "grounded"
         else {i: c.name for i, c in enumerate(kept)}
     )
@@ -827,6 +1009,7 @@ def generate_taxonomy(
             "sessions_without_salient_phrase": counts["no_phrase"],
             "failure_reasons": dict(failures),
             "n_candidates": n_candidates,
+            **coverage,
             "review": review,
             "support": support,
             "seconds": round(time.perf_counter() - t0, 2),
@@ -954,7 +1137,6 @@ def generate_taxonomy_file(
     from clicks2intent.data.contract import read_events
     from clicks2intent.intent.llm.server import llm_client
     from clicks2intent.intent.summaries import (
-        PHRASES,
         common_prefixes,
         generic_pages,
         summarize_sessions,
@@ -976,9 +1158,7 @@ def generate_taxonomy_file(
     cooc_ids = sample_ids(web_session_ids(frame), config.cooccurrence_sessions, config.random_state + 1)
     cooc = summarize_sessions(frame, session_ids=cooc_ids, generic=generic, prefixes=prefixes)
     with llm_client(llm) as client:
-        taxonomy = generate_taxonomy(
-            summaries, client, config, version=version, session_phrases=[list(p) for p in cooc[PHRASES]]
-        )
+        taxonomy = generate_taxonomy(summaries, client, config, version=version, pool=cooc)
     taxonomy.generation["events"] = str(events)
     taxonomy.generation["generic_pages"] = sorted(generic)
     taxonomy.generation["generic_prefixes"] = sorted(prefixes)
