@@ -539,7 +539,7 @@ def _web_intent_views(
     common: Mapping[str, Any],
 ) -> tuple[FeatureView, FeatureView]:
     """(visitor_web_intent, customer_web_intent): the time-decayed aggregates, one row per change."""
-    from feast import Field
+    from feast import Field, PushSource
 
     FeatureView = planned_feature_view()  # noqa: N806 - the class Feast's objects are built from
     from feast.types import Array, Float32, Float64, Int64, String
@@ -548,7 +548,9 @@ def _web_intent_views(
         name=f"{prefix}{VISITOR_WEB_INTENT}",
         entities=[visitor],
         ttl=ttl,
-        source=sources.visitor_web_intent,
+        # A push source over the batch file: clicks2intent.features.push writes a visitor's new aggregate
+        # online seconds after one of its sessions ends; materialize still reads the batch source.
+        source=PushSource(name=f"{prefix}{VISITOR_WEB_INTENT}_push", batch_source=sources.visitor_web_intent),
         description="A visitor's web intent as of each change: latest session's label and time-decayed mixes.",
         schema=[
             Field(
