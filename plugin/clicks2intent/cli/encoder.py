@@ -121,6 +121,21 @@ def embed_summary(stats: EmbedStats, out: str | Path) -> str:
 
 
 def _embed_command(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from clicks2intent.cli.features import ray_options
+        from clicks2intent.features.ray_jobs import ray_embed_file
+
+        stats = ray_embed_file(
+            args.encoder,
+            args.events,
+            args.out,
+            batch_size=args.batch_size,
+            channel=args.channel,
+            device=args.device,
+            ray=ray_options(args),
+        )
+        print(embed_summary(stats, args.out) + f" (ray, {args.ray_actors} actors)")
+        return 0
     stats = embed_file(
         args.encoder,
         args.events,
@@ -150,4 +165,7 @@ def _register_embed(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", choices=list(C.CHANNELS), help="embed only events of this channel (e.g. web)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from clicks2intent.cli.features import add_engine_arguments
+
+    add_engine_arguments(p)
     p.set_defaults(func=_embed_command)

@@ -22,6 +22,35 @@ from clicks2intent.names.features import TILE_RANKER_V1
 from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
 
 
+# --- --engine ray (c2i embed, c2i taxonomy label) ------------------------------------------------------
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and where Ray runs (clicks2intent.features.ray_jobs)."""
+    from clicks2intent.features.ray_jobs import ENGINES, RayOptions
+
+    d = RayOptions()
+    g = parser.add_argument_group("engine (--engine ray: Ray Data actor pool; needs the ray extra)")
+    g.add_argument("--engine", choices=ENGINES, default="local", help="local: one process (default)")
+    g.add_argument(
+        "--ray",
+        dest="engine",
+        action="store_const",
+        const="ray",
+        help="same as --engine ray",
+    )
+    g.add_argument(
+        "--ray-address", default=d.address, help="Ray cluster (auto, ray://head:10001); default: local Ray"
+    )
+    g.add_argument("--ray-cpus", type=int, default=d.num_cpus, help="CPUs of the local Ray")
+    g.add_argument("--ray-actors", type=int, default=d.actors, help="actor pool size")
+
+
+def ray_options(args: argparse.Namespace) -> Any:
+    """The parsed engine flags as :class:`~clicks2intent.features.ray_jobs.RayOptions`."""
+    from clicks2intent.features.ray_jobs import RayOptions
+
+    return RayOptions(address=args.ray_address, num_cpus=args.ray_cpus, actors=args.ray_actors)
+
+
 def build_options(args: argparse.Namespace) -> tuple[FeatureBuildPaths, FeatureBuildConfig]:
     """The parsed ``features build`` flags as the job's typed inputs."""
     paths = FeatureBuildPaths(
@@ -81,6 +110,34 @@ def online_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def push_command(args: argparse.Namespace) -> int:
+    import time
+
+    from clicks2intent.data.contract import read_events
+    from clicks2intent.features.push import push_sessions
+    from clicks2intent.features.store import open_store
+    from clicks2intent.features.transforms import load_models
+
+    t0 = time.perf_counter()
+    events = read_events(args.events)
+    embedder, classifier = load_models(Path(args.artifacts))
+    store = open_store(args.repo, args.config)
+    report = push_sessions(
+        store,
+        events,
+        embedder,
+        classifier,
+        classifier.taxonomy_version,
+        features_dir=None if args.no_visitors else args.features,
+    )
+    steps = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in report.seconds.items())
+    print(
+        f"pushed {len(report.session_ids)} session(s) and {len(report.visitor_ids)} visitor(s) online "
+        f"({steps}; loading {time.perf_counter() - t0 - sum(report.seconds.values()):.1f} s)"
+    )
+    return 0
+
+
 def _short(value: Any, width: int = 6) -> str:
     if isinstance(value, list | tuple):
         head = ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value[:width])
@@ -134,3 +191,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--features", default=str(ARTIFACTS.features), help="feature sources (to pick a default customer)"
     )
     o.set_defaults(func=online_command)
+    p = sub.add_parser(
+        "push",
+        help="finished sessions' events → embed + label → push session and visitor web intent online",
+    )
+    p.add_argument(
+        "--events", required=True, help="events (parquet/CSV, clickstream contract) of ended sessions"
+    )
+    p.add_argument("--artifacts", default=str(ARTIFACTS.root), help="artifacts dir (encoder/, intent/)")
+    p.add_argument("--repo", default="feature_repo", help="Feast repository")
+    p.add_argument(
+        "--config", default=None, help="feature store YAML (default: the repo's feature_store.yaml)"
+    )
+    p.add_argument(
+        "--features",
+        default=str(ARTIFACTS.features),
+        help="feature sources (visitor history + build_report.json for the visitor aggregate)",
+    )
+    p.add_argument("--no-visitors", action="store_true", help="push the session rows only")
+    p.set_defaults(func=push_command)

@@ -115,7 +115,13 @@ def _label(args: argparse.Namespace) -> int:
     from clicks2intent.intent.labelling import run_labelling
 
     config = from_args(LabellingConfig, args, llm=llm_options(args))
-    run = run_labelling(config)
+    if args.engine == "ray":
+        from clicks2intent.cli.features import ray_options
+        from clicks2intent.features.ray_jobs import ray_run_labelling
+
+        run = ray_run_labelling(config, ray_options(args))
+    else:
+        run = run_labelling(config)
     report, ledger, n = run.report, run.report["ledger"], run.report["n_sessions"]
     print(
         f"labelled {n} sessions in {run.seconds:.1f}s ({report['sessions_per_s']} sessions/s): {report['n_ok']} ok "
@@ -232,6 +238,9 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
         help="the rule decides when its best label scores this many times the runner-up (0: always ask the LLM)",
     )
     add_llm_arguments(lab)
+    from clicks2intent.cli.features import add_engine_arguments
+
+    add_engine_arguments(lab)
     lab.set_defaults(func=_label)
 
     dd = DistillConfig

@@ -1,0 +1,387 @@
+"""Batch embedding and LLM labelling on Ray Data (``c2i embed --engine ray``, ``c2i taxonomy label
+--engine ray``): the same jobs as :func:`clicks2intent.encoder.embed.embed_file` and
+:func:`clicks2intent.intent.labelling.run_labelling`, spread over a Ray cluster.
+
+Why Ray Data: the two jobs are embarrassingly parallel per session but hold state that is expensive to
+create (the encoder's weights; an LLM client with its connection pool and response cache), so each runs
+as ``map_batches``/``map_groups`` over an **actor pool**: every actor loads the encoder (or opens the
+client) once and then serves many batches.
+
+* **Embedding**: the events parquet is read by Ray Data, each event gets its session's hash shard, and
+  ``groupby(shard).map_groups`` hands every actor whole sessions (a session never straddles two
+  batches, so every vector is what the single-process job computes, to float rounding). The vectors
+  stream back to the driver, which writes the same one-file ``session_embeddings.parquet``.
+* **Labelling**: the driver samples and summarises sessions exactly as the single-process job does and
+  starts (or points at) the LLM endpoint; actors run :func:`~clicks2intent.intent.labelling.label_sessions`
+  on batches of summaries, each with its own :class:`~clicks2intent.intent.llm.client.LLMClient` on the
+  SAME SQLite response cache and call ledger (``calls`` table), so a re-run costs 0 calls whichever
+  engine ran first. The total number of requests in flight is bounded by the LLM options'
+  ``concurrency`` (split over the actors).
+
+Ray is local and in-process by default, bounded by :class:`RayOptions` (``num_cpus=2``); set
+``address`` (``auto``, ``ray://head:10001``) for a cluster, whose workers must then see the encoder
+directory, the taxonomy file's content (shipped by value) and the cache path (a shared file system).
+Needs the ``ray`` extra: ``pip install -e ".[ray]"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clicks2intent.errors import ArtifactError, ConfigError
+from clicks2intent.names.paths import CHECKPOINT_FILE
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")  # the ``--engine`` choices of ``c2i embed`` and ``c2i taxonomy label``
+SHARD = "__c2i_shard"  # the session-hash shard column the embedding job groups by (dropped again)
+LEDGER = "__c2i_ledger"  # per-batch ledger delta (JSON) carried back from a labelling actor
+ORDER = "__c2i_order"  # a summary's position, so labels come back in the single-process order
+_LEDGER_COUNTS = ("requests", "cache_hits", "api_calls", "prompt_tokens", "completion_tokens", "failures")
+
+
+@dataclasses.dataclass(frozen=True)
+class RayOptions:
+    """Where Ray runs and how much of it a job may use."""
+
+    address: str | None = None  # None: start a local Ray in this process; "auto" / "ray://…": a cluster
+    num_cpus: int = 2  # local Ray only: the CPUs it may schedule on
+    actors: int = 2  # actor pool size (encoders / LLM clients held at once)
+    object_store_mb: int = 512  # local Ray only: shared-memory object store
+    rows_per_shard: int = 250_000  # embedding: events per session-hash shard (one actor call each)
+
+    def __post_init__(self) -> None:
+        for name in ("num_cpus", "actors", "object_store_mb", "rows_per_shard"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ray {name}: must be >= 1, got {getattr(self, name)}")
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:  # an optional extra
+        raise ConfigError(
+            '--engine ray: Ray is not installed (pip install -e ".[ray]", i.e. ray[data]>=2.47)'
+        ) from exc
+    return ray
+
+
+@contextlib.contextmanager
+def ray_session(options: RayOptions) -> Iterator[Any]:
+    """Ray for the duration of a job: an already initialised Ray is used as is (and left running);
+    otherwise a bounded local one is started (or ``options.address`` joined) and shut down after."""
+    ray = _require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    if options.address:
+        ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        ray.init(
+            num_cpus=options.num_cpus,
+            include_dashboard=False,
+            object_store_memory=options.object_store_mb * 1024 * 1024,
+            log_to_driver=False,
+        )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def actor_cpus(options: RayOptions, actors: int | None = None) -> float:
+    """CPUs each pool actor reserves. On a local Ray, the actors together leave one CPU free: the
+    read, shard and shuffle tasks need a whole one, and a pool holding every CPU deadlocks the job
+    (measured: num_cpus=2 with two 1-CPU actors never finished)."""
+    n = actors or options.actors
+    if options.address:
+        return 1.0
+    return max(0.1, (options.num_cpus - 1) / n) if options.num_cpus > 1 else 0.5 / n
+
+
+# --- embedding --------------------------------------------------------------------------------------
+
+
+class _EmbedActor:
+    """One encoder per actor, loaded once; each call embeds whole sessions (one shard)."""
+
+    def __init__(self, encoder_dir: str, batch_size: int, device: str | None, threads: int) -> None:
+        import torch
+
+        from clicks2intent.encoder.embed import SessionEmbedder
+
+        torch.set_num_threads(threads)
+        self.embedder = SessionEmbedder.load(encoder_dir, device=device, batch_size=batch_size, online=False)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from clicks2intent.encoder.embed import OUTPUT_SCHEMA
+
+        if SHARD in table.column_names:
+            table = table.drop_columns([SHARD])
+        if table.num_rows == 0:
+            return OUTPUT_SCHEMA.empty_table()
+        return self.embedder.embed_table(table)
+
+
+def _add_shard(table: pa.Table, n_shards: int, channel: str | None) -> pa.Table:
+    """Keep ``channel``'s events and tag each with its session's shard (a stable hash)."""
+    from clicks2intent.encoder.embed import filter_channel
+    from clicks2intent.names import columns as C
+
+    table = filter_channel(table, channel)
+    ids = table[C.SESSION_ID].combine_chunks().cast(pa.string()).dictionary_encode()
+    uniq = ids.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    shard_of_unique = (pd.util.hash_array(uniq) % np.uint64(n_shards)).astype(np.int64)
+    shard = shard_of_unique[ids.indices.to_numpy(zero_copy_only=False)]
+    return table.append_column(SHARD, pa.array(shard, pa.int64()))
+
+
+def _count_events(path: Path, channel: str | None) -> int:
+    from clicks2intent.names import columns as C
+
+    if channel is None:
+        return pq.ParquetFile(path).metadata.num_rows
+    col = pq.read_table(path, columns=[C.CHANNEL])[C.CHANNEL]
+    return int(pc.sum(pc.fill_null(pc.equal(col, channel), False)).as_py() or 0)
+
+
+def ray_embed_file(
+    encoder_dir: str | Path,
+    events_path: str | Path,
+    out_path: str | Path,
+    *,
+    batch_size: int = 1024,
+    channel: str | None = None,
+    device: str | None = None,
+    ray: RayOptions | None = None,
+) -> Any:
+    """:func:`~clicks2intent.encoder.embed.embed_file` on Ray Data; returns its ``EmbedStats``.
+
+    Rows come out grouped by shard (the single-process job groups them by partition): compare by
+    session id, not by position.
+    """
+    from clicks2intent.encoder.embed import OUTPUT_SCHEMA, EmbedStats, input_columns
+
+    options = ray or RayOptions()
+    start = time.perf_counter()
+    events_path, out_path = Path(events_path), Path(out_path)
+    if not (Path(encoder_dir) / CHECKPOINT_FILE).exists():
+        raise ArtifactError(
+            f"encoder checkpoint not found: {Path(encoder_dir) / CHECKPOINT_FILE} (train one with c2i train-encoder)"
+        )
+    columns = input_columns(events_path)
+    n_events = _count_events(events_path, channel)
+    n_shards = max(options.actors, math.ceil(max(n_events, 1) / options.rows_per_shard))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out_path.with_name(out_path.name + ".tmp")
+    n_sessions = 0
+    try:
+        with ray_session(options) as rt:
+            threads = 1  # one torch thread per actor: the pool is the parallelism
+            ds = (
+                rt.data.read_parquet(str(events_path.resolve()), columns=columns)
+                .map_batches(_add_shard, batch_format="pyarrow", fn_args=(n_shards, channel))
+                .groupby(SHARD, num_partitions=n_shards)
+                .map_groups(
+                    _EmbedActor,
+                    batch_format="pyarrow",
+                    fn_constructor_args=(str(Path(encoder_dir).resolve()), batch_size, device, threads),
+                    compute=rt.data.ActorPoolStrategy(size=options.actors),
+                    num_cpus=actor_cpus(options),
+                )
+            )
+            with pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer:
+                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                    if batch.num_rows:
+                        writer.write_table(batch.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
+                        n_sessions += batch.num_rows
+        tmp_out.replace(out_path)
+    finally:
+        if tmp_out.exists():
+            tmp_out.unlink()
+    seconds = time.perf_counter() - start
+    logger.info(
+        "ray embed: %d sessions, %d shards, %d actors, %.1f s", n_sessions, n_shards, options.actors, seconds
+    )
+    return EmbedStats(n_events, n_sessions, n_shards, seconds, [], {"ray": seconds})
+
+
+# --- labelling --------------------------------------------------------------------------------------
+
+
+class _LabelActor:
+    """One LLM client per actor (same cache file, same ledger table); labels a batch of summaries."""
+
+    def __init__(
+        self,
+        settings: Any,
+        retry_failed: bool,
+        taxonomy: Any,
+        shortlist_k: int | None,
+        sure_ratio: float | None,
+        recency: float,
+    ) -> None:
+        from clicks2intent.intent.llm.client import LLMClient
+
+        self.client = LLMClient(settings, retry_failed=retry_failed)
+        self.taxonomy = taxonomy
+        self.kwargs = {"sure_ratio": sure_ratio, "recency": recency}
+        self.shortlist_k = shortlist_k
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from clicks2intent.intent.labelling import label_sessions
+
+        before = self.client.ledger.to_dict()
+        labels = label_sessions(
+            batch.drop(columns=[ORDER]), self.taxonomy, self.client, self.shortlist_k, False, **self.kwargs
+        )
+        after = self.client.ledger.to_dict()
+        delta = {k: after[k] - before[k] for k in _LEDGER_COUNTS}
+        delta["outcomes"] = dict(Counter(after["outcomes"]) - Counter(before["outcomes"]))
+        labels[ORDER] = batch[ORDER].to_numpy()
+        labels[LEDGER] = [json.dumps(delta)] + [None] * (len(labels) - 1)
+        return labels
+
+
+def _sum_ledgers(values: list[str]) -> dict[str, Any]:
+    total: dict[str, Any] = dict.fromkeys(_LEDGER_COUNTS, 0)
+    outcomes: Counter = Counter()
+    for text in values:
+        part = json.loads(text)
+        for k in _LEDGER_COUNTS:
+            total[k] += int(part[k])
+        outcomes.update(part["outcomes"])
+    total["outcomes"] = dict(sorted(outcomes.items()))
+    total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
+    return total
+
+
+def _ray_label_frame(
+    summaries: pd.DataFrame,
+    settings: Any,
+    config: Any,
+    taxonomy: Any,
+    shortlist_k: int | None,
+    options: RayOptions,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Label ``summaries`` on an actor pool; (labels in the summaries' order, the summed ledger)."""
+    from clicks2intent.intent.labelling import LABEL_COLUMNS
+
+    actors = max(1, min(options.actors, settings.concurrency))
+    per_actor = dataclasses.replace(settings, concurrency=max(1, settings.concurrency // actors))
+    frame = summaries.reset_index(drop=True).copy()
+    frame[ORDER] = np.arange(len(frame), dtype=np.int64)
+    blocks = max(1, min(len(frame), 4 * actors))  # several blocks, so every actor gets work
+    batch = max(1, math.ceil(len(frame) / blocks))
+    with ray_session(options) as rt:
+        ds = rt.data.from_pandas(frame, override_num_blocks=blocks).map_batches(
+            _LabelActor,
+            batch_format="pandas",
+            batch_size=batch,
+            fn_constructor_args=(
+                per_actor,
+                config.llm.retry_failed,
+                taxonomy,
+                shortlist_k,
+                config.sure_ratio or None,
+                config.recency,
+            ),
+            compute=rt.data.ActorPoolStrategy(size=actors),
+            num_cpus=actor_cpus(options, actors),
+        )
+        out = ds.to_pandas()
+    out = out.sort_values(ORDER, kind="stable").reset_index(drop=True)
+    ledger = _sum_ledgers([v for v in out[LEDGER] if isinstance(v, str)])
+    labels = out[list(LABEL_COLUMNS)].astype(object).where(out[list(LABEL_COLUMNS)].notna(), None)
+    return labels, ledger
+
+
+def ray_run_labelling(config: Any, ray: RayOptions | None = None) -> Any:
+    """:func:`~clicks2intent.intent.labelling.run_labelling` with the labelling on Ray actors.
+
+    Same sample, summaries, prompts, cache and output files (labels parquet + report JSON with the
+    same keys, ``engine: ray`` added); returns the intent stage's ``LabellingRun``.
+    """
+    from clicks2intent.data.contract import read_events
+    from clicks2intent.intent import labelling as L
+    from clicks2intent.intent.llm.server import llm_settings
+    from clicks2intent.intent.taxonomy import STATUS_APPROVED, Taxonomy
+
+    options = ray or RayOptions()
+    taxonomy = Taxonomy.load(config.taxonomy)
+    if config.require_approved and taxonomy.status != STATUS_APPROVED:
+        raise ConfigError(
+            f"{config.taxonomy} is {taxonomy.status}, and --require-approved was given: approve it first"
+        )
+    use_shortlist = config.shortlist == "on" or (
+        config.shortlist == "auto" and config.llm.uses_embedded_server
+    )
+    shortlist_k = config.shortlist_k if use_shortlist else None
+    summaries = L._summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
+    with llm_settings(config.llm) as settings:
+        t0 = time.perf_counter()
+        labels, ledger = _ray_label_frame(summaries, settings, config, taxonomy, shortlist_k, options)
+        seconds = time.perf_counter() - t0
+        model = settings.model
+    L.write_labels(labels, config.out)
+    report = labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
+    report["engine"] = "ray"
+    report["ray_actors"] = max(1, min(options.actors, settings.concurrency))
+    config.report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return L.LabellingRun(labels, report, taxonomy, seconds)
+
+
+def labelling_report(
+    labels: pd.DataFrame,
+    config: Any,
+    taxonomy: Any,
+    model: str,
+    shortlist_k: int | None,
+    seconds: float,
+    ledger: dict[str, Any],
+) -> dict[str, Any]:
+    """The run report ``c2i taxonomy label`` writes (the keys :func:`run_labelling` writes)."""
+    from clicks2intent.intent import labelling as L
+    from clicks2intent.intent.llm.client import failure_reason
+
+    n = len(labels)
+    failed = labels[labels[L.STATUS] != "ok"]
+    dist = labels.loc[labels[L.STATUS] == "ok", L.LABEL_ID].value_counts()
+    return {
+        "taxonomy": str(config.taxonomy),
+        "taxonomy_version": taxonomy.version_string,
+        "model": model,
+        "shortlist_k": shortlist_k,
+        "n_sessions": n,
+        "n_ok": n - len(failed),
+        "n_failed": len(failed),
+        "n_single_option": int((labels[L.MODEL] == L.RULE_MODEL).sum()),
+        "n_rule_sure": int((labels[L.MODEL] == L.MARGIN_MODEL).sum()),
+        "n_llm": int((~labels[L.MODEL].astype(str).str.startswith("rule:")).sum()),
+        "sure_ratio": config.sure_ratio if shortlist_k is not None else None,
+        "recency": config.recency,
+        "failure_reasons": failed[L.ERROR].map(failure_reason).value_counts().to_dict(),
+        "seconds": round(seconds, 2),
+        "sessions_per_s": round(n / seconds, 3) if seconds > 0 else None,
+        "label_distribution": {str(k): int(v) for k, v in dist.items()},
+        "ledger": ledger,
+    }

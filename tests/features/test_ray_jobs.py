@@ -1,0 +1,142 @@
+"""Batch embedding on Ray Data equals the single-process job (local Ray, 2 CPUs).
+
+``c2i embed --engine ray`` against ``c2i embed`` on the same events and encoder; the labelling job on
+Ray is tested beside the other labelling tests (tests/intent/test_labelling_ray.py, its LLM server).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clicks2intent.cli import main
+from clicks2intent.names import columns as C
+
+if importlib.util.find_spec("ray") is None:
+    if os.environ.get("CI"):
+        raise RuntimeError('CI must run the Ray tests, but ray is not installed (pip install -e ".[ray]")')
+    pytest.skip('ray extra not installed (pip install -e ".[ray]")', allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+PAGES = ["home", "mortgages", "mortgage_rates", "credit_cards", "card_compare", "savings_rates", "search"]
+T0 = pd.Timestamp("2026-03-01 10:00", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+def _events(n_sessions: int = 60, seed: int = 3) -> pd.DataFrame:
+    """Shuffled contract events: lengths 1..9, web and app, some modalities missing."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sessions):
+        t = T0 + pd.Timedelta(minutes=5 * s)
+        for j in range(int(rng.integers(1, 10))):
+            page = PAGES[int(rng.integers(0, len(PAGES)))]
+            rows.append(
+                {
+                    C.SESSION_ID: f"s{s:03d}",
+                    C.EVENT_TIMESTAMP: t,
+                    C.PAGE_TYPE: page,
+                    C.VISITOR_ID: f"v{s % 17:02d}",
+                    C.CHANNEL: "web" if s % 4 else "app",
+                    C.DWELL_SECONDS: None if j % 3 == 1 else float(rng.exponential(30)),
+                    C.SEARCH_QUERY: "mortgage rates" if page == "search" else None,
+                    C.DEVICE: "mobile" if s % 2 else "desktop",
+                }
+            )
+            t = t + pd.Timedelta(seconds=float(rng.exponential(40)))
+    frame = pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    for col in C.EVENT_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    return frame[list(C.EVENT_COLUMNS)]
+
+
+@pytest.fixture(scope="module")
+def events_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clicks2intent.data.contract import validate_events, write_events
+
+    out = tmp_path_factory.mktemp("events") / "events.parquet"
+    return write_events(validate_events(_events()).events, out)
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from clicks2intent.encoder.model import (
+        EncoderCheckpoint,
+        EncoderConfig,
+        Vocabulary,
+        build_model,
+        save_checkpoint,
+    )
+    from clicks2intent.names.paths import CHECKPOINT_FILE
+
+    config = EncoderConfig(
+        d_model=32, n_heads=4, n_layers=1, d_ff=64, embedding_dim=16, max_len=6, query_buckets=512
+    )
+    vocabs = {
+        C.PAGE_TYPE: Vocabulary(PAGES),
+        C.CHANNEL: Vocabulary(["web", "app"]),
+        C.DEVICE: Vocabulary(["mobile", "desktop"]),
+    }
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("encoder")
+    save_checkpoint(
+        EncoderCheckpoint(config, vocabs, build_model(config, vocabs).eval(), {}), out / CHECKPOINT_FILE
+    )
+    return out
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path).sort_values(C.SESSION_ID).reset_index(drop=True)
+
+
+def test_ray_embed_equals_single_process(
+    ray_cluster: None, events_path: Path, encoder_dir: Path, tmp_path: Path, capsys
+) -> None:
+    from clicks2intent.features.ray_jobs import RayOptions, ray_embed_file
+
+    common = ["embed", "--encoder", str(encoder_dir), "--events", str(events_path), "--channel", "web"]
+    assert main([*common, "--out", str(tmp_path / "local.parquet"), "--quiet", "--batch-size", "8"]) == 0
+    assert (
+        main([*common, "--out", str(tmp_path / "ray.parquet"), "--engine", "ray", "--batch-size", "8"]) == 0
+    )
+    assert "(ray, 2 actors)" in capsys.readouterr().out
+    local, ray_out = _read(tmp_path / "local.parquet"), _read(tmp_path / "ray.parquet")
+    assert len(local) == 45 and list(ray_out[C.SESSION_ID]) == list(local[C.SESSION_ID])  # no app session
+    assert (ray_out[C.EVENT_TIMESTAMP] == local[C.EVENT_TIMESTAMP]).all()
+    np.testing.assert_allclose(np.stack(ray_out[C.EMBEDDING]), np.stack(local[C.EMBEDDING]), atol=1e-5)
+    # Many small shards: a session is never split across two actor calls (its vector would change).
+    stats = ray_embed_file(
+        encoder_dir,
+        events_path,
+        tmp_path / "sharded.parquet",
+        channel="web",
+        ray=RayOptions(rows_per_shard=20),
+    )
+    assert stats.n_partitions >= 8 and stats.n_sessions == 45
+    sharded = _read(tmp_path / "sharded.parquet")
+    np.testing.assert_allclose(np.stack(sharded[C.EMBEDDING]), np.stack(local[C.EMBEDDING]), atol=1e-5)
+
+
+def test_ray_embed_missing_encoder_is_one_line(events_path: Path, tmp_path: Path, capsys) -> None:
+    code = main(["embed", "--encoder", str(tmp_path / "none"), "--events", str(events_path), "--out",
+                 str(tmp_path / "o.parquet"), "--engine", "ray"])  # fmt: skip
+    assert code == 2 and "encoder checkpoint not found" in capsys.readouterr().err
