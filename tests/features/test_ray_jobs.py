@@ -123,13 +123,14 @@ def test_ray_embed_equals_single_process(
     assert len(local) == 45 and list(ray_out[C.SESSION_ID]) == list(local[C.SESSION_ID])  # no app session
     assert (ray_out[C.EVENT_TIMESTAMP] == local[C.EVENT_TIMESTAMP]).all()
     np.testing.assert_allclose(np.stack(ray_out[C.EMBEDDING]), np.stack(local[C.EMBEDDING]), atol=1e-5)
-    # Many small shards: a session is never split across two actor calls (its vector would change).
+    # Many small shards, read and grouped on the cluster (the path for inputs bigger than the driver
+    # should hold): a session is never split across two actor calls (its vector would change).
     stats = ray_embed_file(
         encoder_dir,
         events_path,
         tmp_path / "sharded.parquet",
         channel="web",
-        ray=RayOptions(rows_per_shard=20),
+        ray=RayOptions(rows_per_shard=20, driver_read_rows=1),
     )
     assert stats.n_partitions >= 8 and stats.n_sessions == 45
     sharded = _read(tmp_path / "sharded.parquet")
