@@ -449,3 +449,38 @@ def test_display_names_keep_a_topic_and_drop_a_site_map_prefix() -> None:
     assert _display_names([goal], [goal], Counter({"mortgage": 40, "mortgage calculator": 20})) == {
         0: "Mortgage"
     }
+
+
+def test_the_general_form_of_one_goals_name_becomes_its_keyword() -> None:
+    """The model named the mortgage goal after its calculator: the product page "mortgage" (seen
+    without the calculator most of the time) is that goal's keyword and its display name; "loan",
+    the general form of two goals, is nobody's."""
+    from clicks2intent.intent.taxonomy import _display_names
+
+    sessions = [["mortgage"]] * 12 + [["mortgage", "mortgage calculator"]] * 3 + [["mortgage calculator"]] * 3
+    sessions += (
+        [["loan", "auto loan"]] * 3 + [["loan", "personal loan"]] * 3 + [["loan"]] * 6 + [["about"]] * 60
+    )
+    cands = [_cand("Mortgage calculator", 4), _cand("Auto loan", 2), _cand("Personal loan", 2)]
+    kept, notes = intent_review(cands, sessions, TaxonomyConfig())
+    assert "mortgage -> Mortgage calculator (general form)" in notes["keywords_added"]
+    assert not any(k.startswith("loan ->") for k in notes["keywords_added"])
+    seen = Counter(p for s in sessions for p in set(s))
+    assert _display_names(kept, kept, seen)[0] == "Mortgage"
+
+
+def test_a_goal_seen_with_a_few_other_goals_is_no_step() -> None:
+    """Sessions mix a need with other pages: business banking is seen with three other goals above
+    chance. A step is on the path of a good share of all goals (the form: all twelve)."""
+    goals = [f"goal {w}" for w in "abcdefghijk"] + ["business banking"]
+    sessions: list[list[str]] = []
+    for g in goals:
+        for i in range(40):
+            sessions.append([g] + (["apply form"] if i % 2 else []))
+    for i, other in enumerate(["goal a", "goal b", "goal c"] * 10):
+        sessions[-1 - i] = ["business banking", other]
+    sessions += [["about"]] * 400
+    cands = [_cand(g.capitalize(), 2) for g in goals] + [_cand("Apply form", 2)]
+    kept, notes = intent_review(cands, sessions, TaxonomyConfig())
+    assert [s.split(" (")[0] for s in notes["rejected_steps"]] == ["Apply form"]
+    assert "Business banking" in [c.name for c in kept]

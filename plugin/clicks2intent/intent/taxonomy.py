@@ -273,6 +273,9 @@ class TaxonomyConfig:
     # … in at least this share of the co-occurrence sessions together (and keyword_min_sessions): a
     # 2x lift from 8 shared sessions of 4000 is noise (it had rejected investing and business banking).
     step_min_share: float = 0.005
+    # … and with at least this share of the other candidates seen that often (measured on the demo's
+    # candidates: steps 8-10 partners of ~18, goals 3-5 once the steps were out).
+    step_partner_share: float = 0.33
     # Coverage-driven update rounds (TnT-LLM's update step aimed where the taxonomy is weak): after the
     # first sample, the co-occurrence sessions none of whose pages/searches is a label's name or keyword
     # propose goals, ``coverage_batch`` per round, until coverage gains less than ``min_coverage_gain``
@@ -697,10 +700,14 @@ def _steps(
     np.fill_diagonal(partner, False)
     alive = np.ones(len(n), dtype=bool)
     out: list[tuple[int, list[int]]] = []
+    sizable = n >= max(config.keyword_min_sessions, config.step_min_share * n_sessions)
     while alive.any():
         counts = np.where(alive, (partner & alive[None, :]).sum(axis=1), -1)
         i = max(np.flatnonzero(alive), key=lambda i: (counts[i], n[i]))
-        if counts[i] < config.step_partners:
+        # A step is on the path of a good part of all goals; goals themselves are seen with a few
+        # others at lifts of 1.5-2 (sessions mix a need with other pages), which is no step.
+        others = int((alive & sizable).sum()) - 1
+        if counts[i] < max(config.step_partners, int(np.ceil(config.step_partner_share * others))):
             break
         mates = np.flatnonzero(partner[i] & alive)
         out.append((int(i), [int(j) for j in mates[np.argsort(-either[i, mates])]]))
@@ -731,6 +738,16 @@ def _add_part_keywords(
             goal = kept[j - len(probes)]
             goal.names[phrase] += 0  # a keyword, never the display name (that is the most proposed)
             added.append(f"{phrase} -> {goal.name}")
+            continue
+        # The general form of one goal's proposed name ("mortgage" of "mortgage calculator", the
+        # product page of the calculator the model chose) is that goal's, when no other goal claims it.
+        toks = name_tokens(phrase)
+        owners = [
+            c for c in kept if toks and any(toks <= name_tokens(m) for m, k in c.names.items() if k > 0)
+        ]
+        if len(owners) == 1:
+            owners[0].names[phrase] += 0
+            added.append(f"{phrase} -> {owners[0].name} (general form)")
     return added
 
 
@@ -780,6 +797,12 @@ def _display_names(
 
     def base(c: Candidate) -> str:
         proposed = [name for name, k in c.names.items() if k > 0] or [c.name]
+        stems = [name_tokens(name) for name in proposed]
+        proposed += [  # a general form of a proposed name ("Mortgage" of "Mortgage calculator")
+            name
+            for name, k in c.names.items()
+            if k == 0 and name_tokens(name) and any(name_tokens(name) <= t for t in stems)
+        ]
         return max(proposed, key=lambda name: (seen[name.lower()], c.names[name], name == c.name))
 
     rests: dict[str, list[frozenset[str]]] = {}
