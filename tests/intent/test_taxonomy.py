@@ -471,8 +471,8 @@ def test_the_general_form_of_one_goals_name_becomes_its_keyword() -> None:
 
 def test_a_goal_seen_with_a_few_other_goals_is_no_step() -> None:
     """Sessions mix a need with other pages: business banking is seen with three other goals above
-    chance. A step is on the path of a good share of all goals (the form: all twelve)."""
-    goals = [f"goal {w}" for w in "abcdefghijk"] + ["business banking"]
+    chance. A step is on the path of a good share of all goals (the form: all sixteen)."""
+    goals = [f"goal {w}" for w in "abcdefghijklmno"] + ["business banking"]
     sessions: list[list[str]] = []
     for g in goals:
         for i in range(40):
