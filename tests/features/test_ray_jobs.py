@@ -141,3 +141,48 @@ def test_ray_embed_missing_encoder_is_one_line(events_path: Path, tmp_path: Path
     code = main(["embed", "--encoder", str(tmp_path / "none"), "--events", str(events_path), "--out",
                  str(tmp_path / "o.parquet"), "--engine", "ray"])  # fmt: skip
     assert code == 2 and "encoder checkpoint not found" in capsys.readouterr().err
+
+
+def test_ray_engine_materializes_rows_older_than_the_ttl(ray_cluster: None, tmp_path: Path) -> None:
+    """Feast's own ray.engine writes nothing for rows older than now - ttl; ours writes the window's
+    latest rows, as the local engine does, readable by plain get_online_features."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clicks2intent.features import build as F
+    from clicks2intent.features import definitions as fo
+    from clicks2intent.features import store as FS
+    from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout
+
+    features = ArtifactLayout(tmp_path).features
+    features.mkdir(parents=True)
+    schemas = F.source_schemas()
+    for name, schema in schemas.items():
+        pq.write_table(schema.empty_table(), features / FEATURE_FILES[name])
+    old = pd.Timestamp("2024-05-01", tz="UTC")  # far beyond the 30-day session ttl
+    rows = {C.SESSION_ID: ["s1", "s2", "s1"], C.EVENT_TIMESTAMP: [old, old, old + pd.Timedelta(hours=1)],
+            C.EMBEDDING: [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]], C.INTENT_LABEL: ["a", "b", "c"],
+            C.INTENT_CONFIDENCE: [0.5, 0.6, 0.7], C.TAXONOMY_VERSION: ["v1"] * 3}  # fmt: skip
+    pq.write_table(
+        pa.table(rows, schema=schemas["session_intent"]), features / FEATURE_FILES["session_intent"]
+    )
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    FS.write_config(repo / "feature_store.yaml", {
+        "project": "c2i_rayeng", "provider": "local", "registry": "registry.db",
+        "online_store": {"type": "sqlite", "path": str(repo / "online.db")}, "offline_store": {"type": "duckdb"},
+        "batch_engine": {"type": "clicks2intent.features.engines.RayComputeEngine", "max_workers": 1,
+                         "write_concurrency": 1},
+        "entity_key_serialization_version": 3})  # fmt: skip
+    store = FS.open_store(repo)
+    objects = fo.build(fo.file_sources(str(features)), embedding_dim=4, artifacts_dir=str(tmp_path))
+    store.apply([objects.session, objects.session_intent])
+    store.materialize(
+        old - pd.Timedelta(days=1), pd.Timestamp.now(tz="UTC"), feature_views=["session_intent"]
+    )
+    got = store.get_online_features(
+        features=["session_intent:embedding", "session_intent:intent_label"],
+        entity_rows=[{C.SESSION_ID: "s1"}, {C.SESSION_ID: "s2"}],
+    ).to_dict()
+    assert got["intent_label"] == ["c", "b"]  # the latest row per session in the window
+    assert got["embedding"][0] == pytest.approx([0, 0, 1.0, 0])
