@@ -82,6 +82,10 @@ def test_every_prefix_examples(sessions) -> None:
     later = make_examples(sessions.ids, sessions.sequences, LATER_CATEGORY, np.random.default_rng(0),
                           min_prefix=3, prefixes="every")  # fmt: skip
     assert later["target_code"].tolist() == [2, 3, -1, -1, -1]  # aab->c, aabc->d, aabcd, aba, abab->none
+    capped = make_examples(sessions.ids, sessions.sequences, NEXT_CATEGORY, np.random.default_rng(0),
+                           prefixes="every", max_per_session=2)  # fmt: skip
+    assert capped.groupby(C.SESSION_ID).size().to_dict() == {"msnbc-02": 1, "msnbc-03": 2, "msnbc-04": 2}
+    assert capped.groupby(C.SESSION_ID)["k"].is_monotonic_increasing.all()
     with pytest.raises(Exception, match="prefixes"):
         make_examples(
             sessions.ids, sessions.sequences, NEXT_CATEGORY, np.random.default_rng(0), prefixes="all"
