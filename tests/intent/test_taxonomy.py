@@ -484,3 +484,26 @@ def test_a_goal_seen_with_a_few_other_goals_is_no_step() -> None:
     kept, notes = intent_review(cands, sessions, TaxonomyConfig())
     assert [s.split(" (")[0] for s in notes["rejected_steps"]] == ["Apply form"]
     assert "Business banking" in [c.name for c in kept]
+
+
+def test_grounded_proposals_of_two_pages_merge_only_when_spellings_of_one(
+    fault_server: Any, tmp_path: Path
+) -> None:
+    """Two pages sharing words are two things until their sessions say otherwise (parts merge by
+    co-occurrence): the personal loan's calculator is not the auto loan calculator; a typo is merged."""
+    pages = ["auto loan calculator", "loan calculator", "auto loan calculator", "loan calculator"]
+    pages += ["auto loan calculatr", "mortgage", "mortgage"]
+    summaries = pd.DataFrame(
+        {
+            C.SESSION_ID: [f"s{i}" for i in range(len(pages))],
+            "summary": [f"channel web; 2 pages: home > {p}" for p in pages],
+            "phrases": [[p] for p in pages],
+        }
+    )
+    config = TaxonomyConfig(n_sessions=len(pages), min_support=1, coverage_rounds=0)
+    with _client(fault_server, tmp_path) as client:
+        tax = generate_taxonomy(
+            summaries, client, config, progress=False, session_phrases=[[p] for p in pages]
+        )
+    support = tax.generation["support"]
+    assert support["auto_loan_calculator"] == 3 and support["loan_calculator"] == 2, support

@@ -253,6 +253,10 @@ class TaxonomyConfig:
     min_seen_share: float = 0.02  # … unless this share of the co-occurrence sessions shows it
     name_similarity: float = 0.5  # weighted Jaccard of content stems at which two names merge
     show_known: int = 12  # current candidate names shown to the model in update rounds (0: none)
+    # Grounded proposals are page names: two distinct pages are merged by how they co-occur (parts,
+    # see intent_review), by name only when they are spellings of one (1.0: same stems or a typo).
+    # Merging by shared words had put the personal loan's "loan calculator" into "auto loan calculator".
+    grounded_name_similarity: float = 1.0
     # grounded: the model picks the visit's main interest among its salient pages/searches (an enum:
     # a 135M model does this sensibly, while its free-text names echo the prompt — measured);
     # free: the model writes name + description (TnT-LLM's original form; needs a capable model);
@@ -861,7 +865,7 @@ class _Proposer:
                 self.counts["no_phrase"] += 1  # only navigation pages: no goal to name, left to "other"
             elif len(options) == 1:
                 self.counts["forced"] += 1  # the enum has one value: the answer is known without a call
-                merge_proposal(cands, sid, options[0], "", config.name_similarity)
+                merge_proposal(cands, sid, options[0], "", config.grounded_name_similarity)
             else:
                 messages = grounded_messages(self.texts[sid], options)
                 asks.append((sid, JsonRequest(messages, grounded_schema(options), name="interest")))
@@ -876,7 +880,7 @@ class _Proposer:
             if config.proposal == "free":
                 merge_proposal(cands, sid, res.data["name"], res.data["description"], config.name_similarity)
             else:
-                merge_proposal(cands, sid, res.data["interest"], "", config.name_similarity)
+                merge_proposal(cands, sid, res.data["interest"], "", config.grounded_name_similarity)
 
 
 def _reviewed(
