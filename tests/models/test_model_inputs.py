@@ -101,6 +101,13 @@ def test_provenance_fields_are_not_model_inputs() -> None:
     assert model_feature_names(names) == ["age", C.INTENT_LABEL]
 
 
+def test_projection_inputs_are_served_but_not_model_inputs() -> None:
+    from clicks2intent.names import features as N
+
+    names = ["age", N.CUSTOMER_WEB_EMBEDDING, N.TILE_AFFINITY]
+    assert model_feature_names(names) == ["age", N.TILE_AFFINITY]
+
+
 def test_nullable_booleans_and_all_missing_numeric() -> None:
     df = pd.DataFrame({"flag": pd.array([True, None, False], dtype="boolean"), "empty": [None, None, None]})
     X = to_model_frame(df, ["flag", "empty"])

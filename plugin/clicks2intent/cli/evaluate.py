@@ -42,7 +42,7 @@ def ablation_inputs(args: argparse.Namespace) -> tuple[SimulatedRun | MsnbcRun, 
             path=args.path,
             limit=args.limit,
             prefixes=args.prefixes,
-            max_train_rows=args.max_rows,
+            max_train_rows=MsnbcRun.max_train_rows if args.max_rows is None else args.max_rows,
             max_eval_rows=args.max_eval_rows,
             encoder_dir=args.encoder,
             intent_dir=args.intent,
@@ -102,7 +102,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
         "--max-rows",
         type=int,
         default=SimulatedRun.max_rows,
-        help="rows per task before the split (time bound); msnbc: training examples per task",
+        help="rows per task before the split (default: all); msnbc: training examples per task",
     )
     p.add_argument(
         "--prefixes",

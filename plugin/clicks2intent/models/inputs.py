@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
 
 NUMERIC, ARRAY, CATEGORICAL = "numeric", "array", "categorical"
 _FORBIDDEN = str.maketrans({"[": "(", "]": ")", "<": "(", ">": ")", ",": ";"})  # XGBoost feature-name rules
@@ -35,8 +36,9 @@ def is_provenance_feature(name: str) -> bool:
 
 
 def model_feature_names(feature_names: Iterable[str]) -> list[str]:
-    """The features of a feature service that become model inputs (provenance fields dropped)."""
-    return [f for f in feature_names if not is_provenance_feature(f)]
+    """The features of a feature service that become model inputs: provenance fields and the raw inputs
+    of on-demand projections (:data:`clicks2intent.names.features.PROJECTION_ONLY_FEATURES`) dropped."""
+    return [f for f in feature_names if not is_provenance_feature(f) and f not in N.PROJECTION_ONLY_FEATURES]
 
 
 def _is_missing(value: Any) -> bool:
