@@ -46,6 +46,7 @@ from clicks2intent.features.build import (
 )
 from clicks2intent.features.definitions import feature_group
 from clicks2intent.features.transforms import load_prototypes, tile_affinity
+from clicks2intent.models.inputs import model_feature_names
 from clicks2intent.models.training_sets import (
     TASK_CLASSES,
     TILE_RANKING,
@@ -232,7 +233,8 @@ def run_sweep(run: SweepRun, config: AblationConfig) -> dict[str, Any]:
             rows = getattr(split, part)
             setattr(split, part, pd.concat([rows, oracle.tile_columns(rows)], axis=1))
         base = list(PROFILE_FEATURES)
-        full = base + [c for c in CUSTOMER_TIMELINE_COLUMNS.values() if c in frame.columns] + [TILE_AFFINITY]
+        timeline = [c for c in CUSTOMER_TIMELINE_COLUMNS.values() if c in frame.columns]
+        full = base + model_feature_names(timeline) + [TILE_AFFINITY]  # the tile ranker's own inputs
         lists = {v: variant_features(base, full, v, feature_group) for v in VARIANTS}
         section, _ = run_task_ablation(
             TILE_RANKING,
