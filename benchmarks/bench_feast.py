@@ -14,6 +14,14 @@ config) it measures, in one run on the same synthetic sources:
 The three read variants are called round-robin, so a burst of load on a shared machine hits them alike.
 
     python benchmarks/bench_feast.py [--sessions 20000] [--customers 2000] [--iters 300] [--stores sqlite,redis]
+    python benchmarks/bench_feast.py --engines [--sessions 20000] [--customers 4000] [--rows 5000]
+
+``--engines``: the offline side instead, on one set of sources in one run: the file offline store with
+Feast's local engine (the original path) against DuckDB + the Arrow engine (the default), DuckDB + the
+Ray compute engine and Feast's Ray offline store + Ray engine (``feature_store.ray.yaml``'s), each
+materialising into SQLite and Redis (rows/s, rows really readable online, the empty window) and
+building both training sets (entity rows/s, values equal to the original path's). The work is
+benchmarks/bench_offline.py's (``--engine-configs`` picks its configurations).
 
 The synthetic sources have the exact schemas ``c2i features build`` writes (random unit embeddings);
 nothing here depends on model quality. A store whose server does not answer is reported and skipped.
@@ -229,7 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=300, help="timed calls per latency figure")
     p.add_argument("--stores", default="sqlite,redis", help="comma list of sqlite, redis")
     p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--engines", action="store_true", help="offline stores x batch engines (see above)")
+    p.add_argument("--engine-configs", default="file,duckdb+arrow,duckdb+ray,ray", help="with --engines")
+    p.add_argument("--rows", type=int, default=5_000, help="with --engines: entity rows per training set")
+    p.add_argument("--ray-cpus", type=int, default=2, help="with --engines: CPUs of the in-process Ray")
     args = p.parse_args(argv)
+    if args.engines:
+        return _engines(args)
     root = Path(tempfile.mkdtemp(prefix="c2i-bench-feast-"))
     results: list[dict[str, Any]] = []
     try:
@@ -268,6 +282,22 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(
             json.dumps({"feast": feast.__version__, "args": vars(args), "results": results}, indent=2) + "\n"
         )
+    return 0
+
+
+def _engines(args: argparse.Namespace) -> int:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_offline as BO
+
+    ns = argparse.Namespace(sessions=args.sessions, customers=args.customers, rows=args.rows, dim=args.dim,
+                            configs=args.engine_configs, redis=FS.service_available("redis") is None,
+                            no_retrieval=False, ray_cpus=args.ray_cpus, artifacts=None, json=args.json)  # fmt: skip
+    results = BO.run(ns)
+    BO.report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
 
 

@@ -124,3 +124,15 @@ def test_visitor_push_is_the_row_the_next_build_writes(tmp_path: Path):
         else:
             assert got[name][0] == pytest.approx(want[name]), name
     assert got[P.VISITOR_FEATURES["label"]] == ["c"] and got[P.VISITOR_FEATURES["sessions_window"]] == [3]
+
+
+def test_push_command_without_models_is_one_line(tmp_path: Path, capsys):
+    from clicks2intent.cli import main
+
+    events = pd.DataFrame({C.SESSION_ID: ["s1"], C.EVENT_TIMESTAMP: [pd.Timestamp.now(tz="UTC")],
+                           C.PAGE_TYPE: ["home"], C.CHANNEL: ["web"], C.VISITOR_ID: ["v1"]})  # fmt: skip
+    events.to_parquet(tmp_path / "events.parquet")
+    code = main(["features", "push", "--events", str(tmp_path / "events.parquet"), "--artifacts",
+                 str(tmp_path / "none"), "--repo", str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "not found" in err and "Traceback" not in err
