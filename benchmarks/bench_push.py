@@ -4,8 +4,12 @@ For ``--sessions`` sessions, one at a time on the same store: the session's ``se
 (64-d embedding, label) is (a) pushed through the ``session_intent_push`` source
 (:func:`clicks2intent.features.push.push_session_intents`) and (b) — the current path — appended to
 the batch file and made online by ``materialize_incremental``; the latency is from the call until
-plain ``get_online_features`` returns the new embedding. The embedding itself is synthetic (the
-encoder's time is measured by benchmarks/bench_embed.py).
+plain ``get_online_features`` returns the new embedding. (c) The visitor path: the session row AND
+its visitor's new ``visitor_web_intent`` row (the visitor's batch history + the session, aggregated
+as ``features build`` does: :func:`clicks2intent.features.push.visitor_intents`) pushed, until the
+visitor's online row shows the session's label. The embedding itself is synthetic (the encoder's
+time is measured by benchmarks/bench_embed.py); without push, a visitor's row changes only at the
+next ``features build`` + ``materialize``.
 
     python benchmarks/bench_push.py [--sessions 20] [--background 50000]
 """
@@ -13,6 +17,7 @@ encoder's time is measured by benchmarks/bench_embed.py).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -32,7 +37,7 @@ from offline_data import write_sources  # noqa: E402
 
 from clicks2intent.features import push as P  # noqa: E402
 from clicks2intent.names import columns as C  # noqa: E402
-from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout  # noqa: E402
+from clicks2intent.names.paths import BUILD_REPORT_FILE, FEATURE_FILES, ArtifactLayout  # noqa: E402
 
 
 def _row(i: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -50,6 +55,21 @@ def _wait(store, sid: str, t0: float, timeout: float = 600.0) -> float:
     return float("nan")
 
 
+def _wait_visitor(store, vid: str, label: str, t0: float, timeout: float = 30.0) -> float:
+    while time.perf_counter() - t0 < timeout:
+        if P.online_visitor_intent(store, [vid])[P.VISITOR_FEATURES["label"]][0] == label:
+            return time.perf_counter() - t0
+        time.sleep(0.005)
+    return float("nan")
+
+
+def _build_report(features: Path) -> None:
+    """What visitor_intents reads from ``features build``: the classes (here the synthetic labels)."""
+    labels = pq.read_table(features / FEATURE_FILES["session_intent"], columns=[C.INTENT_LABEL]).column(0)
+    classes = sorted(x for x in labels.unique().to_pylist() if x is not None)
+    (features / BUILD_REPORT_FILE).write_text(json.dumps({"classes": classes, "config": {}}))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sessions", type=int, default=10, help="fresh sessions per path")
@@ -64,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         store = open_config(root, args.config, "sqlite", features, argparse.Namespace(dim=64, ray_cpus=2))
         store.materialize_incremental(pd.Timestamp.now(tz="UTC"))
         path = features / FEATURE_FILES["session_intent"]
-        lat: dict[str, list[float]] = {"push": [], "materialize_incremental (current)": []}
+        _build_report(features)
+        act = pq.read_table(features / FEATURE_FILES["session_activity"], columns=[C.VISITOR_ID]).column(0)
+        visitors = [v for v in act.unique().to_pylist() if v is not None]
+        lat: dict[str, list[float]] = {"push": [], "materialize_incremental (current)": [],
+                                       "push session + visitor": []}  # fmt: skip
         for i in range(args.sessions):  # interleaved, so load bursts hit both alike
             row = _row(2 * i, rng)
             t0 = time.perf_counter()
@@ -77,8 +101,16 @@ def main(argv: list[str] | None = None) -> int:
                 pa.Table.from_pandas(row, preserve_index=False).select(table.schema.names).cast(table.schema)
             )
             pq.write_table(pa.concat_tables([table, new]), path)
-            store.materialize_incremental(pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1))
+            # End = now (after the row was written): a future end left rows made within the next second
+            # outside every later window (they never became readable).
+            store.materialize_incremental(pd.Timestamp.now(tz="UTC"))
             lat["materialize_incremental (current)"].append(_wait(store, row[C.SESSION_ID][0], t0))
+            row = _row(2 * args.sessions + i, rng).assign(**{C.INTENT_LABEL: f"fresh{i}"})
+            vid = visitors[(7919 * i) % len(visitors)]  # a visitor with batch history
+            t0 = time.perf_counter()
+            P.push_session_intents(store, row)
+            P.push_visitor_intents(store, P.visitor_intents(row, {row[C.SESSION_ID][0]: vid}, features))
+            lat["push session + visitor"].append(_wait_visitor(store, vid, f"fresh{i}", t0))
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
             f"\nsession end -> online-readable, SQLite, {args.background} sessions in the batch file, load {load}"
