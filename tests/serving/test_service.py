@@ -192,3 +192,16 @@ def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path:
 
 
 # Packaging (`bentoml build`, serving the built bento, the image context): tests/serving/test_bento.py
+
+
+def test_a_service_that_dies_at_start_says_why(tmp_path: Path) -> None:
+    """An early exit names the status and carries the service log's last lines (CI shows the cause)."""
+    from clicks2intent.errors import ServiceError
+    from clicks2intent.serving.launcher import running_service
+
+    log = tmp_path / "serve.log"
+    with (
+        pytest.raises(ServiceError, match=r"exited with status \d+ before it was ready; last lines of"),
+        running_service(tmp_path, target="no_such_module_c2i:Service", log_path=log, timeout=60),
+    ):
+        pass

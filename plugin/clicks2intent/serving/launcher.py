@@ -175,7 +175,14 @@ def running_service(
     url = f"http://{host}:{port}"
     logger.info("started %s (pid %d) on %s", target, proc.pid, url)
     try:
-        wait_ready(url, proc, timeout)
+        try:
+            wait_ready(url, proc, timeout)
+        except ServiceError as err:
+            if log_path is None:
+                raise
+            log.flush()
+            tail = " | ".join(Path(log_path).read_text(errors="replace").strip().splitlines()[-8:])
+            raise ServiceError(f"{err}; last lines of {log_path}: {tail}") from None
         yield url, proc
     finally:
         stop_service(proc)
