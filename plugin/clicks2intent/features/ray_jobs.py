@@ -354,52 +354,15 @@ def ray_run_labelling(config: Any, ray: RayOptions | None = None) -> Any:
         config.shortlist == "auto" and config.llm.uses_embedded_server
     )
     shortlist_k = config.shortlist_k if use_shortlist else None
-    summaries = L._summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
+    summaries = L.summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
     with llm_settings(config.llm) as settings:
         t0 = time.perf_counter()
         labels, ledger = _ray_label_frame(summaries, settings, config, taxonomy, shortlist_k, options)
         seconds = time.perf_counter() - t0
         model = settings.model
     L.write_labels(labels, config.out)
-    report = labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
+    report = L.labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
     report["engine"] = "ray"
     report["ray_actors"] = max(1, min(options.actors, settings.concurrency))
     config.report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return L.LabellingRun(labels, report, taxonomy, seconds)
-
-
-def labelling_report(
-    labels: pd.DataFrame,
-    config: Any,
-    taxonomy: Any,
-    model: str,
-    shortlist_k: int | None,
-    seconds: float,
-    ledger: dict[str, Any],
-) -> dict[str, Any]:
-    """The run report ``c2i taxonomy label`` writes (the keys :func:`run_labelling` writes)."""
-    from clicks2intent.intent import labelling as L
-    from clicks2intent.intent.llm.client import failure_reason
-
-    n = len(labels)
-    failed = labels[labels[L.STATUS] != "ok"]
-    dist = labels.loc[labels[L.STATUS] == "ok", L.LABEL_ID].value_counts()
-    return {
-        "taxonomy": str(config.taxonomy),
-        "taxonomy_version": taxonomy.version_string,
-        "model": model,
-        "shortlist_k": shortlist_k,
-        "n_sessions": n,
-        "n_ok": n - len(failed),
-        "n_failed": len(failed),
-        "n_single_option": int((labels[L.MODEL] == L.RULE_MODEL).sum()),
-        "n_rule_sure": int((labels[L.MODEL] == L.MARGIN_MODEL).sum()),
-        "n_llm": int((~labels[L.MODEL].astype(str).str.startswith("rule:")).sum()),
-        "sure_ratio": config.sure_ratio if shortlist_k is not None else None,
-        "recency": config.recency,
-        "failure_reasons": failed[L.ERROR].map(failure_reason).value_counts().to_dict(),
-        "seconds": round(seconds, 2),
-        "sessions_per_s": round(n / seconds, 3) if seconds > 0 else None,
-        "label_distribution": {str(k): int(v) for k, v in dist.items()},
-        "ledger": ledger,
-    }

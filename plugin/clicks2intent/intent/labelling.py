@@ -288,7 +288,7 @@ class LabellingRun:
     seconds: float
 
 
-def _summaries_to_label(events: pd.DataFrame, taxonomy: Taxonomy, sample: int, seed: int) -> pd.DataFrame:
+def summaries_to_label(events: pd.DataFrame, taxonomy: Taxonomy, sample: int, seed: int) -> pd.DataFrame:
     """Summaries of the sampled web sessions, with the generic pages and prefixes the taxonomy was
     built with, so a session's phrases mean the same thing here."""
     from clicks2intent.intent.summaries import (
@@ -323,7 +323,7 @@ def run_labelling(config: LabellingConfig) -> LabellingRun:
         config.shortlist == "auto" and config.llm.uses_embedded_server
     )
     shortlist_k = config.shortlist_k if use_shortlist else None
-    summaries = _summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
+    summaries = summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
     with llm_client(config.llm) as client:
         t0 = time.perf_counter()
         labels = label_sessions(
@@ -338,10 +338,25 @@ def run_labelling(config: LabellingConfig) -> LabellingRun:
         ledger = client.ledger.to_dict()
         model = client.settings.model
     write_labels(labels, config.out)
+    report = labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
+    config.report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return LabellingRun(labels, report, taxonomy, seconds)
+
+
+def labelling_report(
+    labels: pd.DataFrame,
+    config: LabellingConfig,
+    taxonomy: Taxonomy,
+    model: str,
+    shortlist_k: int | None,
+    seconds: float,
+    ledger: dict[str, Any],
+) -> dict[str, Any]:
+    """The run report ``c2i taxonomy label`` writes, whichever engine labelled (one place for its keys)."""
     n = len(labels)
     failed = labels[labels[STATUS] != "ok"]
     dist = labels.loc[labels[STATUS] == "ok", LABEL_ID].value_counts()
-    report = {
+    return {
         "taxonomy": str(config.taxonomy),
         "taxonomy_version": taxonomy.version_string,
         "model": model,
@@ -360,5 +375,3 @@ def run_labelling(config: LabellingConfig) -> LabellingRun:
         "label_distribution": {str(k): int(v) for k, v in dist.items()},
         "ledger": ledger,
     }
-    config.report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return LabellingRun(labels, report, taxonomy, seconds)
