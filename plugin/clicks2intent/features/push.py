@@ -85,26 +85,20 @@ def push_session_intents(store: FeatureStore, rows: pd.DataFrame, prefix: str = 
 def session_intents(
     events: pd.DataFrame, embedder: Any, classifier: Any, taxonomy_version: str
 ) -> pd.DataFrame:
-    """Finished sessions' events (contract columns) → one ``session_intent`` row per session."""
+    """Finished sessions' events (contract columns) → one ``session_intent`` row per session.
+
+    Embedded in one batch by the embed job's own path (:meth:`SessionEmbedder.embed_events`), so a
+    pushed vector is the one the next batch embedding writes, without a forward pass per session."""
     if events.empty:
         return pd.DataFrame(columns=list(PUSH_COLUMNS))
-    rows = []
-    for session_id, group in events.sort_values(C.EVENT_TIMESTAMP, kind="stable").groupby(
-        C.SESSION_ID, sort=False
-    ):
-        vector = embedder.embed_session(group.to_dict("records"))
-        label, confidence, _ = classifier.predict_one(vector)
-        rows.append(
-            {
-                C.SESSION_ID: str(session_id),
-                C.EVENT_TIMESTAMP: pd.to_datetime(group[C.EVENT_TIMESTAMP], utc=True).max(),
-                C.EMBEDDING: [float(x) for x in vector],
-                C.INTENT_LABEL: label,
-                C.INTENT_CONFIDENCE: float(confidence),
-                C.TAXONOMY_VERSION: taxonomy_version,
-            }
-        )
-    return pd.DataFrame(rows, columns=list(PUSH_COLUMNS))
+    out = embedder.embed_events(events)
+    predicted = [classifier.predict_one(v) for v in out[C.EMBEDDING]]
+    out[C.SESSION_ID] = out[C.SESSION_ID].astype(str)
+    out[C.EMBEDDING] = [[float(x) for x in v] for v in out[C.EMBEDDING]]
+    out[C.INTENT_LABEL] = [label for label, _, _ in predicted]
+    out[C.INTENT_CONFIDENCE] = [float(conf) for _, conf, _ in predicted]
+    out[C.TAXONOMY_VERSION] = taxonomy_version
+    return out[list(PUSH_COLUMNS)].reset_index(drop=True)
 
 
 def session_visitors(events: pd.DataFrame) -> dict[str, str]:
