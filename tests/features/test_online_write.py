@@ -140,7 +140,14 @@ def test_entity_keys_match_feast():
     assert got == want
 
 
-def test_sqlite_arrow_engine_matches_feast(tmp_path: Path):
+@pytest.mark.parametrize("rows_per_statement,chunk_rows", [(200, 20_000), (12, 3)])
+def test_sqlite_arrow_engine_matches_feast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_statement: int, chunk_rows: int
+):
+    # (12, 3): two entities per INSERT and chunks of three, so full statements, a remainder statement
+    # and several transactions all run on the 5 keys.
+    monkeypatch.setattr(W, "SQLITE_ROWS_PER_STATEMENT", rows_per_statement)
+    monkeypatch.setattr(W, "CHUNK_ROWS", chunk_rows)
     source = tmp_path / "v.parquet"
     _source(source)
     feast_store = _store(tmp_path, "feast", source, {"type": "sqlite", "path": "online.db"}, None)
@@ -161,10 +168,14 @@ def test_sqlite_arrow_engine_matches_feast(tmp_path: Path):
 
 
 @pytest.mark.services
-def test_redis_arrow_engine_matches_feast(tmp_path: Path):
+@pytest.mark.parametrize("key_ttl_seconds,chunk_rows", [(None, 20_000), (3600, 2)])
+def test_redis_arrow_engine_matches_feast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key_ttl_seconds: int | None, chunk_rows: int
+):
     reason = FS.service_available("redis")
     if reason:
         pytest.skip(reason)
+    monkeypatch.setattr(W, "CHUNK_ROWS", chunk_rows)
     import redis
 
     source = tmp_path / "v.parquet"
@@ -176,6 +187,8 @@ def test_redis_arrow_engine_matches_feast(tmp_path: Path):
     try:
         for name, engine in (("feast", None), ("fast", ENGINE_TYPE)):
             online = {"type": "redis", "connection_string": FS.DEFAULT_REDIS, "project": projects[name]}
+            if key_ttl_seconds:
+                online["key_ttl_seconds"] = key_ttl_seconds
             stores[name] = _store(tmp_path, name, source, online, engine)
         client = redis.Redis(host=host, port=int(port))
 
@@ -186,6 +199,10 @@ def test_redis_arrow_engine_matches_feast(tmp_path: Path):
 
         want = hashes(projects["feast"])
         assert len(want) == len(KEYS)
+        for project in projects.values():  # Feast's EXPIRE where a key ttl is set, none otherwise
+            suffix = project.encode()
+            ttls = {client.ttl(k) for k in client.scan_iter(match=b"*" + suffix) if k.endswith(suffix)}
+            assert (min(ttls) > 0 and max(ttls) <= key_ttl_seconds) if key_ttl_seconds else ttls == {-1}
         assert hashes(projects["fast"]) == want
         assert _online(stores["fast"]) == _online(stores["feast"])
         # A second run of older rows must not overwrite newer values (Feast's timestamp check).

@@ -87,10 +87,14 @@ def _doubles(values: pa.Array) -> list[bytes]:
 
 
 def _scalars(values: pa.Array, field: str) -> list[bytes]:
-    """One upb ``Value`` per cell (ints, strings, bools); null → ``b""``."""
+    """One upb ``Value`` per distinct cell (ints, strings, bools), shared by the rows holding it: labels
+    and versions repeat, so a few hundred serialisations stand for 100k rows; null → ``b""``."""
     from feast.protos.feast.types.Value_pb2 import Value
 
-    return [b"" if v is None else Value(**{field: v}).SerializeToString() for v in values.to_pylist()]
+    cells = values.to_pylist()
+    memo = {v: Value(**{field: v}).SerializeToString() for v in set(cells) if v is not None}
+    memo[None] = b""
+    return [memo[v] for v in cells]
 
 
 def encode_column(values: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[bytes] | None:
@@ -228,52 +232,111 @@ def _entity_order(table: pa.Table, keys: list[bytes]) -> tuple[pa.Table, list[by
     return table.take(pa.array(order, pa.int64())), [keys[i] for i in order]
 
 
-def write_sqlite(
-    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
-) -> None:
-    """Upsert into Feast's SQLite table of the view (the columns ``SqliteOnlineStore`` writes)."""
-    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+# Value types whose rows carry a value_text (text_values); the rest get a NULL literal.
+_TEXT_TYPES = ("STRING", "INT64", "INT32", "BOOL", "DOUBLE")
+SQLITE_ROWS_PER_STATEMENT = 200  # table rows per INSERT (entities x features); SQLite allows 999+ variables
 
-    conn = store._get_conn(config)
-    name = _table_id(config.project, feature_view, config.registry.enable_online_feature_view_versioning)
-    sql = (
-        f"INSERT INTO {_quote_id(name)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+
+def _sqlite_upsert(table: str, names: list[str], texts: list[bool], created: bool, entities: int) -> str:
+    """One INSERT of ``entities`` entities x every feature, in Feast's upsert form.
+
+    Per entity the key and timestamps are bound once (numbered parameters) and feature names and the
+    NULL ``value_text`` of list features are literals: half the parameters of one row per statement,
+    and one statement step per ``entities`` entities (measured: 1.30 → 0.57 CPU-s per 100k 64-d rows)."""
+    from feast.infra.online_stores.sqlite import _quote_id
+
+    rows, n = [], 0
+    for _ in range(entities):
+        key, ts = n + 1, n + 2
+        n += 3 if created else 2
+        cts = f"?{n}" if created else "NULL"
+        for name, has_text in zip(names, texts, strict=True):
+            value = f"?{n + 1}"
+            n += 1
+            text = "NULL"
+            if has_text:
+                text = f"?{n + 1}"
+                n += 1
+            lit = "'" + name.replace("'", "''") + "'"
+            rows.append(f"(?{key}, {lit}, {value}, {text}, ?{ts}, {cts})")
+    return (
+        f"INSERT INTO {_quote_id(table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+        f"VALUES {', '.join(rows)} ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
         "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
         "created_ts = excluded.created_ts;"
     )
+
+
+def write_sqlite(
+    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
+) -> None:
+    """Upsert into Feast's SQLite table of the view (the columns and values ``SqliteOnlineStore``
+    writes), several entities per statement."""
+    from feast.infra.online_stores.sqlite import _table_id
+
+    conn = store._get_conn(config)
+    name = _table_id(config.project, feature_view, config.registry.enable_online_feature_view_versioning)
     source = feature_view.batch_source
+    created = source.created_timestamp_column
     table, keys = _entity_order(table, keys)
     features = sorted(feature_view.features, key=lambda f: f.name)  # the primary key's order
     names = [f.name for f in features]
+    has_text = [f.dtype.to_value_type().name in _TEXT_TYPES for f in features]
+    per_statement = max(1, SQLITE_ROWS_PER_STATEMENT // max(1, len(features)))
+    sql = _sqlite_upsert(name, names, has_text, bool(created), per_statement)
     for start in range(0, table.num_rows, CHUNK_ROWS):
         chunk = table.slice(start, CHUNK_ROWS)
-        ck = keys[start : start + CHUNK_ROWS]
         encoded = encode_features(chunk, feature_view)
-        texts = [text_values(chunk.column(f.name), f.dtype.to_value_type()) for f in features]
-        event_ts = _sqlite_times(chunk.column(source.timestamp_field))
-        created = source.created_timestamp_column
-        created_ts = _sqlite_times(chunk.column(created)) if created else [None] * chunk.num_rows
-        per_row = len(names)
-        rows = zip(
-            [k for k in ck for _ in range(per_row)],
-            names * len(ck),
-            [v for row in zip(*(encoded[n] for n in names), strict=True) for v in row],
-            [t for row in zip(*texts, strict=True) for t in row],
-            [t for t in event_ts for _ in range(per_row)],
-            [t for t in created_ts for _ in range(per_row)],
-            strict=True,
-        )
+        columns: list[list[Any]] = [keys[start : start + CHUNK_ROWS]]
+        columns.append(_sqlite_times(chunk.column(source.timestamp_field)))
+        if created:
+            columns.append(_sqlite_times(chunk.column(created)))
+        for f, text in zip(features, has_text, strict=True):
+            columns.append(encoded[f.name])
+            if text:
+                columns.append(text_values(chunk.column(f.name), f.dtype.to_value_type()))
+        flat = [v for row in zip(*columns, strict=True) for v in row]
+        width = len(columns) * per_statement
+        full = chunk.num_rows // per_statement * per_statement * len(columns)
         # Feast writes entity by entity; the (entity_key, feature_name) upsert makes the order irrelevant
         # except for repeated keys, which materialisation has already reduced to the latest row.
         with conn:
-            conn.executemany(sql, rows)
+            conn.executemany(sql, (flat[i : i + width] for i in range(0, full, width)))
+            if full < len(flat):
+                rest = (len(flat) - full) // len(columns)
+                conn.execute(_sqlite_upsert(name, names, has_text, bool(created), rest), flat[full:])
+
+
+def _bulk(values: list[bytes]) -> list[bytes]:
+    """RESP bulk strings (``$len\\r\\n…\\r\\n``) of each value."""
+    return [b"$%d\r\n%b\r\n" % (len(v), v) for v in values]
+
+
+def _pipelined(client: Any, commands: list[bytes], n_replies: int) -> list[Any]:
+    """Send RESP-encoded ``commands`` on one pooled connection and read ``n_replies`` replies.
+
+    redis-py's pipeline spends ~20 µs of Python per command (argument packing, per-command response
+    callbacks); here commands are packed by column and replies are read raw. A reply that is an
+    error, or any failure mid-way, drops the connection (unread replies must not reach its next user)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([b"".join(commands)], check_health=False)  # one sendall, not one per command
+        replies = [conn.read_response(disable_decoding=True) for _ in range(n_replies)]
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    return replies
 
 
 def write_redis(
     store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
 ) -> None:
-    """HSET into Feast's Redis hashes, skipping rows older than what is stored (as Feast does)."""
+    """HSET into Feast's Redis hashes, skipping rows older than what is stored (as Feast does):
+    the same two pipelined round trips per chunk as Feast's ``online_write_batch`` (HMGET of the
+    stored ``_ts``, then one HSET per newer entity, EXPIRE where a key ttl is set)."""
     from feast.infra.online_stores.helpers import _mmh3
     from feast.infra.online_stores.redis import _versioned_fv_name
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -281,40 +344,46 @@ def write_redis(
     online = config.online_store
     client = store._get_client(online)
     view = _versioned_fv_name(feature_view, config)
-    ts_key = f"_ts:{view}"
-    fkeys = {f.name: _mmh3(f"{view}:{f.name}") for f in feature_view.features}
+    ts_key = f"_ts:{view}".encode()
+    ts_field = _bulk([ts_key])[0]
+    fields = [(_bulk([_mmh3(f"{view}:{f.name}")])[0], f.name) for f in feature_view.features]
+    hset_head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(fields)))
+    hmget_head = b"*3\r\n$5\r\nHMGET\r\n"
+    ttl = online.key_ttl_seconds
+    expire_tail = b"$%d\r\n%d\r\n" % (len(str(ttl)), ttl) if ttl else b""
     project = config.project.encode("utf-8")
     for start in range(0, table.num_rows, CHUNK_ROWS):
         chunk = table.slice(start, CHUNK_ROWS)
-        redis_keys = [k + project for k in keys[start : start + CHUNK_ROWS]]
+        redis_keys = _bulk([k + project for k in keys[start : start + CHUNK_ROWS]])
         ts = pc.cast(chunk.column(feature_view.batch_source.timestamp_field), pa.timestamp("ns", "UTC"))
-        nanos = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        nanos = (ts.cast(pa.int64()).to_numpy(zero_copy_only=False) // 1000 * 1000).tolist()  # Feast keeps µs
         prev: list[Any] = [None] * len(redis_keys)
         if not online.skip_dedup:
-            with client.pipeline(transaction=False) as pipe:
-                for k in redis_keys:
-                    pipe.hmget(k, ts_key)
-                prev = [r[0] for r in pipe.execute()]
+            replies = _pipelined(client, [hmget_head + k + ts_field for k in redis_keys], len(redis_keys))
+            prev = [r[0] for r in replies]
         encoded = encode_features(chunk, feature_view)
-        columns = [(fkeys[name], values) for name, values in encoded.items()]
+        columns = [(field, _bulk(encoded[name])) for field, name in fields]
         latest: dict[bytes, int] = {}
-        with client.pipeline(transaction=False) as pipe:
-            for i, key in enumerate(redis_keys):
-                new = int(nanos[i]) // 1000 * 1000  # Feast stores microsecond datetimes
-                seen = latest.get(key, 0)
-                if prev[i]:
-                    p = Timestamp.FromString(prev[i])
-                    seen = max(seen, p.seconds * 1_000_000_000 + p.nanos)
-                if seen and new <= seen:
-                    continue
-                latest[key] = new
-                stamp = Timestamp(seconds=new // 1_000_000_000, nanos=new % 1_000_000_000)
-                mapping = {ts_key: stamp.SerializeToString()}
-                mapping.update({fk: values[i] for fk, values in columns})
-                pipe.hset(key, mapping=mapping)
-                if online.key_ttl_seconds:
-                    pipe.expire(name=key, time=online.key_ttl_seconds)
-            pipe.execute()
+        commands: list[bytes] = []
+        for i, key in enumerate(redis_keys):
+            new = nanos[i]
+            seen = latest.get(key, 0)
+            if prev[i]:
+                p = Timestamp.FromString(prev[i])
+                seen = max(seen, p.seconds * 1_000_000_000 + p.nanos)
+            if seen and new <= seen:
+                continue
+            latest[key] = new
+            stamp = Timestamp(seconds=new // 1_000_000_000, nanos=new % 1_000_000_000).SerializeToString()
+            parts = [hset_head, key, ts_field, b"$%d\r\n%b\r\n" % (len(stamp), stamp)]
+            for field, values in columns:
+                parts.append(field)
+                parts.append(values[i])
+            commands.append(b"".join(parts))
+            if ttl:
+                commands.append(b"*3\r\n$6\r\nEXPIRE\r\n" + key + expire_tail)
+        if commands:
+            _pipelined(client, commands, len(commands))
 
 
 def feast_write(
