@@ -7,6 +7,7 @@ import os
 # Before torch loads OpenMP (see clicks2intent/encoder.py): spinning workers crawl on a shared CPU.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from dataclasses import replace  # noqa: E402
 from datetime import datetime  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -25,6 +26,7 @@ from clicks2intent.encoder.embed import (  # noqa: E402
     embed_file,
     export_torchscript,
     featurise,
+    length_batches,
     load_torchscript,
     query_ngram_ids,
 )
@@ -38,6 +40,7 @@ from clicks2intent.encoder.model import (  # noqa: E402
     build_model,
     save_checkpoint,
 )
+from clicks2intent.encoder.train import TrainConfig, train_encoder  # noqa: E402
 from clicks2intent.names import columns as C  # noqa: E402
 
 CONFIG = EncoderConfig(
@@ -282,3 +285,71 @@ def test_batch_output_needs_timestamps(embedder) -> None:
     events[C.EVENT_TIMESTAMP] = pd.Series(pd.NaT, index=events.index, dtype="datetime64[us, UTC]")
     with pytest.raises(ValueError, match="event_timestamp"):
         embedder.embed_events(events)
+
+
+# --- the batch job's inference path (FusedInputs + publish) equals the model's forward ------------
+
+
+def _reference_vectors(embedder: SessionEmbedder, arrays) -> np.ndarray:
+    """``SessionEncoder.forward`` on ``SessionArrays.batch``, one session per call (no padding at all)."""
+    with torch.inference_mode():
+        rows = [embedder.model(**arrays.batch(np.array([i])))[0].numpy() for i in range(len(arrays))]
+    return np.stack(rows)
+
+
+def _arrays(embedder: SessionEmbedder, n_sessions: int = 40):
+    return embedder.featurise(pa.Table.from_pandas(_events(n_sessions, seed=5), preserve_index=False))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [{}, {"pooling": "last"}, {"pooling": "mean", "n_layers": 2}, {"causal": False, "pooling": "attention"},
+     {"output": "vector+next"}, {"normalize": False, "output": "next"}],
+)  # fmt: skip
+def test_batch_job_inference_equals_the_model_forward(variant) -> None:
+    """embed_arrays (ids once per chunk, one embedding_bag per padded batch) == forward, every variant."""
+    torch.manual_seed(3)
+    config = replace(CONFIG, **variant)
+    model = build_model(config, _vocabs()).eval()
+    with torch.no_grad():  # unit-scale rows (init is std 0.02): a wrong row id or sum order shows
+        for e in (model.page_emb, model.dwell_emb, model.gap_emb, model.channel_emb, model.device_emb,
+                  model.query_bag, model.pos_emb, model.rev_pos_emb):  # fmt: skip
+            if e is not None:
+                e.weight.normal_()
+                if e.padding_idx is not None:
+                    e.weight[e.padding_idx].zero_()
+    embedder = SessionEmbedder(EncoderCheckpoint(config, _vocabs(), model), batch_size=4)
+    arrays = _arrays(embedder)
+    assert arrays.query.any() and (arrays.lengths == config.max_len).any()  # queries, truncation covered
+    shapes: list[tuple[int, int]] = []
+    fast = embedder.embed_arrays(arrays, shapes=shapes)
+    assert any(s < w for s, w in shapes) or len({w for _, w in shapes}) > 1  # several widths were run
+    np.testing.assert_allclose(fast, _reference_vectors(embedder, arrays), atol=1e-5, rtol=0)
+
+
+def test_batch_job_inference_on_a_trained_checkpoint(tmp_path) -> None:
+    """The same on a (tiny) trained encoder, and after new weights are loaded into the embedder's model."""
+    events = pa.Table.from_pandas(_events(80, seed=2), preserve_index=False)
+    t_cfg = TrainConfig(max_steps=6, batch_size=16, lr=1e-2, warmup_steps=1, evals_per_epoch=1)
+    trained = train_encoder(events, CONFIG, t_cfg, progress=False).checkpoint
+    embedder = SessionEmbedder(trained, batch_size=8)
+    arrays = _arrays(embedder)
+    np.testing.assert_allclose(embedder.embed_arrays(arrays), _reference_vectors(embedder, arrays), atol=1e-5)
+    torch.manual_seed(9)
+    embedder.model.load_state_dict(build_model(CONFIG, trained.vocabularies).state_dict())
+    np.testing.assert_allclose(embedder.embed_arrays(arrays), _reference_vectors(embedder, arrays), atol=1e-5)
+
+
+def test_length_batches_cover_every_session_once_with_little_padding() -> None:
+    rng = np.random.default_rng(0)
+    lengths = np.minimum(rng.geometric(0.25, 5000), 64)
+    batches = length_batches(lengths, 256, max_padding=0.05, min_sessions=32)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert all(len(b) <= 256 for b in batches)
+    widths = [int(lengths[b].max()) for b in batches]
+    assert widths == sorted(widths)  # shortest first
+    for b, w in zip(batches, widths, strict=True):  # more padding only to join a small batch to longer ones
+        assert lengths[b].sum() >= 0.95 * len(b) * w or (lengths[b] < w).sum() < 32
+    padded = sum(len(b) * w for b, w in zip(batches, widths, strict=True))
+    assert padded < 1.03 * lengths.sum()
+    assert len(length_batches(np.array([], dtype=np.int64), 8)) == 0

@@ -64,6 +64,7 @@ from clicks2intent.encoder.model import (  # noqa: E402
     PAD_ID,
     EncoderCheckpoint,
     EncoderConfig,
+    FusedInputs,
     SessionEncoder,
     Vocabulary,
     load_checkpoint,
@@ -581,6 +582,46 @@ def load_torchscript(path: str | Path, device: torch.device | str = "cpu") -> to
     return module.eval()
 
 
+# Length bucketing: a batch pads at most this share of its positions (unless it would hold fewer than
+# MIN_BUCKET sessions). Sorted batches of a fixed size padded 10 % of the positions of geometric
+# session lengths (a chunk's longest sessions shared one batch); 5 % / 64 gave 0.9 % for 11 % more
+# batches (272 vs 245 for 250k sessions).
+MAX_PADDING = 0.05
+MIN_BUCKET = 64
+
+
+def length_batches(
+    lengths: np.ndarray, batch_size: int, max_padding: float = MAX_PADDING, min_sessions: int = MIN_BUCKET
+) -> list[np.ndarray]:
+    """Session index batches, shortest sessions first, at most ``batch_size`` each and little padding.
+
+    Greedy over runs of equal length: a run joins the open batch unless that would pad more than
+    ``max_padding`` of the batch's positions and the open batch already has ``min_sessions``.
+    """
+    order = np.argsort(lengths, kind="stable")
+    values, firsts, counts = np.unique(lengths[order], return_index=True, return_counts=True)
+    out: list[np.ndarray] = []
+    first = size = tokens = 0
+    for length, stop, left in zip(values.tolist(), firsts.tolist(), counts.tolist(), strict=True):
+        while left:
+            take = min(left, batch_size - size)
+            if (
+                size
+                and size >= min_sessions
+                and tokens + take * length < (1 - max_padding) * (size + take) * length
+            ):
+                out.append(order[first:stop])
+                first, size, tokens = stop, 0, 0
+                take = min(left, batch_size)
+            size, tokens, left, stop = size + take, tokens + take * length, left - take, stop + take
+            if size == batch_size:
+                out.append(order[first:stop])
+                first, size, tokens = stop, 0, 0
+    if size:
+        out.append(order[first:])
+    return out
+
+
 # --- the embedder -------------------------------------------------------------------------------
 
 
@@ -610,6 +651,7 @@ class SessionEmbedder:
         self.serving = serving
         self.batch_size = batch_size
         self.hasher = QueryHasher(self.config)
+        self._fused: FusedInputs | None = None
 
     @classmethod
     def load(
@@ -638,18 +680,58 @@ class SessionEmbedder:
         return featurise(table, self.vocabularies, self.config, self.hasher)
 
     def batches(self, arrays: SessionArrays) -> Iterator[np.ndarray]:
-        """Session index batches, shortest sessions first, so each batch pads to a similar length."""
-        order = np.argsort(arrays.lengths, kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            yield order[start : start + self.batch_size]
+        """Session index batches, shortest sessions first (see :func:`length_batches`)."""
+        yield from length_batches(arrays.lengths, self.batch_size)
+
+    def fused_inputs(self) -> FusedInputs:
+        """The batch job's input embedding (:class:`FusedInputs`), rebuilt if the weights changed."""
+        if self._fused is None or not self._fused.current():
+            self._fused = FusedInputs(self.model)
+        return self._fused
 
     @torch.inference_mode()
-    def embed_arrays(self, arrays: SessionArrays, progress: Any = None) -> np.ndarray:
-        """``[S, dim]`` float32 embeddings in the order of ``arrays`` (length-bucketed internally)."""
+    def embed_arrays(
+        self, arrays: SessionArrays, progress: Any = None, shapes: list[tuple[int, int]] | None = None
+    ) -> np.ndarray:
+        """``[S, dim]`` float32 embeddings in the order of ``arrays`` (length-bucketed internally).
+
+        Runs :class:`FusedInputs` + :meth:`SessionEncoder.publish`: the numbers of the model's
+        ``forward`` on :meth:`SessionArrays.batch` (tested), with each event's ids computed once here
+        instead of once per padded batch. ``shapes`` collects ``(sessions, padded length)`` per batch.
+        """
         out = np.empty((len(arrays), self.dim), dtype=np.float32)
+        if not len(arrays):
+            return out
+        fused, dev = self.fused_inputs(), self.device
+        used = np.unique(arrays.query)
+        if used[0] != 0:  # row 0 must stay "no query"
+            used = np.concatenate([[0], used])
+        ngrams = arrays.query_ngrams[used]
+        ngrams = ngrams[:, : max(int((ngrams != 0).sum(axis=1).max()), 1)]
+        table = fused.table(torch.from_numpy(ngrams.astype(np.int64)).to(dev))
+
+        def put(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values)).to(dev)
+
+        offsets, lengths = put(arrays.offsets), put(arrays.lengths)
+        ids = fused.event_ids(
+            put(arrays.page),
+            put(arrays.dwell),
+            put(arrays.time),
+            put(arrays.channel),
+            put(arrays.device),
+            put(np.searchsorted(used, arrays.query)),
+            offsets,
+        )
+        all_lengths = arrays.lengths
         for idx in self.batches(arrays):
-            vectors = self.model(**arrays.batch(idx, self.device))
-            out[idx] = vectors.float().cpu().numpy()
+            width = int(all_lengths[idx].max())
+            rows = put(idx)
+            batch_lengths = lengths[rows]
+            x, padding = fused(ids, table, offsets[rows], batch_lengths, width)
+            out[idx] = self.model.publish(x, padding, batch_lengths).float().cpu().numpy()
+            if shapes is not None:
+                shapes.append((len(idx), width))
             if progress is not None:
                 progress.update(len(idx))
         return out
@@ -852,8 +934,7 @@ def embed_file(
                     bar.refresh()
                 for first in range(0, len(arrays), chunk_sessions):
                     chunk = arrays.slice(first, first + chunk_sessions)
-                    shapes.extend((len(b), int(chunk.lengths[b].max())) for b in embedder.batches(chunk))
-                    out = embeddings_table(chunk, embedder.embed_arrays(chunk, bar))
+                    out = embeddings_table(chunk, embedder.embed_arrays(chunk, bar, shapes))
                     tick = _lap(phases, "model", tick)
                     if pending is not None:
                         pending.result()  # one chunk in flight: memory stays bounded

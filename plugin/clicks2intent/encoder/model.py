@@ -350,11 +350,15 @@ class SessionEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Contextual event states ``[B, L, d]`` and the padding mask ``[B, L]`` (True = padding)."""
         x, padding = self.embed_inputs(page, dwell, time, channel, device, query, query_table, lengths, mask)
+        return self.contextualise(x, padding), padding
+
+    def contextualise(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """Event states ``[B, L, d]`` from summed, normalised input embeddings (the Transformer + final norm)."""
         if self.causal:  # right padding: no real event attends to a later (padding) position
             h = self.transformer(x, mask=self._future(x.shape[1], x.device), is_causal=True)
         else:
             h = self.transformer(x, src_key_padding_mask=padding)
-        return self.final_norm(h), padding
+        return self.final_norm(h)
 
     def last_states(self, x: torch.Tensor, padding: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``[B, d]`` final states of each session's last event, computing only what they need.
@@ -441,20 +445,107 @@ class SessionEncoder(nn.Module):
         lengths: torch.Tensor,
     ) -> torch.Tensor:
         """Published session features ``[B, output_dim]`` (see ``EncoderConfig.output``)."""
+        x, padding = self.embed_inputs(page, dwell, time, channel, device, query, query_table, lengths)
+        return self.publish(x, padding, lengths)
+
+    def publish(self, x: torch.Tensor, padding: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` after the input embeddings: what :class:`FusedInputs` hands its output to."""
         if self.causal and self.pooling == "last":
-            x, padding = self.embed_inputs(page, dwell, time, channel, device, query, query_table, lengths)
             vectors = self._finish(self.last_states(x, padding, lengths))
         else:
-            states, padding = self.encode_events(
-                page, dwell, time, channel, device, query, query_table, lengths
-            )
-            vectors = self.pool(states, padding, lengths)
+            vectors = self.pool(self.contextualise(x, padding), padding, lengths)
         if self.output == "vector":
             return vectors
         next_logp = torch.log_softmax(self.next_page_logits(vectors), dim=-1)[:, self.n_special :]
         if self.output == "next":
             return next_logp
         return torch.cat([vectors, next_logp], dim=-1)
+
+
+class FusedInputs:
+    """Inference only: :meth:`SessionEncoder.embed_inputs` as one gather and one ``embedding_bag``.
+
+    ``embed_inputs`` builds each batch from seven lookups, each a ``[B, L, d]`` temporary added into
+    the sum, after bucketing dwell and gaps per batch: with the pooling, a third of the embed job's
+    model time on top of the Transformer. Here every table is one concatenated ``[rows, d]`` table
+    (a zero row first, then page, dwell, gap, channel, device, position[, position from the end], then
+    one row per distinct query of the chunk), each event's row ids are computed once per chunk on the
+    flat, unpadded events (:meth:`event_ids`), and a batch is ``embedding_bag(mode="sum")`` over its
+    events' ids — the same rows summed in the same order — then the input LayerNorm. Padding positions
+    sum the zero row: with causal attention and right padding no real event attends to them, and the
+    bidirectional variant masks them as keys, so real events' outputs are :meth:`SessionEncoder.forward`'s
+    (tested to 1e-5). The tables are a snapshot of the weights: for an eval-mode model that no longer
+    trains (:class:`clicks2intent.encoder.embed.SessionEmbedder`).
+    """
+
+    def __init__(self, model: SessionEncoder) -> None:
+        if model.training:
+            raise ValueError("FusedInputs: the model must be in eval mode (a snapshot of its weights)")
+        self.model = model
+        embeddings = [model.page_emb, model.dwell_emb, model.gap_emb, model.channel_emb, model.device_emb]
+        embeddings.append(model.pos_emb)
+        if model.rev_pos_emb is not None:
+            embeddings.append(model.rev_pos_emb)
+        weight = model.page_emb.weight
+        with torch.no_grad():
+            parts = [torch.zeros(1, weight.shape[1], dtype=weight.dtype, device=weight.device)]
+            parts += [e.weight.detach() for e in embeddings]
+            self.static = torch.cat(parts)  # [1 + sum of table sizes, d]
+        self._versions = [(e.weight, e.weight._version) for e in embeddings]
+        sizes = [e.num_embeddings for e in embeddings]
+        self.starts = [1 + sum(sizes[:i]) for i in range(len(sizes))]  # first row of each table
+        self.query_start = 1 + sum(sizes)  # query rows follow (see table())
+        self.width = len(sizes) + 1  # ids per event (the query id is one of them)
+
+    def current(self) -> bool:
+        """False once a snapshotted weight was written to (trained further, or a state dict loaded)."""
+        return all(w._version == v for w, v in self._versions)
+
+    def table(self, query_ngrams: torch.Tensor) -> torch.Tensor:
+        """The static rows + one query vector per row of ``query_ngrams`` (row 0: "no query", zero)."""
+        return torch.cat([self.static, self.model.query_bag(query_ngrams)])
+
+    def event_ids(
+        self,
+        page: torch.Tensor,
+        dwell: torch.Tensor,
+        time: torch.Tensor,
+        channel: torch.Tensor,
+        device: torch.Tensor,
+        query: torch.Tensor,
+        offsets: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[N + 1, width]`` table row ids of flat events (sessions ``offsets[s]:offsets[s + 1]``).
+
+        Same buckets as ``embed_inputs`` (gap = time minus the previous event's in the session, the
+        first event's own id); the last row is all zero rows, the padding positions' ids.
+        """
+        m = self.model
+        lengths = offsets[1:] - offsets[:-1]
+        n = page.shape[0]
+        position = torch.arange(n, device=page.device) - torch.repeat_interleave(offsets[:-1], lengths)
+        gaps = m.time_bucket(time - torch.cat([time[:1], time[:-1]]), m.gap_edges)
+        gap_ids = torch.where(position == 0, torch.full_like(gaps, m.first_gap_id), gaps)
+        values = [page, m.dwell_bucket(dwell), gap_ids, channel, device, position.clamp(max=m.max_len - 1)]
+        if m.rev_pos_emb is not None:
+            values.append((torch.repeat_interleave(lengths, lengths) - 1 - position).clamp(0, m.max_len - 1))
+        # Sum order of embed_inputs: page, dwell, gap, channel, device, query, position(s).
+        cols = [v + start for v, start in zip(values, self.starts, strict=True)]
+        cols.insert(5, query + self.query_start)
+        ids = torch.stack(cols, dim=1)
+        return torch.cat([ids, ids.new_zeros(1, self.width)])
+
+    def __call__(
+        self, ids: torch.Tensor, table: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised input embeddings ``[B, width, d]`` and the padding mask of sessions starting at ``starts``."""
+        positions = torch.arange(width, device=ids.device).unsqueeze(0)
+        padding = positions >= lengths.unsqueeze(1)
+        src = torch.where(padding, ids.shape[0] - 1, starts.unsqueeze(1) + positions)
+        rows = ids.index_select(0, src.reshape(-1))
+        x = F.embedding_bag(rows, table, mode="sum").view(src.shape[0], width, table.shape[1])
+        m = self.model
+        return m.input_drop(m.input_norm(x)), padding
 
 
 # --- checkpoint ---------------------------------------------------------------------------------
