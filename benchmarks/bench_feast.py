@@ -18,7 +18,7 @@ The three read variants are called round-robin, so a burst of load on a shared m
 
 ``--engines``: the offline side instead, on one set of sources in one run: the file offline store with
 Feast's local engine (the original path) against DuckDB + the Arrow engine (the default), DuckDB + the
-Ray compute engine and Feast's Ray offline store + Ray engine (``feature_store.ray.yaml``'s), each
+Ray compute engine (``feature_store.ray.yaml``'s) and Feast's Ray offline store + Ray engine, each
 materialising into SQLite and Redis (rows/s, rows really readable online, the empty window) and
 building both training sets (entity rows/s, values equal to the original path's). The work is
 benchmarks/bench_offline.py's (``--engine-configs`` picks its configurations).

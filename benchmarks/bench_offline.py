@@ -14,6 +14,10 @@ printed beside it. ``uptime`` load is printed with the figures: on a shared mach
 
     python benchmarks/bench_offline.py [--sessions 100000] [--customers 20000] [--rows 30000]
         [--configs file,duckdb,file+arrow,duckdb+arrow,ray] [--redis] [--artifacts DIR] [--json out.json]
+
+``ray`` is Feast's Ray offline store + Ray compute engine through ``engines.RayOfflineStore`` (its
+empty-window and null-timestamp reads fixed) on the same sources; ``feastray`` is Feast's own
+``type: ray`` on a copy without the anchor rows (its empty window fails).
 """
 
 from __future__ import annotations
@@ -46,15 +50,18 @@ from clicks2intent.names import features as N  # noqa: E402
 from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout  # noqa: E402
 
 START, END = pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2030-01-01", tz="UTC")
-CONFIGS = ("file", "duckdb", "file+arrow", "duckdb+arrow", "duckdb+ray", "ray", "duckdb+feastray")
+CONFIGS = ("file", "duckdb", "file+arrow", "duckdb+arrow", "duckdb+ray", "ray", "feastray", "duckdb+feastray")
 
 
 def load() -> str:
     return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def config(name: str, online: dict[str, Any], project: str, ray_cpus: int) -> dict[str, Any]:
-    """A feature store YAML dict for one benchmark configuration."""
+def config(
+    name: str, online: dict[str, Any], project: str, ray_cpus: int, storage: str | None = None
+) -> dict[str, Any]:
+    """A feature store YAML dict for one benchmark configuration (``storage``: the Ray offline store's
+    ``storage_path``, where its historical retrieval stages results)."""
     offline, _, engine = name.partition("+")
     cfg: dict[str, Any] = {"project": project, "provider": "local", "registry": "data/registry.db",
                            "online_store": online, "entity_key_serialization_version": 3}  # fmt: skip
@@ -65,8 +72,9 @@ def config(name: str, online: dict[str, Any], project: str, ray_cpus: int) -> di
                   "max_workers": ray_cpus, "write_concurrency": 1}  # fmt: skip
     if engine == "feastray":
         cfg["batch_engine"] = ray_engine | {"type": "ray.engine"}
-    if offline == "ray":
-        cfg["offline_store"] = {"type": "ray", "ray_conf": ray_conf}
+    if offline in ("ray", "feastray"):  # "ray": engines.RayOfflineStore (empty window, anchors fixed)
+        ray_store = "clicks2intent.features.engines.RayOfflineStore" if offline == "ray" else "ray"
+        cfg["offline_store"] = {"type": ray_store, "ray_conf": ray_conf, "storage_path": storage}
         cfg["batch_engine"] = ray_engine
     else:
         cfg["offline_store"] = {"type": offline}
@@ -86,9 +94,10 @@ def open_config(root: Path, name: str, kind: str, features_dir: Path, args: argp
         if kind == "sqlite"
         else FS.production_config(project=project)["online_store"]
     )
-    FS.write_config(repo / "feature_store.yaml", config(name, online, project, args.ray_cpus))
+    cfg = config(name, online, project, args.ray_cpus, storage=str(repo / "ray_storage"))
+    FS.write_config(repo / "feature_store.yaml", cfg)
     store = FS.open_store(repo)
-    if name == "ray":  # Feast's Ray store fails on the null-timestamp anchor rows: measure it without them
+    if name == "feastray":  # Feast's own Ray store fails on the null-timestamp anchor rows: none here
         features_dir = without_anchors(features_dir, root / "features_no_anchors")
     objects = fo.build(fo.file_sources(str(features_dir)), embedding_dim=args.dim, artifacts_dir=str(root))
     store.apply([o for o in objects.all() if o is not objects.inflight_session_intent])

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 ENGINE_TYPE = "clicks2intent.features.engines.ArrowComputeEngine"
 RAY_ENGINE_TYPE = "clicks2intent.features.engines.RayComputeEngine"
+RAY_OFFLINE_TYPE = "clicks2intent.features.engines.RayOfflineStore"
 
 
 class ArrowComputeEngineConfig(FeastConfigBaseModel):
@@ -148,13 +149,154 @@ def _ray_engine_classes() -> dict[str, type]:
     return {"RayComputeEngine": RayComputeEngine, "RayComputeEngineConfig": RayComputeEngineConfig}
 
 
+def _ray_offline_classes() -> dict[str, type]:
+    """:class:`RayOfflineStore` and its config, built on first use (``ray`` is imported by Feast's)."""
+    from feast.infra.offline_stores.contrib.ray_offline_store.ray import RayOfflineStore as FeastRayStore
+    from feast.infra.offline_stores.contrib.ray_offline_store.ray import (
+        RayOfflineStoreConfig as FeastRayStoreConfig,
+    )
+
+    class RayOfflineStoreConfig(FeastRayStoreConfig):
+        """``offline_store`` section for :class:`RayOfflineStore`: every field of Feast's ``ray``."""
+
+        type: Literal["clicks2intent.features.engines.RayOfflineStore"] = RAY_OFFLINE_TYPE  # type: ignore[assignment]
+
+    class RayOfflineStore(FeastRayStore):
+        """Feast's Ray offline store, with materialisation reads that work on ``c2i features build``'s
+        sources and on an empty incremental window.
+
+        Feast 0.67's ``ray`` store (``contrib/ray_offline_store/ray.py``) fails two reads that the
+        DuckDB and file stores answer: (1) a window with no rows, ``Failed to load/filter dataset:
+        'NoneType' object has no attribute 'names'`` (``_load_and_filter_dataset_ray`` reads
+        ``ds.schema().names``, and Ray's schema of an empty dataset is None), so every incremental
+        ``feast materialize`` with nothing new failed; (2) a source with null timestamps (the anchor
+        rows the features job writes): its row filter (``_create_filtered_dataset``) compares None
+        with a Timestamp. Its static methods call ``RayOfflineStore`` by name, so the two reads are
+        replaced here: an empty window (counted on the timestamp column with pyarrow) is an empty
+        dataset of the source's columns, and a source with null timestamps goes through Feast's own
+        pre-loaded-dataset pipeline (pandas comparisons, where NaT is never in range). Every other
+        read, and historical retrieval, is Feast's unchanged.
+        """
+
+        @staticmethod
+        def pull_latest_from_table_or_query(
+            config: Any,
+            data_source: Any,
+            join_key_columns: list[str],
+            feature_name_columns: list[str],
+            timestamp_field: str,
+            created_timestamp_column: str | None,
+            start_date: Any,
+            end_date: Any,
+        ) -> Any:
+            args = (join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column)
+            job = _ray_window_read(config, data_source, *args, start_date, end_date, latest=True)
+            if job is None:
+                job = FeastRayStore.pull_latest_from_table_or_query(
+                    config, data_source, *args, start_date, end_date
+                )
+            return job
+
+        @staticmethod
+        def pull_all_from_table_or_query(
+            config: Any,
+            data_source: Any,
+            join_key_columns: list[str],
+            feature_name_columns: list[str],
+            timestamp_field: str,
+            created_timestamp_column: str | None = None,
+            start_date: Any = None,
+            end_date: Any = None,
+        ) -> Any:
+            args = (join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column)
+            job = _ray_window_read(config, data_source, *args, start_date, end_date, latest=False)
+            if job is None:
+                job = FeastRayStore.pull_all_from_table_or_query(
+                    config, data_source, *args, start_date, end_date
+                )
+            return job
+
+    for cls in (RayOfflineStore, RayOfflineStoreConfig):
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return {"RayOfflineStore": RayOfflineStore, "RayOfflineStoreConfig": RayOfflineStoreConfig}
+
+
+def _ray_window_read(
+    config: Any,
+    data_source: Any,
+    join_keys: list[str],
+    features: list[str],
+    ts: str,
+    created: str | None,
+    start: Any,
+    end: Any,
+    *,
+    latest: bool,
+) -> Any:
+    """A Ray retrieval job for the two reads Feast's Ray store fails (see :class:`RayOfflineStore`),
+    or None where Feast's own read works (or the source is not a plain parquet FileSource)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    from feast import FileSource
+    from feast.infra.offline_stores.contrib.ray_offline_store.ray import RayOfflineStore as FeastRayStore
+    from feast.infra.offline_stores.contrib.ray_offline_store.ray import RayRetrievalJob
+    from feast.infra.ray_initializer import get_ray_wrapper
+    from feast.utils import make_tzaware
+
+    if type(data_source) is not FileSource or data_source.field_mapping or not ts:
+        return None
+    store = FeastRayStore()
+    store._init_ray(config)
+    path = store._get_source_path(data_source, config)
+    try:
+        dataset = pads.dataset(path, format="parquet")
+        column = pc.field(ts)
+        in_window = column.is_valid()
+        if start is not None:
+            in_window = in_window & (column >= make_tzaware(start))
+        if end is not None:
+            in_window = in_window & (column <= make_tzaware(end))  # Feast's Ray filter is inclusive
+        empty = dataset.count_rows(filter=in_window) == 0
+        has_nulls = not empty and dataset.count_rows(filter=column.is_null()) > 0
+    except Exception as err:  # a path or type pyarrow cannot read: Feast's own read decides
+        logger.info("Ray offline store: %s not pre-checked (%s); Feast's read", path, err)
+        return None
+    if not (empty or has_nulls):
+        return None
+    wanted = list(dict.fromkeys([*join_keys, *features, ts, *([created] if created else [])]))
+    names = [n for n in wanted if n in dataset.schema.names]
+    ray_data = get_ray_wrapper()
+    staging = config.offline_store.storage_path
+    if empty:
+        table = dataset.schema.empty_table().select(names)
+        return RayRetrievalJob(
+            lambda: ray_data.from_arrow(table), staging_location=staging, config=config.offline_store
+        )
+
+    def load() -> Any:
+        ds = FeastRayStore._load_and_filter_dataset_ray(
+            None, data_source, join_keys, features, ts, created, start, end,
+            pre_loaded_ds=ray_data.read_parquet(path, columns=names),
+        )  # fmt: skip
+        if latest:
+            ds = FeastRayStore._pull_latest_processing_ray(ds, join_keys, ts, created, None)
+        return ds
+
+    return RayRetrievalJob(load, staging_location=staging, config=config.offline_store)
+
+
 _LAZY: dict[str, type] = {}
 
 
 def __getattr__(name: str) -> Any:
-    """``batch_engine: type: clicks2intent.features.engines.RayComputeEngine`` (see _ray_engine_classes)."""
+    """``batch_engine: type: clicks2intent.features.engines.RayComputeEngine`` and ``offline_store:
+    type: clicks2intent.features.engines.RayOfflineStore`` (see _ray_engine_classes)."""
     if name in ("RayComputeEngine", "RayComputeEngineConfig"):
-        if not _LAZY:
+        if "RayComputeEngine" not in _LAZY:
             _LAZY.update(_ray_engine_classes())
+        return _LAZY[name]
+    if name in ("RayOfflineStore", "RayOfflineStoreConfig"):
+        if "RayOfflineStore" not in _LAZY:
+            _LAZY.update(_ray_offline_classes())
         return _LAZY[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
