@@ -37,6 +37,7 @@ from clicks2intent.errors import Clicks2IntentError  # noqa: E402
 from clicks2intent.names import settings as ENV  # noqa: E402
 from clicks2intent.serving import schemas  # noqa: E402
 from clicks2intent.serving.deployment import check_deployment, serving_settings  # noqa: E402
+from clicks2intent.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes  # noqa: E402
 from clicks2intent.serving.edge import RequestEdge  # noqa: E402
 from clicks2intent.serving.engine import (  # noqa: E402
     FeatureStoreUnavailable,
@@ -61,6 +62,13 @@ CONVERSION_MODEL = BentoModel(SETTINGS.conversion_model)
 ARTIFACTS_MODEL = BentoModel(SETTINGS.artifacts_model)  # encoder/, intent/, features/tile_prototypes.parquet
 
 EXAMPLE_INPUT = schemas.EXAMPLE_RANK_TILES
+# /rank_tiles (the homepage call, latency-bound) answered by DirectEndpoints when it succeeds: validated
+# by its request model, the engine inline on the event loop; failures and the other endpoints go
+# through BentoML (clicks2intent.serving.direct says why and what stays BentoML's).
+DIRECT = DirectRoutes(
+    {"/rank_tiles": DirectRoute(schemas.RankTilesRequest)},
+    headers=[(b"server", b"BentoML Service/clicks2intent")],
+)
 
 
 def one_body_json(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
@@ -129,6 +137,8 @@ class Clicks2Intent:
         # that lands on some request's latency. Frozen objects are never scanned.
         gc.collect()
         gc.freeze()
+        # A local store's reads run inline; a networked store's (Redis) in one thread of the worker's own.
+        DIRECT.bind("/rank_tiles", self.engine.rank_tiles, offload=not self.engine.local_reads)
 
     def _run(self, fn: Any, request: Any) -> Any:
         try:
@@ -158,6 +168,8 @@ class Clicks2Intent:
 Clicks2Intent.add_asgi_middleware(RequestEdge)
 # /docs.json says what this service does: /metrics only when on, the 503, real answer examples.
 Clicks2Intent.add_asgi_middleware(OpenAPIDocument, metrics=SETTINGS.metrics)
+# Innermost of the service's middlewares: RequestEdge's checks and the document come first.
+Clicks2Intent.add_asgi_middleware(DirectEndpoints, routes=DIRECT)
 
 
 def _serving_settings() -> ServingSettings:

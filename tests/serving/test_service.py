@@ -89,6 +89,26 @@ def test_asgi_endpoints_answer_with_their_schemas(client: Any, ids: dict[str, st
     assert len(schemas.IntentResponse.model_validate(r.json()).top3) == 3
 
 
+def test_asgi_rank_tiles_direct_answer_is_bentomls_answer(client: Any, ids: dict[str, str]) -> None:
+    """serving.direct answers /rank_tiles; without it BentoML's own path answers the same bytes."""
+    direct = sys.modules["bento.service"].DIRECT.routes["/rank_tiles"]
+    bodies = [{"customer_id": ids["customer"], "k": 3}, {"customer_id": ids["unknown_customer"],
+              "visitor_id": ids["visitor"], "candidate_tiles": ["mortgage", "savings"]}]  # fmt: skip
+    answers = [client.post("/rank_tiles", json=b) for b in bodies]
+    handler, direct.handler = direct.handler, None
+    try:
+        through_bentoml = [client.post("/rank_tiles", json=b) for b in bodies]
+    finally:
+        direct.handler = handler
+    assert handler is not None
+    for a, b in zip(answers, through_bentoml, strict=True):
+        assert a.status_code == b.status_code == 200 and a.content == b.content
+        assert (
+            a.headers["content-type"] == b.headers["content-type"]
+            and a.headers["server"] == b.headers["server"]
+        )
+
+
 def test_asgi_unknown_ids_are_a_fallback_not_an_error(client: Any, ids: dict[str, str]) -> None:
     r = client.post(
         "/rank_tiles", json={"customer_id": ids["unknown_customer"], "visitor_id": ids["unknown_visitor"]}

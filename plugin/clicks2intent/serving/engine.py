@@ -482,6 +482,11 @@ class ServingEngine:
             direct_reads=settings.direct_reads,
         )
 
+    @property
+    def local_reads(self) -> bool:
+        """The online store is a file on this machine (SQLite): a read is CPU, not a network wait."""
+        return str(getattr(self.store.config.online_store, "type", "")) == "sqlite"
+
     # --- feature reads -------------------------------------------------------------------------------
     def online(self, features: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         """One entity row through ``get_online_features`` → ``{feature: value}``."""
