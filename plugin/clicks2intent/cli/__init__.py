@@ -9,6 +9,7 @@ configuration) ends the command with one line on stderr and exit code 2, never a
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -67,10 +68,26 @@ def configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its return value is the process exit status."""
+    """Run one command; its return value is the process exit status.
+
+    Run as the program (``argv`` None: ``c2i``, ``python -m clicks2intent``), the garbage collector is
+    off while the command's modules import and those objects are then frozen (``gc.freeze``): they
+    live as long as the process, and the collector walking torch's ~10^6 objects cost 0.2 s of
+    ``import torch`` and 0.33 s of interpreter exit (1.75 -> 1.21 s for ``import torch, pyarrow,
+    pandas`` and exit). In-process callers (tests) keep the collector untouched.
+    """
+    as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    if as_program:
+        gc.disable()
+    try:
+        parser = build_parser(command)
+    finally:
+        if as_program:
+            gc.freeze()
+            gc.enable()
+    args = parser.parse_args(argv)
     if not hasattr(args, "func"):  # a bare group such as ``c2i taxonomy``
         build_parser(command).parse_args([*argv, "--help"])
     configure_logging()
