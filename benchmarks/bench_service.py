@@ -447,18 +447,21 @@ def variant_service(args: argparse.Namespace, name: str, env: dict[str, str]) ->
         extra["PYTHONPATH"] = str(Path(root) / "plugin")
         patch = mock.patch.object(launcher, "project_root", lambda: Path(root).resolve())
     log = Path(tempfile.gettempdir()) / f"c2i_bench_serve_{name}.log"
-    with (
-        patch,
-        launcher.running_service(
-            args.artifacts,
-            feature_repo=args.feature_repo,
-            feast_config=args.feast_config,
-            workers=args.workers,
-            log_path=log,
-            bentoml_home=args.bentoml_home,
-            extra_env=extra,
-        ) as served,
-    ):
+    with contextlib.ExitStack() as stack:
+        # The checkout is patched for the start-up only: held open, it leaked into every variant started
+        # after this one (a variant without ROOT then served the previous variant's checkout).
+        with patch:
+            served = stack.enter_context(
+                launcher.running_service(
+                    args.artifacts,
+                    feature_repo=args.feature_repo,
+                    feast_config=args.feast_config,
+                    workers=args.workers,
+                    log_path=log,
+                    bentoml_home=args.bentoml_home,
+                    extra_env=extra,
+                )
+            )
         yield served
 
 
