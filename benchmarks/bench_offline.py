@@ -116,6 +116,14 @@ def without_anchors(features_dir: Path, out: Path) -> Path:
     return out
 
 
+def _first_line(err: BaseException) -> str:
+    """The error's first line that says something (Ray's task errors open with an ANSI-coloured
+    task name and carry the cause further down)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    causes = [ln for ln in lines if ln.split(":")[0].endswith(("Error", "Exception"))]
+    return (causes[-1] if causes else lines[0] if lines else "")[:300]
+
+
 def timed(fn: Any) -> tuple[Any, float]:
     t = time.perf_counter()
     out = fn()
@@ -221,12 +229,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     entry: dict[str, Any] = {"materialize": bench_materialize(store, n_sessions)}
                     if kind == "sqlite" and not args.no_retrieval:
-                        r = bench_retrieval(store, entities)
-                        entry["retrieval"] = r["figures"]
-                        reference = reference or r["frames"]
-                        entry["retrieval_vs_current"] = {
-                            t: same_values(reference[t], r["frames"][t]) for t in r["frames"]
-                        }
+                        try:
+                            r = bench_retrieval(store, entities)
+                        except Exception as e:  # kept beside the materialisation figures
+                            traceback.print_exc(limit=-6)
+                            entry["retrieval_error"] = f"{type(e).__name__}: {_first_line(e)}"
+                        else:
+                            entry["retrieval"] = r["figures"]
+                            reference = reference or r["frames"]
+                            entry["retrieval_vs_current"] = {
+                                t: same_values(reference[t], r["frames"][t]) for t in r["frames"]
+                            }
                 except Exception as e:  # a configuration that fails is a result, not a crash
                     traceback.print_exc(limit=-6)
                     entry = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
@@ -259,6 +272,8 @@ def report(results: dict[str, Any]) -> None:
         tile = r.get("tile_ranking", {}).get("rows_per_s", float("nan"))
         conv = r.get("conversion", {}).get("rows_per_s", float("nan"))
         same = ",".join(f"{k[:4]}:{v[:40]}" for k, v in e.get("retrieval_vs_current", {}).items())
+        if "retrieval_error" in e:
+            same = "retrieval failed: " + e["retrieval_error"][:90]
         print(f"{name:<24}{m['rows_per_s']:>12,.0f}{ratio:>10.1f}{m['rows_per_cpu_s']:>9,.0f}{m['online_readable']:>9}"
               f"{m['empty_window_seconds']:>12.2f}"
               f"{tile:>12,.0f}{conv:>12,.0f}  {same or '-':<18} {m['load']}")  # fmt: skip

@@ -104,6 +104,10 @@ def test_encode_column_matches_feast_bytes():
         {
             "f": pa.array([[1.0, 2.0], None, [np.nan], []], pa.list_(pa.float32())),
             "f64": pa.array([[1.0, 2.0], None, [0.5], []], pa.list_(pa.float64())),  # stored as float32
+            # one length per row (the embeddings' block path), with and without a null row
+            "u": pa.array([[1.0, 2.0], [3.0, -4.5], None, [np.nan, 6.0]], pa.list_(pa.float32())),
+            "u2": pa.array([[1.0], [2.0], [3.0], [4.0]], pa.list_(pa.float32())),
+            "ud": pa.array([None, [2.0, 3.0], [4.0, 5.0], None], pa.list_(pa.float64())),
             "d": pa.array([1.5, None, float("nan"), -0.0]),
             "i": pa.array([1, None, -5, 0]),
             "s": pa.array(["a", None, "", "é"]),
@@ -113,6 +117,9 @@ def test_encode_column_matches_feast_bytes():
     cols = {
         "f": VT.FLOAT_LIST,
         "f64": VT.FLOAT_LIST,
+        "u": VT.FLOAT_LIST,
+        "u2": VT.FLOAT_LIST,
+        "ud": VT.DOUBLE_LIST,
         "d": VT.DOUBLE,
         "i": VT.INT64,
         "s": VT.STRING,
@@ -131,6 +138,8 @@ def test_entity_keys_match_feast():
 
     table = pa.table({"b_id": ["x", "é"], "a_n": [3, -(2**40)]})
     got = W.encode_entity_keys(table, {"b_id": VT.STRING, "a_n": VT.INT64})
+    chunked = pa.concat_tables([table.slice(0, 1), table.slice(1)])  # two chunks per column
+    assert W.encode_entity_keys(chunked, {"b_id": VT.STRING, "a_n": VT.INT64}) == got
     want = [
         serialize_entity_key(
             EntityKey(join_keys=["a_n", "b_id"], entity_values=[Value(int64_val=n), Value(string_val=s)]), 3
