@@ -867,8 +867,15 @@ def _partitions(
         part_path.unlink()
 
 
-def _prefetch(items: Iterator[pa.Table], pool: ThreadPoolExecutor) -> Iterator[pa.Table]:
-    """Yield from ``items`` while a worker thread already reads the next one (Arrow I/O drops the GIL)."""
+def _featurised(embedder: SessionEmbedder, table: pa.Table) -> tuple[int, SessionArrays, float]:
+    """(events, featurised sessions, seconds it took) of one partition: the embed job's prefetched item."""
+    t0 = time.perf_counter()
+    arrays = embedder.featurise(table)
+    return table.num_rows, arrays, time.perf_counter() - t0
+
+
+def _prefetch(items: Iterator[Any], pool: ThreadPoolExecutor) -> Iterator[Any]:
+    """Yield from ``items`` while a worker thread already makes the next one (Arrow and numpy drop the GIL)."""
     done = object()
     future = pool.submit(next, items, done)
     while True:
@@ -894,8 +901,8 @@ def embed_file(
 ) -> EmbedStats:
     """Stream an events parquet into ``session_embeddings.parquet`` (written atomically).
 
-    One pass, overlapped: a reader thread loads the next partition and a writer thread writes the
-    previous chunk's vectors while the model runs on this one. Featurisation is vectorised per
+    One pass, overlapped: a reader thread loads and featurises the next partition and a writer thread
+    writes the previous chunk's vectors while the model runs on this one. Featurisation is vectorised per
     partition (no per-session Python); within each chunk of ``chunk_sessions`` sessions, batches are
     length-bucketed so padding stays small. Rows come out grouped by partition and chunk.
     """
@@ -922,13 +929,16 @@ def embed_file(
             pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer,
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="c2i-embed-io") as pool,
         ):
-            parts = _prefetch(_partitions(events_path, columns, max_rows_in_memory, channel, workdir), pool)
+            # The worker reads AND featurises the next partition while the model runs on this one.
+            partitions = _partitions(events_path, columns, max_rows_in_memory, channel, workdir)
+            parts = _prefetch((_featurised(embedder, table) for table in partitions), pool)
             pending: Future[None] | None = None
             tick = time.perf_counter()
-            for table in parts:
-                tick = _lap(phases, "read", tick)
-                arrays = embedder.featurise(table)
-                tick = _lap(phases, "featurise", tick)
+            for n_rows, arrays, featurise_s in parts:
+                waited = time.perf_counter() - tick  # read + featurise not hidden behind the model
+                phases["featurise"] += min(waited, featurise_s)
+                phases["read"] += waited - min(waited, featurise_s)
+                tick = time.perf_counter()
                 if bar is not None:
                     bar.total = (bar.total or 0) + len(arrays)
                     bar.refresh()
@@ -940,7 +950,7 @@ def embed_file(
                         pending.result()  # one chunk in flight: memory stays bounded
                     tick = _lap(phases, "write", tick)
                     pending = pool.submit(writer.write_table, out)
-                n_events += table.num_rows
+                n_events += n_rows
                 n_sessions += len(arrays)
                 n_parts += 1
             if pending is not None:
