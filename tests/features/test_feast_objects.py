@@ -12,6 +12,7 @@ import pytest
 from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def test_names_match_the_interface_table(objects: fo.Clicks2IntentObjects) -> No
         "customer_profile",
         "inflight_session_intent",
         "tile_affinity",
+        "session_affinity",
     } <= views
     feats = {f.name for f in objects.customer_web_intent.features}
     assert feats == {
@@ -60,7 +62,12 @@ def test_services_group_the_right_views(objects: fo.Clicks2IntentObjects) -> Non
     assert views("tile_ranker_baseline") == {"customer_profile"}
     assert views("tile_ranker_v1") == {"customer_profile", "customer_web_intent", "tile_affinity"}
     assert views("conversion_baseline") == {"session_activity"}
-    assert views("conversion_v1") == {"session_activity", "session_intent", "visitor_web_intent"}
+    assert views("conversion_v1") == {
+        "session_activity",
+        "session_intent",
+        "visitor_web_intent",
+        "session_affinity",
+    }
     # The baselines carry no web intent at all.
     for name in ("tile_ranker_baseline", "conversion_baseline"):
         for p in objects.services()[name].feature_view_projections:
@@ -72,6 +79,7 @@ def test_feature_group_accepts_names_full_names_and_model_columns() -> None:
     assert fo.feature_group("customer_profile__has_mortgage") == fo.BASELINE
     assert fo.feature_group("customer_web_embedding_17") == fo.EMBEDDING
     assert fo.feature_group("tile_affinity_3") == fo.EMBEDDING
+    assert fo.feature_group("session_tile_affinity_2") == fo.EMBEDDING
     assert fo.feature_group("customer_intent_decayed_0") == fo.LABELS
     assert fo.feature_group("visitor_intent_label=L02") == fo.LABELS
     assert fo.feature_group("session_n_events") == fo.BASELINE
@@ -162,6 +170,45 @@ def test_tile_affinity_unknowns() -> None:
         fo.Prototypes.from_dict({"a": [1.0], "b": [1.0, 0.0]})
     with pytest.raises(ValueError, match="dim"):
         fo.tile_affinity([1.0, 0.0, 0.0], ["a"], protos, 3)
+
+
+def test_tile_affinity_centres_the_embedding_on_the_prototypes_centre(tmp_path: Path) -> None:
+    """Every embedding shares a common direction; the prototypes are offsets from the sessions' mean,
+    so the scored embedding is centred on that mean too (written by the feature build, read back)."""
+    import numpy as np
+
+    sums = np.array([[3.0, 1.0], [1.0, 3.0]])  # tile a: sessions near (1.5, 0.5); tile b: (0.5, 1.5)
+    table = F.tile_prototypes(["a", "b"], sums, np.array([2, 2]), sums.sum(axis=0), 4)
+    (tmp_path / fo.FEATURES_SUBDIR).mkdir(parents=True)
+    pq.write_table(table, tmp_path / fo.FEATURES_SUBDIR / F.FEATURE_FILES["tile_prototypes"])
+    protos, dim = fo.load_prototypes(tmp_path)
+    assert protos.centre == pytest.approx([1.0, 1.0])
+    # (1.2, 1.0) points along the common direction: raw, it looks like both tiles; centred, it is a's.
+    a, b = fo.tile_affinity([1.2, 1.0], ["a", "b"], protos, dim)
+    assert a == pytest.approx(0.5**0.5) and b == pytest.approx(-(0.5**0.5))
+    raw = fo.tile_affinity([1.2, 1.0], ["a", "b"], fo.Prototypes(protos.index, protos.matrix), dim)
+    assert raw[0] == pytest.approx(0.2 / (1.2**2 + 1) ** 0.5 / 2**0.5, rel=1e-6)
+    assert all(math.isnan(v) for v in fo.tile_affinity([1.0, 1.0], ["a"], protos, dim))  # the centre itself
+    with pytest.raises(ValueError, match="centre"):
+        fo.Prototypes.from_dict({"a": [1.0, 0.0]}, centre=[1.0])
+
+
+def test_session_affinity_scores_session_and_visitor_over_every_tile(tmp_path: Path) -> None:
+    """The conversion model's view of both embeddings: the tile_affinity function over C.TILES, in order."""
+    from feast.transformation.udf_rehydrate import rehydrate_udf_from_source
+
+    _write_prototypes(tmp_path, {"mortgage": [1.0, 0.0], "savings": [0.0, 1.0]})
+    _, source = fo.python_udf("session_affinity", fo.session_affinity_transform, artifacts_dir=str(tmp_path))
+    udf = rehydrate_udf_from_source(source, preferred_name="session_affinity")
+    out = udf({C.EMBEDDING: [[0.6, 0.8], None], N.VISITOR_EMBEDDING_DECAYED: [None, [0.0, 2.0]]})
+    session, visitor = out[N.SESSION_TILE_AFFINITY], out[N.VISITOR_TILE_AFFINITY]
+    tiles = list(C.TILES)
+    assert len(session[0]) == len(tiles) == len(visitor[1])
+    assert session[0][tiles.index("mortgage")] == pytest.approx(0.6)
+    assert session[0][tiles.index("savings")] == pytest.approx(0.8)
+    assert math.isnan(session[0][tiles.index("investing")])  # no prototype: unknown
+    assert all(math.isnan(v) for v in session[1]) and all(math.isnan(v) for v in visitor[0])
+    assert visitor[1][tiles.index("savings")] == pytest.approx(1.0)
 
 
 def test_missing_artifacts_error_names_the_path_and_env(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.features import store as FS
 from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
 
 REPO_SRC = Path(__file__).resolve().parents[2] / "feature_repo"
 REPO_FILES = ("feature_store.yaml", "feature_store.production.yaml", "feature_definitions.py", ".feastignore")
@@ -204,6 +205,7 @@ def test_apply_registers_every_object(store) -> None:
     assert {v.name for v in store.list_on_demand_feature_views()} == {
         "inflight_session_intent",
         "tile_affinity",
+        "session_affinity",
     }
     assert {s.name for s in store.list_feature_services()} == set(fo.SERVICES)
 
@@ -222,7 +224,7 @@ def test_online_features_for_every_service(store, pipeline: Pipeline) -> None:
         names = [f.name for p in store.get_feature_service(name).feature_view_projections for f in p.features]
         for feature in names:
             assert out[feature][0] is not None, (name, feature)  # known entity: a value
-            if feature == fo.TILE_AFFINITY:
+            if feature in (fo.TILE_AFFINITY, N.SESSION_TILE_AFFINITY, N.VISITOR_TILE_AFFINITY):  # projections
                 assert len(out[feature][0]) == len(C.TILES) and all(np.isnan(out[feature][1]))
             else:
                 assert out[feature][1] is None, (name, feature)  # unknown entity: null, not an error
@@ -353,7 +355,7 @@ def test_production_config_redis_and_sql_registry(
             assert redis_out.keys() == sqlite_out.keys()
             for key in redis_out:
                 a, b = redis_out[key], sqlite_out[key]
-                if key == fo.TILE_AFFINITY:
+                if key in (fo.TILE_AFFINITY, N.SESSION_TILE_AFFINITY, N.VISITOR_TILE_AFFINITY):
                     np.testing.assert_allclose(
                         np.array(a, dtype=float), np.array(b, dtype=float), equal_nan=True
                     )

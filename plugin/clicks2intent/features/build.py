@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 from clicks2intent.common.progress import step_bar
 from clicks2intent.common.times import US_PER_DAY, series_to_us
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError
-from clicks2intent.features.transforms import PROTOTYPE, PROTOTYPE_SESSIONS, TILE_ID
+from clicks2intent.features.transforms import CENTRE_KEY, PROTOTYPE, PROTOTYPE_SESSIONS, TILE_ID
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import (
     BAG_PAGE_TYPES,
@@ -1016,7 +1016,9 @@ def tile_prototypes(
     """Per tile: unit vector from the mean of all sessions to the mean of the tile's sessions.
 
     Centring matters: session embeddings share a common direction, so raw cosine to a tile's mean is
-    high for everyone; the offset from the overall mean is what distinguishes one tile's visitors."""
+    high for everyone; the offset from the overall mean is what distinguishes one tile's visitors. The
+    mean itself travels in the file's metadata (:data:`~clicks2intent.features.transforms.CENTRE_KEY`):
+    ``tile_affinity`` centres the scored embedding on it too."""
     rows = []
     mean_all = all_sum / max(all_n, 1)
     for k in range(len(tiles)):
@@ -1026,13 +1028,16 @@ def tile_prototypes(
         d = proto_sum[k] / proto_n[k] - mean_all
         norm = np.linalg.norm(d)
         rows.append((d / norm).astype(np.float32) if norm > 0 else None)
-    return pa.table(
+    table = pa.table(
         {
             TILE_ID: pa.array(list(tiles), pa.string()),
             PROTOTYPE: _list_array(rows),
             PROTOTYPE_SESSIONS: pa.array(proto_n.astype(np.int64)),
         }
     )
+    if all_n == 0:
+        return table
+    return table.replace_schema_metadata({CENTRE_KEY: json.dumps([float(v) for v in mean_all])})
 
 
 # --- From the artifacts layout (what ``c2i features build`` runs) ----------------------------------

@@ -55,6 +55,7 @@ from clicks2intent.features.transforms import (
     load_models,
     load_prototypes,
     resolve_artifacts_dir,
+    session_affinity_transform,
     tile_affinity,
     tile_affinity_transform,
 )
@@ -91,6 +92,7 @@ from clicks2intent.names.features import (
     SERVICES,
     SESSION_ACTIVITY,
     SESSION_ACTIVITY_FIELDS,
+    SESSION_AFFINITY_VIEW,
     SESSION_CHANNEL,
     SESSION_DURATION_S,
     SESSION_INTENT,
@@ -103,6 +105,7 @@ from clicks2intent.names.features import (
     SESSION_PAGE_COUNT_FIELDS,
     SESSION_REACHED_APPLY_FORM,
     SESSION_REACHED_APPLY_START,
+    SESSION_TILE_AFFINITY,
     TILE_AFFINITY,
     TILE_AFFINITY_VIEW,
     TILE_CANDIDATES,
@@ -113,6 +116,7 @@ from clicks2intent.names.features import (
     VISITOR_INTENT_DECAYED,
     VISITOR_INTENT_LABEL,
     VISITOR_SESSIONS_30D,
+    VISITOR_TILE_AFFINITY,
     VISITOR_WEB_INTENT,
 )
 from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
@@ -142,6 +146,7 @@ __all__ = [
     "load_models",
     "load_prototypes",
     "resolve_artifacts_dir",
+    "session_affinity_transform",
     "tile_affinity",
     "tile_affinity_transform",
     # Feast object, request-field and group names (re-exported from clicks2intent.names.features)
@@ -294,6 +299,7 @@ class Clicks2IntentObjects:
     tile_candidates: RequestSource
     inflight_session_intent: OnDemandFeatureView
     tile_affinity: OnDemandFeatureView
+    session_affinity: OnDemandFeatureView
     tile_ranker_baseline: FeatureService
     tile_ranker_v1: FeatureService
     conversion_baseline: FeatureService
@@ -375,6 +381,9 @@ def build(
     inflight_session_intent, tile_affinity_view = _on_demand_views(
         inflight_session, tile_candidates, customer_web_intent, prefix, embedding_dim, artifacts_dir, common
     )
+    session_affinity = _session_affinity_view(
+        session_intent, visitor_web_intent, prefix, artifacts_dir, common
+    )
 
     def service(name: str, features: list[Any], description: str) -> FeatureService:
         from feast import FeatureService
@@ -396,6 +405,7 @@ def build(
         tile_candidates=tile_candidates,
         inflight_session_intent=inflight_session_intent,
         tile_affinity=tile_affinity_view,
+        session_affinity=session_affinity,
         tile_ranker_baseline=service(
             TILE_RANKER_BASELINE,
             [customer_profile],
@@ -411,8 +421,9 @@ def build(
         ),
         conversion_v1=service(
             CONVERSION_V1,
-            [session_activity, session_intent, visitor_web_intent],
-            "Conversion v1: baseline + session embedding/label + the visitor's decayed web intent.",
+            [session_activity, session_intent, visitor_web_intent, session_affinity],
+            "Conversion v1: baseline + session embedding/label + the visitor's decayed web intent + their "
+            "tile affinities.",
         ),
     )
 
@@ -720,3 +731,36 @@ def _on_demand_views(
         **common,
     )
     return inflight_session_intent, tile_affinity_view
+
+
+def _session_affinity_view(
+    session_intent: FeatureView,
+    visitor_web_intent: FeatureView,
+    prefix: str,
+    artifacts_dir: str | None,
+    common: Mapping[str, Any],
+) -> OnDemandFeatureView:
+    """session_affinity: the session's and the visitor's embeddings against every tile prototype."""
+    from feast import Field
+    from feast.on_demand_feature_view import OnDemandFeatureView
+    from feast.types import Array, Float64
+
+    udf, source = python_udf(
+        f"{prefix}{SESSION_AFFINITY_VIEW}", session_affinity_transform, artifacts_dir=artifacts_dir
+    )
+    return OnDemandFeatureView(
+        name=f"{prefix}{SESSION_AFFINITY_VIEW}",
+        sources=[session_intent[[C.EMBEDDING]], visitor_web_intent[[VISITOR_EMBEDDING_DECAYED]]],
+        schema=[
+            Field(name=SESSION_TILE_AFFINITY, dtype=Array(Float64)),
+            Field(name=VISITOR_TILE_AFFINITY, dtype=Array(Float64)),
+        ],
+        udf=udf,
+        udf_string=source,
+        mode="python",
+        description=(
+            f"{SESSION_TILE_AFFINITY} / {VISITOR_TILE_AFFINITY}: cosine between the session's (the "
+            "visitor's decayed) embedding and each tile's prototype, in the fixed tile order; NaN = unknown."
+        ),
+        **common,
+    )

@@ -15,6 +15,7 @@ on synthetic inputs (``"hello world"``, ``[1.0]``), so unknown tiles, channels a
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import threading
@@ -40,8 +41,11 @@ from clicks2intent.names.features import (
     INFLIGHT_PAGE_TYPES,
     INFLIGHT_SEARCH_QUERIES,
     INFLIGHT_SESSION_INTENT,
+    SESSION_TILE_AFFINITY,
     TILE_AFFINITY,
     TILE_AFFINITY_VIEW,
+    VISITOR_EMBEDDING_DECAYED,
+    VISITOR_TILE_AFFINITY,
 )
 from clicks2intent.names.paths import ARTIFACTS, ArtifactLayout
 from clicks2intent.names.settings import ARTIFACTS as ARTIFACTS_ENV
@@ -55,6 +59,8 @@ FEATURES_SUBDIR = str(ARTIFACTS.features.relative_to(ARTIFACTS.root))
 TILE_ID = "tile_id"
 PROTOTYPE = "prototype"
 PROTOTYPE_SESSIONS = "n_sessions"
+# Schema metadata of that file: the mean of every session embedding, the point prototypes start from.
+CENTRE_KEY = "c2i.centre"
 
 
 # --- Artifacts loaded by the on-demand views (once per process) ------------------------------------
@@ -132,13 +138,18 @@ class Prototypes:
 
     index: dict[str, int]  # tile id → row of ``matrix``
     matrix: np.ndarray  # [n_tiles_with_prototype, dim] float64
+    # The mean session embedding the prototypes are offsets from; a scored embedding is centred on it
+    # too. None (prototype files written before it was stored): raw cosine, as those models were trained.
+    centre: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1]) if self.matrix.ndim == 2 else 0
 
     @classmethod
-    def from_dict(cls, prototypes: Mapping[str, Sequence[float]]) -> Prototypes:
+    def from_dict(
+        cls, prototypes: Mapping[str, Sequence[float]], centre: Sequence[float] | None = None
+    ) -> Prototypes:
         tiles = list(prototypes)
         dims = {len(v) for v in prototypes.values()}
         if len(dims) > 1:
@@ -146,7 +157,12 @@ class Prototypes:
         matrix = np.asarray([prototypes[t] for t in tiles], dtype=np.float64).reshape(
             len(tiles), dims.pop() if dims else 0
         )
-        return cls({t: i for i, t in enumerate(tiles)}, matrix)
+        centre_vec = None if centre is None else np.asarray(centre, dtype=np.float64)
+        if centre_vec is not None and tiles and centre_vec.shape != (matrix.shape[1],):
+            raise ValueError(
+                f"prototypes: centre has shape {centre_vec.shape}, prototypes {matrix.shape[1]}-d"
+            )
+        return cls({t: i for i, t in enumerate(tiles)}, matrix, centre_vec)
 
 
 def load_prototypes(root: Path) -> tuple[Prototypes, int]:
@@ -161,9 +177,12 @@ def load_prototypes(root: Path) -> tuple[Prototypes, int]:
                     f"on-demand view {TILE_AFFINITY_VIEW}: {path} not found; run `c2i features build` first, "
                     f"or point ${ARTIFACTS_ENV} at the artifacts directory"
                 )
-            table = pq.read_table(path).to_pydict()
+            arrow = pq.read_table(path)
+            meta = arrow.schema.metadata or {}
+            centre = json.loads(meta[CENTRE_KEY.encode()]) if CENTRE_KEY.encode() in meta else None
+            table = arrow.to_pydict()
             pairs = zip(table[TILE_ID], table[PROTOTYPE], strict=True)
-            _PROTOTYPES[root] = Prototypes.from_dict({str(t): v for t, v in pairs if v is not None})
+            _PROTOTYPES[root] = Prototypes.from_dict({str(t): v for t, v in pairs if v is not None}, centre)
         prototypes = _PROTOTYPES[root]
         return prototypes, prototypes.dim
 
@@ -286,6 +305,10 @@ def tile_affinity(
     """Cosine between a web-intent embedding and each candidate tile's prototype (NaN = unknown: no
     web intent, a tile without a prototype, or an embedding of another dimension than ``dim``).
 
+    The embedding is centred on the prototypes' centre first: every embedding shares the common
+    direction the prototypes were taken from, and scoring it raw mixed that direction into each cosine
+    (demo data, 9,000 customers: tile log loss 38 % of the observable headroom raw, 62 % centred).
+
     Serving calls it too (for a fresher embedding than the customer's), so both paths score alike."""
     if not isinstance(prototypes, Prototypes):
         prototypes = Prototypes.from_dict(prototypes)
@@ -294,6 +317,8 @@ def tile_affinity(
     if embedding is None or len(embedding) != dim or dim == 0:
         return [math.nan] * len(tiles)
     x = np.asarray(embedding, dtype=np.float64)
+    if prototypes.centre is not None:
+        x = x - prototypes.centre
     norm = float(np.sqrt(x @ x))
     if not math.isfinite(norm) or norm == 0:
         return [math.nan] * len(tiles)
@@ -312,4 +337,21 @@ def tile_affinity_transform(
         TILE_AFFINITY: [
             tile_affinity(e, t or [], prototypes, dim) for e, t in zip(embeddings, candidates, strict=True)
         ]
+    }
+
+
+def session_affinity_transform(
+    inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
+) -> dict[str, list[Any]]:
+    """Affinity of the session's and the visitor's web embeddings to every tile (``C.TILES`` order).
+
+    The conversion model's compact view of both embeddings (10 cosines each instead of 2 × d raw
+    dimensions); the same function as ``tile_affinity``, so a tile's prototype means one thing."""
+    prototypes, dim = load_prototypes(resolve_artifacts_dir(artifacts_dir))
+    tiles = list(C.TILES)
+    return {
+        SESSION_TILE_AFFINITY: [tile_affinity(e, tiles, prototypes, dim) for e in inputs[C.EMBEDDING]],
+        VISITOR_TILE_AFFINITY: [
+            tile_affinity(e, tiles, prototypes, dim) for e in inputs[VISITOR_EMBEDDING_DECAYED]
+        ],
     }

@@ -580,6 +580,10 @@ class ServingEngine:
             fresh = self.fresher_intent(None, events)
             features |= session_activity(events)
             features[C.EMBEDDING] = fresh[N.INFLIGHT_EMBEDDING]
+            if N.SESSION_TILE_AFFINITY in features:  # the on-demand view scored the stored (absent) one
+                features[N.SESSION_TILE_AFFINITY] = T.tile_affinity(
+                    fresh[N.INFLIGHT_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
+                )
             features[C.INTENT_LABEL] = fresh[N.INFLIGHT_INTENT_LABEL]
             features[C.INTENT_CONFIDENCE] = fresh[N.INFLIGHT_INTENT_CONFIDENCE]
             source, label, confidence = (
