@@ -220,3 +220,27 @@ def test_redis_arrow_engine_matches_feast(
     finally:
         for store in stores.values():
             FS.drop_project(store)
+
+
+@pytest.mark.services
+def test_redis_error_reply_drops_the_connection():
+    """An error reply mid-batch raises, and the pooled connection does not hand the batch's unread
+    replies to its next user."""
+    reason = FS.service_available("redis")
+    if reason:
+        pytest.skip(reason)
+    import redis
+
+    host, _, port = FS.DEFAULT_REDIS.partition(":")
+    client = redis.Redis(host=host, port=int(port))
+    key = f"c2i_wt_{uuid.uuid4().hex[:8]}".encode()
+    client.set(key, b"x")
+    try:
+        ping = b"*1\r\n$4\r\nPING\r\n"
+        hset = b"*4\r\n$4\r\nHSET\r\n" + b"$%d\r\n%b\r\n" % (len(key), key) + b"$1\r\nf\r\n$1\r\nv\r\n"
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            W._pipelined(client, [hset, ping, ping], 3)
+        assert client.get(key) == b"x"  # not the batch's pending PONG
+        assert W._pipelined(client, [ping], 1) == [b"PONG"]
+    finally:
+        client.delete(key)
