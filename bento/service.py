@@ -6,6 +6,9 @@ prototypes), each worker builds one :class:`clicks2intent.serving.engine.Serving
 ``FeatureStore``), and every endpoint hands its validated request to the engine. Request logic and
 fallbacks live in ``clicks2intent.serving.engine``, validation in ``clicks2intent.serving.schemas``, the
 deployment checks in ``clicks2intent.serving.deployment``, so tests and the benchmark run the same code.
+A successful /rank_tiles is answered by ``clicks2intent.serving.direct`` in front of BentoML's request
+handling (half the CPU of a request; same validation, same bytes); its failures and the other endpoints
+take BentoML's path.
 
 Settings come from the environment (``bentoml serve`` starts the workers itself), read once into
 :class:`clicks2intent.common.settings.Settings`; the README's settings table lists every one. The
