@@ -305,9 +305,11 @@ def tile_affinity(
     """Cosine between a web-intent embedding and each candidate tile's prototype (NaN = unknown: no
     web intent, a tile without a prototype, or an embedding of another dimension than ``dim``).
 
-    The embedding is centred on the prototypes' centre first: every embedding shares the common
-    direction the prototypes were taken from, and scoring it raw mixed that direction into each cosine
-    (demo data, 9,000 customers: tile log loss 38 % of the observable headroom raw, 62 % centred).
+    The embedding is centred on the prototypes' centre first, so the cosine is taken in the space the
+    prototypes live in (offsets from the sessions' mean) rather than mixing in the direction every
+    embedding shares. Measured on the demo's data (9,000 customers, seed 7), the choice is within noise:
+    tile log loss 63 % of the observable headroom raw vs 62 % centred; conversion micro F1 0.4227 raw vs
+    0.4341 centred (0.3744 vs 0.3696 in the older, less readable world).
 
     Serving calls it too (for a fresher embedding than the customer's), so both paths score alike."""
     if not isinstance(prototypes, Prototypes):
