@@ -1,4 +1,4 @@
-"""Shared tiny fixtures: a handful of events in the clickstream contract, the repo root."""
+"""Shared tiny fixtures: a handful of events in the clickstream contract, the repo root, a local Ray."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 # Before torch/XGBoost load: OpenMP spin-waiting makes 2-thread work crawl on a shared 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -86,3 +87,14 @@ def tiny_events() -> pd.DataFrame:
         "referrer",
     ]
     return pd.DataFrame(rows, columns=cols)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """A local Ray cluster on this box's 2 CPUs for one test module (the Ray tests' only fixture)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()

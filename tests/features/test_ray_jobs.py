@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.slow
 
 PAGES = ["home", "mortgages", "mortgage_rates", "credit_cards", "card_compare", "savings_rates", "search"]
 T0 = pd.Timestamp("2026-03-01 10:00", tz="UTC")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
 
 
 def _events(n_sessions: int = 60, seed: int = 3) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,16 +22,6 @@ if importlib.util.find_spec("ray") is None:
     pytest.skip('ray extra not installed (pip install -e ".[ray]")', allow_module_level=True)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
 
 
 def test_ray_offline_store_anchor_rows_and_empty_window(ray_cluster: None, tmp_path: Path) -> None:

@@ -178,8 +178,8 @@ def load_prototypes(root: Path) -> tuple[Prototypes, int]:
                     f"or point ${ARTIFACTS_ENV} at the artifacts directory"
                 )
             arrow = pq.read_table(path)
-            meta = arrow.schema.metadata or {}
-            centre = json.loads(meta[CENTRE_KEY.encode()]) if CENTRE_KEY.encode() in meta else None
+            centre_json = (arrow.schema.metadata or {}).get(CENTRE_KEY.encode())
+            centre = None if centre_json is None else json.loads(centre_json)
             table = arrow.to_pydict()
             pairs = zip(table[TILE_ID], table[PROTOTYPE], strict=True)
             _PROTOTYPES[root] = Prototypes.from_dict({str(t): v for t, v in pairs if v is not None}, centre)

@@ -20,9 +20,7 @@ see every request.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +38,9 @@ class DirectRoute:
     """One endpoint: its request model and, once the worker built its engine, the handler."""
 
     request_model: Any  # a pydantic model class: model_validate_json(body) -> request
-    handler: Callable[[Any], Any] | None = None  # request -> response model (model_dump_json)
-    # True: the handler waits on the network (a remote online store): it runs in one thread of its
-    # own so the loop keeps parsing and answering; False: inline on the loop (a local store's reads).
-    offload: bool = False
+    # request -> response model (model_dump_json); it runs inline on the event loop, so bind only a
+    # handler that never waits on the network (a local store's reads: the service binds it for SQLite).
+    handler: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -54,9 +51,8 @@ class DirectRoutes:
     routes: dict[str, DirectRoute]
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
-    def bind(self, path: str, handler: Callable[[Any], Any], offload: bool = False) -> None:
+    def bind(self, path: str, handler: Callable[[Any], Any]) -> None:
         self.routes[path].handler = handler
-        self.routes[path].offload = offload
 
 
 def _json_or_untyped(scope: Scope) -> bool:
@@ -72,7 +68,6 @@ class DirectEndpoints:
     def __init__(self, app: ASGIApp, routes: DirectRoutes) -> None:
         self.app = app
         self.routes = routes
-        self._thread: ThreadPoolExecutor | None = None  # offloaded handlers, one at a time per worker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -95,13 +90,7 @@ class DirectEndpoints:
         body = b"".join(chunks)
         try:
             request = route.request_model.model_validate_json(body or b"{}")
-            if route.offload:
-                if self._thread is None:
-                    self._thread = ThreadPoolExecutor(1, thread_name_prefix="c2i-direct")
-                loop = asyncio.get_running_loop()
-                answer = await loop.run_in_executor(self._thread, route.handler, request)
-            else:
-                answer = route.handler(request)
+            answer = route.handler(request)
             payload = answer.model_dump_json().encode()
         except Exception:  # BentoML answers it (400 / 503 / 500), as it would without this middleware
             await self.app(scope, _replay(body, receive), send)
