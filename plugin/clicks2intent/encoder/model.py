@@ -15,6 +15,8 @@ is trained on is what it is used for — a summary of where the visitor is headi
 (prefix → next category, XGBoost baseline; see ``c2i encoder-report --dataset msnbc``) this is what
 turned the embedding from a loss into a gain; the numbers are in the config comments below.
 
+The config dataclass, the vocabulary and the special ids are defined in :mod:`clicks2intent.encoder.config`
+(re-exported here): the ONNX batch runtime featurises with them without importing torch.
 Featurisation (strings → the integer/float tensors below) lives in :mod:`clicks2intent.encoder.embed` and
 is shared by training, the batch job and online serving. Self-supervised objectives live in
 :mod:`clicks2intent.encoder.train`. Checkpoints store config + vocabularies + weights, so any job
@@ -25,9 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,143 +37,27 @@ from typing import Any
 # same for XGBoost); an explicit environment setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+# Config, vocabulary and special ids are defined in config.py so that the torch-free ONNX batch runtime
+# can featurise without importing this module (and torch); they are re-exported here unchanged.
+from clicks2intent.encoder.config import (  # noqa: E402, F401  (re-exported)
+    FIRST_GAP_ID,
+    MASK_ID,
+    MISSING_ID,
+    N_SPECIAL,
+    OOV_ID,
+    OUTPUTS,
+    PAD_ID,
+    POOLINGS,
+    EncoderConfig,
+    Vocabulary,
+)
 from clicks2intent.names import columns as C  # noqa: E402
 
 CHECKPOINT_FORMAT = 2  # 2: causal encoder, next-event head inside the model
-
-# Special ids shared by every categorical input (page type, channel, device) and by the dwell/gap
-# buckets, so masking and padding mean the same thing everywhere.
-PAD_ID = 0  # padding position (never attended to)
-MASK_ID = 1  # hidden by the masked-event objective
-MISSING_ID = 2  # the event has no value for this modality (e.g. MSNBC has no dwell)
-OOV_ID = 3  # a value never seen in training (categoricals) / the first event's gap (time buckets)
-FIRST_GAP_ID = OOV_ID  # the first event of a session has no previous event: its own gap bucket
-N_SPECIAL = 4
-POOLINGS = ("last", "mean", "attention", "last+attention")
-OUTPUTS = ("vector", "next", "vector+next")
-
-
-@dataclass
-class EncoderConfig:
-    """Model hyper-parameters; each default says why it is what it is."""
-
-    d_model: int = 64  # events have ~20-200 page types and few modalities: 64 is enough, keeps CPU fast
-    n_heads: int = 4  # 16-d heads; an even count keeps PyTorch's fused CPU Transformer fast path
-    n_layers: int = 2  # sessions are short (median < 10 events); two layers see every pair twice
-    d_ff: int = 128  # 2x d_model: the feed-forward dominates FLOPs, wider bought nothing on MSNBC
-    dropout: float = 0.0  # SSL masking/cropping regularise already; CPU dropout cost ~15 % of a step
-    max_len: int = 64  # longer sessions keep their LAST max_len events: recency carries the signal
-    # Measured on MSNBC (prefix -> next category; XGBoost baseline log loss 1.197, + embedding, 10 epochs):
-    # the previous encoder (bidirectional, last+attention, 64-d) made it worse (+0.0097, one cut per
-    # session); causal + last, 32-d: -0.0135; causal + last+attention: -0.0117. Simulated intent probe
-    # (TF-IDF + embedding minus TF-IDF, log loss): previous -0.104, causal + last -0.052, causal +
-    # last+attention -0.070. The attention pool keeps more of the whole session: it is the default.
-    causal: bool = True  # event i sees only events <= i: its state IS the prefix's vector (see above)
-    pooling: str = "last+attention"  # [last event's state, attention pool]; also "last", "mean", "attention"
-    embedding_dim: int = 32  # the published vector (Feast Array(Float32)): compact, few columns for trees
-    normalize: bool = True  # unit-length session vector: cosine-ready for aggregation and neighbours
-    # What is published: "vector" (embedding_dim), "next" (log P(next page) per page type) or both. On
-    # MSNBC "next" beside the baseline gave -0.0202 log loss (vector -0.0135) but its size follows the
-    # page vocabulary and it is not unit length, so the vector stays the default.
-    output: str = "vector"
-    n_time_buckets: int = 16  # dwell and gap are log-bucketed: seconds span 5 orders of magnitude
-    dwell_max_seconds: float = 1800.0  # a page read longer than 30 min is "long"; one top bucket
-    gap_max_seconds: float = 3600.0  # sessions end after ~30 min idle; longer gaps share the top bucket
-    query_buckets: int = 16384  # hashed word + char-trigram ids; no model download, collisions rare
-    query_char_ngram: int = 3  # trigrams make "mortage"/"mortgage" overlap (typos, plurals)
-    max_query_ngrams: int = 48  # bound per query: a pasted paragraph must not blow up a batch
-
-    def __post_init__(self) -> None:
-        rules = [
-            (
-                "d_model",
-                self.d_model > 0 and self.d_model % self.n_heads == 0,
-                "a positive multiple of n_heads",
-            ),
-            ("n_heads", self.n_heads > 0, "positive"),
-            ("n_layers", self.n_layers > 0, "positive"),
-            ("d_ff", self.d_ff > 0, "positive"),
-            ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
-            ("max_len", self.max_len >= 2, "at least 2"),
-            ("pooling", self.pooling in POOLINGS, f"one of {list(POOLINGS)}"),
-            ("output", self.output in OUTPUTS, f"one of {list(OUTPUTS)}"),
-            ("embedding_dim", self.embedding_dim > 0, "positive"),
-            ("n_time_buckets", self.n_time_buckets >= 2, "at least 2"),
-            ("dwell_max_seconds", self.dwell_max_seconds > 0, "positive"),
-            ("gap_max_seconds", self.gap_max_seconds > 0, "positive"),
-            ("query_buckets", self.query_buckets > 1, "greater than 1"),
-            ("query_char_ngram", self.query_char_ngram >= 2, "at least 2"),
-            ("max_query_ngrams", self.max_query_ngrams >= 1, "at least 1"),
-        ]
-        for name, ok, rule in rules:
-            if not ok:
-                raise ValueError(f"EncoderConfig.{name}={getattr(self, name)!r} must be {rule}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
-        """Rebuild from a checkpoint; unknown keys are an error (a newer format, not silently dropped)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"EncoderConfig: unknown field(s) {unknown} in checkpoint config")
-        return cls(**data)
-
-
-@dataclass
-class Vocabulary:
-    """A categorical vocabulary: token ``i`` has id ``N_SPECIAL + i``; unseen values map to ``OOV_ID``."""
-
-    tokens: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._index = {t: i + N_SPECIAL for i, t in enumerate(self.tokens)}
-        if len(self._index) != len(self.tokens):
-            raise ValueError("Vocabulary.tokens must be unique")
-
-    def __len__(self) -> int:
-        """Number of ids, specials included: the embedding table size."""
-        return N_SPECIAL + len(self.tokens)
-
-    @classmethod
-    def build(cls, values: Iterable[Any], *, min_count: int = 1, max_size: int | None = None) -> Vocabulary:
-        """Most frequent first (ties by name, so builds are deterministic); nulls are not tokens.
-
-        The contract's own OOV token (``columns.OOV_PAGE_TYPE``) is never a token: it must share the
-        OOV id with values unseen at training time.
-        """
-        counts = Counter(v for v in values if isinstance(v, str) and v and v != C.OOV_PAGE_TYPE)
-        ranked = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
-        return cls(ranked[:max_size] if max_size is not None else ranked)
-
-    @classmethod
-    def from_counts(
-        cls, counts: dict[str, int], *, min_count: int = 1, max_size: int | None = None
-    ) -> Vocabulary:
-        """Same ranking as :meth:`build` from precomputed counts (a streaming pass over a big file)."""
-        ranked = sorted(
-            (t for t, n in counts.items() if n >= min_count and t and t != C.OOV_PAGE_TYPE),
-            key=lambda t: (-counts[t], t),
-        )
-        return cls(ranked[:max_size] if max_size is not None else ranked)
-
-    def lookup(self, values: np.ndarray | list[Any]) -> np.ndarray:
-        """Ids for an array of values: None/NaN → MISSING_ID, unseen → OOV_ID (never an error)."""
-        out = np.empty(len(values), dtype=np.int64)
-        index = self._index
-        for i, v in enumerate(values):
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                out[i] = MISSING_ID
-            else:
-                out[i] = index.get(v, OOV_ID)
-        return out
 
 
 class SessionEncoder(nn.Module):

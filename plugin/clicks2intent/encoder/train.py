@@ -44,6 +44,7 @@ from torch import nn  # noqa: E402
 
 from clicks2intent.data.contract import require_columns  # noqa: E402
 from clicks2intent.data.splits import SessionSplit, split_sessions_by_time  # noqa: E402
+from clicks2intent.encoder.config import TrainConfig  # noqa: E402, F401  (defined torch-free; re-exported)
 from clicks2intent.encoder.embed import (  # noqa: E402
     CHECKPOINT_FILE,
     INPUT_COLUMNS,
@@ -66,67 +67,12 @@ from clicks2intent.encoder.model import (  # noqa: E402
     build_model,
     save_checkpoint,
 )
-from clicks2intent.errors import ConfigError, ContractError  # noqa: E402
+from clicks2intent.errors import ContractError  # noqa: E402
 from clicks2intent.names import columns as C  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 IGNORE = -100  # cross-entropy target for "no target here"
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters; each default says why."""
-
-    epochs: int = 10  # MSNBC probe: 3 epochs gave -0.0073 log loss over the baseline, 10 gave -0.0104
-    max_steps: int | None = None  # hard bound for quick runs and tests
-    max_minutes: float | None = None  # wall-clock bound (breaks step-for-step determinism; off by default)
-    batch_size: int = 256  # 255 in-batch negatives for InfoNCE; bigger means fewer, slower CPU steps
-    lr: float = 2e-3  # small pre-norm Transformer + AdamW: tolerates a high rate after a short warm-up
-    weight_decay: float = 0.01  # AdamW's usual light decay, on weight matrices only (not norms/biases)
-    warmup_steps: int = 50  # a few dozen steps stabilise Adam's moments before the full rate
-    val_fraction: float = 0.1  # latest 10 % of (non-holdout) sessions: early stopping on later data
-    holdout_fraction: float = 0.0  # latest sessions never seen in training (set for honest evaluation)
-    max_train_sessions: int | None = 50_000  # most recent ones: bounds a demo run to ~1-2 min on 2 cores
-    patience: int = 3  # evaluations without a better validation loss before stopping
-    evals_per_epoch: int = 2  # early stopping needs more than one look per epoch when epochs are few
-    min_page_count: int = 2  # a page type seen once cannot be learned; it shares the OOV embedding
-    max_page_vocab: int = 5000  # bounds the softmax of the masked/next-page heads
-    mask_prob: float = 0.15  # BERT's rate: enough targets per batch, enough context left
-    view_mask_prob: float = 0.1  # light masking of the prefix view (the last event is never hidden)
-    swap_prob: float = 0.1  # adjacent swaps in the prefix view: order matters, but not every detail
-    crop_min_fraction: float = 0.6  # the masked view keeps a contiguous 60-100 % of the session
-    # Objective weights, measured on MSNBC (prefix -> next category; log loss of XGBoost baseline +
-    # embedding minus baseline, 10 epochs): masked 1 + next 1 + contrastive 0.5: -0.0104; next only:
-    # -0.0138; next + contrastive 0.1: -0.0135 with the best embedding-alone probe (R@1 0.614 vs 0.611).
-    w_masked_page: float = 0.0  # masking diluted the next-event signal (above); kept as an option
-    w_masked_dwell: float = 0.0  # dwell buckets are noisy targets; only with the masked objective
-    w_next_page: float = 1.0  # the main signal: the page after every prefix, from the prefix's vector
-    w_contrastive: float = 0.1  # a light session-identity term (order-keeping views); 0.5 cost 0.003 log loss
-    temperature: float = 0.1  # InfoNCE temperature on unit vectors (SimCLR range)
-    seed: int = 0  # numpy (batches), torch (init) and the augmentation generator all derive from it
-    device: str = "auto"  # CUDA when present
-
-    def __post_init__(self) -> None:
-        rules = [
-            ("epochs", self.epochs >= 1, "at least 1"),
-            ("batch_size", self.batch_size >= 2, "at least 2 (in-batch negatives)"),
-            ("lr", self.lr > 0, "positive"),
-            ("val_fraction", 0.0 < self.val_fraction < 1.0, "in (0, 1)"),
-            ("holdout_fraction", 0.0 <= self.holdout_fraction < 1.0, "in [0, 1)"),
-            ("mask_prob", 0.0 < self.mask_prob < 1.0, "in (0, 1)"),
-            ("view_mask_prob", 0.0 <= self.view_mask_prob < 1.0, "in [0, 1)"),
-            ("swap_prob", 0.0 <= self.swap_prob <= 1.0, "in [0, 1]"),
-            ("crop_min_fraction", 0.0 < self.crop_min_fraction <= 1.0, "in (0, 1]"),
-            ("temperature", self.temperature > 0, "positive"),
-            ("patience", self.patience >= 1, "at least 1"),
-            ("evals_per_epoch", self.evals_per_epoch >= 1, "at least 1"),
-        ]
-        for name, ok, rule in rules:
-            if not ok:
-                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} must be {rule}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"TrainConfig.max_steps={self.max_steps} must be >= 1 when given")
 
 
 class SSLHeads(nn.Module):
