@@ -3,19 +3,32 @@
 Each handler parses its flags, makes one library call (:mod:`clicks2intent.encoder`) and prints the
 result. The flags of ``train-encoder`` are the fields of :class:`EncoderConfig` and :class:`TrainConfig`
 (``dest`` = field name); a flag left out keeps the dataclass default.
+
+Registration imports nothing heavy (the configs are torch-free): ``c2i embed --runtime onnx`` runs in a
+process that never imports torch or pandas, so the torch modules are imported by the handlers that
+use them.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clicks2intent.encoder.embed import EmbedStats, embed_file
-from clicks2intent.encoder.model import EncoderConfig
-from clicks2intent.encoder.train import TrainConfig, TrainResult, train_encoder_file
+from clicks2intent.encoder.config import EncoderConfig, TrainConfig
+from clicks2intent.encoder.pipeline import EmbedStats
+from clicks2intent.encoder.runtime import RUNTIMES
 from clicks2intent.errors import Clicks2IntentError, ConfigError
 from clicks2intent.names import columns as C
+
+if TYPE_CHECKING:
+    from clicks2intent.encoder.train import TrainResult
+
+# ``--engine`` choices (features.ray_jobs.ENGINES, whose module imports pandas: spelled out here and
+# checked equal by tests/encoder/test_onnx_runtime.py)
+ENGINES = ("local", "ray")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +67,8 @@ def training_summary(result: TrainResult, out: str | Path) -> str:
 
 def train_from_args(args: argparse.Namespace) -> TrainResult:
     """The one library call behind ``c2i train-encoder`` (also used by ``training/train_encoder.py``)."""
+    from clicks2intent.encoder.train import train_encoder_file
+
     encoder_config, train_config = configs_from_args(args)
     return train_encoder_file(
         args.events,
@@ -121,9 +136,15 @@ def embed_summary(stats: EmbedStats, out: str | Path) -> str:
 
 
 def _embed_command(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     if args.engine == "ray":
         from clicks2intent.cli.features import ray_options
-        from clicks2intent.features.ray_jobs import ray_embed_file
+        from clicks2intent.features.ray_jobs import RayOptions, ray_embed_file
+
+        defaults = RayOptions()  # the flags default to None so that registering them needs no pandas
+        for flag, field in (("ray_address", "address"), ("ray_cpus", "num_cpus"), ("ray_actors", "actors")):
+            if getattr(args, flag) is None:
+                setattr(args, flag, getattr(defaults, field))
 
         stats = ray_embed_file(
             args.encoder,
@@ -136,6 +157,25 @@ def _embed_command(args: argparse.Namespace) -> int:
         )
         print(embed_summary(stats, args.out) + f" (ray, {args.ray_actors} actors)")
         return 0
+    from clicks2intent.encoder import runtime
+
+    onnx = runtime.select_runtime(args.encoder, args.runtime, args.device, batch_size=args.batch_size)
+    if onnx is not None:
+        stats = runtime.embed_file(
+            args.encoder,
+            args.events,
+            args.out,
+            batch_size=args.batch_size,
+            max_rows_in_memory=args.max_rows_in_memory,
+            channel=args.channel,
+            progress=not args.quiet,
+            embedder=onnx,
+            start=start,
+        )
+        print(embed_summary(stats, args.out) + " (onnx runtime)")
+        return 0
+    from clicks2intent.encoder.embed import embed_file
+
     stats = embed_file(
         args.encoder,
         args.events,
@@ -146,7 +186,7 @@ def _embed_command(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
     )
-    print(embed_summary(stats, args.out))
+    print(embed_summary(stats, args.out) + " (torch runtime)")
     return 0
 
 
@@ -164,8 +204,26 @@ def _register_embed(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--channel", choices=list(C.CHANNELS), help="embed only events of this channel (e.g. web)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="auto: ONNX Runtime on CPU when the encoder dir has a current encoder.onnx (no torch in the "
+        "process), else torch; onnx: that or an error; torch: the eager PyTorch model (CUDA always uses it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    from clicks2intent.cli.features import add_engine_arguments
-
-    add_engine_arguments(p)
+    _add_engine_arguments(p)
     p.set_defaults(func=_embed_command)
+
+
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``cli.features.add_engine_arguments`` without its import of features.ray_jobs (pandas).
+
+    The Ray flags default to None here; ``_embed_command`` fills in ``RayOptions``' defaults.
+    """
+    g = parser.add_argument_group("engine (--engine ray: Ray Data actor pool; needs the ray extra)")
+    g.add_argument("--engine", choices=ENGINES, default="local", help="local: one process (default)")
+    g.add_argument("--ray", dest="engine", action="store_const", const="ray", help="same as --engine ray")
+    g.add_argument("--ray-address", help="Ray cluster (auto, ray://head:10001); default: local Ray")
+    g.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray (default: RayOptions.num_cpus)")
+    g.add_argument("--ray-actors", type=int, help="actor pool size (default: RayOptions.actors)")

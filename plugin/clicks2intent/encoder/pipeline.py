@@ -232,6 +232,64 @@ class SessionArrays:
         }
 
 
+# --- Arrow <-> numpy without pandas ---------------------------------------------------------------
+# pyarrow imports pandas (0.3 s) on its first to_numpy(), pa.array() or Python-scalar argument when
+# pandas is installed; the ONNX runtime's process must not pay that, so the featurisation and the output
+# go through the buffers instead (same values: tested against to_numpy / pa.array).
+
+_NUMPY_TYPES = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint8(): np.uint8,
+    pa.uint16(): np.uint16,
+    pa.uint32(): np.uint32,
+    pa.uint64(): np.uint64,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
+
+
+def _valid(arr: pa.Array) -> np.ndarray:
+    """bool ``[len(arr)]``: True where ``arr`` is not null."""
+    if arr.null_count == 0:
+        return np.ones(len(arr), dtype=bool)
+    bits = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little")[arr.offset : arr.offset + len(arr)].astype(bool)
+
+
+def arrow_to_numpy(arr: pa.Array | pa.ChunkedArray, fill: float = 0) -> np.ndarray:
+    """A fixed-width numeric Arrow array as numpy (a copy where it had nulls: those become ``fill``)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    dtype = np.dtype(_NUMPY_TYPES[arr.type])
+    if len(arr) == 0:
+        return np.zeros(0, dtype=dtype)
+    values = np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))[arr.offset :]
+    return np.where(_valid(arr), values, np.asarray(fill, dtype=dtype)) if arr.null_count else values
+
+
+def numpy_to_arrow(values: np.ndarray, type: pa.DataType) -> pa.Array:
+    """A 1-d numeric numpy array as an Arrow array of the same width (no nulls), sharing its memory."""
+    values = np.ascontiguousarray(values, dtype=_NUMPY_TYPES[type])
+    return pa.Array.from_buffers(type, len(values), [None, pa.py_buffer(values)])
+
+
+def strings_to_arrow(values: Sequence[str]) -> pa.Array:
+    """Python strings as an Arrow ``string`` array."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    big = offsets[-1] >= 2**31
+    offsets = offsets if big else offsets.astype(np.int32)
+    data = pa.py_buffer(b"".join(encoded))
+    arr = pa.Array.from_buffers(
+        pa.large_string() if big else pa.string(), len(encoded), [None, pa.py_buffer(offsets), data]
+    )
+    return arr.cast(pa.string()) if big else arr
+
+
 def _ragged_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(start, start + length)`` for each pair, vectorised."""
     total = int(lengths.sum())
@@ -283,7 +341,7 @@ def _dictionary(table: pa.Table, name: str) -> tuple[np.ndarray, list[Any]] | No
         if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             arr = arr.cast(pa.string())
         arr = arr.dictionary_encode()
-    indices = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    indices = arrow_to_numpy(arr.indices, fill=-1).astype(np.int64)
     return indices, arr.dictionary.to_pylist()
 
 
@@ -328,8 +386,7 @@ def _timestamps_us(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
             f"column '{name}' must be a timestamp (the contract's UTC event time), got {col.type}; "
             "run the events through clicks2intent.data.contract.validate_events first"
         )
-    valid = ~col.is_null().to_numpy(zero_copy_only=False)
-    return col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), valid
+    return arrow_to_numpy(col, fill=0).astype(np.int64), _valid(col)
 
 
 def _columns_from_table(table: pa.Table, vocabularies: Mapping[str, Vocabulary]) -> _Columns:
@@ -350,7 +407,7 @@ def _columns_from_table(table: pa.Table, vocabularies: Mapping[str, Vocabulary])
         session_values = [v for v, keep in zip(session_values, present, strict=True) if keep]
     ts, ts_valid = _timestamps_us(table)
     if C.DWELL_SECONDS in table.column_names:
-        dwell = table[C.DWELL_SECONDS].cast(pa.float64()).to_numpy()
+        dwell = arrow_to_numpy(table[C.DWELL_SECONDS].cast(pa.float64()), fill=np.nan)
     else:
         dwell = np.full(n, np.nan)
     query_enc = _dictionary(table, C.SEARCH_QUERY)
@@ -566,11 +623,11 @@ def embeddings_table(arrays: SessionArrays, vectors: np.ndarray) -> pa.Table:
             f"(e.g. {arrays.session_ids[no_time][0]!r}); the output needs each session's end time"
         )
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    offsets = pa.array(np.arange(0, len(arrays) * dim + 1, dim, dtype=np.int32))
-    values = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
-    end = pa.array(arrays.session_end, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    offsets = numpy_to_arrow(np.arange(0, len(arrays) * dim + 1, dim, dtype=np.int32), pa.int32())
+    values = numpy_to_arrow(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
+    end = numpy_to_arrow(arrays.session_end, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     return pa.table(
-        [pa.array(arrays.session_ids, pa.string()), end, pa.ListArray.from_arrays(offsets, values)],
+        [strings_to_arrow(arrays.session_ids), end, pa.ListArray.from_arrays(offsets, values)],
         schema=OUTPUT_SCHEMA,
     )
 
@@ -613,7 +670,8 @@ def filter_channel(table: pa.Table, channel: str | None) -> pa.Table:
         return table
     if C.CHANNEL not in table.column_names:
         raise ContractError(f"channel={channel!r}: the events have no '{C.CHANNEL}' column")
-    return table.filter(pc.fill_null(pc.equal(table[C.CHANNEL], channel), False))
+    # is_in with an Arrow value set: nulls are not in it (False), and no Python scalar (see arrow_to_numpy)
+    return table.filter(pc.is_in(table[C.CHANNEL], value_set=strings_to_arrow([channel])))
 
 
 def _partitions(
@@ -628,7 +686,8 @@ def _partitions(
     total = pf.metadata.num_rows
     n_parts = max(1, math.ceil(total / max_rows))
     if n_parts == 1:
-        yield filter_channel(pq.read_table(path, columns=columns), channel)
+        # ParquetFile.read, not pq.read_table: the latter goes through pyarrow.dataset, which imports pandas
+        yield filter_channel(pf.read(columns=columns), channel)
         return
     logger.info(
         "%s: %s events > %s in memory: spilling to %d session-hash partitions",
@@ -658,7 +717,7 @@ def _partitions(
             w.close()
     for p in sorted(writers):
         part_path = workdir / f"part-{p:05d}.parquet"
-        yield pq.read_table(part_path)
+        yield pq.ParquetFile(part_path).read()
         part_path.unlink()
 
 

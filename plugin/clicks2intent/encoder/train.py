@@ -58,6 +58,7 @@ from clicks2intent.encoder.embed import (  # noqa: E402
     pick_device,
     progress_bar,
 )
+from clicks2intent.encoder.export import export_onnx  # noqa: E402
 from clicks2intent.encoder.model import (  # noqa: E402
     N_SPECIAL,
     EncoderCheckpoint,
@@ -69,6 +70,7 @@ from clicks2intent.encoder.model import (  # noqa: E402
 )
 from clicks2intent.errors import ContractError  # noqa: E402
 from clicks2intent.names import columns as C  # noqa: E402
+from clicks2intent.names.paths import ONNX_FILE  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -564,12 +566,17 @@ TRAINING_FILE = "training.json"  # the training metadata beside the checkpoint (
 
 
 def save_encoder_dir(checkpoint: EncoderCheckpoint, out_dir: str | Path, export: bool = True) -> Path:
-    """``checkpoint.pt`` (config + vocab + weights), the TorchScript serving export, ``training.json``."""
+    """``checkpoint.pt`` (config + vocab + weights), the exports, ``training.json``.
+
+    Exports: TorchScript (``encoder.ts``, online serving) and ONNX (``encoder.onnx``, the torch-free
+    batch runtime of ``c2i embed``; it records the checkpoint's fingerprint, so it is written after it).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(checkpoint, out_dir / CHECKPOINT_FILE)
     if export:
         export_torchscript(checkpoint.model, out_dir / SERVING_FILE)
+        export_onnx(checkpoint.model, out_dir / ONNX_FILE, checkpoint.vocabularies, out_dir / CHECKPOINT_FILE)
     (out_dir / TRAINING_FILE).write_text(json.dumps(checkpoint.metadata, indent=2, default=str))
     return out_dir
 

@@ -14,6 +14,7 @@ DEFAULT_ROOT = Path("artifacts")
 # File names inside the artifact directories (a directory may move; its files keep these names).
 CHECKPOINT_FILE = "checkpoint.pt"  # encoder config + vocabulary + weights
 SERVING_FILE = "encoder.ts"  # TorchScript export of the encoder for single-session serving
+ONNX_FILE = "encoder.onnx"  # ONNX export of the batch inference graph: c2i embed runs it without torch
 CLASSIFIER_FILE = "classifier.npz"  # distilled intent classifier weights
 CLASSIFIER_META_FILE = "classifier.json"  # its classes, taxonomy version, feature spec
 INTENTS_FILE = "session_intents.parquet"  # the distilled label of every session
