@@ -159,6 +159,32 @@ def test_intent_drives_pages_and_outcomes(result: sim.SimulationResult) -> None:
     assert (hit[C.CONVERSION_PRODUCT] == hit[C.TRUE_INTENT]).mean() > 0.7
 
 
+def _apply_exit_rates(res: sim.SimulationResult) -> tuple[float, float]:
+    """Conversion rates of web sessions that reached apply_form: (ended on an application page, did not)."""
+    web = res.events[res.events[C.CHANNEL] == "web"].sort_values(
+        [C.SESSION_ID, C.EVENT_TIMESTAMP], kind="stable"
+    )
+    pages = web.groupby(C.SESSION_ID)[C.PAGE_TYPE]
+    reached = pages.apply(lambda p: (p == "apply_form").any())
+    ended = pages.last().isin(["apply_start", "apply_form"])
+    converted = (
+        res.conversions.set_index(C.SESSION_ID)[C.CONVERSION_PRODUCT].ne("none").reindex(reached.index)
+    )
+    return float(converted[reached & ended].mean()), float(converted[reached & ~ended].mean())
+
+
+def test_where_the_session_ended_drives_conversion() -> None:
+    """conv_apply_exit: among sessions that reached the form, those that ended on an application page
+    convert more than those that drifted away (measured 0.69 vs 0.46 here); with the effect off, where
+    the session ended makes no difference (0.45 vs 0.46)."""
+    on_left, on_drifted = _apply_exit_rates(sim.simulate(sim.SimulatorConfig(n_customers=2000, seed=7)))
+    off_left, off_drifted = _apply_exit_rates(
+        sim.simulate(sim.SimulatorConfig(n_customers=2000, seed=7, conv_apply_exit=0.0))
+    )
+    assert on_left > on_drifted + 0.1
+    assert abs(off_left - off_drifted) < 0.06
+
+
 def _funnel_vote_accuracy(res: sim.SimulationResult) -> float:
     """Share of need-driven web sessions whose most-visited funnel-specific page names their true intent."""
     ev = res.events[res.events[C.CHANNEL] == "web"].merge(

@@ -60,7 +60,9 @@ Generative story
    intent helps a model only where the bank observed it.
 7. **Conversions**: one row per web session. The visitor applies within ``conversion_horizon_days``
    with probability ``sigmoid(conv_base + conv_intent_effect[intent] + conv_apply_start ·
-   reached apply_start + conv_apply_form · reached apply_form + conv_depth · log1p(n_events))``; the
+   reached apply_start + conv_apply_form · reached apply_form + conv_depth · log1p(n_events) +
+   conv_apply_exit · ended on an application page)``: where the session ENDED matters (left at the form
+   vs reached it and drifted to the FAQ), which only the order of the events shows; the
    product is the session's intent product (``conv_same_product``) or one drawn by popularity;
    ``converted_at`` is the session end plus a truncated exponential delay.
 8. **Identity links**: a minority (``link_rate``) of the customers' visitors that were seen are
@@ -316,6 +318,11 @@ class SimulatorConfig:
     conv_apply_start: float = 1.0
     conv_apply_form: float = 1.8
     conv_depth: float = 0.3  # per log1p(events)
+    # The session ENDED on an application page (apply_start / apply_form): the visitor left at the
+    # decision point, where one who reached the form and then drifted to the FAQ or contact pages hit a
+    # question (funnel abandonment, what banks' web analytics track). Order, not counts: neither the
+    # funnel flags nor a label of the session's topic can see it.
+    conv_apply_exit: float = 1.2
     conv_same_product: float = 0.85  # applied product = the session's intent product
     conv_delay_days: float = 2.0  # mean of the (truncated) exponential delay
 
@@ -1247,12 +1254,15 @@ def _conversions(
     )
     reached_form = np.bincount(ev.ev_sess[web_ev & (ev.ev_page == _P["apply_form"])], minlength=n_w)[:n_w] > 0
     product_intent = web.intent < len(C.PRODUCTS)
+    last_page = ev.ev_page[ev.sess_first[:n_w] + w_len - 1] if n_w else np.zeros(0, dtype=np.int64)
+    left_at_apply = (last_page == _P["apply_start"]) | (last_page == _P["apply_form"])
     logit = (
         cfg.conv_base
         + np.where(product_intent, cfg.conv_product_intent, cfg.conv_other_intent)
         + cfg.conv_apply_start * reached_start
         + cfg.conv_apply_form * reached_form
         + cfg.conv_depth * np.log1p(w_len)
+        + cfg.conv_apply_exit * left_at_apply
     )
     converts = rng.random(n_w) < _sigmoid(logit)
     popularity = np.array([0.10, 0.30, 0.10, 0.12, 0.16, 0.10, 0.07, 0.05])
