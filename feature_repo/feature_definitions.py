@@ -58,7 +58,8 @@ tile_candidates = c2i.tile_candidates
 inflight_session_intent = c2i.inflight_session_intent
 # Affinity of the customer's web intent to each candidate tile.
 tile_affinity = c2i.tile_affinity
-# Affinity of the session's and the visitor's web embeddings to every tile (the conversion model's view).
+# The session's and the visitor's web embeddings as tile affinities and next-page distributions
+# (the conversion model's view).
 session_affinity = c2i.session_affinity
 
 # --- Feature services (the names training and serving share) ----------------------------------------

@@ -7,7 +7,7 @@ import os
 # Before torch/XGBoost load: OpenMP spin-waiting makes 2-thread work crawl on a shared 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -98,3 +98,39 @@ def ray_cluster() -> Iterator[None]:
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
+
+
+def write_tiny_encoder(root: Path, embedding_dim: int) -> tuple[object, list[str]]:
+    """An untrained encoder checkpoint under ``root``/encoder, for the on-demand views that read its
+    next-event head; returns (the model, its page tokens)."""
+    import torch
+
+    from clicks2intent.encoder.model import (
+        EncoderCheckpoint,
+        EncoderConfig,
+        Vocabulary,
+        build_model,
+        save_checkpoint,
+    )
+    from clicks2intent.names import columns as C
+    from clicks2intent.names.paths import CHECKPOINT_FILE, ArtifactLayout
+
+    torch.manual_seed(0)
+    pages = ["home", "apply_form", "product_mortgage", "not_a_bag_page"]
+    vocabularies = {
+        C.PAGE_TYPE: Vocabulary(pages),
+        C.CHANNEL: Vocabulary(["web"]),
+        C.DEVICE: Vocabulary(["mobile"]),
+    }
+    config = EncoderConfig(d_model=8, n_heads=2, n_layers=1, d_ff=16, embedding_dim=embedding_dim, max_len=8)
+    model = build_model(config, vocabularies).eval()
+    save_checkpoint(
+        EncoderCheckpoint(config, vocabularies, model), ArtifactLayout(root).encoder / CHECKPOINT_FILE
+    )
+    return model, pages
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_writer() -> Callable[[Path, int], tuple[object, list[str]]]:
+    """``write_tiny_encoder`` itself: module-scoped fixtures call it with their own root."""
+    return write_tiny_encoder

@@ -8,7 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
+from clicks2intent.encoder.model import N_SPECIAL
 from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.names import columns as C
@@ -193,11 +195,14 @@ def test_tile_affinity_centres_the_embedding_on_the_prototypes_centre(tmp_path: 
         fo.Prototypes.from_dict({"a": [1.0, 0.0]}, centre=[1.0])
 
 
-def test_session_affinity_scores_session_and_visitor_over_every_tile(tmp_path: Path) -> None:
+def test_session_affinity_scores_session_and_visitor_over_every_tile(
+    tmp_path: Path, tiny_encoder_writer
+) -> None:
     """The conversion model's view of both embeddings: the tile_affinity function over C.TILES, in order."""
     from feast.transformation.udf_rehydrate import rehydrate_udf_from_source
 
     _write_prototypes(tmp_path, {"mortgage": [1.0, 0.0], "savings": [0.0, 1.0]})
+    model, pages = tiny_encoder_writer(tmp_path, embedding_dim=2)
     _, source = fo.python_udf("session_affinity", fo.session_affinity_transform, artifacts_dir=str(tmp_path))
     udf = rehydrate_udf_from_source(source, preferred_name="session_affinity")
     out = udf({C.EMBEDDING: [[0.6, 0.8], None], N.VISITOR_EMBEDDING_DECAYED: [None, [0.0, 2.0]]})
@@ -209,6 +214,29 @@ def test_session_affinity_scores_session_and_visitor_over_every_tile(tmp_path: P
     assert math.isnan(session[0][tiles.index("investing")])  # no prototype: unknown
     assert all(math.isnan(v) for v in session[1]) and all(math.isnan(v) for v in visitor[0])
     assert visitor[1][tiles.index("savings")] == pytest.approx(1.0)
+    # The next-page distribution is the encoder's own head on the same vectors, per bag-of-pages type.
+    head = out[N.SESSION_NEXT_PAGE][0]
+    assert len(head) == len(N.NEXT_PAGE_TYPES) == len(out[N.VISITOR_NEXT_PAGE][1])
+    assert all(math.isnan(v) for v in out[N.SESSION_NEXT_PAGE][1] + out[N.VISITOR_NEXT_PAGE][0])
+    with torch.no_grad():
+        want = torch.log_softmax(model.next_page_logits(torch.tensor([[0.6, 0.8], [0.0, 2.0]])), dim=-1)
+    for i, page in enumerate(N.NEXT_PAGE_TYPES):
+        if page in pages:
+            assert head[i] == pytest.approx(float(want[0, N_SPECIAL + pages.index(page)]), abs=1e-5)
+            assert out[N.VISITOR_NEXT_PAGE][1][i] == pytest.approx(
+                float(want[1, N_SPECIAL + pages.index(page)]), abs=1e-5
+            )
+        else:  # a page type the encoder never saw: unknown, not a made-up probability
+            assert math.isnan(head[i])
+    assert sum(math.exp(v) for v in head if not math.isnan(v)) < 1.0
+
+
+def test_next_page_logp_ignores_vectors_it_cannot_read(tmp_path: Path, tiny_encoder_writer) -> None:
+    """A vector of another dimension or with a NaN has no next-page distribution (all NaN, no error)."""
+    tiny_encoder_writer(tmp_path, embedding_dim=2)
+    head = fo.load_next_page_head(tmp_path)
+    for bad in (None, [1.0, 0.0, 0.0], [math.nan, 1.0]):
+        assert all(math.isnan(v) for v in fo.next_page_logp(bad, head))
 
 
 def test_missing_artifacts_error_names_the_path_and_env(tmp_path: Path) -> None:

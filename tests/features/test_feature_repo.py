@@ -36,6 +36,15 @@ T3 = pd.Timestamp("2024-05-10 09:00", tz="UTC")  # … and one after it
 START, END = pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2030-01-01", tz="UTC")
 SEC = pd.Timedelta(seconds=1)
 
+# On-demand projections of the embeddings and their lengths (NaN-filled when the entity is unknown).
+PROJECTIONS = {
+    fo.TILE_AFFINITY: len(C.TILES),
+    N.SESSION_TILE_AFFINITY: len(C.TILES),
+    N.VISITOR_TILE_AFFINITY: len(C.TILES),
+    N.SESSION_NEXT_PAGE: len(N.NEXT_PAGE_TYPES),
+    N.VISITOR_NEXT_PAGE: len(N.NEXT_PAGE_TYPES),
+}
+
 
 @dataclass
 class Pipeline:
@@ -224,8 +233,8 @@ def test_online_features_for_every_service(store, pipeline: Pipeline) -> None:
         names = [f.name for p in store.get_feature_service(name).feature_view_projections for f in p.features]
         for feature in names:
             assert out[feature][0] is not None, (name, feature)  # known entity: a value
-            if feature in (fo.TILE_AFFINITY, N.SESSION_TILE_AFFINITY, N.VISITOR_TILE_AFFINITY):  # projections
-                assert len(out[feature][0]) == len(C.TILES) and all(np.isnan(out[feature][1]))
+            if feature in PROJECTIONS:  # fixed-length projections: the unknown entity's are all NaN
+                assert len(out[feature][0]) == PROJECTIONS[feature] and all(np.isnan(out[feature][1]))
             else:
                 assert out[feature][1] is None, (name, feature)  # unknown entity: null, not an error
     # The online customer row is the latest one: both sessions, after the 30-day window passed.
@@ -355,7 +364,7 @@ def test_production_config_redis_and_sql_registry(
             assert redis_out.keys() == sqlite_out.keys()
             for key in redis_out:
                 a, b = redis_out[key], sqlite_out[key]
-                if key in (fo.TILE_AFFINITY, N.SESSION_TILE_AFFINITY, N.VISITOR_TILE_AFFINITY):
+                if key in PROJECTIONS:
                     np.testing.assert_allclose(
                         np.array(a, dtype=float), np.array(b, dtype=float), equal_nan=True
                     )

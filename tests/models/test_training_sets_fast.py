@@ -46,8 +46,9 @@ def _write(features: Path, name: str, key: str, cols: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sources(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_writer) -> Path:
     root = tmp_path_factory.mktemp("fast_pit")
+    tiny_encoder_writer(root, embedding_dim=DIM)  # session_affinity reads its next-event head
     features = ArtifactLayout(root).features
     features.mkdir(parents=True)
     # c1: web intent at T1 and T3 (a later link); c2: profile only.

@@ -49,11 +49,14 @@ from clicks2intent.features.transforms import (
     ENCODER_SUBDIR,
     FEATURES_SUBDIR,
     INTENT_SUBDIR,
+    NextPageHead,
     Prototypes,
     inflight_events,
     inflight_intent_transform,
     load_models,
+    load_next_page_head,
     load_prototypes,
+    next_page_logp,
     resolve_artifacts_dir,
     session_affinity_transform,
     tile_affinity,
@@ -102,6 +105,7 @@ from clicks2intent.names.features import (
     SESSION_N_EVENTS,
     SESSION_N_PRODUCT_PAGES,
     SESSION_N_SEARCHES,
+    SESSION_NEXT_PAGE,
     SESSION_PAGE_COUNT_FIELDS,
     SESSION_REACHED_APPLY_FORM,
     SESSION_REACHED_APPLY_START,
@@ -115,6 +119,7 @@ from clicks2intent.names.features import (
     VISITOR_INTENT_CONFIDENCE,
     VISITOR_INTENT_DECAYED,
     VISITOR_INTENT_LABEL,
+    VISITOR_NEXT_PAGE,
     VISITOR_SESSIONS_30D,
     VISITOR_TILE_AFFINITY,
     VISITOR_WEB_INTENT,
@@ -140,11 +145,14 @@ __all__ = [
     "ENCODER_SUBDIR",
     "FEATURES_SUBDIR",
     "INTENT_SUBDIR",
+    "NextPageHead",
     "Prototypes",
     "inflight_events",
     "inflight_intent_transform",
     "load_models",
+    "load_next_page_head",
     "load_prototypes",
+    "next_page_logp",
     "resolve_artifacts_dir",
     "session_affinity_transform",
     "tile_affinity",
@@ -740,7 +748,8 @@ def _session_affinity_view(
     artifacts_dir: str | None,
     common: Mapping[str, Any],
 ) -> OnDemandFeatureView:
-    """session_affinity: the session's and the visitor's embeddings against every tile prototype."""
+    """session_affinity: the session's and the visitor's embeddings against every tile prototype, and
+    the next-page distribution the encoder's head reads from them."""
     from feast import Field
     from feast.on_demand_feature_view import OnDemandFeatureView
     from feast.types import Array, Float64
@@ -754,13 +763,17 @@ def _session_affinity_view(
         schema=[
             Field(name=SESSION_TILE_AFFINITY, dtype=Array(Float64)),
             Field(name=VISITOR_TILE_AFFINITY, dtype=Array(Float64)),
+            Field(name=SESSION_NEXT_PAGE, dtype=Array(Float64)),
+            Field(name=VISITOR_NEXT_PAGE, dtype=Array(Float64)),
         ],
         udf=udf,
         udf_string=source,
         mode="python",
         description=(
             f"{SESSION_TILE_AFFINITY} / {VISITOR_TILE_AFFINITY}: cosine between the session's (the "
-            "visitor's decayed) embedding and each tile's prototype, in the fixed tile order; NaN = unknown."
+            "visitor's decayed) embedding and each tile's prototype, in the fixed tile order; "
+            f"{SESSION_NEXT_PAGE} / {VISITOR_NEXT_PAGE}: log P(next page) of the encoder's next-event head "
+            "from the same embeddings, per bag-of-pages page type; NaN = unknown."
         ),
         **common,
     )

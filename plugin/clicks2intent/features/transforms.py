@@ -41,10 +41,14 @@ from clicks2intent.names.features import (
     INFLIGHT_PAGE_TYPES,
     INFLIGHT_SEARCH_QUERIES,
     INFLIGHT_SESSION_INTENT,
+    NEXT_PAGE_TYPES,
+    SESSION_AFFINITY_VIEW,
+    SESSION_NEXT_PAGE,
     SESSION_TILE_AFFINITY,
     TILE_AFFINITY,
     TILE_AFFINITY_VIEW,
     VISITOR_EMBEDDING_DECAYED,
+    VISITOR_NEXT_PAGE,
     VISITOR_TILE_AFFINITY,
 )
 from clicks2intent.names.paths import ARTIFACTS, ArtifactLayout
@@ -88,6 +92,7 @@ def _resolve(override: str | None, env: str | None, cwd: str) -> Path:
 _LOCK = threading.Lock()
 _MODELS: dict[Path, tuple[Any, Any]] = {}
 _PROTOTYPES: dict[Path, Prototypes] = {}
+_HEADS: dict[Path, NextPageHead] = {}
 
 
 def load_models(root: Path) -> tuple[Any, Any]:
@@ -185,6 +190,53 @@ def load_prototypes(root: Path) -> tuple[Prototypes, int]:
             _PROTOTYPES[root] = Prototypes.from_dict({str(t): v for t, v in pairs if v is not None}, centre)
         prototypes = _PROTOTYPES[root]
         return prototypes, prototypes.dim
+
+
+@dataclass(frozen=True)
+class NextPageHead:
+    """The encoder's next-event head as numpy: ``log_softmax(scale · v @ weight.T + bias)`` over page ids.
+
+    ``columns[i]`` is the head's row of ``NEXT_PAGE_TYPES[i]`` (-1: a page type the encoder never saw, NaN)."""
+
+    weight: np.ndarray  # [n_page_ids, dim] float64
+    bias: np.ndarray  # [n_page_ids]
+    scale: float
+    columns: np.ndarray  # [len(NEXT_PAGE_TYPES)] int64
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    @classmethod
+    def from_model(cls, model: Any, page_tokens: Sequence[str], n_special: int) -> NextPageHead:
+        """From a ``SessionEncoder`` and its page vocabulary (token ``i`` is id ``n_special + i``)."""
+        index = {t: n_special + i for i, t in enumerate(page_tokens)}
+        return cls(
+            weight=model.next_page.weight.detach().double().numpy(),
+            bias=model.next_page.bias.detach().double().numpy(),
+            scale=float(model.next_scale.detach()),
+            columns=np.asarray([index.get(p, -1) for p in NEXT_PAGE_TYPES], dtype=np.int64),
+        )
+
+
+def load_next_page_head(root: Path) -> NextPageHead:
+    """The next-event head of the encoder under ``root``/encoder, cached per process."""
+    with _LOCK:
+        if root not in _HEADS:
+            from clicks2intent.encoder.model import N_SPECIAL, load_checkpoint
+            from clicks2intent.names.paths import CHECKPOINT_FILE
+
+            path = ArtifactLayout(root).encoder / CHECKPOINT_FILE
+            if not path.is_file():
+                raise ArtifactError(
+                    f"on-demand view {SESSION_AFFINITY_VIEW}: {path} not found; train the encoder first, "
+                    f"or point ${ARTIFACTS_ENV} at the artifacts directory"
+                )
+            ckpt = load_checkpoint(path)
+            _HEADS[root] = NextPageHead.from_model(
+                ckpt.model, ckpt.vocabularies[C.PAGE_TYPE].tokens, N_SPECIAL
+            )
+        return _HEADS[root]
 
 
 # --- On-demand transforms (python mode: dict of equal-length lists in, dict of lists out) ----------
@@ -328,6 +380,27 @@ def tile_affinity(
     return [scores[prototypes.index[t]] if t in prototypes.index else math.nan for t in tiles]
 
 
+def next_page_logp(embedding: Sequence[float] | None, head: NextPageHead) -> list[float]:
+    """log P(next page) for each ``NEXT_PAGE_TYPES`` entry, read by the encoder's own next-event head
+    from a session's (or a visitor's decayed) embedding; all NaN when there is no embedding of the head's
+    dimension, NaN for a page type the encoder never saw.
+
+    Why it is a feature: the head is what the encoder was trained for, and it reads the END of the session
+    (the last event's state), which a bag of pages and a topic label cannot: on the demo's data,
+    conversion micro F1 with it beside the tile affinities 0.5571 vs 0.5474 for the labels (mean of 3 model
+    seeds; tile affinities alone 0.5441). Serving calls it for the in-flight embedding too."""
+    n = len(NEXT_PAGE_TYPES)
+    if embedding is None or len(embedding) != head.dim:
+        return [math.nan] * n
+    x = np.asarray(embedding, dtype=np.float64)
+    if not np.isfinite(x).all():
+        return [math.nan] * n
+    logits = head.weight @ (head.scale * x) + head.bias
+    top = logits.max()
+    logp = logits - top - math.log(float(np.exp(logits - top).sum()))
+    return [float(logp[c]) if c >= 0 else math.nan for c in head.columns]
+
+
 def tile_affinity_transform(
     inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
 ) -> dict[str, list[Any]]:
@@ -345,15 +418,19 @@ def tile_affinity_transform(
 def session_affinity_transform(
     inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
 ) -> dict[str, list[Any]]:
-    """Affinity of the session's and the visitor's web embeddings to every tile (``C.TILES`` order).
+    """The conversion model's compact views of the session's and the visitor's web embeddings.
 
-    The conversion model's compact view of both embeddings (10 cosines each instead of 2 × d raw
-    dimensions); the same function as ``tile_affinity``, so a tile's prototype means one thing."""
-    prototypes, dim = load_prototypes(resolve_artifacts_dir(artifacts_dir))
+    Affinity to every tile (``C.TILES`` order; the same function as ``tile_affinity``, so a tile's
+    prototype means one thing) and the next-page distribution of the encoder's head (``next_page_logp``):
+    2 × (10 + 30) values instead of 2 × d raw dimensions."""
+    root = resolve_artifacts_dir(artifacts_dir)
+    prototypes, dim = load_prototypes(root)
+    head = load_next_page_head(root)
     tiles = list(C.TILES)
+    sessions, visitors = inputs[C.EMBEDDING], inputs[VISITOR_EMBEDDING_DECAYED]
     return {
-        SESSION_TILE_AFFINITY: [tile_affinity(e, tiles, prototypes, dim) for e in inputs[C.EMBEDDING]],
-        VISITOR_TILE_AFFINITY: [
-            tile_affinity(e, tiles, prototypes, dim) for e in inputs[VISITOR_EMBEDDING_DECAYED]
-        ],
+        SESSION_TILE_AFFINITY: [tile_affinity(e, tiles, prototypes, dim) for e in sessions],
+        VISITOR_TILE_AFFINITY: [tile_affinity(e, tiles, prototypes, dim) for e in visitors],
+        SESSION_NEXT_PAGE: [next_page_logp(e, head) for e in sessions],
+        VISITOR_NEXT_PAGE: [next_page_logp(e, head) for e in visitors],
     }

@@ -99,6 +99,12 @@ TILE_AFFINITY = "tile_affinity"
 # in clicks2intent.names.columns.TILES order (a fixed vector: no request source).
 SESSION_TILE_AFFINITY = "session_tile_affinity"
 VISITOR_TILE_AFFINITY = "visitor_tile_affinity"
+# ... and where each embedding says the visitor goes next: the encoder's own next-event head (its
+# self-supervised objective, no label) read from the vector, log P(next page) per BAG_PAGE_TYPES entry.
+# What topic labels cannot carry: the session's end (left on the application form, or drifted away).
+SESSION_NEXT_PAGE = "session_next_page"
+VISITOR_NEXT_PAGE = "visitor_next_page"
+NEXT_PAGE_TYPES: tuple[str, ...] = BAG_PAGE_TYPES
 
 # Served, but only as the input of an on-demand projection, not as a model input: the tile ranker sees
 # the customer's web embedding through ``tile_affinity`` (cosine to each tile's prototype), and serving
@@ -109,6 +115,7 @@ VISITOR_TILE_AFFINITY = "visitor_tile_affinity"
 # embeddings the same way (``session_affinity``): on the demo's data (9,000 customers, seed 7), conversion
 # micro F1 with the two raw 32-d vectors 0.4165, with their centred affinities instead 0.4341 (labels 0.4272);
 # in the older, less readable world raw 0.3668, affinities 0.3696, both together 0.3606.
+# The next-page distributions (SESSION_NEXT_PAGE / VISITOR_NEXT_PAGE) are the second projection.
 PROJECTION_ONLY_FEATURES: frozenset[str] = frozenset(
     {CUSTOMER_WEB_EMBEDDING, C.EMBEDDING, VISITOR_EMBEDDING_DECAYED}
 )
@@ -144,6 +151,8 @@ FEATURE_GROUPS: dict[str, str] = (
             TILE_AFFINITY,
             SESSION_TILE_AFFINITY,
             VISITOR_TILE_AFFINITY,
+            SESSION_NEXT_PAGE,
+            VISITOR_NEXT_PAGE,
         ),
         EMBEDDING,
     )

@@ -443,6 +443,7 @@ class ServingEngine:
         self.embedder, self.classifier = T.load_models(self.artifacts)
         self.intent_classes: list[str] = [str(c) for c in self.classifier.classes_]
         self.prototypes, self.prototype_dim = T.load_prototypes(self.artifacts)
+        self.next_page_head = T.load_next_page_head(self.artifacts)
         self._substitute = SUBSTITUTIONS
         # Tile features: the service's feature views through Feast, its tile_affinity on-demand view
         # computed here with the view's own function. Run by Feast, the python-mode view more than
@@ -583,6 +584,10 @@ class ServingEngine:
             if N.SESSION_TILE_AFFINITY in features:  # the on-demand view scored the stored (absent) one
                 features[N.SESSION_TILE_AFFINITY] = T.tile_affinity(
                     fresh[N.INFLIGHT_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
+                )
+            if N.SESSION_NEXT_PAGE in features:  # likewise: where the in-flight session heads next
+                features[N.SESSION_NEXT_PAGE] = T.next_page_logp(
+                    fresh[N.INFLIGHT_EMBEDDING], self.next_page_head
                 )
             features[C.INTENT_LABEL] = fresh[N.INFLIGHT_INTENT_LABEL]
             features[C.INTENT_CONFIDENCE] = fresh[N.INFLIGHT_INTENT_CONFIDENCE]
