@@ -19,14 +19,16 @@ Rules the featuriser applies (documented once, here):
 * an empty session (online only: a request with no events yet) is embedded as one event about which
   nothing is known (masked page type, missing modalities).
 
-Serving export: TorchScript (``encoder.ts``). Chosen over ONNX because it needs nothing but torch (no
-onnx/onnxruntime wheels, no second runtime whose numerics must be kept in line), loads without the
-Python model class (serving cannot drift with source changes) and, for one short session, runs the
-graph without per-op Python dispatch — 2-3x faster than eager at batch size 1 here (0.54 vs 1.6 ms).
-Caveat: torch 2.13 marks ``torch.jit.script`` deprecated in favour of ``torch.export``; the export is
-one function (:func:`export_torchscript`) and the parity test, so moving to ``torch.export`` later is
-local. The batch job runs the eager model, whose fused Transformer path is the faster one for big
-batches.
+Serving export: TorchScript (``encoder.ts``). Online serving is a torch process anyway (the service
+loads the model class-free export), and for one short session TorchScript runs the graph without
+per-op Python dispatch — 2-3x faster than eager at batch size 1 here (0.54 vs 1.6 ms). Caveat: torch
+2.13 marks ``torch.jit.script`` deprecated in favour of ``torch.export``; the export is one function
+(:func:`export_torchscript`) and the parity test, so moving to ``torch.export`` later is local.
+
+Batch job: on CPU ``c2i embed`` runs ``encoder.onnx`` in ONNX Runtime by default
+(:mod:`clicks2intent.encoder.runtime`: no torch or pandas in the process, and a faster model than
+eager); this module's :func:`embed_file` is the torch runtime (``--runtime torch``, and every CUDA
+run), the eager model with :class:`FusedInputs`. Both share :mod:`clicks2intent.encoder.pipeline`.
 """
 
 from __future__ import annotations
