@@ -22,6 +22,10 @@ Figures printed (one run, same machine, same batches):
 * bare ONNX: ``encoder.onnx`` (the whole inference graph: input embeddings, Transformer, pooling,
   head) in ONNX Runtime on the same batches, its inputs built before the timing: the ONNX job against
   its own runtime's model shows the job's overhead apart from the model's speed;
+* bare, spinning: the same PyTorch forward in a child process whose OpenMP threads spin while they wait
+  (``OMP_WAIT_POLICY=ACTIVE``, PyTorch's own default). The project and the reference above run torch
+  PASSIVE (spinning made 2-thread training 13x slower on this shared 2-core box); on a quiet box the
+  spinning forward is about twice as fast, so the ratio against it is printed too;
 * training: sessions/s of self-supervised training (both views, forward + backward + step);
 * online: latency of ``SessionEmbedder.embed_session`` for one session (p50 / p99).
 
@@ -202,6 +206,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def spinning_bare_seconds(
+    shapes: list[tuple[int, int]], cfg: EncoderConfig, repeats: int, threads: int
+) -> float:
+    """The bare PyTorch forward at its best on a quiet box: a child process with OpenMP threads that spin
+    while they wait (``OMP_WAIT_POLICY=ACTIVE``, PyTorch's default). The project runs torch PASSIVE (on
+    the shared 2-core machine spinning made training 13x slower), and so does the bare reference above;
+    this one says how fast the same forward can be when nothing else wants the cores."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"shapes": shapes, "config": cfg.to_dict(), "repeats": repeats}, f)
+    env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(
+        [sys.executable, __file__, "--spinning-bare-child", f.name],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    Path(f.name).unlink()
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["best_s"])
+
+
+def _spinning_bare_child(spec_path: str) -> None:
+    """Child of :func:`spinning_bare_seconds`: best of N bare causal/bidirectional forwards, as JSON."""
+    spec = json.loads(Path(spec_path).read_text())
+    cfg = EncoderConfig.from_dict(spec["config"])
+    inputs = []
+    for b, width in spec["shapes"]:
+        lengths = torch.randint(1, width + 1, (b,))
+        lengths[0] = width
+        inputs.append(
+            (torch.randn(b, width, cfg.d_model), torch.arange(width).unsqueeze(0) >= lengths.unsqueeze(1))
+        )
+
+    class _Shim:  # what bare_forward_seconds reads from an embedder
+        config, device = cfg, torch.device("cpu")
+
+    best = min(bare_forward_seconds(_Shim(), inputs, cfg.causal)[0] for _ in range(spec["repeats"]))  # type: ignore[arg-type]
+    print(json.dumps({"best_s": best}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -221,7 +265,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary events/encoder/output files")
+    ap.add_argument("--spinning-bare-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.spinning_bare_child:
+        _spinning_bare_child(args.spinning_bare_child)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -295,8 +343,10 @@ def main() -> None:
         if bare_shapes != shapes:  # the references must run exactly the pipeline's batches
             raise SystemExit(f"bare forward shapes differ from the {name} pipeline's ({len(bare_shapes)} vs "
                              f"{len(shapes)} batches)")  # fmt: skip
+    spin_s = spinning_bare_seconds(bare_shapes, embedder.config, args.repeats, threads)
     n = best.n_sessions
     e2e_rate, bare_rate, bidir_rate = n / e2e_s, n / bare_s, n / bidir_s
+    spin_rate = n / spin_s
     t_e2e_rate, ort_rate = n / t_e2e_s, n / ort_s
     mean_len = float(np.mean([s for _, s in best.batch_shapes])) if best.batch_shapes else 0.0
     figures.update(
@@ -318,6 +368,8 @@ def main() -> None:
         bare_bidirectional_sessions_per_s=round(bidir_rate, 1),
         ratio=round(e2e_rate / bare_rate, 3),
         ratio_vs_bidirectional=round(e2e_rate / bidir_rate, 3),
+        bare_spinning_sessions_per_s=round(spin_rate, 1),
+        ratio_vs_spinning_bare=round(e2e_rate / spin_rate, 3),
         end_to_end_to_output_written_s=round(written_s, 3),
         end_to_end_cpu_s=round(e2e_cpu, 3),
         bare_forward_cpu_s=round(bare_cpu, 3),
@@ -338,7 +390,10 @@ def main() -> None:
         f"batches: {bare_s:.2f}s = {bare_rate:,.0f} sessions/s (bidirectional + padding mask: {bidir_rate:,.0f}/s)"
         f"\nbare ONNX Runtime forward of encoder.onnx (whole graph), same batches: {ort_s:.2f}s = "
         f"{ort_rate:,.0f} sessions/s"
-        f"\nratio end to end / bare: {e2e_rate / bare_rate:.2f} (vs bidirectional bare: {e2e_rate / bidir_rate:.2f})"
+        f"\nbare TransformerEncoder forward with spinning OpenMP threads (child process, OMP_WAIT_POLICY=ACTIVE, "
+        f"its best on a quiet box): {spin_s:.2f}s = {spin_rate:,.0f} sessions/s"
+        f"\nratio end to end / bare: {e2e_rate / bare_rate:.2f} (vs bidirectional bare: {e2e_rate / bidir_rate:.2f}; "
+        f"vs the spinning bare: {e2e_rate / spin_rate:.2f})"
         f"\nratio end to end --runtime torch / bare: {t_e2e_rate / bare_rate:.2f}; onnx end to end / bare ONNX: "
         f"{e2e_rate / ort_rate:.2f}"
         f"\nend to end to the output written (its mtime): {written_s:.2f}s = {n / written_s:,.0f} sessions/s"
