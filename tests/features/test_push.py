@@ -17,7 +17,8 @@ from clicks2intent.names import columns as C
 from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout
 
 
-def test_push_reaches_online_store(tmp_path: Path):
+def test_push_reaches_online_store(tmp_path: Path, tiny_encoder_writer):
+    tiny_encoder_writer(tmp_path, embedding_dim=4)  # session_affinity reads its next-event head
     features = ArtifactLayout(tmp_path).features
     features.mkdir(parents=True)
     for name, schema in F.source_schemas().items():  # empty sources with the job's schemas
@@ -82,7 +83,8 @@ def _tiny_inputs(root: Path, sessions: list[tuple[str, str, pd.Timestamp, str]])
             "customers_path": root / "customers.parquet"}  # fmt: skip
 
 
-def test_visitor_push_is_the_row_the_next_build_writes(tmp_path: Path):
+def test_visitor_push_is_the_row_the_next_build_writes(tmp_path: Path, tiny_encoder_writer):
+    tiny_encoder_writer(tmp_path, embedding_dim=4)  # session_affinity reads its next-event head
     from clicks2intent.names.features import VISITOR_EMBEDDING_DECAYED, VISITOR_INTENT_DECAYED
 
     t0 = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(days=3)
