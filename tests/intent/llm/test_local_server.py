@@ -102,6 +102,14 @@ def test_real_model_proposes_a_structured_goal(server: LocalLLMServer) -> None:
     assert 3 <= len(res.data["name"]) <= 40 and res.data["description"]
 
 
+def _as_from_a_terminal() -> None:
+    """The child's SIGINT as a terminal's Ctrl-C finds it: default disposition, not blocked. A test
+    runner started in the background by a non-interactive shell has SIGINT ignored, and a child
+    inherits that (POSIX), so Ctrl-C would never reach it: what these tests check is our handling."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_llm_serve_command_runs_and_stops_on_interrupt(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -119,6 +127,7 @@ def test_llm_serve_command_runs_and_stops_on_interrupt(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_as_from_a_terminal,
     )
     try:
         assert proc.stdout is not None
@@ -151,6 +160,7 @@ def test_interrupt_during_startup_leaves_no_server_behind(tmp_path: Path) -> Non
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=_as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     while not (tmp_path / "s.log").exists() and time.monotonic() < deadline:
