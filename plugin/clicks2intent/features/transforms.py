@@ -241,10 +241,13 @@ def load_next_page_head(root: Path) -> NextPageHead:
                     f"on-demand view {SESSION_AFFINITY_VIEW}: {path} not found; train the encoder first, "
                     f"or point ${ARTIFACTS_ENV} at the artifacts directory"
                 )
-            ckpt = load_checkpoint(path)
-            _HEADS[root] = NextPageHead.from_model(
-                ckpt.model, ckpt.vocabularies[C.PAGE_TYPE].tokens, N_SPECIAL
-            )
+            loaded = _MODELS.get(root)  # serving loaded the encoder already: no second read of the file
+            if loaded is not None:
+                model, vocabularies = loaded[0].model, loaded[0].vocabularies
+            else:
+                ckpt = load_checkpoint(path)
+                model, vocabularies = ckpt.model, ckpt.vocabularies
+            _HEADS[root] = NextPageHead.from_model(model, vocabularies[C.PAGE_TYPE].tokens, N_SPECIAL)
         return _HEADS[root]
 
 
