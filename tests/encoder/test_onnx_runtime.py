@@ -246,3 +246,14 @@ def test_arrow_numpy_helpers_equal_pyarrows_own_conversions() -> None:
     assert numpy_to_arrow(values, pa.int64()).equals(pa.array(values))
     names = ["s1", "ünïcode", "", "x" * 40]
     assert strings_to_arrow(names).equals(pa.array(names, pa.string()))
+
+
+@pytest.mark.parametrize(("policy", "spins"), [("PASSIVE", "0"), ("ACTIVE", "1"), ("active", "1"), (None, "0")])
+def test_onnx_threads_spin_only_where_omp_wait_policy_is_active(tmp_path, monkeypatch, policy, spins) -> None:
+    encoder_dir = _encoder_dir(tmp_path / "enc", EncoderConfig(**TINY))
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    options = OnnxEmbedder.load(encoder_dir).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == spins

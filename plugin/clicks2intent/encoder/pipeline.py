@@ -738,7 +738,7 @@ def _featurised(embedder: BatchEmbedder, table: pa.Table) -> tuple[int, SessionA
     return table.num_rows, arrays, time.perf_counter() - t0
 
 
-def _prefetch(items: Iterator[Any], pool: ThreadPoolExecutor) -> Iterator[Any]:
+def prefetch(items: Iterator[Any], pool: ThreadPoolExecutor) -> Iterator[Any]:
     """Yield from ``items`` while a worker thread already makes the next one (Arrow and numpy drop the GIL)."""
     done = object()
     future = pool.submit(next, items, done)
@@ -793,7 +793,7 @@ def run_embed_job(
         ):
             # The worker reads AND featurises the next partition while the model runs on this one.
             partitions = _partitions(events_path, columns, max_rows_in_memory, channel, workdir)
-            parts = _prefetch((_featurised(embedder, table) for table in partitions), pool)
+            parts = prefetch((_featurised(embedder, table) for table in partitions), pool)
             pending: Future[None] | None = None
             tick = time.perf_counter()
             for n_rows, arrays, featurise_s in parts:
