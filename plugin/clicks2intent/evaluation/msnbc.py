@@ -19,7 +19,7 @@ is on both sides. Within each split, **every** prefix of every session is an exa
 "every"``, the default, as ``c2i encoder-report`` does: a live session is scored at each of its
 events), sampled (seeded) to ``max_train_rows`` / ``max_eval_rows``; the bootstrap then resamples test
 *sessions*, not prefixes, since the prefixes of one session are correlated. ``prefixes = "one"`` keeps
-one random cut per session (the earlier protocol). Measured on the demo's 20,000 sessions: one cut
+one random cut per session (the earlier protocol). Measured on the first 20,000 sessions: one cut
 per session left ~6k training rows, too few for XGBoost to use a 32-d vector (embedding variant
 −6.3 % R@1, +0.4 % log loss against the baseline), while the same encoder beat the baseline on every
 prefix of 70 % of the file.
