@@ -248,7 +248,9 @@ def test_arrow_numpy_helpers_equal_pyarrows_own_conversions() -> None:
     assert strings_to_arrow(names).equals(pa.array(names, pa.string()))
 
 
-@pytest.mark.parametrize(("policy", "spins"), [("PASSIVE", "0"), ("ACTIVE", "1"), ("active", "1"), (None, "0")])
+@pytest.mark.parametrize(
+    ("policy", "spins"), [("PASSIVE", "0"), ("ACTIVE", "1"), ("active", "1"), (None, "0")]
+)
 def test_onnx_threads_spin_only_where_omp_wait_policy_is_active(tmp_path, monkeypatch, policy, spins) -> None:
     encoder_dir = _encoder_dir(tmp_path / "enc", EncoderConfig(**TINY))
     if policy is None:

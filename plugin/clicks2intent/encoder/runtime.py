@@ -38,9 +38,9 @@ from clicks2intent.encoder.pipeline import (
     EmbedStats,
     QueryHasher,
     SessionArrays,
-    prefetch,
     featurise,
     length_batches,
+    prefetch,
     run_embed_job,
 )
 from clicks2intent.errors import ArtifactError, ConfigError
