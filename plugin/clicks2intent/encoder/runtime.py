@@ -139,7 +139,8 @@ class OnnxEmbedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Threads spin between ops only where OMP_WAIT_POLICY=ACTIVE asks (torch's rule here, model.py):
         # with another job on this 2-core box, 2 spinning threads took 7.2-7.9 s for the bench's 272
-        # batches, non-spinning 4.5-5.2 s; on a dedicated worker spinning is the faster choice.
+        # batches, non-spinning 4.5-5.2 s. Alone on the box, bench_embed's job with spinning threads took
+        # 3.42-4.02 s against 3.62-4.12 s without (3 runs): faster in two, slower in one.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait() else "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         metadata = dict(session.get_modelmeta().custom_metadata_map)
@@ -200,7 +201,7 @@ class OnnxEmbedder:
             return out
         run = self.session.run
         # The next batch's inputs are gathered on a worker thread while ONNX Runtime runs this one
-        # (both release the GIL): 0.14 s of 250k sessions' gathering no longer waits on the model.
+        # (both release the GIL); gathering the bench's 250k sessions took 0.14 s on its own.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2i-embed-feeds") as pool:
             for idx, feeds in prefetch(self.batch_feeds(arrays), pool):
                 out[idx] = run(None, feeds)[0]
