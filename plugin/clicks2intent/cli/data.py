@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 
 from clicks2intent.data.contract import read_page_types, validate_file
-from clicks2intent.data.ingest import ingest_msnbc
+from clicks2intent.data.ingest import ingest_ga4, ingest_msnbc
 from clicks2intent.data.simulator import SimulatorConfig, generate, summary
+from clicks2intent.data.world import load_world, resolve_world_path
 from clicks2intent.names import columns as C
 from clicks2intent.names.paths import ARTIFACTS
 
@@ -92,6 +93,16 @@ def _ingest_msnbc_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_ga4_command(args: argparse.Namespace) -> int:
+    world = load_world(resolve_world_path(args.world, None))
+    result = ingest_ga4(args.paths, world, args.out, max_session_events=args.max_session_events)
+    print(json.dumps(result.report.to_dict(), indent=2) if args.json else result.report.to_text())
+    print(
+        f"written to {Path(args.out).resolve()}: {', '.join(Path(p).name for p in result.report.outputs.values())}"
+    )
+    return 0
+
+
 def _register_ingest(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ingest", help="convert a public clickstream data set into the contract")
     sources = p.add_subparsers(dest="source", required=True)
@@ -103,3 +114,25 @@ def _register_ingest(subparsers: argparse._SubParsersAction) -> None:
         "--max-session-events", type=int, default=2000, help="longer sessions are rejected (reported)"
     )
     m.set_defaults(func=_ingest_msnbc_command)
+    g = sources.add_parser(
+        "ga4", help="a GA4 BigQuery export (events_* tables as NDJSON or parquet; docs/ga4.md)"
+    )
+    g.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="export files or directories (.json/.jsonl/.ndjson[.gz], .parquet)",
+    )
+    g.add_argument(
+        "--world", help="the bank's world.yaml (default: $C2I_WORLD): page URLs map to its page types"
+    )
+    g.add_argument(
+        "--out",
+        default=str(ARTIFACTS.data),
+        help=f"data directory for events.parquet, identity_links.parquet, world.yaml (default: {ARTIFACTS.data})",
+    )
+    g.add_argument(
+        "--max-session-events", type=int, default=2000, help="longer sessions are rejected (reported)"
+    )
+    g.add_argument("--json", action="store_true", help="print the report as JSON")
+    g.set_defaults(func=_ingest_ga4_command)
