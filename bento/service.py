@@ -39,7 +39,11 @@ from clicks2intent.common.settings import Settings  # noqa: E402
 from clicks2intent.errors import Clicks2IntentError  # noqa: E402
 from clicks2intent.names import settings as ENV  # noqa: E402
 from clicks2intent.serving import schemas  # noqa: E402
-from clicks2intent.serving.deployment import check_deployment, serving_settings  # noqa: E402
+from clicks2intent.serving.deployment import (  # noqa: E402
+    check_deployment,
+    serving_settings,
+    world_of_artifacts,
+)
 from clicks2intent.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes  # noqa: E402
 from clicks2intent.serving.edge import RequestEdge  # noqa: E402
 from clicks2intent.serving.engine import (  # noqa: E402
@@ -48,7 +52,7 @@ from clicks2intent.serving.engine import (  # noqa: E402
     ServingEngine,
     ServingSettings,
 )
-from clicks2intent.serving.openapi import OpenAPIDocument  # noqa: E402
+from clicks2intent.serving.openapi import OpenAPIDocument, example_responses  # noqa: E402
 
 # libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
 # took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per
@@ -62,14 +66,19 @@ except Clicks2IntentError as err:  # a bad value: one line, not a traceback per 
 FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"  # the repo config this bento carries
 TILE_MODEL = BentoModel(SETTINGS.tile_model)
 CONVERSION_MODEL = BentoModel(SETTINGS.conversion_model)
-ARTIFACTS_MODEL = BentoModel(SETTINGS.artifacts_model)  # encoder/, intent/, features/tile_prototypes.parquet
+ARTIFACTS_MODEL = BentoModel(SETTINGS.artifacts_model)  # encoder/, intent/, features/ (prototypes, world)
 
-EXAMPLE_INPUT = schemas.EXAMPLE_RANK_TILES
+try:  # the bank's world: its tile enum, bounds and examples are the request schemas' own
+    WORLD, LABELS = world_of_artifacts(SETTINGS, ARTIFACTS_MODEL)
+except Clicks2IntentError as err:
+    raise SystemExit(f"clicks2intent service: {err}") from None
+API = schemas.service_schemas(WORLD)
+EXAMPLE_INPUT = API.examples.rank_tiles
 # /rank_tiles (the homepage call, latency-bound) answered by DirectEndpoints when it succeeds: validated
 # by its request model, the engine inline on the event loop; failures and the other endpoints go
 # through BentoML (clicks2intent.serving.direct says why and what stays BentoML's).
 DIRECT = DirectRoutes(
-    {"/rank_tiles": DirectRoute(schemas.RankTilesRequest)},
+    {"/rank_tiles": DirectRoute(API.rank_tiles)},
     headers=[(b"server", b"BentoML Service/clicks2intent")],
 )
 
@@ -154,27 +163,29 @@ class Clicks2Intent:
             raise ServiceUnavailable(str(err)) from err
 
     # Sync on purpose: the engine blocks on Feast reads; BentoML runs sync endpoints in its thread pool.
-    @bentoml.api(input_spec=schemas.RankTilesRequest, output_spec=one_body_json(schemas.RankTilesResponse))
+    @bentoml.api(input_spec=API.rank_tiles, output_spec=one_body_json(schemas.RankTilesResponse))
     def rank_tiles(self, **request: Any) -> schemas.RankTilesResponse:
         """Order the homepage tiles for a customer (fresher web intent first: session > visitor > customer)."""
-        return self._run(self.engine.rank_tiles, schemas.RankTilesRequest.model_construct(**request))
+        return self._run(self.engine.rank_tiles, API.rank_tiles.model_construct(**request))
 
-    @bentoml.api(input_spec=schemas.ConversionRequest, output_spec=one_body_json(schemas.ConversionResponse))
+    @bentoml.api(input_spec=API.conversion, output_spec=one_body_json(schemas.ConversionResponse))
     def predict_conversion(self, **request: Any) -> schemas.ConversionResponse:
         """Probability that the visitor applies for each product (or none)."""
-        return self._run(self.engine.predict_conversion, schemas.ConversionRequest.model_construct(**request))
+        return self._run(self.engine.predict_conversion, API.conversion.model_construct(**request))
 
-    @bentoml.api(input_spec=schemas.IntentRequest, output_spec=one_body_json(schemas.IntentResponse))
+    @bentoml.api(input_spec=API.intent, output_spec=one_body_json(schemas.IntentResponse))
     def intent(self, **request: Any) -> schemas.IntentResponse:
         """Embedding, distilled intent label, confidence and top-3 labels of one in-flight session."""
-        return self._run(self.engine.intent, schemas.IntentRequest.model_construct(**request))
+        return self._run(self.engine.intent, API.intent.model_construct(**request))
 
 
 # Non-JSON bodies (multipart without a boundary was a 500) are a 400; 400 ``detail`` is a string, as the
 # OpenAPI document says (clicks2intent.serving.edge).
 Clicks2Intent.add_asgi_middleware(RequestEdge)
 # /docs.json says what this service does: /metrics only when on, the 503, real answer examples.
-Clicks2Intent.add_asgi_middleware(OpenAPIDocument, metrics=SETTINGS.metrics)
+Clicks2Intent.add_asgi_middleware(
+    OpenAPIDocument, metrics=SETTINGS.metrics, examples=example_responses(WORLD, *LABELS)
+)
 # Innermost of the service's middlewares: RequestEdge's checks and the document come first.
 Clicks2Intent.add_asgi_middleware(DirectEndpoints, routes=DIRECT)
 

@@ -1,19 +1,21 @@
 """clicks2intent feature repository: declarations only.
 
-Every object is built by ``clicks2intent.features.definitions.build`` (the same call another team's repo
-makes); this file names them so ``feast apply`` registers them. Sources are the parquet files of
-``c2i features build`` in ``../artifacts/features`` (relative to this repo). The on-demand views load
-the encoder, the intent classifier and the tile prototypes from ``$C2I_ARTIFACTS`` (default: the
-checkout's ``artifacts/``), once per process.
+Every object is built by ``clicks2intent.features.definitions.build_from_features`` (the same call another
+team's repo makes) over the parquet files of ``c2i features build`` in ``../artifacts/features``: the
+bank's world declaration and the embedding size are read from the ``world.yaml`` and
+``build_report.json`` that build wrote beside them, so the fields (page counts, profile columns) are
+always the sources' own. This file names the objects so ``feast apply`` registers them. The on-demand
+views load the encoder, the intent classifier, the tile prototypes and the world from
+``$C2I_ARTIFACTS`` (default: the checkout's ``artifacts/``), once per process.
 """
 
 from pathlib import Path
 
-from clicks2intent.features.definitions import build, file_sources
+from clicks2intent.features.definitions import build_from_features
 
 # Absolute: the DuckDB offline store reads a source path as given (relative = to the working
 # directory), unlike the file store, which resolves it against the repo.
-c2i = build(file_sources(str((Path(__file__).parent / "../artifacts/features").resolve())), embedding_dim=64)
+c2i = build_from_features((Path(__file__).parent / "../artifacts/features").resolve())
 
 # --- Entities ---------------------------------------------------------------------------------------
 # A web or app session: the unit the encoder embeds and the classifier labels.
@@ -36,15 +38,15 @@ customer_web_intent_source = c2i.sources.customer_web_intent
 customer_profile_source = c2i.sources.customer_profile
 
 # --- Feature views ----------------------------------------------------------------------------------
-# Baseline session stats: events, duration, searches, apply/product pages.
+# Baseline session stats: events, duration, searches, funnel pages, a count per declared web page type.
 session_activity = c2i.session_activity
-# Session embedding Array(Float32), dimension 64, with intent label, confidence and taxonomy version.
+# Session embedding Array(Float32) (its dimension in the view's description), label, confidence, taxonomy.
 session_intent = c2i.session_intent
 # Visitor web intent: latest label and time-decayed label mix / embedding, 30-day session count.
 visitor_web_intent = c2i.visitor_web_intent
 # Customer web intent of linked visitors, point in time (no future link or session contributes).
 customer_web_intent = c2i.customer_web_intent
-# Customer profile: tenure, age, app activity, balance band, products held.
+# Customer profile: the bank's declared profile columns (world.yaml).
 customer_profile = c2i.customer_profile
 
 # --- Request sources --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from clicks2intent.cli.evaluate import ablation_inputs, add_evaluate_arguments
-from clicks2intent.evaluation.ablation import SimulatedRun
+from clicks2intent.evaluation.ablation import FeastRun
 from clicks2intent.evaluation.reports import evaluate, tables_markdown
 from clicks2intent.models.store import use_default_home
 
@@ -27,7 +27,7 @@ def run(argv: list[str]) -> int:
     add_evaluate_arguments(parser)
     args = parser.parse_args(argv)
     ablation, config = ablation_inputs(args)
-    if isinstance(ablation, SimulatedRun):
+    if isinstance(ablation, FeastRun):
         print(f"model store: {use_default_home(args.bentoml_home)}")
     report, paths = evaluate(ablation, config, args.reports)
     print(tables_markdown(report))

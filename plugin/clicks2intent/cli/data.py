@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from clicks2intent.common.settings import Settings
 from clicks2intent.data.contract import read_page_types, validate_file
 from clicks2intent.data.ingest import ingest_ga4, ingest_msnbc
 from clicks2intent.data.simulator import SimulatorConfig, generate, summary
@@ -30,12 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _validate_command(args: argparse.Namespace) -> int:
     known = read_page_types(args.known_page_types) if args.known_page_types else None
+    world = None
+    if args.world or (known is None and Settings.load().world):
+        world = load_world(resolve_world_path(args.world, None))
     result = validate_file(
         args.path,
         known_page_types=known,
         max_session_events=args.max_session_events,
         rejects_path=args.rejects,
         out_path=args.out,
+        world=world,
     )
     print(json.dumps(result.report.to_dict(), indent=2) if args.json else result.report.to_text())
     if args.rejects and len(result.rejected):
@@ -48,6 +53,10 @@ def _validate_command(args: argparse.Namespace) -> int:
 def _register_validate(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("validate", help="check an events file against the clickstream contract")
     p.add_argument("path", help="events as parquet or CSV")
+    p.add_argument(
+        "--world",
+        help="the bank's world.yaml: raw page names/URLs map to its page types (unmatched: OOV, share reported)",
+    )
     p.add_argument("--known-page-types", help="file with one known page type per line; others become OOV")
     p.add_argument("--max-session-events", type=int, default=2000, help="longer sessions are rejected")
     p.add_argument("--rejects", help="write rejected row positions and rules to this CSV")
@@ -63,6 +72,7 @@ def _simulate_command(args: argparse.Namespace) -> int:
     cfg = SimulatorConfig(n_customers=args.customers, seed=args.seed, days=args.days, pii_rate=args.pii_rate)
     result, paths = generate(cfg, args.out)
     print(summary(result, paths))
+    print(f"its world declaration (tiles, products, pages, profile): {paths['world']}")
     print(f"written in {result.stats['seconds_write']:.1f} s to {Path(args.out).resolve()}")
     return 0
 

@@ -67,9 +67,11 @@ def training_summary(result: TrainResult, out: str | Path) -> str:
 
 def train_from_args(args: argparse.Namespace) -> TrainResult:
     """The one library call behind ``c2i train-encoder`` (also used by ``training/train_encoder.py``)."""
+    from clicks2intent.data.world import load_world, resolve_world_path
     from clicks2intent.encoder.train import train_encoder_file
 
     encoder_config, train_config = configs_from_args(args)
+    world_path = resolve_world_path(getattr(args, "world", None), Path(args.events).parent)
     return train_encoder_file(
         args.events,
         args.out,
@@ -78,6 +80,8 @@ def train_from_args(args: argparse.Namespace) -> TrainResult:
         channel=args.channel,
         progress=not args.quiet,
         threads=args.threads,
+        # A data directory without a declaration (e.g. an MSNBC ingest) trains on its page types as they are.
+        world=load_world(world_path) if world_path.is_file() or getattr(args, "world", None) else None,
     )
 
 
@@ -89,6 +93,11 @@ def _train_command(args: argparse.Namespace) -> int:
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-encoder", help="self-supervised training of the session encoder")
     p.add_argument("--events", required=True, help="events parquet in the clickstream contract")
+    p.add_argument(
+        "--world",
+        default=None,
+        help="the bank's world.yaml: the events must hold its page types (default: $C2I_WORLD, else beside --events)",
+    )
     p.add_argument("--out", required=True, help="encoder directory to write (checkpoint.pt, encoder.ts)")
     p.add_argument("--channel", choices=list(C.CHANNELS), help="train on events of this channel only")
     p.add_argument("--epochs", type=int, help=f"default {TrainConfig.epochs}")

@@ -1,7 +1,8 @@
-"""``c2i evaluate`` (the four-variant ablation, simulated or MSNBC) and ``c2i encoder-report``.
+"""``c2i evaluate`` (the four-variant ablation on a data directory, or the MSNBC protocol) and
+``c2i encoder-report``.
 
 Each handler turns its flags into the library's config dataclasses (:class:`AblationConfig`,
-:class:`SimulatedRun`, :class:`MsnbcRun`, :class:`EncoderReportConfig`), runs it and prints the tables.
+:class:`FeastRun`, :class:`MsnbcRun`, :class:`EncoderReportConfig`), runs it and prints the tables.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 
 from clicks2intent.errors import ArtifactError, ConfigError
 from clicks2intent.evaluation import encoder_probe, reports
-from clicks2intent.evaluation.ablation import AblationConfig, SimulatedRun
+from clicks2intent.evaluation.ablation import AblationConfig, FeastRun
 from clicks2intent.evaluation.msnbc import PREFIX_MODES, MsnbcRun
 from clicks2intent.models.store import use_default_home
 from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
@@ -32,8 +33,9 @@ def _ablation_config(args: argparse.Namespace) -> AblationConfig:
     )
 
 
-def ablation_inputs(args: argparse.Namespace) -> tuple[SimulatedRun | MsnbcRun, AblationConfig]:
-    """The run (simulated or MSNBC) and the model settings that ``c2i evaluate``'s flags describe."""
+def ablation_inputs(args: argparse.Namespace) -> tuple[FeastRun | MsnbcRun, AblationConfig]:
+    """The run (a data directory through Feast, or MSNBC) and the model settings ``c2i evaluate``'s flags
+    describe."""
     config = _ablation_config(args)
     if args.dataset == "msnbc":
         if not args.path:
@@ -49,9 +51,10 @@ def ablation_inputs(args: argparse.Namespace) -> tuple[SimulatedRun | MsnbcRun, 
             work_dir=args.work_dir,
         )
         return msnbc, config
-    sim = SimulatedRun(
+    sim = FeastRun(
         repo_path=args.repo,
         data_dir=args.data,
+        features_dir=args.features,
         reports_dir=args.reports,
         encoder_dir=args.encoder or str(ARTIFACTS.encoder),
         intent_dir=args.intent or str(ARTIFACTS.intent),
@@ -65,9 +68,9 @@ def ablation_inputs(args: argparse.Namespace) -> tuple[SimulatedRun | MsnbcRun, 
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """``c2i evaluate [--dataset simulated|msnbc PATH]``."""
+    """``c2i evaluate [--data DIR] [--dataset msnbc PATH]``."""
     run, config = ablation_inputs(args)
-    home = use_default_home(args.bentoml_home) if isinstance(run, SimulatedRun) else None
+    home = use_default_home(args.bentoml_home) if isinstance(run, FeastRun) else None
     report, paths = reports.evaluate(run, config, args.reports)
     if report.get("saved_models"):
         print(f"saved to the BentoML store at {home}: " + ", ".join(report["saved_models"].values()))
@@ -78,13 +81,24 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``c2i evaluate`` (``training/train_models.py`` takes the same)."""
-    p.add_argument("--dataset", choices=("simulated", "msnbc"), default="simulated")
-    p.add_argument("path", nargs="?", help="msnbc: the .seq file (e.g. ../shared/data/real/msnbc/*.seq)")
-    p.add_argument("--repo", default=SimulatedRun.repo_path, help="Feast repository (simulated)")
     p.add_argument(
-        "--data", default=SimulatedRun.data_dir, help="task logs: tile_impressions/conversions parquet"
+        "--dataset",
+        choices=("data", "simulated", "msnbc"),
+        default="data",
+        help="data (default; 'simulated' is the same): the --data directory through Feast, oracle rows "
+        "where it holds truth/; msnbc: the real-data protocol on PATH",
     )
-    p.add_argument("--reports", default=SimulatedRun.reports_dir, help="report directory")
+    p.add_argument("path", nargs="?", help="msnbc: the .seq file (e.g. ../shared/data/real/msnbc/*.seq)")
+    p.add_argument("--repo", default=FeastRun.repo_path, help="Feast repository")
+    p.add_argument(
+        "--data", default=FeastRun.data_dir, help="task logs: tile_impressions/conversions parquet (+ truth/)"
+    )
+    p.add_argument(
+        "--features",
+        default=FeastRun.features_dir,
+        help="c2i features build's output (its world.yaml names the tiles, products and Feast prefix)",
+    )
+    p.add_argument("--reports", default=FeastRun.reports_dir, help="report directory")
     p.add_argument(
         "--encoder",
         default=None,
@@ -93,7 +107,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--intent", default=None, help="distilled intent classifier dir (msnbc: its labels, else a proxy)"
     )
-    p.add_argument("--taxonomy", default=SimulatedRun.taxonomy_path)
+    p.add_argument("--taxonomy", default=FeastRun.taxonomy_path)
     p.add_argument(
         "--bentoml-home", default=None, help="model store (default: $BENTOML_HOME or artifacts/bentoml)"
     )
@@ -101,7 +115,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-rows",
         type=int,
-        default=SimulatedRun.max_rows,
+        default=FeastRun.max_rows,
         help="rows per task before the split (default: all); msnbc: training examples per task",
     )
     p.add_argument(
@@ -121,7 +135,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="msnbc: read only the first N sessions")
     p.add_argument("--work-dir", default=MsnbcRun.work_dir, help="msnbc: where the MSNBC encoder is trained")
-    p.add_argument("--conversion-embargo-days", type=float, default=SimulatedRun.conversion_embargo_days)
+    p.add_argument("--conversion-embargo-days", type=float, default=FeastRun.conversion_embargo_days)
     p.add_argument("--n-estimators", type=int, default=AblationConfig.n_estimators)
     p.add_argument("--learning-rate", type=float, default=AblationConfig.learning_rate)
     p.add_argument("--max-depth", type=int, default=AblationConfig.max_depth)

@@ -55,6 +55,7 @@ def build_options(args: argparse.Namespace) -> tuple[FeatureBuildPaths, FeatureB
     """The parsed ``features build`` flags as the job's typed inputs."""
     paths = FeatureBuildPaths(
         data_dir=Path(args.data),
+        world=Path(args.world) if args.world else None,
         embeddings=Path(args.embeddings),
         intents=Path(args.intents),
         intent_model=Path(args.intent_model),
@@ -116,11 +117,12 @@ def push_command(args: argparse.Namespace) -> int:
     from clicks2intent.data.contract import read_events
     from clicks2intent.features.push import push_sessions
     from clicks2intent.features.store import open_store
-    from clicks2intent.features.transforms import load_models
+    from clicks2intent.features.transforms import load_artifact_world, load_models
 
     t0 = time.perf_counter()
     events = read_events(args.events)
     embedder, classifier = load_models(Path(args.artifacts))
+    world = load_artifact_world(Path(args.artifacts).resolve())  # the one the features were built with
     store = open_store(args.repo, args.config)
     report = push_sessions(
         store,
@@ -129,6 +131,7 @@ def push_command(args: argparse.Namespace) -> int:
         classifier,
         classifier.taxonomy_version,
         features_dir=None if args.no_visitors else args.features,
+        world=world,
     )
     steps = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in report.seconds.items())
     print(
@@ -155,6 +158,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="events + embeddings + intents + identity links → Feast parquet sources")
     b.add_argument(
         "--data", default=str(ARTIFACTS.data), help="dir with events, identity_links, customers parquet"
+    )
+    b.add_argument(
+        "--world", default=None, help="the bank's world.yaml (default: $C2I_WORLD, else DATA/world.yaml)"
     )
     b.add_argument("--embeddings", default=str(ARTIFACTS.embeddings))
     b.add_argument("--intents", default=str(ARTIFACTS.session_intents))
@@ -186,7 +192,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config", default=None, help="feature store YAML (default: the repo's feature_store.yaml)"
     )
     o.add_argument("--customer-id", default=None, help="default: a customer with linked web intent")
-    o.add_argument("--service", default=TILE_RANKER_V1, help="feature service to read")
+    o.add_argument(
+        "--service",
+        default=None,
+        help=f"feature service to read (default: {TILE_RANKER_V1}, with the world's prefix)",
+    )
     o.add_argument(
         "--features", default=str(ARTIFACTS.features), help="feature sources (to pick a default customer)"
     )

@@ -264,6 +264,12 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
         help="events, for the word-match rule reported beside the labels (with --truth)",
     )
     dis.add_argument(
+        "--world",
+        type=Path,
+        default=dd.world,
+        help="world.yaml whose keywords the word-match rule uses (default: $C2I_WORLD, else beside --events)",
+    )
+    dis.add_argument(
         "--test-fraction",
         type=float,
         default=dd.test_fraction,

@@ -52,6 +52,7 @@ def _compact(answer: Any) -> Any:
 def demo_requests_command(args: argparse.Namespace) -> int:
     """Start the service, call each endpoint once, print the answers, stop it (the end of ``make demo``)."""
     ids = launcher.demo_ids(args.artifacts)
+    examples = launcher.demo_examples(args.artifacts)
     log = Path(args.log or ArtifactLayout(args.artifacts).root / "logs" / "demo-requests-service.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"starting the BentoML service (log: {log}) ...", flush=True)
@@ -62,7 +63,7 @@ def demo_requests_command(args: argparse.Namespace) -> int:
             args.artifacts, port=args.port, feature_repo=args.feature_repo, log_path=log
         ) as (url, _):
             print(f"service ready at {url} in {time.monotonic() - t0:.1f}s", flush=True)
-            for path, body, code, answer in launcher.demo_requests(url, ids):
+            for path, body, code, answer in launcher.demo_requests(url, examples, ids):
                 shown = {k: (f"<{len(v)} events>" if k == "session_events" else v) for k, v in body.items()}
                 print(f"\nPOST {path} {json.dumps(shown)}\n→ {code} {json.dumps(_compact(answer))}")
                 status = status or (0 if code == 200 else 1)

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         "Artifacts root the on-demand views and `c2i serve` load the encoder, intent classifier and tile "
         "prototypes from. Unset: the bento's `clicks2intent_artifacts` model in a bento, else `artifacts/`.",
     )
+    world: Path | None = _env(
+        ENV.WORLD,
+        "The bank's world declaration (tiles, products, page types, profile columns; docs/world.md) the "
+        "commands read when `--world` is not given. Unset: `world.yaml` in the command's data directory.",
+    )
     feature_repo: Path | None = _env(
         ENV.FEATURE_REPO,
         "Feast repository the service reads (its `feature_store.yaml`, registry and online store). Unset: "

@@ -37,7 +37,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,9 @@ from clicks2intent.common.times import EARLIEST, MAX_FUTURE
 from clicks2intent.data.pii import clean_text, scrub_referrer_with_counts, scrub_with_counts
 from clicks2intent.errors import ArtifactError, ContractError
 from clicks2intent.names import columns as C
+
+if TYPE_CHECKING:
+    from clicks2intent.data.world import World
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -129,6 +132,8 @@ class ValidationReport:
     missing_optional_columns: list[str] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # With a world declaration: how raw page values mapped to its page types (data.world.PageMappingReport).
+    page_mapping: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +152,18 @@ class ValidationReport:
         if self.ignored_columns:
             lines.append(
                 f"columns outside the contract (not carried over): {', '.join(self.ignored_columns)}"
+            )
+        if self.page_mapping:
+            from clicks2intent.data.world import PageMappingReport
+
+            m = self.page_mapping
+            lines.append(
+                PageMappingReport(
+                    n_events=m["n_events"],
+                    n_oov=m["n_oov"],
+                    top_unmatched=[tuple(t) for t in m["top_unmatched"]],
+                    unused_types=m["unused_types"],
+                ).to_text()
             )
         for p in self.problems:
             lines.append(
@@ -233,11 +250,14 @@ def validate_events(
     known_page_types: Collection[str] | None = None,
     max_session_events: int = 2000,
     now: pd.Timestamp | None = None,
+    world: World | None = None,
 ) -> ValidationResult:
     """Validate, repair and normalise raw events into the contract; see the module docstring for rules.
 
-    ``known_page_types`` is the vocabulary a model was trained on: other page types become the OOV
-    token. ``now`` bounds plausible timestamps (defaults to the current time; fixed in tests).
+    ``world``: map raw page names / URLs to the bank's page types (unmatched → the OOV token; the
+    report's ``page_mapping`` says how many and which). ``known_page_types`` (without a world) is the
+    vocabulary a model was trained on: other page types become the OOV token. ``now`` bounds plausible
+    timestamps (defaults to the current time; fixed in tests).
     """
     require_columns(df.columns)
     report = ValidationReport(n_input=len(df))
@@ -313,7 +333,13 @@ def validate_events(
 
     ok = reject_rule.isna().to_numpy()
 
-    if known_page_types is not None:
+    if world is not None:
+        # Raw pages (URLs may carry PII in their query) become declared types before anything else reads them.
+        mapped, mapping = world.mapper.map_values(out.loc[ok, C.PAGE_TYPE])
+        out.loc[ok, C.PAGE_TYPE] = mapped
+        report.page_mapping = mapping.to_dict()
+        repair(ok & (out[C.PAGE_TYPE] == C.OOV_PAGE_TYPE).to_numpy(), "unknown_page_type", C.PAGE_TYPE)
+    elif known_page_types is not None:
         unknown = ok & ~out[C.PAGE_TYPE].isin(set(known_page_types)).to_numpy()
         out.loc[unknown, C.PAGE_TYPE] = C.OOV_PAGE_TYPE
         repair(unknown, "unknown_page_type", C.PAGE_TYPE)
@@ -455,6 +481,18 @@ def write_events(events: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def check_oov_share(report: ValidationReport, world: World, what: str) -> None:
+    """More unmatched page values than the world allows: one error naming the share and the top values."""
+    m = report.page_mapping
+    if m and m["n_events"] and m["oov_share"] > world.max_oov_share:
+        top = ", ".join(f"{p} ({n:,})" for p, n in m["top_unmatched"][:3])
+        raise ContractError(
+            f"{what}: page_type: {m['oov_share']:.1%} of events match no page type of world {world.name!r} "
+            f"(rule max_oov_share {world.max_oov_share:.0%}); most frequent unmatched: {top}. "
+            f"Add patterns under pages in {world.source}"
+        )
+
+
 def read_page_types(path: str | Path) -> list[str]:
     """A vocabulary file: one known page type per line (blank lines ignored)."""
     path = Path(path)
@@ -470,12 +508,18 @@ def validate_file(
     max_session_events: int = 2000,
     rejects_path: str | Path | None = None,
     out_path: str | Path | None = None,
+    world: World | None = None,
 ) -> ValidationResult:
     """Validate an events file (what ``c2i validate`` does); optionally write the rejected rows (CSV,
-    only when there are any) and the valid events (parquet)."""
+    only when there are any) and the valid events (parquet).
+
+    With a ``world``, more unmatched page values than its ``max_oov_share`` is an error (nothing is
+    written): the declaration does not describe these pages."""
     result = validate_events(
-        read_raw(path), known_page_types=known_page_types, max_session_events=max_session_events
+        read_raw(path), known_page_types=known_page_types, max_session_events=max_session_events, world=world
     )
+    if world is not None:
+        check_oov_share(result.report, world, str(path))
     if rejects_path and len(result.rejected):
         Path(rejects_path).parent.mkdir(parents=True, exist_ok=True)
         result.rejected.to_csv(rejects_path, index=False)

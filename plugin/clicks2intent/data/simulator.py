@@ -50,7 +50,7 @@ Generative story
    after it ended (research on the web, then log in to check eligibility or an offer: the **hand-off**;
    ``truth/session_truth.parquet`` names the web session in ``handoff_from_session_id``).
 6. **Tile impressions**: every ``app_home`` view is one impression. The customer clicks tile ``k``
-   of :data:`clicks2intent.names.columns.TILES` or ``none`` by a softmax over
+   of :data:`TILES` or ``none`` by a softmax over
    ``tile_affinity_scale · need-prior logit(k) + tile_held_effect · has_k + boost + N(0, tile_noise_sd)``
    against ``tile_none_logit``. ``boost`` goes to the tile of the customer's current need (active at
    the impression) and has two parts: ``tile_need_boost · exp(−need age / tile_recency_days)`` (the
@@ -110,23 +110,36 @@ import pandas as pd
 
 from clicks2intent.data.contract import ValidationResult, validate_events, write_events
 from clicks2intent.data.pii import luhn_valid
+from clicks2intent.data.world import Funnel, World, write_world
 from clicks2intent.errors import ConfigError
 from clicks2intent.names import columns as C
-from clicks2intent.names.paths import ARTIFACTS
+from clicks2intent.names.paths import ARTIFACTS, WORLD_FILE
 
 logger = logging.getLogger(__name__)
 
-# --- Vocabularies -----------------------------------------------------------------------------
-NEED_INTENTS: tuple[str, ...] = C.PRODUCTS + ("fraud_security", "account_servicing")
+# --- Vocabularies: the simulated bank's world (written to world.yaml; no other module names them) ----
+# The products a visitor can apply for, and the app's homepage tiles (a tile per product, two service tiles).
+PRODUCTS: tuple[str, ...] = (
+    "mortgage",
+    "credit_card",
+    "auto_loan",
+    "personal_loan",
+    "savings",
+    "investing",
+    "retirement",
+    "business_banking",
+)
+TILES: tuple[str, ...] = PRODUCTS + ("security_center", "account_services")
+NEED_INTENTS: tuple[str, ...] = PRODUCTS + ("fraud_security", "account_servicing")
 BROWSING = "browsing"  # a session with no particular need (true_intent of background sessions)
 ALL_INTENTS: tuple[str, ...] = NEED_INTENTS + (BROWSING,)
 # The app tile that serves each need (products map to their own tile).
-INTENT_TILE: dict[str, str] = {p: p for p in C.PRODUCTS} | {
+INTENT_TILE: dict[str, str] = {p: p for p in PRODUCTS} | {
     "fraud_security": "security_center",
     "account_servicing": "account_services",
 }
 
-PRODUCT_PAGES: tuple[str, ...] = tuple(f"product_{p}" for p in C.PRODUCTS)
+PRODUCT_PAGES: tuple[str, ...] = tuple(f"product_{p}" for p in PRODUCTS)
 WEB_PAGES: tuple[str, ...] = (
     "home",
     "search",
@@ -236,6 +249,36 @@ REFERRERS: tuple[str, ...] = (
 DEVICES: tuple[str, ...] = ("desktop", "mobile", "tablet")
 LINK_METHODS: tuple[str, ...] = ("login", "email_click", "app_handoff")
 BALANCE_BANDS: tuple[str, ...] = ("0-1k", "1k-10k", "10k-50k", "50k-250k", "250k+")
+# The customer snapshot's columns (the "production baseline" profile) and their kinds.
+PROFILE: dict[str, str] = {
+    "tenure_months": "float",
+    "age": "int",
+    "app_sessions_30d": "int",
+    "balance_band": "string",
+    "n_products": "int",
+} | {f"has_{p}": "bool" for p in PRODUCTS}
+# Which web pages show interest in each tile (its prototype's sessions): a product tile's product page,
+# the service tiles' own pages.
+TILE_PAGES: dict[str, tuple[str, ...]] = {p: (f"product_{p}",) for p in PRODUCTS} | {
+    "security_center": ("security_center", "report_fraud"),
+    "account_services": ("account_help",),
+}
+# The word-match reference rule's table (what a retail bank's analyst would write in plain words, not
+# this site's page vocabulary or query templates). Order matters only for ties: the more specific needs
+# ("lost card" is fraud, "business credit card" is business banking) come before the products whose words
+# they share.
+RULE_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "fraud_security": ("fraud", "security", "lost", "phishing", "unrecognized", "freeze", "stolen", "scam"),
+    "business_banking": ("business", "merchant"),
+    "retirement": ("retirement", "retire", "ira", "roth", "401k", "rollover", "pension"),
+    "investing": ("investing", "invest", "investment", "brokerage", "etf", "stock", "stocks", "trading", "market"),
+    "mortgage": ("mortgage", "mortgages", "refinance", "preapproval", "equity", "buyer"),
+    "auto_loan": ("auto", "car", "vehicle"),
+    "personal_loan": ("personal", "consolidation", "debt", "loan"),
+    "credit_card": ("card", "cards", "credit", "apr", "rewards", "cashback"),
+    "savings": ("savings", "saving", "cd", "yield"),
+    "account_servicing": ("account", "routing", "address", "password", "checks", "deposit", "wire", "statement"),
+}  # fmt: skip
 
 
 @dataclass
@@ -362,6 +405,7 @@ class SimulationResult:
     needs: pd.DataFrame
     params: dict[str, Any]
     validation: dict[str, Any]
+    world: World
     stats: dict[str, float] = field(default_factory=dict)
 
 
@@ -731,7 +775,7 @@ def _need_prior_logits(
     L[:, col["investing"]] += 0.8 * wealth
     L[:, col["retirement"]] += 0.9 * az + 0.3 * wealth
     # Held products are rarely sought again (business owners are the exception: they come back).
-    for j, p in enumerate(C.PRODUCTS):
+    for j, p in enumerate(PRODUCTS):
         L[:, j] += np.where(held[:, j], 1.2 if p == "business_banking" else -1.0, 0.0)
     L[prospect, col["fraud_security"]] = -np.inf
     L[prospect, col["account_servicing"]] = -np.inf
@@ -863,7 +907,7 @@ def _draw_customers(rng: np.random.Generator, cfg: SimulatorConfig) -> _Customer
         )
         + 0.004 * tenure[:, None]
     )
-    held = rng.random((n_c, len(C.PRODUCTS))) < _sigmoid(held_logit)
+    held = rng.random((n_c, len(PRODUCTS))) < _sigmoid(held_logit)
     band = np.digitize(wealth, [-1.0, 0.0, 0.9, 1.9])
     app_user = rng.random(n_c) < cfg.app_user_share
     app_rate = np.where(app_user, cfg.app_sessions_per_day * np.exp(rng.normal(0, 0.7, n_c)), 0.0)
@@ -891,7 +935,7 @@ def _draw_visitors(rng: np.random.Generator, cfg: SimulatorConfig, cust: _Custom
     p_wealth = rng.normal(-0.2, 1, n_p)
     all_age = np.concatenate([cust.age, p_age])
     all_wealth = np.concatenate([cust.wealth, p_wealth])
-    all_held = np.concatenate([cust.held, np.zeros((n_p, len(C.PRODUCTS)), bool)])
+    all_held = np.concatenate([cust.held, np.zeros((n_p, len(PRODUCTS)), bool)])
     prior = _need_prior_logits(all_age, all_wealth, all_held, is_prospect)
     return _Visitors(
         n_p, is_prospect, n_vis, vis_offset, n_visitors, visitor_owner, visitor_device, visitor_label, prior
@@ -1132,7 +1176,7 @@ def _validate_raw(raw: pd.DataFrame, cfg: SimulatorConfig, window: _Window) -> V
     now = max(pd.Timestamp.now(tz="UTC"), window.end + pd.Timedelta(days=cfg.conversion_horizon_days + 1))
     validated = validate_events(
         raw,
-        known_page_types=PAGE_TYPES,
+        world=simulator_world(cfg),
         max_session_events=max(cfg.max_web_events, cfg.max_app_events),
         now=now,
     )
@@ -1158,11 +1202,11 @@ def _tile_impressions(
     imp = np.flatnonzero(ev.ev_page == _P["app_home"])
     imp_cust = ev.ev_customer[imp]
     imp_time = ev.ev_time[imp]
-    tiles = C.TILES
+    tiles = TILES
     tile_intent = np.array(
         [_INTENT_IDX[next(i for i, t in INTENT_TILE.items() if t == tile)] for tile in tiles]
     )
-    held_tile = np.column_stack([cust.held, np.zeros((n_c, len(tiles) - len(C.PRODUCTS)), bool)])
+    held_tile = np.column_stack([cust.held, np.zeros((n_c, len(tiles) - len(PRODUCTS)), bool)])
     util = (
         cfg.tile_affinity_scale * vis.prior[imp_cust][:, tile_intent]
         + cfg.tile_held_effect * held_tile[imp_cust]
@@ -1253,7 +1297,7 @@ def _conversions(
         np.bincount(ev.ev_sess[web_ev & (ev.ev_page == _P["apply_start"])], minlength=n_w)[:n_w] > 0
     )
     reached_form = np.bincount(ev.ev_sess[web_ev & (ev.ev_page == _P["apply_form"])], minlength=n_w)[:n_w] > 0
-    product_intent = web.intent < len(C.PRODUCTS)
+    product_intent = web.intent < len(PRODUCTS)
     last_page = ev.ev_page[ev.sess_first[:n_w] + w_len - 1] if n_w else np.zeros(0, dtype=np.int64)
     left_at_apply = (last_page == _P["apply_start"]) | (last_page == _P["apply_form"])
     logit = (
@@ -1273,14 +1317,14 @@ def _conversions(
     h = cfg.conversion_horizon_days * _DAY
     mean = cfg.conv_delay_days * _DAY
     delay = -mean * np.log1p(-rng.random(n_w) * (1 - np.exp(-h / mean)))  # exponential truncated at h
-    product_names = np.array(list(C.PRODUCTS) + [C.NO_CONVERSION], dtype=object)
+    product_names = np.array(list(PRODUCTS) + [C.NO_CONVERSION], dtype=object)
     conv_order = np.argsort(ids.sess_rank[:n_w], kind="stable")
     conversions = pd.DataFrame(
         {
             C.SESSION_ID: ids.session[:n_w][conv_order],
             C.VISITOR_ID: ids.visitor[web.visitor][conv_order],
             C.EVENT_TIMESTAMP: window.to_ts(sess_end[conv_order]),
-            C.CONVERSION_PRODUCT: product_names[np.where(converts, product, len(C.PRODUCTS))][conv_order],
+            C.CONVERSION_PRODUCT: product_names[np.where(converts, product, len(PRODUCTS))][conv_order],
             "converted_at": window.to_ts(np.where(converts, sess_end + delay, np.nan)[conv_order]),
         }
     )
@@ -1391,7 +1435,7 @@ def _customer_frame(cust: _Customers, ids: _Ids, window: _Window) -> pd.DataFram
             "balance_band": np.array(BALANCE_BANDS, dtype=object)[cust.band],
             "n_products": cust.held.sum(axis=1).astype(np.int64),
         }
-        | {f"has_{p}": cust.held[:, j] for j, p in enumerate(C.PRODUCTS)}
+        | {f"has_{p}": cust.held[:, j] for j, p in enumerate(PRODUCTS)}
     )
 
 
@@ -1456,11 +1500,37 @@ def _params(cfg: SimulatorConfig, window: _Window, vis: _Visitors) -> dict[str, 
         "need_intents": list(NEED_INTENTS),
         "page_types": list(PAGE_TYPES),
         "funnels": {k: list(v) for k, v in FUNNELS.items()},
-        "tiles": list(C.TILES),
-        "products": list(C.PRODUCTS),
+        "tiles": list(TILES),
+        "products": list(PRODUCTS),
         "n_prospects": vis.n_prospects,
         "n_visitors_total": vis.n_visitors,
     }
+
+
+def simulator_world(config: SimulatorConfig | None = None) -> World:
+    """The simulated bank's declaration: what a real bank writes by hand in its ``world.yaml``."""
+    cfg = config or SimulatorConfig()
+    return World(
+        name="simulated-bank",
+        tiles=TILES,
+        tile_pages=dict(TILE_PAGES),
+        products=PRODUCTS,
+        page_types=WEB_PAGES,
+        page_patterns={},  # the simulator writes page types, not URLs: each raw value is its own type
+        app_page_types=APP_PAGES,
+        app_page_patterns={},
+        funnel=Funnel(
+            product=PRODUCT_PAGES,
+            application_start="apply_start",
+            application_form="apply_form",
+            apply=("apply_start", "apply_form"),
+            search=("search",),
+        ),
+        profile=dict(PROFILE),
+        conversion_horizon_days=float(cfg.conversion_horizon_days),
+        keywords=dict(RULE_KEYWORDS),
+        source="c2i simulate",
+    )
 
 
 def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
@@ -1529,6 +1599,7 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
         needs=need_frame,
         params=_params(cfg, window, vis),
         validation=validated.report.to_dict(),
+        world=simulator_world(cfg),
         stats=stats,
     )
 
@@ -1571,6 +1642,8 @@ def write_simulation(result: SimulationResult, out_dir: str | Path) -> dict[str,
     params_path = out / PARAMS_FILE
     params_path.write_text(json.dumps(result.params, indent=2, sort_keys=True) + "\n")
     paths["params"] = params_path
+    # The simulator is one data source like any other: its declaration travels with its data.
+    paths["world"] = write_world(result.world, out / WORLD_FILE)
     return paths
 
 

@@ -113,6 +113,10 @@ class Vocabulary:
         if len(self._index) != len(self.tokens):
             raise ValueError("Vocabulary.tokens must be unique")
 
+    def __contains__(self, token: object) -> bool:
+        """Whether ``token`` has its own id (else it maps to OOV)."""
+        return token in self._index
+
     def __len__(self) -> int:
         """Number of ids, specials included: the embedding table size."""
         return N_SPECIAL + len(self.tokens)

@@ -44,6 +44,7 @@ from torch import nn  # noqa: E402
 
 from clicks2intent.data.contract import require_columns  # noqa: E402
 from clicks2intent.data.splits import SessionSplit, split_sessions_by_time  # noqa: E402
+from clicks2intent.data.world import World, check_page_types  # noqa: E402
 from clicks2intent.encoder.config import TrainConfig  # noqa: E402, F401  (defined torch-free; re-exported)
 from clicks2intent.encoder.embed import (  # noqa: E402
     CHECKPOINT_FILE,
@@ -598,14 +599,20 @@ def train_encoder_file(
     channel: str | None = None,
     progress: bool = True,
     threads: int | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train on an events parquet and write the encoder directory (what ``c2i train-encoder`` does).
 
-    ``threads`` sets torch's CPU threads (None: torch's choice).
+    ``threads`` sets torch's CPU threads (None: torch's choice). ``world``: the events must hold its page
+    types (mapped by ``c2i validate --world``): a vocabulary of raw URLs would not match what serving maps.
     """
     if threads:
         torch.set_num_threads(threads)
     table = read_training_events(events_path)
+    if world is not None:
+        import pyarrow.compute as pc
+
+        check_page_types(pc.unique(table[C.PAGE_TYPE]).to_pylist(), world, f"events ({events_path})")
     result = train_encoder(table, encoder_config, train_config, channel=channel, progress=progress)
     save_encoder_dir(result.checkpoint, out_dir)
     return result

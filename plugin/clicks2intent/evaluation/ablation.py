@@ -15,8 +15,10 @@ against the baseline come with paired bootstrap intervals over test rows
 (:func:`clicks2intent.evaluation.metrics.paired_bootstrap`): an interval that spans zero is reported as such,
 whichever way the point estimate goes.
 
-``c2i evaluate`` runs it on the simulated data through Feast, writes ``reports/ablation.json``,
-``ablation.md`` and PNGs, and saves the deployable models to the BentoML store.
+``c2i evaluate`` runs it on any data directory in the file contracts (a bank's, or the simulator's)
+through Feast, with the world declaration the features were built with; oracle rows are added only
+where the data holds simulator truth (``truth/``). It writes ``reports/ablation.json``, ``ablation.md``
+and PNGs, and saves the deployable models to the BentoML store.
 ``c2i evaluate --dataset msnbc PATH`` runs the same protocol on real MSNBC sessions
 (:mod:`clicks2intent.evaluation.msnbc`).
 """
@@ -35,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from clicks2intent.common.progress import progress
+from clicks2intent.data.world import World, load_world
 from clicks2intent.errors import ConfigError
 from clicks2intent.evaluation import metrics as M
 from clicks2intent.evaluation.oracle import (
@@ -60,18 +63,19 @@ from clicks2intent.models.store import (
 from clicks2intent.models.training_sets import (
     CONVERSION,
     LABEL,
-    TASK_CLASSES,
     TILE_RANKING,
     historical_features,
     read_task_entities,
     sample_entities,
     service_feature_names,
+    task_classes,
     time_split,
+    world_request_values,
 )
 from clicks2intent.models.xgb import FeatureModel, train_feature_model
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
-from clicks2intent.names.paths import ARTIFACTS, CHECKPOINT_FILE, ArtifactLayout
+from clicks2intent.names.paths import ARTIFACTS, CHECKPOINT_FILE, WORLD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +88,19 @@ VARIANT_GROUPS: dict[str, frozenset[str]] = {
     EMBEDDING: frozenset({N.BASELINE, N.WEB_ACTIVITY, N.EMBEDDING}),
     BOTH: frozenset({N.BASELINE, N.WEB_ACTIVITY, N.EMBEDDING, N.LABELS}),
 }
-# The Feast feature service of the baseline and the full variant (the deployed model's name too).
+# The Feast feature service of the baseline and the full variant (the deployed model's name too),
+# before the world's Feast prefix (:func:`task_services`).
 SERVICES: dict[str, dict[str, str]] = {
     TILE_RANKING: {BASELINE: N.TILE_RANKER_BASELINE, BOTH: N.TILE_RANKER_V1},
     CONVERSION: {BASELINE: N.CONVERSION_BASELINE, BOTH: N.CONVERSION_V1},
 }
+
+
+def task_services(world: World, task: str) -> dict[str, str]:
+    """The task's baseline and v1 feature-service names with the world's Feast prefix."""
+    return {variant: world.feast_name(name) for variant, name in SERVICES[task].items()}
+
+
 TASK_TITLES = {TILE_RANKING: "Tile ranking", CONVERSION: "Conversion"}
 GroupFn = Callable[[str], str]
 
@@ -363,13 +375,16 @@ def _attach_intervals(section: dict[str, Any], boot: Mapping[str, Any], referenc
             }
 
 
-# --- the simulated (Feast) run ----------------------------------------------------------------------
+# --- the Feast run over a data directory -------------------------------------------------------------
 @dataclass
-class SimulatedRun:
-    """Where `c2i evaluate` reads and writes (defaults: the demo's artifacts layout)."""
+class FeastRun:
+    """Where `c2i evaluate` reads and writes (defaults: the demo's artifacts layout). The world is the one
+    the features were built with (``features_dir/world.yaml``): the models' classes are its tiles and
+    products, and the Feast names carry its prefix."""
 
     repo_path: str = "feature_repo"
-    data_dir: str = str(ARTIFACTS.data)
+    data_dir: str = str(ARTIFACTS.data)  # task logs (tile_impressions, conversions); truth/ if simulated
+    features_dir: str = str(ARTIFACTS.features)  # c2i features build's output: world.yaml, tile prototypes
     reports_dir: str = str(ARTIFACTS.reports)
     encoder_dir: str = str(ARTIFACTS.encoder)
     taxonomy_path: str = str(ARTIFACTS.taxonomy)
@@ -396,16 +411,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_simulated(
-    run: SimulatedRun, config: AblationConfig, group_of: GroupFn | None = None
+def run_feast_ablation(
+    run: FeastRun, config: AblationConfig, group_of: GroupFn | None = None
 ) -> dict[str, Any]:
     """Feast training sets → four variants per task → report dict (+ models saved to the store)."""
     group_of = group_of or feature_group
+    world = load_world(Path(run.features_dir) / WORLD_FILE)
     store = open_store(run.repo_path)
     tax_vocab = _taxonomy_vocab(run.taxonomy_path)
     enc_version = file_version(Path(run.encoder_dir) / CHECKPOINT_FILE)
     report: dict[str, Any] = {
-        "dataset": "simulated",
+        "dataset": world.name,
+        "world": {"name": world.name, "digest": world.digest, "source": world.source},
         "tasks": list(run.tasks),
         "config": asdict(config),
         "run": asdict(run),
@@ -422,12 +439,14 @@ def run_simulated(
         ],
         "saved_models": {},
     }
-    # Oracle rows (simulated data only): truth columns joined after the Feast fetch, evaluation only.
+    # Oracle rows (simulated data only: truth/ exists): truth columns joined after the Feast fetch.
     oracle = TruthOracle(run.data_dir) if run.oracles and has_truth(run.data_dir) else None
     for task in run.tasks:
         t0 = time.perf_counter()
-        services = SERVICES[task]
-        entities = sample_entities(read_task_entities(task, run.data_dir), run.max_rows, config.random_state)
+        services = task_services(world, task)
+        entities = sample_entities(
+            read_task_entities(task, run.data_dir, world), run.max_rows, config.random_state
+        )
         embargo = pd.Timedelta(days=run.conversion_embargo_days) if task == CONVERSION else None
         # Split the entity rows by time first, so "none" training rows can be subsampled before the
         # (slow) point-in-time join; valid and test keep every row.
@@ -440,7 +459,7 @@ def run_simulated(
             )
         parts = {"train": train_entities, "valid": split.valid, "test": split.test}
         marked = pd.concat([df.assign(_part=name) for name, df in parts.items()], ignore_index=True)
-        frame = historical_features(store, marked, services[BOTH])
+        frame = historical_features(store, marked, services[BOTH], world_request_values(world))
         logger.info(
             f"{task}: {len(frame)} rows from Feast ({services[BOTH]}) in {time.perf_counter() - t0:.1f}s"
         )
@@ -448,7 +467,7 @@ def run_simulated(
         base = model_feature_names(service_feature_names(store, services[BASELINE]))
         missing_base = [f for f in base if f not in frame.columns]
         if missing_base:  # the baseline service has features v1 lacks: fetch them for the same rows
-            extra = historical_features(store, marked, services[BASELINE])
+            extra = historical_features(store, marked, services[BASELINE], world_request_values(world))
             frame[missing_base] = extra[missing_base].to_numpy()
         for name in parts:
             rows = frame[frame["_part"] == name].drop(columns="_part")
@@ -462,7 +481,7 @@ def run_simulated(
             split.valid,
             split.test,
             lists,
-            TASK_CLASSES[task],
+            task_classes(world, task),
             group_of,
             config,
             vocabularies=vocab,
@@ -498,15 +517,18 @@ def run_simulated(
                     "split": section["split"],
                     "params": config.model_params(),
                     # request fields the service's on-demand views need, as used in training
-                    "request_values": {N.CANDIDATE_TILES: list(C.TILES)} if task == TILE_RANKING else {},
+                    "request_values": world_request_values(world) if task == TILE_RANKING else {},
+                    "world": world.name,
+                    "world_digest": world.digest,
                 }
                 report["saved_models"][services[variant]] = save_feature_model(models[variant], meta)
         section["seconds"] = round(time.perf_counter() - t0, 1)
         report[task] = section
-    if report["saved_models"]:  # what a bento carries beside the models: encoder, classifier, tile prototypes
-        prototypes = ArtifactLayout(Path(run.data_dir).parent).feature_file("tile_prototypes")
+    if report[
+        "saved_models"
+    ]:  # what a bento carries beside the models: encoder, classifier, prototypes, world
         report["saved_models"]["serving_artifacts"] = save_serving_artifacts(
-            run.encoder_dir, run.intent_dir, prototypes
+            run.encoder_dir, run.intent_dir, run.features_dir
         )
     report["distillation"] = _distillation_section(Path(run.intent_dir))
     report["taxonomy"] = _taxonomy_section(Path(run.intent_dir), run.taxonomy_path)

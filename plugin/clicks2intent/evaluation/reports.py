@@ -24,8 +24,8 @@ from clicks2intent.evaluation.ablation import (
     TASK_TITLES,
     VARIANTS,
     AblationConfig,
-    SimulatedRun,
-    run_simulated,
+    FeastRun,
+    run_feast_ablation,
 )
 from clicks2intent.evaluation.msnbc import MsnbcRun, run_msnbc
 from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
@@ -333,14 +333,15 @@ def tables_markdown(report: Mapping[str, Any]) -> str:
 
 
 def evaluate(
-    run: SimulatedRun | MsnbcRun, config: AblationConfig, reports_dir: str | Path
+    run: FeastRun | MsnbcRun, config: AblationConfig, reports_dir: str | Path
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Run the ablation on ``run``'s data set and write its report: ``ablation.*`` (simulated, models
-    saved to the BentoML store unless ``run.save_models`` is off) or ``ablation_msnbc.*``."""
+    """Run the ablation on ``run``'s data set and write its report: ``ablation.*`` (a data directory
+    through Feast, models saved to the BentoML store unless ``run.save_models`` is off) or
+    ``ablation_msnbc.*``."""
     if isinstance(run, MsnbcRun):
         report, stem = run_msnbc(run, config), "ablation_msnbc"
     else:
-        report, stem = run_simulated(run, config), "ablation"
+        report, stem = run_feast_ablation(run, config), "ablation"
     return report, write_report(report, reports_dir, stem)
 
 

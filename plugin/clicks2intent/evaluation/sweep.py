@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from clicks2intent.data.simulator import SimulatorConfig, simulate
+from clicks2intent.data.world import World, load_world
 from clicks2intent.errors import ArtifactError, ConfigError
 from clicks2intent.evaluation.ablation import VARIANTS, AblationConfig, run_task_ablation, variant_features
 from clicks2intent.evaluation.oracle import (
@@ -48,15 +49,15 @@ from clicks2intent.features.definitions import feature_group
 from clicks2intent.features.transforms import load_prototypes, tile_affinity
 from clicks2intent.models.inputs import model_feature_names
 from clicks2intent.models.training_sets import (
-    TASK_CLASSES,
     TILE_RANKING,
     read_task_entities,
     sample_entities,
+    task_classes,
     time_split,
 )
 from clicks2intent.names import columns as C
-from clicks2intent.names.features import CUSTOMER_WEB_EMBEDDING, PROFILE_FEATURES, TILE_AFFINITY
-from clicks2intent.names.paths import ARTIFACTS
+from clicks2intent.names.features import CUSTOMER_WEB_EMBEDDING, TILE_AFFINITY
+from clicks2intent.names.paths import ARTIFACTS, WORLD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class _Inputs:
     """What every value shares: the main run's config, sessions, labels, embeddings, prototypes."""
 
     sim_config: dict[str, Any]
+    world: World
     entities: pd.DataFrame
     impressions_digest: str
     contributions: pd.DataFrame  # per web session: visitor, end, label, confidence, embedding
@@ -155,10 +157,12 @@ def _load(run: SweepRun) -> _Inputs:
     )
     imps = pd.read_parquet(data / ARTIFACTS.tile_impressions.name)
     prototypes, dim = load_prototypes(root)
-    profile = pd.read_parquet(data / ARTIFACTS.customers.name, columns=[C.CUSTOMER_ID, *PROFILE_FEATURES])
+    world = load_world(data / WORLD_FILE)  # the simulator's own declaration, written with its data
+    profile = pd.read_parquet(data / ARTIFACTS.customers.name, columns=[C.CUSTOMER_ID, *world.profile])
     return _Inputs(
         sim_config=sim_config,
-        entities=read_task_entities(TILE_RANKING, data),
+        world=world,
+        entities=read_task_entities(TILE_RANKING, data, world),
         impressions_digest=_digest(imps),
         contributions=contrib,
         profile=profile,
@@ -195,7 +199,10 @@ def customer_features(
         out[col] = m[col]
     out[TILE_AFFINITY] = [
         tile_affinity(
-            e if isinstance(e, list | np.ndarray) else None, list(C.TILES), inputs.prototypes, inputs.dim
+            e if isinstance(e, list | np.ndarray) else None,
+            list(inputs.world.tiles),
+            inputs.prototypes,
+            inputs.dim,
         )
         for e in out[CUSTOMER_WEB_EMBEDDING]
     ]
@@ -232,7 +239,7 @@ def run_sweep(run: SweepRun, config: AblationConfig) -> dict[str, Any]:
         for part in ("train", "valid", "test"):
             rows = getattr(split, part)
             setattr(split, part, pd.concat([rows, oracle.tile_columns(rows)], axis=1))
-        base = list(PROFILE_FEATURES)
+        base = list(inputs.world.profile)
         timeline = [c for c in CUSTOMER_TIMELINE_COLUMNS.values() if c in frame.columns]
         full = base + model_feature_names(timeline) + [TILE_AFFINITY]  # the tile ranker's own inputs
         lists = {v: variant_features(base, full, v, feature_group) for v in VARIANTS}
@@ -242,7 +249,7 @@ def run_sweep(run: SweepRun, config: AblationConfig) -> dict[str, Any]:
             split.valid,
             split.test,
             lists,
-            TASK_CLASSES[TILE_RANKING],
+            task_classes(inputs.world, TILE_RANKING),
             feature_group,
             config,
             oracle_feature_lists=oracle_variant_features(TILE_ORACLE_FEATURES, base),

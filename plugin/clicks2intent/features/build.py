@@ -11,11 +11,14 @@ key and an ``event_timestamp`` that says when the row's values became known:
   A linked visitor's session counts from ``max(session end, linked_at)``: a link made later makes the
   visitor's earlier history known only from that moment, so nothing leaks backwards in time. Rows are
   also emitted at each ``linked_at`` (the linked-visitor count changes).
-* ``customer_profile``: the customer snapshot, passed through with declared types.
-* ``tile_prototypes`` (not a Feast source): per app tile, the direction in embedding space of the
-  sessions that visited that tile's pages, relative to all sessions; the ``tile_affinity`` on-demand
-  view scores a customer's web embedding against it. Computed from events and embeddings only (never
-  from tile clicks or conversions, the models' targets).
+* ``customer_profile``: the customer snapshot: the world's ``profile`` columns, cast to their declared
+  kinds (a declared column the table lacks, or a value that does not cast, is an error).
+* ``tile_prototypes`` (not a Feast source): per app tile of the world, the direction in embedding space
+  of the sessions that visited that tile's pages, relative to all sessions; the ``tile_affinity``
+  on-demand view scores a customer's web embedding against it. Computed from events and embeddings only
+  (never from tile clicks or conversions, the models' targets).
+* ``world.yaml``: the declaration the sources were built with; the Feast repo generates its fields from
+  this copy and serving reads its tiles from it, so neither can drift from the files.
 
 Time decay: a session ended at ``e`` weighs ``confidence · 2^(−(t − e) / half_life)`` at time ``t``. The
 outputs are NORMALISED (a label distribution, a unit-length mean embedding), so decaying every weight
@@ -52,22 +55,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clicks2intent.common.progress import step_bar
 from clicks2intent.common.times import US_PER_DAY, series_to_us
+from clicks2intent.data.world import (
+    PROFILE_KINDS,
+    World,
+    check_page_types,
+    load_world,
+    resolve_world_path,
+    write_world,
+)
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError
+from clicks2intent.features.sessions import session_stats
 from clicks2intent.features.transforms import CENTRE_KEY, PROTOTYPE, PROTOTYPE_SESSIONS, TILE_ID
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import (
-    BAG_PAGE_TYPES,
     CUSTOMER_INTENT_CONFIDENCE,
     CUSTOMER_INTENT_DECAYED,
     CUSTOMER_INTENT_LABEL,
     CUSTOMER_LINKED_VISITORS,
     CUSTOMER_WEB_EMBEDDING,
     CUSTOMER_WEB_SESSIONS_30D,
-    PROFILE_FEATURES,
     RECENT_WINDOW_NAMES,
     SESSION_CHANNEL,
     SESSION_DURATION_S,
@@ -77,7 +88,6 @@ from clicks2intent.names.features import (
     SESSION_N_EVENTS,
     SESSION_N_PRODUCT_PAGES,
     SESSION_N_SEARCHES,
-    SESSION_PAGE_COUNT_FIELDS,
     SESSION_REACHED_APPLY_FORM,
     SESSION_REACHED_APPLY_START,
     VISITOR_EMBEDDING_DECAYED,
@@ -86,34 +96,27 @@ from clicks2intent.names.features import (
     VISITOR_INTENT_LABEL,
     VISITOR_SESSIONS_30D,
 )
-from clicks2intent.names.paths import ARTIFACTS, CLASSIFIER_META_FILE, FEATURE_FILES
+from clicks2intent.names.paths import ARTIFACTS, CLASSIFIER_META_FILE, FEATURE_FILES, WORLD_FILE
 from clicks2intent.names.paths import BUILD_REPORT_FILE as REPORT_FILE
 
 logger = logging.getLogger(__name__)
 
-# The customer snapshot columns (the "production baseline"), with the Arrow type each is cast to.
-_PROFILE_TYPES: dict[str, pa.DataType] = {
-    "tenure_months": pa.float64(),
-    "age": pa.int64(),
-    "app_sessions_30d": pa.int64(),
-    "balance_band": pa.string(),
-    "n_products": pa.int64(),
+# The Arrow type each profile kind of the world declaration is cast to.
+PROFILE_ARROW: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
 }
-PROFILE_COLUMNS: dict[str, pa.DataType] = {
-    name: _PROFILE_TYPES.get(name, pa.bool_()) for name in PROFILE_FEATURES
-}
+assert set(PROFILE_ARROW) == set(PROFILE_KINDS)
 
 _TS = pa.timestamp("us", tz="UTC")
 _F32_LIST = pa.list_(pa.float32())
 
 
-def default_tile_pages() -> dict[str, tuple[str, ...]]:
-    """Which page types belong to each app tile on the bank's site (product tiles: their product page)."""
-    pages = {p: (f"product_{p}",) for p in C.PRODUCTS}
-    return pages | {
-        "security_center": ("security_center", "report_fraud"),
-        "account_services": ("account_help",),
-    }
+def profile_schema(world: World) -> dict[str, pa.DataType]:
+    """The world's customer-profile columns with their Arrow types, in declaration order."""
+    return {name: PROFILE_ARROW[kind] for name, kind in world.profile.items()}
 
 
 @dataclass
@@ -131,12 +134,6 @@ class FeatureBuildConfig:
     batch_rows: int = 131_072  # rows per record batch read from any input: bounds memory per read
     bucket_rows: int = 2_000_000  # events per hash bucket; one bucket is in memory at a time
     n_buckets: int | None = None  # None: ceil(events / bucket_rows); set it to force partitioning
-    product_page_prefix: str = "product_"  # page types counted in session_n_product_pages
-    apply_page_prefix: str = "apply"  # page types counted in session_n_apply_pages (apply_start, apply_form)
-    search_page_type: str = "search"  # a search page (or any event with a query) counts as a search
-    tile_pages: dict[str, tuple[str, ...]] = field(default_factory=default_tile_pages)
-    apply_start_page: str = "apply_start"  # funnel flag session_reached_apply_start
-    apply_form_page: str = "apply_form"  # funnel flag session_reached_apply_form
 
     def validate(self) -> FeatureBuildConfig:
         for name in ("half_life_days", "window_days"):
@@ -162,7 +159,7 @@ class FeatureBuildConfig:
 
 
 # --- Output schemas -------------------------------------------------------------------------------
-def source_schemas() -> dict[str, pa.Schema]:
+def source_schemas(world: World) -> dict[str, pa.Schema]:
     """Arrow schema of every output file (embeddings are list<float32> of any dimension)."""
     return {
         "session_activity": pa.schema(
@@ -181,7 +178,7 @@ def source_schemas() -> dict[str, pa.Schema]:
                 (SESSION_REACHED_APPLY_START, pa.int64()),
                 (SESSION_REACHED_APPLY_FORM, pa.int64()),
             ]
-            + [(name, pa.int64()) for name in SESSION_PAGE_COUNT_FIELDS]
+            + [(name, pa.int64()) for name in world.page_count_fields]
         ),
         "session_intent": pa.schema(
             [
@@ -218,7 +215,7 @@ def source_schemas() -> dict[str, pa.Schema]:
             + [(name, pa.int64()) for name in RECENT_WINDOW_NAMES]
         ),
         "customer_profile": pa.schema(
-            [(C.CUSTOMER_ID, pa.string()), (C.EVENT_TIMESTAMP, _TS)] + list(PROFILE_COLUMNS.items())
+            [(C.CUSTOMER_ID, pa.string()), (C.EVENT_TIMESTAMP, _TS)] + list(profile_schema(world).items())
         ),
         "tile_prototypes": pa.schema(
             [(TILE_ID, pa.string()), (PROTOTYPE, _F32_LIST), (PROTOTYPE_SESSIONS, pa.int64())]
@@ -309,15 +306,22 @@ class _Buckets:
         return pq.read_table(path) if path.exists() else self.schema.empty_table()
 
 
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Select and cast to ``schema``; absent optional columns become nulls."""
+def _conform(table: pa.Table, schema: pa.Schema, what: str = "input") -> pa.Table:
+    """Select and cast to ``schema``; absent optional columns become nulls (callers require the promised
+    ones first); a value that does not cast is an error naming the column."""
     cols = []
     for f in schema:
         if f.name in table.column_names:
             col = table[f.name]
             if pa.types.is_timestamp(f.type) and pa.types.is_timestamp(col.type) and col.type.tz is None:
                 col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))  # naive = UTC (the event contract)
-            cols.append(col.cast(f.type))
+            try:
+                cols.append(col.cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise ContractError(
+                    f"{what}: column {f.name!r} of type {col.type} does not cast to {f.type} "
+                    f"({str(err).splitlines()[0][:120]})"
+                ) from None
         else:
             cols.append(pa.nulls(table.num_rows, f.type))
     return pa.table(cols, schema=schema)
@@ -370,65 +374,6 @@ class _Output:
         if self.writer.is_open:
             self.writer.close()
         self.tmp.unlink(missing_ok=True)
-
-
-# --- Per-session statistics -------------------------------------------------------------------------
-def session_stats(
-    events: pd.DataFrame, config: FeatureBuildConfig | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Contract events (any subset of whole sessions) → (session_activity rows, tile hits per session).
-
-    The tile-hit frame has one boolean column per tile: did the session visit that tile's pages."""
-    cfg = config or FeatureBuildConfig()
-    ev = events
-    page = ev[C.PAGE_TYPE].astype(str)
-    query = ev[C.SEARCH_QUERY] if C.SEARCH_QUERY in ev else pd.Series(None, index=ev.index, dtype=object)
-    has_query = query.notna() & (query.astype(str).str.strip() != "")
-    derived = pd.DataFrame(
-        {
-            C.SESSION_ID: ev[C.SESSION_ID].astype(str),
-            "_ts": ev[C.EVENT_TIMESTAMP],
-            "_page": page,
-            "_search": ((page == cfg.search_page_type) | has_query).astype(np.int64),
-            "_apply": page.str.startswith(cfg.apply_page_prefix).astype(np.int64),
-            "_product": page.str.startswith(cfg.product_page_prefix).astype(np.int64),
-            "_apply_start": (page == cfg.apply_start_page).astype(np.int64),
-            "_apply_form": (page == cfg.apply_form_page).astype(np.int64),
-            "_dwell": pd.to_numeric(ev[C.DWELL_SECONDS], errors="coerce")
-            if C.DWELL_SECONDS in ev
-            else np.nan,
-            "_visitor": ev.get(C.VISITOR_ID),
-            "_channel": ev.get(C.CHANNEL),
-        }
-    )
-    for tile, pages in cfg.tile_pages.items():
-        derived[f"_tile_{tile}"] = page.isin(pages)
-    g = derived.groupby(C.SESSION_ID, sort=True)
-    start, end = g["_ts"].min(), g["_ts"].max()
-    activity = pd.DataFrame(
-        {
-            C.EVENT_TIMESTAMP: end,
-            C.VISITOR_ID: g["_visitor"].first(),
-            SESSION_CHANNEL: g["_channel"].first(),
-            SESSION_N_EVENTS: g.size().astype(np.int64),
-            SESSION_DURATION_S: (end - start).dt.total_seconds(),
-            SESSION_N_SEARCHES: g["_search"].sum(),
-            SESSION_N_APPLY_PAGES: g["_apply"].sum(),
-            SESSION_N_PRODUCT_PAGES: g["_product"].sum(),
-            SESSION_N_DISTINCT_PAGES: g["_page"].nunique().astype(np.int64),
-            SESSION_MEAN_DWELL_S: g["_dwell"].mean(),
-            SESSION_REACHED_APPLY_START: g["_apply_start"].max().astype(np.int64),
-            SESSION_REACHED_APPLY_FORM: g["_apply_form"].max().astype(np.int64),
-        }
-    )
-    bag = pd.crosstab(derived[C.SESSION_ID], derived["_page"]).reindex(
-        index=activity.index, columns=list(BAG_PAGE_TYPES), fill_value=0
-    )
-    bag.columns = list(SESSION_PAGE_COUNT_FIELDS)
-    activity = pd.concat([activity, bag.astype(np.int64)], axis=1).reset_index()
-    tiles = g[[f"_tile_{t}" for t in cfg.tile_pages]].any()
-    tiles.columns = list(cfg.tile_pages)
-    return activity, tiles.reset_index()
 
 
 # --- Time-decayed web intent ------------------------------------------------------------------------
@@ -639,6 +584,8 @@ class BuildReport:
     n_customers: int = 0
     n_buckets: int = 1
     embedding_dim: int = 0
+    world: str = ""  # the declaration's name and digest (models and serving check they match)
+    world_digest: str = ""
     classes: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     anchors: dict[str, int] = field(default_factory=dict)
@@ -657,11 +604,14 @@ def build_features(
     customers_path: str | Path,
     out_dir: str | Path,
     classes: Sequence[str],
+    world: World,
     config: FeatureBuildConfig | None = None,
 ) -> BuildReport:
-    """Write every file of :data:`FEATURE_FILES` into ``out_dir`` (see the module docstring).
+    """Write every file of :data:`FEATURE_FILES` and the ``world`` declaration into ``out_dir`` (see the
+    module docstring).
 
     ``classes`` is the label order of the decayed distributions: the intent classifier's ``classes_``.
+    ``world``: the bank's declaration (page types, funnel, tiles, profile columns).
     """
     cfg = (config or FeatureBuildConfig()).validate()
     classes = [str(c) for c in classes]
@@ -681,16 +631,21 @@ def build_features(
     n_events = pq.ParquetFile(inputs.events).metadata.num_rows
     n_b = int(cfg.n_buckets) if cfg.n_buckets is not None else max(1, math.ceil(n_events / cfg.bucket_rows))
     emb_dim = _embedding_dim(inputs.embeddings)
-    report = BuildReport(classes=classes, config=asdict(cfg), n_buckets=n_b, embedding_dim=emb_dim)
+    report = BuildReport(
+        classes=classes, config=asdict(cfg), n_buckets=n_b, embedding_dim=emb_dim, world=world.name,
+        world_digest=world.digest,
+    )  # fmt: skip
     logger.info("features: %d events in %d bucket(s), embedding dimension %d", n_events, n_b, emb_dim)
-    schemas = source_schemas()
+    schemas = source_schemas(world)
     outputs = {
         name: _Output(out_dir / FEATURE_FILES[name], schemas[name])
         for name in FEATURE_FILES
         if name != "tile_prototypes"
     }
-    job = _Job(cfg, classes, report, outputs, Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir)), n_b)
-    sums = _PrototypeSums.empty(list(cfg.tile_pages), emb_dim)
+    job = _Job(
+        cfg, world, classes, report, outputs, Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir)), n_b
+    )
+    sums = _PrototypeSums.empty(list(world.tiles), emb_dim)
     try:
         with step_bar("features build", 6) as done:  # a progress bar on a terminal
             sessions = _partition_sessions(job, inputs)  # 1.
@@ -719,6 +674,7 @@ def build_features(
     protos = tile_prototypes(sums.tiles, sums.proto_sum, sums.proto_n, sums.all_sum, sums.all_n)
     pq.write_table(protos, out_dir / FEATURE_FILES["tile_prototypes"])
     report.rows["tile_prototypes"] = protos.num_rows
+    write_world(world, out_dir / WORLD_FILE)
     report.seconds = time.perf_counter() - t0
     (out_dir / REPORT_FILE).write_text(
         json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
@@ -755,6 +711,7 @@ class _Job:
     """What every step of one run shares: its config, label order, report, outputs and spill dir."""
 
     cfg: FeatureBuildConfig
+    world: World
     classes: list[str]
     report: BuildReport
     outputs: dict[str, _Output]
@@ -796,6 +753,8 @@ def _partition_sessions(job: _Job, inputs: _Inputs) -> tuple[_Buckets, _Buckets,
     for t in _record_batches(
         inputs.events, _EVENT_SPILL.names, C.REQUIRED_EVENT_COLUMNS, cfg.batch_rows, "events"
     ):
+        # Raw URLs here would count nowhere: every page count would be a silent zero.
+        check_page_types(pc.unique(t[C.PAGE_TYPE]).to_pylist(), job.world, f"events ({inputs.events})")
         report.n_events += t.num_rows
         ev_b.write(t, C.SESSION_ID)
     ev_b.close()
@@ -822,7 +781,7 @@ def _session_step(job: _Job, sessions: tuple[_Buckets, _Buckets, _Buckets], sums
     for b in range(job.n_buckets):
         events = ev_b.read(b).to_pandas()
         if len(events):
-            activity, tile_hits = session_stats(events, job.cfg)
+            activity, tile_hits = session_stats(events, job.world)
             report.n_sessions += len(activity)
             outputs["session_activity"].write(pa.Table.from_pandas(activity, preserve_index=False))
             outputs["session_activity"].write_anchors(activity[C.SESSION_ID])
@@ -925,10 +884,10 @@ def _customer_step(job: _Job, cust_b: _Buckets, links_c: _Buckets) -> None:
 def _profile_step(job: _Job, customers_path: Path, schema: pa.Schema) -> None:
     """6. Customer profile snapshot, partitioned by customer so anchors are unique."""
     prof_b = job.buckets("profile", schema)
-    for t in _record_batches(
-        customers_path, schema.names, [C.CUSTOMER_ID, C.EVENT_TIMESTAMP], job.cfg.batch_rows, "customers"
-    ):
-        prof_b.write(t, C.CUSTOMER_ID)
+    what = f"customers ({customers_path}, world {job.world.name!r})"
+    # Every declared profile column is required: a missing one must not become a column of nulls.
+    for t in _record_batches(customers_path, schema.names, schema.names, job.cfg.batch_rows, what):
+        prof_b.write(_conform(t, schema, what), C.CUSTOMER_ID)
     prof_b.close()
     out = job.outputs["customer_profile"]
     customers: set[str] = set()
@@ -1046,6 +1005,7 @@ class FeatureBuildPaths:
     """Where the job reads and writes; the defaults are the ``artifacts/`` layout."""
 
     data_dir: Path = ARTIFACTS.data  # events, identity_links and customers parquet
+    world: Path | None = None  # the bank's declaration; None: $C2I_WORLD, else data_dir/world.yaml
     embeddings: Path = ARTIFACTS.embeddings
     intents: Path = ARTIFACTS.session_intents
     intent_model: Path = ARTIFACTS.intent  # the distilled classifier: its classes_ give the label order
@@ -1089,5 +1049,6 @@ def build_feature_sources(
         customers_path=inputs.customers,
         out_dir=paths.out_dir,
         classes=load_classes(paths.intent_model),
+        world=load_world(resolve_world_path(paths.world, paths.data_dir)),
         config=config,
     )

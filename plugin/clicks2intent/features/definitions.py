@@ -37,13 +37,15 @@ builds the fields from contract events.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clicks2intent.errors import ConfigError
-from clicks2intent.features.build import PROFILE_COLUMNS
+from clicks2intent.data.world import World, load_world
+from clicks2intent.errors import ArtifactError, ConfigError
 from clicks2intent.features.transforms import (
     ARTIFACTS_ENV,
     ENCODER_SUBDIR,
@@ -64,7 +66,6 @@ from clicks2intent.features.transforms import (
 )
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import (
-    BAG_PAGE_TYPES,
     BASELINE,
     CANDIDATE_TILES,
     CONVERSION_BASELINE,
@@ -90,11 +91,11 @@ from clicks2intent.names.features import (
     INFLIGHT_SEARCH_QUERIES,
     INFLIGHT_SESSION,
     INFLIGHT_SESSION_INTENT,
+    INFLIGHT_UNKNOWN_PAGE_SHARE,
     LABELS,
     RECENT_WINDOW_NAMES,
     SERVICES,
     SESSION_ACTIVITY,
-    SESSION_ACTIVITY_FIELDS,
     SESSION_AFFINITY_VIEW,
     SESSION_CHANNEL,
     SESSION_DURATION_S,
@@ -106,7 +107,6 @@ from clicks2intent.names.features import (
     SESSION_N_PRODUCT_PAGES,
     SESSION_N_SEARCHES,
     SESSION_NEXT_PAGE,
-    SESSION_PAGE_COUNT_FIELDS,
     SESSION_REACHED_APPLY_FORM,
     SESSION_REACHED_APPLY_START,
     SESSION_TILE_AFFINITY,
@@ -124,7 +124,7 @@ from clicks2intent.names.features import (
     VISITOR_TILE_AFFINITY,
     VISITOR_WEB_INTENT,
 )
-from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
+from clicks2intent.names.paths import ARTIFACTS, BUILD_REPORT_FILE, FEATURE_FILES, WORLD_FILE
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureService, FeatureView, RequestSource
@@ -136,6 +136,7 @@ __all__ = [
     "Clicks2IntentObjects",
     "Sources",
     "build",
+    "build_from_features",
     "feature_group",
     "file_sources",
     "profile_fields",
@@ -180,7 +181,6 @@ __all__ = [
     "LABELS",
     "SERVICES",
     "SESSION_ACTIVITY",
-    "SESSION_ACTIVITY_FIELDS",
     "SESSION_INTENT",
     "TILE_AFFINITY",
     "TILE_AFFINITY_VIEW",
@@ -222,10 +222,12 @@ def planned_feature_view() -> type[FeatureView]:
 
 
 def feature_group(feature_name: str) -> str:
-    """``"baseline" | "embedding" | "labels"`` for a feature or model column.
+    """``"baseline" | "embedding" | "labels" | "web_activity"`` for a feature or model column.
 
     Accepts the Feast name (``customer_intent_decayed``), a full name (``view__feature``) and model
-    columns derived from it (``customer_web_embedding_3``, ``customer_intent_label=L02``).
+    columns derived from it (``customer_web_embedding_3``, ``customer_intent_label=L02``). A name the
+    library does not declare is the bank's (a profile column, a page count): baseline, since a world
+    declaration only adds baseline columns (``clicks2intent.data.world`` refuses the library's names).
     """
     name = feature_name.split("__", 1)[1] if "__" in feature_name else feature_name
     if name in FEATURE_GROUPS:
@@ -236,9 +238,7 @@ def feature_group(feature_name: str) -> str:
     stem, _, index = base.rpartition("_")
     if index.isdigit() and stem in FEATURE_GROUPS:
         return FEATURE_GROUPS[stem]
-    raise KeyError(
-        f"feature_group: {feature_name!r} is not a clicks2intent feature (known: {sorted(FEATURE_GROUPS)})"
-    )
+    return BASELINE
 
 
 def python_udf(
@@ -313,6 +313,20 @@ class Clicks2IntentObjects:
     conversion_baseline: FeatureService
     conversion_v1: FeatureService
 
+    def export(self, namespace: dict[str, Any]) -> list[str]:
+        """Put every object into ``namespace`` (a repo's ``globals()``) under its Feast name, so ``feast
+        apply`` registers each entity, source, view and service; returns the names."""
+        names: list[str] = []
+        for obj in self.all():
+            key = str(obj.name)
+            if key in namespace and namespace[key] is not obj:
+                raise ConfigError(
+                    f"export: {key!r} is already defined in this feature repo; pick another feast.prefix"
+                )
+            namespace[key] = obj
+            names.append(key)
+        return names
+
     def all(self) -> list[Any]:
         """Every object, for ``FeatureStore.apply`` (request sources travel inside their views)."""
         out: list[Any] = []
@@ -336,21 +350,36 @@ class Clicks2IntentObjects:
         }
 
 
-def profile_fields() -> list[Any]:
-    """The customer-profile schema (the "production baseline"), from :data:`clicks2intent.features.build.PROFILE_COLUMNS`."""
-    import pyarrow as pa
+def profile_fields(world: World) -> list[Any]:
+    """The customer-profile schema (the "production baseline"): the world's profile columns and kinds."""
     from feast import Field
     from feast.types import Bool, Float64, Int64, String
 
-    kinds = {pa.float64(): Float64, pa.int64(): Int64, pa.string(): String, pa.bool_(): Bool}
-    return [Field(name=name, dtype=kinds[t]) for name, t in PROFILE_COLUMNS.items()]
+    kinds = {"float": Float64, "int": Int64, "string": String, "bool": Bool}
+    return [Field(name=name, dtype=kinds[kind]) for name, kind in world.profile.items()]
+
+
+def build_from_features(features_dir: str | Path, **kwargs: Any) -> Clicks2IntentObjects:
+    """Every object over the parquet files of ``c2i features build`` in ``features_dir``: the world
+    declaration and the embedding dimension come from the files that build wrote beside them, so the
+    registered fields always match the sources. ``kwargs`` go to :func:`build`."""
+    features_dir = Path(features_dir)
+    world_path, report_path = features_dir / WORLD_FILE, features_dir / BUILD_REPORT_FILE
+    for p in (world_path, report_path):
+        if not p.is_file():
+            raise ArtifactError(f"feature repo: {p} not found; run `c2i features build` first")
+    world = load_world(world_path)
+    dim = int(json.loads(report_path.read_text(encoding="utf-8")).get("embedding_dim") or 0)
+    prefix = kwargs.pop("prefix", world.feast_prefix)
+    return build(file_sources(str(features_dir), prefix=prefix), dim, world=world, prefix=prefix, **kwargs)
 
 
 def build(
     sources: Sources,
-    embedding_dim: int = 64,
+    embedding_dim: int,
     *,
-    prefix: str = "",
+    world: World,
+    prefix: str | None = None,
     entities: Mapping[str, Entity] | None = None,
     profile: Sequence[Any] | None = None,
     artifacts_dir: str | None = None,
@@ -360,11 +389,13 @@ def build(
     owner: str = "",
     tags: Mapping[str, str] | None = None,
 ) -> Clicks2IntentObjects:
-    """Every clicks2intent Feast object over a team's ``sources``.
+    """Every clicks2intent Feast object over a team's ``sources``, with fields generated from ``world``.
 
-    ``embedding_dim``: the encoder's output size (stated in the descriptions). ``prefix``: prepended to
-    view, request-source and service names so they cannot clash with a team's own. ``entities``: reuse
-    a team's ``session``/``visitor``/``customer`` entities (their join keys must match the sources).
+    ``embedding_dim``: the encoder's output size (stated in the descriptions). ``world``: the bank's
+    declaration (page types → bag-of-pages fields, profile columns → the baseline view). ``prefix``:
+    prepended to entity, view, request-source and service names so they cannot clash with a team's own
+    (default: the world's ``feast.prefix``). ``entities``: reuse a team's ``session``/``visitor``/
+    ``customer`` entities (their join keys must match the sources).
     ``profile``: the customer-profile fields (default :func:`profile_fields`). ``artifacts_dir``: where
     the on-demand views load models and prototypes (default ``$C2I_ARTIFACTS`` at request time).
     ttls: how stale a value may be before it is "unknown" (sessions are served shortly after they end;
@@ -372,19 +403,22 @@ def build(
     """
     if not (isinstance(embedding_dim, int) and embedding_dim > 0):
         raise ConfigError(f"embedding_dim: must be a positive int, got {embedding_dim!r}")
+    prefix = world.feast_prefix if prefix is None else prefix
     if prefix and not prefix.replace("_", "a").isalnum():
         raise ConfigError(
             f"prefix: {prefix!r} may hold letters, digits and '_' only (it starts Feast object names)"
         )
     common: dict[str, Any] = {"owner": owner, "tags": {"system": "clicks2intent", **(tags or {})}}
-    session, visitor, customer = _entities(dict(entities or {}), common)
+    session, visitor, customer = _entities(dict(entities or {}), prefix, common)
     session_activity, session_intent = _session_views(
-        sources, session, prefix, embedding_dim, session_ttl, common
+        sources, session, world, prefix, embedding_dim, session_ttl, common
     )
     visitor_web_intent, customer_web_intent = _web_intent_views(
         sources, visitor, customer, prefix, embedding_dim, web_intent_ttl, common
     )
-    customer_profile = _profile_view(sources, customer, prefix, profile, profile_ttl, common)
+    customer_profile = _profile_view(
+        sources, customer, prefix, profile or profile_fields(world), profile_ttl, common
+    )
     inflight_session, tile_candidates = _request_sources(prefix, common)
     inflight_session_intent, tile_affinity_view = _on_demand_views(
         inflight_session, tile_candidates, customer_web_intent, prefix, embedding_dim, artifacts_dir, common
@@ -437,13 +471,19 @@ def build(
 
 
 # --- The pieces of ``build``, in the Feast template's order ----------------------------------------
-def _entities(given: Mapping[str, Entity], common: Mapping[str, Any]) -> tuple[Entity, Entity, Entity]:
-    """(session, visitor, customer): a team's own entity of that name, else ours."""
+def _entities(
+    given: Mapping[str, Entity], prefix: str, common: Mapping[str, Any]
+) -> tuple[Entity, Entity, Entity]:
+    """(session, visitor, customer): a team's own entity of that role, else ours (named with the prefix)."""
     from feast import Entity, ValueType
 
     def entity(name: str, key: str, description: str) -> Entity:
         return given.get(name) or Entity(
-            name=name, join_keys=[key], value_type=ValueType.STRING, description=description, **common
+            name=f"{prefix}{name}",
+            join_keys=[key],
+            value_type=ValueType.STRING,
+            description=description,
+            **common,
         )
 
     session = entity(
@@ -466,6 +506,7 @@ _DIST = "time-decayed label distribution (float32, one weight per label in the i
 def _session_views(
     sources: Sources,
     session: Entity,
+    world: World,
     prefix: str,
     embedding_dim: int,
     ttl: timedelta,
@@ -493,8 +534,16 @@ def _session_views(
             Field(name=SESSION_N_EVENTS, dtype=Int64, description="events in the session"),
             Field(name=SESSION_DURATION_S, dtype=Float64, description="last minus first event time, seconds"),
             Field(name=SESSION_N_SEARCHES, dtype=Int64, description="search pages or events with a query"),
-            Field(name=SESSION_N_APPLY_PAGES, dtype=Int64, description="application pages (apply_*)"),
-            Field(name=SESSION_N_PRODUCT_PAGES, dtype=Int64, description="product pages (product_*)"),
+            Field(
+                name=SESSION_N_APPLY_PAGES,
+                dtype=Int64,
+                description=f"application pages ({', '.join(world.funnel.apply)})",
+            ),
+            Field(
+                name=SESSION_N_PRODUCT_PAGES,
+                dtype=Int64,
+                description=f"product pages ({len(world.funnel.product)} declared page types)",
+            ),
             Field(name=SESSION_N_DISTINCT_PAGES, dtype=Int64, description="distinct page types"),
             Field(
                 name=SESSION_MEAN_DWELL_S,
@@ -505,17 +554,17 @@ def _session_views(
             Field(
                 name=SESSION_REACHED_APPLY_START,
                 dtype=Int64,
-                description="1 if the session reached apply_start",
+                description=f"1 if the session reached {world.funnel.application_start}",
             ),
             Field(
                 name=SESSION_REACHED_APPLY_FORM,
                 dtype=Int64,
-                description="1 if the session reached apply_form",
+                description=f"1 if the session reached {world.funnel.application_form}",
             ),
         ]
         + [
             Field(name=name, dtype=Int64, description=f"views of page type {page} (bag of page types)")
-            for name, page in zip(SESSION_PAGE_COUNT_FIELDS, BAG_PAGE_TYPES, strict=True)
+            for name, page in zip(world.page_count_fields, world.page_types, strict=True)
         ],
         **common,
     )
@@ -638,11 +687,11 @@ def _profile_view(
     sources: Sources,
     customer: Entity,
     prefix: str,
-    profile: Sequence[Any] | None,
+    profile: Sequence[Any],
     ttl: timedelta,
     common: Mapping[str, Any],
 ) -> FeatureView:
-    """customer_profile: the production baseline snapshot."""
+    """customer_profile: the production baseline snapshot (the world's profile columns)."""
     FeatureView = planned_feature_view()  # noqa: N806 - the class Feast's objects are built from
 
     return FeatureView(
@@ -650,8 +699,8 @@ def _profile_view(
         entities=[customer],
         ttl=ttl,
         source=sources.customer_profile,
-        description="The production baseline: tenure, age, app activity, balance band, products held.",
-        schema=list(profile or profile_fields()),
+        description="The production baseline: the customer table's declared profile columns.",
+        schema=list(profile),
         **common,
     )
 
@@ -712,13 +761,16 @@ def _on_demand_views(
             Field(name=INFLIGHT_EMBEDDING, dtype=Array(Float32)),
             Field(name=INFLIGHT_INTENT_LABEL, dtype=String),
             Field(name=INFLIGHT_INTENT_CONFIDENCE, dtype=Float64),
+            Field(name=INFLIGHT_UNKNOWN_PAGE_SHARE, dtype=Float64),
         ],
         udf=udf,
         udf_string=source,
         mode="python",
         description=(
             f"Embedding ({embedding_dim}-d, float32) and distilled intent label/confidence of the in-flight "
-            "session (exported encoder + classifier, loaded once per process)."
+            "session (exported encoder + classifier, loaded once per process); raw page names/URLs map "
+            f"through the world declaration; {INFLIGHT_UNKNOWN_PAGE_SHARE}: share of events the models cannot "
+            "read (at 1.0 the label is empty and the confidence NaN)."
         ),
         **common,
     )

@@ -43,6 +43,8 @@ from clicks2intent.names.paths import BUILD_REPORT_FILE, FEATURE_FILES
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from clicks2intent.data.world import World
+
 logger = logging.getLogger(__name__)
 
 PUSH_SOURCE = f"{SESSION_INTENT}_push"  # the name definitions.build gives it (before any prefix)
@@ -196,12 +198,19 @@ def push_sessions(
     embedder: Any,
     classifier: Any,
     taxonomy_version: str,
-    prefix: str = "",
+    prefix: str | None = None,
     features_dir: str | Path | None = None,
+    world: World | None = None,
 ) -> PushReport:
     """Embed, label and push the sessions of ``events`` (and, with ``features_dir``, their visitors' web
-    intent). Returns the ids pushed, in push order, and the time of each step."""
+    intent). Returns the ids pushed, in push order, and the time of each step.
+
+    ``world``: raw page names / URLs of the events map to its page types first (as ``c2i validate
+    --world`` does for batch data), and its Feast prefix is the default ``prefix``."""
     t0 = time.perf_counter()
+    if world is not None:
+        events = events.assign(**{C.PAGE_TYPE: events[C.PAGE_TYPE].map(world.mapper)})
+    prefix = (world.feast_prefix if world is not None else "") if prefix is None else prefix
     rows = session_intents(events, embedder, classifier, taxonomy_version)
     t1 = time.perf_counter()
     visitors = pd.DataFrame()

@@ -43,7 +43,7 @@ from clicks2intent.names.features import (
     TILE_AFFINITY,
     TILE_RANKER_V1,
 )
-from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
+from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES, WORLD_FILE
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -368,6 +368,7 @@ class CustomerFeatures:
     service: str
     project: str
     values: dict[str, Any]  # feature name → the customer's value
+    tiles: tuple[str, ...] = ()  # the candidates sent (the world's tiles), in the affinity's order
 
     def tiles_by_affinity(self) -> list[tuple[str, float]]:
         """Candidate tiles, highest web-intent affinity first (unknown last); empty without affinity."""
@@ -375,7 +376,7 @@ class CustomerFeatures:
         if affinity is None:
             return []
         return sorted(
-            zip(C.TILES, affinity, strict=True),
+            zip(self.tiles, affinity, strict=True),
             key=lambda kv: -kv[1] if kv[1] == kv[1] else np.inf,  # NaN last
         )
 
@@ -383,18 +384,33 @@ class CustomerFeatures:
 def customer_features(
     repo_path: str | Path = REPO_DIR,
     customer_id: str | None = None,
-    service: str = TILE_RANKER_V1,
+    service: str | None = None,
     config: str | Path | None = None,
     features_dir: str | Path = ARTIFACTS.features,
 ) -> CustomerFeatures:
     """One customer's online features (after ``feast apply`` + ``materialize``), every tile a candidate.
 
-    ``customer_id`` defaults to :func:`default_customer` over ``features_dir``."""
+    ``customer_id`` defaults to :func:`default_customer` over ``features_dir``; ``service`` to the world's
+    ``tile_ranker_v1`` (with its Feast prefix). The tiles are the world's, from ``features_dir``."""
+    from clicks2intent.data.world import load_world
+
+    world_path = Path(features_dir) / WORLD_FILE
+    if not world_path.is_file():
+        raise ArtifactError(f"{world_path} not found: run `c2i features build` or pass --features")
+    world = load_world(world_path)
+    service = service or world.feast_name(TILE_RANKER_V1)
     store = open_store(repo_path, config)
     ping_registry(store)
+    names = {s.name for s in store.list_feature_services()}
+    if service not in names:
+        raise ConfigError(
+            f"--service: {service!r} is not a feature service of project {store.project!r} "
+            f"(known: {', '.join(sorted(names)) or 'none: run feast apply'})"
+        )
     customer_id = customer_id or default_customer(features_dir)
+    tiles = tuple(world.tiles)
     values = online_features(
-        store, service, [{C.CUSTOMER_ID: customer_id}], request={CANDIDATE_TILES: list(C.TILES)}
+        store, service, [{C.CUSTOMER_ID: customer_id}], request={CANDIDATE_TILES: list(tiles)}
     )
     row = {k: v[0] for k, v in values.items()}
     odfvs = {v.name for v in store.list_on_demand_feature_views()}
@@ -409,7 +425,7 @@ def customer_features(
             f"customer_id: {customer_id!r} has no online features in project {store.project!r} "
             f"(service {service}): an unknown customer, or the store was not materialized"
         )
-    return CustomerFeatures(customer_id, service, store.project, row)
+    return CustomerFeatures(customer_id, service, store.project, row, tiles)
 
 
 def _missing(value: Any) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from clicks2intent.data.world import World, load_world
 from clicks2intent.errors import ArtifactError
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import (
@@ -41,7 +42,7 @@ from clicks2intent.names.features import (
     INFLIGHT_PAGE_TYPES,
     INFLIGHT_SEARCH_QUERIES,
     INFLIGHT_SESSION_INTENT,
-    NEXT_PAGE_TYPES,
+    INFLIGHT_UNKNOWN_PAGE_SHARE,
     SESSION_AFFINITY_VIEW,
     SESSION_NEXT_PAGE,
     SESSION_TILE_AFFINITY,
@@ -93,6 +94,21 @@ _LOCK = threading.Lock()
 _MODELS: dict[Path, tuple[Any, Any]] = {}
 _PROTOTYPES: dict[Path, Prototypes] = {}
 _HEADS: dict[Path, NextPageHead] = {}
+_WORLDS: dict[Path, World] = {}
+
+
+def load_artifact_world(root: Path) -> World:
+    """The world declaration the features under ``root`` were built with (``features/world.yaml``), cached."""
+    with _LOCK:
+        if root not in _WORLDS:
+            path = ArtifactLayout(root).features_world
+            if not path.is_file():
+                raise ArtifactError(
+                    f"{path} not found: run `c2i features build` (it writes the world declaration beside the "
+                    f"features), or point ${ARTIFACTS_ENV} at the artifacts directory"
+                )
+            _WORLDS[root] = load_world(path)
+        return _WORLDS[root]
 
 
 def load_models(root: Path) -> tuple[Any, Any]:
@@ -127,11 +143,12 @@ def warm_up(embedder: Any) -> None:
     import pandas as pd
 
     start = pd.Timestamp("2024-01-01", tz="UTC")
+    page = next(iter(embedder.vocabularies[C.PAGE_TYPE].tokens), C.OOV_PAGE_TYPE)  # any page it knows
     for _ in range(2):
         for n in WARM_UP_LENGTHS:
             step = pd.Timedelta(seconds=10)
             events = [
-                {C.PAGE_TYPE: "home", C.EVENT_TIMESTAMP: start + i * step, C.DWELL_SECONDS: 5.0}
+                {C.PAGE_TYPE: page, C.EVENT_TIMESTAMP: start + i * step, C.DWELL_SECONDS: 5.0}
                 for i in range(n)
             ]
             embedder.embed_session(events)
@@ -196,26 +213,30 @@ def load_prototypes(root: Path) -> tuple[Prototypes, int]:
 class NextPageHead:
     """The encoder's next-event head as numpy: ``log_softmax(scale · v @ weight.T + bias)`` over page ids.
 
-    ``columns[i]`` is the head's row of ``NEXT_PAGE_TYPES[i]`` (-1: a page type the encoder never saw, NaN)."""
+    ``columns[i]`` is the head's row of the world's ``i``-th web page type (-1: a page type the encoder
+    never saw, NaN)."""
 
     weight: np.ndarray  # [n_page_ids, dim] float64
     bias: np.ndarray  # [n_page_ids]
     scale: float
-    columns: np.ndarray  # [len(NEXT_PAGE_TYPES)] int64
+    columns: np.ndarray  # [len(world.page_types)] int64
 
     @property
     def dim(self) -> int:
         return int(self.weight.shape[1])
 
     @classmethod
-    def from_model(cls, model: Any, page_tokens: Sequence[str], n_special: int) -> NextPageHead:
-        """From a ``SessionEncoder`` and its page vocabulary (token ``i`` is id ``n_special + i``)."""
+    def from_model(
+        cls, model: Any, page_tokens: Sequence[str], n_special: int, page_types: Sequence[str]
+    ) -> NextPageHead:
+        """From a ``SessionEncoder``, its page vocabulary (token ``i`` is id ``n_special + i``) and the
+        page types to report, in order (the world's web pages)."""
         index = {t: n_special + i for i, t in enumerate(page_tokens)}
         return cls(
             weight=model.next_page.weight.detach().double().numpy(),
             bias=model.next_page.bias.detach().double().numpy(),
             scale=float(model.next_scale.detach()),
-            columns=np.asarray([index.get(p, -1) for p in NEXT_PAGE_TYPES], dtype=np.int64),
+            columns=np.asarray([index.get(p, -1) for p in page_types], dtype=np.int64),
         )
 
     def logp(self, vectors: np.ndarray) -> np.ndarray:
@@ -229,7 +250,8 @@ class NextPageHead:
 
 
 def load_next_page_head(root: Path) -> NextPageHead:
-    """The next-event head of the encoder under ``root``/encoder, cached per process."""
+    """The next-event head of the encoder under ``root``/encoder over the world's web pages, cached."""
+    world = load_artifact_world(root)
     with _LOCK:
         if root not in _HEADS:
             from clicks2intent.encoder.model import N_SPECIAL, load_checkpoint
@@ -247,7 +269,9 @@ def load_next_page_head(root: Path) -> NextPageHead:
             else:
                 ckpt = load_checkpoint(path)
                 model, vocabularies = ckpt.model, ckpt.vocabularies
-            _HEADS[root] = NextPageHead.from_model(model, vocabularies[C.PAGE_TYPE].tokens, N_SPECIAL)
+            _HEADS[root] = NextPageHead.from_model(
+                model, vocabularies[C.PAGE_TYPE].tokens, N_SPECIAL, world.page_types
+            )
         return _HEADS[root]
 
 
@@ -325,11 +349,33 @@ def _us_to_datetime(us: int) -> Any:
     return pd.Timestamp(us, unit="us", tz="UTC")
 
 
+def unknown_page_share(events: Sequence[Mapping[str, Any]], embedder: Any) -> float:
+    """Share of a session's events whose page type the encoder cannot read (OOV or never learned)."""
+    if not events:
+        return 1.0
+    vocab = embedder.vocabularies[C.PAGE_TYPE]
+    return sum(e.get(C.PAGE_TYPE) not in vocab for e in events) / len(events)
+
+
+def map_pages(events: list[dict[str, Any]], world: World) -> list[dict[str, Any]]:
+    """Raw page names / URLs of request events → the world's page types (in place; already mapped ones stay)."""
+    mapper = world.mapper
+    for e in events:
+        e[C.PAGE_TYPE] = mapper(e.get(C.PAGE_TYPE))
+    return events
+
+
 def inflight_intent_transform(
     inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
 ) -> dict[str, list[Any]]:
-    """Embed each in-flight session with the exported encoder and label it with the distilled classifier."""
-    embedder, classifier = load_models(resolve_artifacts_dir(artifacts_dir))
+    """Embed each in-flight session with the exported encoder and label it with the distilled classifier.
+
+    Raw pages map through the world first; a session none of whose pages the encoder can read gets no
+    label (``columns.NO_LABEL``, confidence NaN): an answer would be the classifier's prior, not the
+    session's intent."""
+    root = resolve_artifacts_dir(artifacts_dir)
+    embedder, classifier = load_models(root)
+    world = load_artifact_world(root)
     pages = inputs[INFLIGHT_PAGE_TYPES]
     n = len(pages)
 
@@ -346,17 +392,23 @@ def inflight_intent_transform(
     out_emb: list[list[float]] = []
     out_label: list[str] = []
     out_conf: list[float] = []
+    out_unknown: list[float] = []
     for i in range(n):
-        events = inflight_events(pages[i], times[i], dwell[i], queries[i], channels[i], devices[i])
+        events = map_pages(
+            inflight_events(pages[i], times[i], dwell[i], queries[i], channels[i], devices[i]), world
+        )
         vector = embedder.embed_session(events)
+        unknown = unknown_page_share(events, embedder)
         label, confidence, _ = classifier.predict_one(vector)
         out_emb.append([float(x) for x in vector])
-        out_label.append(label)
-        out_conf.append(float(confidence))
+        out_label.append(label if unknown < 1.0 else C.NO_LABEL)
+        out_conf.append(float(confidence) if unknown < 1.0 else math.nan)
+        out_unknown.append(float(unknown))
     return {
         INFLIGHT_EMBEDDING: out_emb,
         INFLIGHT_INTENT_LABEL: out_label,
         INFLIGHT_INTENT_CONFIDENCE: out_conf,
+        INFLIGHT_UNKNOWN_PAGE_SHARE: out_unknown,
     }
 
 
@@ -393,7 +445,7 @@ def tile_affinity(
 
 
 def next_page_logp(embedding: Sequence[float] | None, head: NextPageHead) -> list[float]:
-    """log P(next page) for each ``NEXT_PAGE_TYPES`` entry, read by the encoder's own next-event head
+    """log P(next page) for each web page type of the world, read by the encoder's own next-event head
     from a session's (or a visitor's decayed) embedding; all NaN when there is no embedding of the head's
     dimension, NaN for a page type the encoder never saw.
 
@@ -429,13 +481,13 @@ def session_affinity_transform(
 ) -> dict[str, list[Any]]:
     """The conversion model's compact views of the session's and the visitor's web embeddings.
 
-    Affinity to every tile (``C.TILES`` order; the same function as ``tile_affinity``, so a tile's
+    Affinity to every tile (the world's tile order; the same function as ``tile_affinity``, so a tile's
     prototype means one thing) and the next-page distribution of the encoder's head (``next_page_logp``):
-    2 × (10 + 30) values instead of 2 × d raw dimensions."""
+    2 × (tiles + web page types) values instead of 2 × d raw dimensions."""
     root = resolve_artifacts_dir(artifacts_dir)
     prototypes, dim = load_prototypes(root)
     head = load_next_page_head(root)
-    tiles = list(C.TILES)
+    tiles = list(load_artifact_world(root).tiles)
     sessions, visitors = inputs[C.EMBEDDING], inputs[VISITOR_EMBEDDING_DECAYED]
     return {
         SESSION_TILE_AFFINITY: [tile_affinity(e, tiles, prototypes, dim) for e in sessions],

@@ -491,6 +491,9 @@ class DistillConfig:
     taxonomy: Path | None = None  # label names; None: taxonomy.yaml beside the labels (if there)
     truth: Path | None = None  # simulator truth (session_id, true_intent) for AMI/NMI; None: skipped
     events: Path | None = None  # events for the word-match rule beside the labels (with truth); None: no rule
+    world: Path | None = (
+        None  # the world.yaml whose keywords the rule uses; None: $C2I_WORLD or beside events
+    )
     test_fraction: float = 0.25  # latest share of labelled sessions held out
     lr_C: float | None = None  # inverse regularisation (--C); None: IntentClassifier's default
     seed: int = 0
@@ -533,9 +536,11 @@ def run_distillation(config: DistillConfig) -> dict[str, Any]:
         rule = None
         if config.events:
             from clicks2intent.data.contract import read_events
+            from clicks2intent.data.world import load_world, resolve_world_path
             from clicks2intent.intent.rules import WordMatchRule
 
-            rule = WordMatchRule().fit().predict(read_events(config.events))
+            world = load_world(resolve_world_path(config.world, Path(config.events).parent))
+            rule = WordMatchRule(world.rule_keywords()).fit().predict(read_events(config.events))
         report["truth"] = truth_report(
             truth, labels, intents, embeddings, max(len(clf.classes_), 2), config.seed, rule
         )

@@ -3,9 +3,8 @@
 Why: it is what a bank's analytics team writes in an afternoon — a table of words per intent, matched
 against the page names and search queries a session shows. An LLM taxonomy that agrees with the hidden
 true intents less than this table gives auditors nothing, so every report measures both on the same
-sessions. The rule has no parameters to learn; the table is a constructor argument (the default,
-:data:`BANK_KEYWORDS`, names a retail bank's products and services in plain words, not the simulator's
-page-type vocabulary or its query templates).
+sessions. The rule has no parameters to learn; the table is a constructor argument: the bank's
+``keywords`` in its world declaration (``World.rule_keywords``: else the words of each tile and its pages).
 
 Per session: count the words of its page names (``product_mortgage`` -> "product", "mortgage") and
 queries that each intent's word set holds; the intent with most hits wins, ties go to the earlier table
@@ -23,20 +22,6 @@ from clicks2intent.errors import ConfigError
 from clicks2intent.names import columns as C
 
 RULE_OTHER = "other"
-# Order matters only for ties: the more specific needs ("lost card" is fraud, "business credit card"
-# is business banking) come before the products whose words they share.
-BANK_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "fraud_security": ("fraud", "security", "lost", "phishing", "unrecognized", "freeze", "stolen", "scam"),
-    "business_banking": ("business", "merchant"),
-    "retirement": ("retirement", "retire", "ira", "roth", "401k", "rollover", "pension"),
-    "investing": ("investing", "invest", "investment", "brokerage", "etf", "stock", "stocks", "trading", "market"),
-    "mortgage": ("mortgage", "mortgages", "refinance", "preapproval", "equity", "buyer"),
-    "auto_loan": ("auto", "car", "vehicle"),
-    "personal_loan": ("personal", "consolidation", "debt", "loan"),
-    "credit_card": ("card", "cards", "credit", "apr", "rewards", "cashback"),
-    "savings": ("savings", "saving", "cd", "yield"),
-    "account_servicing": ("account", "routing", "address", "password", "checks", "deposit", "wire", "statement"),
-}  # fmt: skip
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -51,13 +36,13 @@ def words(text: object) -> list[str]:
 class WordMatchRule:
     """Keyword table -> one label per session (scikit-learn conventions; nothing is learned)."""
 
-    def __init__(self, keywords: Mapping[str, Iterable[str]] | None = None, other: str = RULE_OTHER) -> None:
-        self.keywords = keywords  # None: BANK_KEYWORDS
+    def __init__(self, keywords: Mapping[str, Iterable[str]], other: str = RULE_OTHER) -> None:
+        self.keywords = keywords  # label -> words (a world's rule_keywords())
         self.other = other
 
     def fit(self, X: object = None, y: object = None) -> WordMatchRule:
         """Check the table and freeze it; returns self."""
-        table = BANK_KEYWORDS if self.keywords is None else self.keywords
+        table = self.keywords
         if not table:
             raise ConfigError("WordMatchRule.keywords: the table must hold at least one label")
         self.table_: dict[str, frozenset[str]] = {}

@@ -151,34 +151,40 @@ def load_feature_model(tag_or_model: Any, home: str | Path | None = None) -> Fea
 def save_serving_artifacts(
     encoder_dir: str | Path,
     intent_dir: str | Path,
-    prototypes: str | Path,
+    features_dir: str | Path,
     home: str | Path | None = None,
 ) -> str:
-    """Save the encoder, the distilled intent classifier and the tile prototypes as one store entry.
+    """Save the encoder, the distilled intent classifier, the tile prototypes and the world declaration
+    (both from ``features_dir``) as one store entry.
 
     Why a model: ``bentoml build`` copies the service's models into the bento, so a bento serves the
     in-flight session path (``/intent``, fresh session intent, tile affinity) with no ``C2I_ARTIFACTS``
     volume. The entry holds an ``artifacts/`` layout (``encoder/``, ``intent/``,
-    ``features/tile_prototypes.parquet``); its metadata carries the versions the served models are
-    checked against. Returns the tag."""
+    ``features/tile_prototypes.parquet``, ``features/world.yaml``); its metadata carries the versions
+    the served models are checked against. Returns the tag."""
     import shutil
 
     import bentoml
 
-    from clicks2intent.names.paths import ArtifactLayout
+    from clicks2intent.data.world import load_world
+    from clicks2intent.names.paths import FEATURE_FILES, WORLD_FILE, ArtifactLayout
 
-    encoder_dir, intent_dir, prototypes = Path(encoder_dir), Path(intent_dir), Path(prototypes)
+    encoder_dir, intent_dir, features_dir = Path(encoder_dir), Path(intent_dir), Path(features_dir)
+    prototypes, world_path = features_dir / FEATURE_FILES["tile_prototypes"], features_dir / WORLD_FILE
     for path, what in ((encoder_dir / "checkpoint.pt", "encoder checkpoint"), (intent_dir, "intent classifier"),
-                       (prototypes, "tile prototypes")):  # fmt: skip
+                       (prototypes, "tile prototypes"), (world_path, "world declaration")):  # fmt: skip
         if not path.exists():
             raise ArtifactError(
                 f"{what} {path} not found: train and build it before saving the serving artifacts"
             )
     from clicks2intent.intent.distill import IntentClassifier
 
+    world = load_world(world_path)
     meta = {
         "encoder_version": file_version(encoder_dir / "checkpoint.pt"),
         "taxonomy_version": str(IntentClassifier.load(intent_dir).taxonomy_version),
+        "world": world.name,
+        "world_digest": world.digest,
     }
     with bentoml.models.create(
         ARTIFACTS_MODEL_NAME, labels={"kind": "serving-artifacts"}, metadata=meta, **_store_kwargs(home)
@@ -191,4 +197,5 @@ def save_serving_artifacts(
                 shutil.copy2(f, layout.intent / f.name)
         layout.features.mkdir(parents=True)
         shutil.copy2(prototypes, layout.feature_file("tile_prototypes"))
+        shutil.copy2(world_path, layout.features_world)
     return str(bento_model.tag)

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from clicks2intent.data.world import World, check_labels
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import CANDIDATE_TILES
@@ -35,13 +36,18 @@ logger = logging.getLogger(__name__)
 
 LABEL = "label"  # the target column of every training frame
 TILE_RANKING, CONVERSION = "tile_ranking", "conversion"
-TASK_CLASSES: dict[str, tuple[str, ...]] = {
-    TILE_RANKING: C.TILES,
-    CONVERSION: C.PRODUCTS + (C.NO_CONVERSION,),
-}
-# Request-time inputs the on-demand views of a service may need; at training time the candidate
-# tiles of an impression are all tiles (the app shows the full set, the ranker orders it).
-DEFAULT_REQUEST_VALUES: dict[str, Any] = {CANDIDATE_TILES: list(C.TILES)}
+TASKS: tuple[str, ...] = (TILE_RANKING, CONVERSION)
+
+
+def task_classes(world: World, task: str) -> tuple[str, ...]:
+    """A task's classes in the world: its tiles (ranking), its products + ``none`` (conversion)."""
+    return world.classes(task)
+
+
+def world_request_values(world: World) -> dict[str, Any]:
+    """Request-time inputs the on-demand views of a service may need; at training time the candidate
+    tiles of an impression are all the world's tiles (the app shows the full set, the ranker orders it)."""
+    return {CANDIDATE_TILES: list(world.tiles)}
 
 
 def _utc(s: pd.Series) -> pd.Series:
@@ -54,18 +60,13 @@ def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
         raise ContractError(f"{what}: missing column(s) {missing}")
 
 
-def tile_entity_df(impressions: pd.DataFrame, clicked_only: bool = True) -> pd.DataFrame:
+def tile_entity_df(impressions: pd.DataFrame, world: World, clicked_only: bool = True) -> pd.DataFrame:
     """Impressions → ``customer_id, event_timestamp, impression_id, label`` (see module docstring)."""
     _require(
         impressions, [C.IMPRESSION_ID, C.CUSTOMER_ID, C.EVENT_TIMESTAMP, C.CLICKED_TILE], "tile impressions"
     )
     df = impressions[[C.IMPRESSION_ID, C.CUSTOMER_ID, C.EVENT_TIMESTAMP, C.CLICKED_TILE]].copy()
-    allowed = set(C.TILES) | {C.NO_CLICK}
-    bad = sorted(set(df[C.CLICKED_TILE].dropna().astype(str)) - allowed)
-    if bad or df[C.CLICKED_TILE].isna().any():
-        raise ContractError(
-            f"tile impressions: {C.CLICKED_TILE} must be one of columns.TILES or 'none'; got {bad[:5]} / nulls"
-        )
+    check_labels(df[C.CLICKED_TILE], (*world.tiles, C.NO_CLICK), "tile impressions", C.CLICKED_TILE, world)
     if clicked_only:
         df = df[df[C.CLICKED_TILE] != C.NO_CLICK]
     df[C.EVENT_TIMESTAMP] = _utc(df[C.EVENT_TIMESTAMP])
@@ -76,18 +77,15 @@ def tile_entity_df(impressions: pd.DataFrame, clicked_only: bool = True) -> pd.D
     )
 
 
-def conversion_entity_df(conversions: pd.DataFrame) -> pd.DataFrame:
+def conversion_entity_df(conversions: pd.DataFrame, world: World) -> pd.DataFrame:
     """Conversions → ``session_id, visitor_id, event_timestamp (session end), label``."""
     _require(
         conversions, [C.SESSION_ID, C.VISITOR_ID, C.EVENT_TIMESTAMP, C.CONVERSION_PRODUCT], "conversions"
     )
     df = conversions[[C.SESSION_ID, C.VISITOR_ID, C.EVENT_TIMESTAMP, C.CONVERSION_PRODUCT]].copy()
-    allowed = set(C.PRODUCTS) | {C.NO_CONVERSION}
-    bad = sorted(set(df[C.CONVERSION_PRODUCT].dropna().astype(str)) - allowed)
-    if bad or df[C.CONVERSION_PRODUCT].isna().any():
-        raise ContractError(
-            f"conversions: {C.CONVERSION_PRODUCT} must be one of columns.PRODUCTS or 'none'; got {bad[:5]} / nulls"
-        )
+    check_labels(
+        df[C.CONVERSION_PRODUCT], world.classes(CONVERSION), "conversions", C.CONVERSION_PRODUCT, world
+    )
     if df[C.SESSION_ID].duplicated().any():
         raise ContractError(f"conversions: {C.SESSION_ID} must be unique (one row per web session)")
     df[C.EVENT_TIMESTAMP] = _utc(df[C.EVENT_TIMESTAMP])
@@ -125,7 +123,8 @@ def historical_features(
     service_name: str,
     request_values: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """``get_historical_features`` for a feature service; request fields filled from ``request_values``.
+    """``get_historical_features`` for a feature service; request fields filled from ``request_values``
+    (the world's :func:`world_request_values`).
 
     Rows come back one per entity row, in the entity order, with the entity columns, ``label`` and one
     column per feature (through :func:`clicks2intent.features.store.historical_features`, which works
@@ -133,7 +132,7 @@ def historical_features(
     """
     from clicks2intent.features.store import historical_features as fetch
 
-    request_values = {**DEFAULT_REQUEST_VALUES, **(request_values or {})}
+    request_values = dict(request_values or {})
     entity = entity_df.copy()
     for name in service_request_fields(store, service_name):
         if name in entity.columns:
@@ -259,8 +258,11 @@ class TrainingSet:
     label_column: str = LABEL
 
 
-def read_task_entities(task: str, data_dir: str | Path, clicked_only: bool = True) -> pd.DataFrame:
-    """Entity rows of a task from the simulator's (or a bank's) task logs under ``data_dir``."""
+def read_task_entities(
+    task: str, data_dir: str | Path, world: World, clicked_only: bool = True
+) -> pd.DataFrame:
+    """Entity rows of a task from a bank's (or the simulator's) task logs under ``data_dir``; every label
+    must be one of the ``world``'s tiles / products (or ``none``)."""
     files = {TILE_RANKING: ARTIFACTS.tile_impressions.name, CONVERSION: ARTIFACTS.conversions.name}
     if task not in files:
         raise ConfigError(f"unknown task {task!r}; expected {TILE_RANKING!r} or {CONVERSION!r}")
@@ -268,7 +270,9 @@ def read_task_entities(task: str, data_dir: str | Path, clicked_only: bool = Tru
     if not path.is_file():
         raise ArtifactError(f"{task}: task log {path} not found (simulate or ingest the data first)")
     frame = pd.read_parquet(path)
-    return tile_entity_df(frame, clicked_only) if task == TILE_RANKING else conversion_entity_df(frame)
+    if task == TILE_RANKING:
+        return tile_entity_df(frame, world, clicked_only)
+    return conversion_entity_df(frame, world)
 
 
 def sample_entities(entities: pd.DataFrame, max_rows: int | None, random_state: int = 0) -> pd.DataFrame:
@@ -287,6 +291,7 @@ def build_training_set(
     task: str,
     entities: pd.DataFrame,
     feature_service: str,
+    world: World,
     valid_fraction: float = 0.1,
     test_fraction: float = 0.2,
     embargo: pd.Timedelta | str | None = None,
@@ -296,7 +301,9 @@ def build_training_set(
     logger.info(
         "%s: point-in-time features of %d entity rows from service %s", task, len(entities), feature_service
     )
-    frame = historical_features(store, entities, feature_service, request_values)
+    frame = historical_features(
+        store, entities, feature_service, {**world_request_values(world), **(request_values or {})}
+    )
     group = C.SESSION_ID if task == CONVERSION else None  # impressions are their own entity
     split = time_split(frame, C.EVENT_TIMESTAMP, group, valid_fraction, test_fraction, embargo)
     return TrainingSet(
@@ -304,5 +311,5 @@ def build_training_set(
         feature_service=feature_service,
         feature_names=service_feature_names(store, feature_service),
         split=split,
-        classes=TASK_CLASSES[task],
+        classes=task_classes(world, task),
     )

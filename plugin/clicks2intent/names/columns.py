@@ -44,23 +44,10 @@ CONVERSION_PRODUCT = "product"
 NO_CLICK = "none"  # a homepage view without a tile click
 NO_CONVERSION = "none"  # a web session followed by no application within the horizon
 
-# Homepage tiles of the bank app and the products a visitor can apply for. The simulator, the
-# tile ranker and the conversion model share this vocabulary.
-PRODUCTS: tuple[str, ...] = (
-    "mortgage",
-    "credit_card",
-    "auto_loan",
-    "personal_loan",
-    "savings",
-    "investing",
-    "retirement",
-    "business_banking",
-)
-TILES: tuple[str, ...] = PRODUCTS + ("security_center", "account_services")
-
 # --- Session-level outputs (encoder, taxonomy, distillation) ----------------------------------
 EMBEDDING = "embedding"  # list<float32>, L2-normalised
 INTENT_LABEL = "intent_label"  # taxonomy label id
 INTENT_CONFIDENCE = "intent_confidence"
+NO_LABEL = ""  # the label of a session no page of which the models can read (Feast strings hold no null)
 TAXONOMY_VERSION = "taxonomy_version"
 TRUE_INTENT = "true_intent"  # simulator truth only: evaluation, never a feature

@@ -20,17 +20,15 @@ SESSION_CHANNEL = "session_channel"
 # Funnel flags: did the session reach the application's first / last page (a production team's own).
 SESSION_REACHED_APPLY_START = "session_reached_apply_start"
 SESSION_REACHED_APPLY_FORM = "session_reached_apply_form"
-# Bag of page types: one count per page type of the bank's site map (the reference site of
-# clicks2intent.data.simulator.WEB_PAGES; a test keeps the two equal). Other page types count nowhere.
-BAG_PAGE_TYPES: tuple[str, ...] = (
-    "home", "search", "login", "faq", "contact", "branch_locator", "blog", "about", "rates",
-    "apply_start", "apply_form", "product_mortgage", "product_credit_card", "product_auto_loan",
-    "product_personal_loan", "product_savings", "product_investing", "product_retirement",
-    "product_business_banking", "mortgage_calculator", "auto_loan_calculator", "loan_calculator",
-    "savings_calculator", "compare_cards", "market_insights", "retirement_planner", "business_solutions",
-    "security_center", "report_fraud", "account_help",
-)  # fmt: skip
-SESSION_PAGE_COUNT_FIELDS: tuple[str, ...] = tuple(f"session_pages_{p}" for p in BAG_PAGE_TYPES)
+# Bag of page types: one count per WEB page type of the bank's world declaration (clicks2intent.data.world),
+# named with this prefix; which page types exist is the bank's, never the library's.
+SESSION_PAGES_PREFIX = "session_pages_"
+
+
+def page_count_field(page_type: str) -> str:
+    """The session_activity field counting views of ``page_type``."""
+    return f"{SESSION_PAGES_PREFIX}{page_type}"
+
 
 VISITOR_INTENT_LABEL = "visitor_intent_label"
 VISITOR_INTENT_CONFIDENCE = "visitor_intent_confidence"
@@ -55,14 +53,7 @@ RECENT_WINDOW_NAMES: tuple[str, ...] = (
 )
 
 
-# The customer snapshot columns (the "production baseline"); features.build casts each to its Arrow type.
-PROFILE_FEATURES: tuple[str, ...] = (
-    "tenure_months",
-    "age",
-    "app_sessions_30d",
-    "balance_band",
-    "n_products",
-) + tuple(f"has_{p}" for p in C.PRODUCTS)
+# The customer snapshot columns (the "production baseline") are the bank's: the world's ``profile``.
 
 # --- Feast object names (views, request sources, on-demand views, services) -----------------------
 SESSION_ACTIVITY = "session_activity"
@@ -93,18 +84,20 @@ INFLIGHT_DEVICE = "inflight_device"  # "" = unknown
 INFLIGHT_EMBEDDING = "inflight_embedding"
 INFLIGHT_INTENT_LABEL = "inflight_intent_label"
 INFLIGHT_INTENT_CONFIDENCE = "inflight_intent_confidence"
+# Share of the in-flight session's events whose page the encoder cannot read (1.0: no label is given).
+INFLIGHT_UNKNOWN_PAGE_SHARE = "inflight_unknown_page_share"
 CANDIDATE_TILES = "candidate_tiles"
 TILE_AFFINITY = "tile_affinity"
 # The conversion model's view of the session and visitor embeddings: cosine to every tile prototype,
-# in clicks2intent.names.columns.TILES order (a fixed vector: no request source).
+# in the world's tile order (a fixed vector: no request source).
 SESSION_TILE_AFFINITY = "session_tile_affinity"
 VISITOR_TILE_AFFINITY = "visitor_tile_affinity"
 # ... and where each embedding says the visitor goes next: the encoder's own next-event head (its
-# self-supervised objective, no label) read from the vector, log P(next page) per BAG_PAGE_TYPES entry.
-# What topic labels cannot carry: the session's end (left on the application form, or drifted away).
+# self-supervised objective, no label) read from the vector, log P(next page) per web page type of the
+# world, in its order. What topic labels cannot carry: the session's end (left on the application form,
+# or drifted away).
 SESSION_NEXT_PAGE = "session_next_page"
 VISITOR_NEXT_PAGE = "visitor_next_page"
-NEXT_PAGE_TYPES: tuple[str, ...] = BAG_PAGE_TYPES
 
 # Served, but only as the input of an on-demand projection, not as a model input: the tile ranker sees
 # the customer's web embedding through ``tile_affinity`` (cosine to each tile's prototype), and serving
@@ -126,7 +119,9 @@ BASELINE, EMBEDDING, LABELS = "baseline", "embedding", "labels"
 # production baseline), and say nothing about WHAT the sessions were: every web-intent variant
 # (labels, embedding, both) gets them, so labels vs embedding compares the representations alone.
 WEB_ACTIVITY = "web_activity"
-SESSION_ACTIVITY_FIELDS = (
+# The session statistics the library defines; session_activity also holds one page_count_field per web
+# page type of the world (World.session_activity_fields).
+SESSION_STAT_FIELDS = (
     SESSION_N_EVENTS,
     SESSION_DURATION_S,
     SESSION_N_SEARCHES,
@@ -137,11 +132,11 @@ SESSION_ACTIVITY_FIELDS = (
     SESSION_CHANNEL,
     SESSION_REACHED_APPLY_START,
     SESSION_REACHED_APPLY_FORM,
-    *SESSION_PAGE_COUNT_FIELDS,
 )
+# Every feature the library names. Names it does not (the world's profile columns and page counts) are
+# baseline features: a declaration only ever adds baseline columns (data.world forbids the library's names).
 FEATURE_GROUPS: dict[str, str] = (
-    dict.fromkeys(SESSION_ACTIVITY_FIELDS, BASELINE)
-    | dict.fromkeys(PROFILE_FEATURES, BASELINE)
+    dict.fromkeys(SESSION_STAT_FIELDS, BASELINE)
     | dict.fromkeys(
         (
             C.EMBEDDING,
@@ -173,6 +168,7 @@ FEATURE_GROUPS: dict[str, str] = (
             CUSTOMER_INTENT_DECAYED,
             INFLIGHT_INTENT_LABEL,
             INFLIGHT_INTENT_CONFIDENCE,
+            INFLIGHT_UNKNOWN_PAGE_SHARE,
         ),
         LABELS,
     )

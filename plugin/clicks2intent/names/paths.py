@@ -19,6 +19,7 @@ CLASSIFIER_FILE = "classifier.npz"  # distilled intent classifier weights
 CLASSIFIER_META_FILE = "classifier.json"  # its classes, taxonomy version, feature spec
 INTENTS_FILE = "session_intents.parquet"  # the distilled label of every session
 BUILD_REPORT_FILE = "build_report.json"  # what `c2i features build` wrote, row counts per file
+WORLD_FILE = "world.yaml"  # a bank's world declaration (clicks2intent.data.world); copied beside the features
 BOOSTER_FILE = "booster.ubj"
 ESTIMATOR_FILE = "estimator.json"
 FEATURE_FILES: dict[str, str] = {
@@ -56,6 +57,11 @@ class ArtifactLayout:
     @property
     def customers(self) -> Path:
         return self.data / "customers.parquet"
+
+    @property
+    def world(self) -> Path:
+        """The world declaration the data directory was written or ingested with."""
+        return self.data / WORLD_FILE
 
     @property
     def tile_impressions(self) -> Path:
@@ -119,6 +125,11 @@ class ArtifactLayout:
 
     def feature_file(self, view: str) -> Path:
         return self.features / FEATURE_FILES[view]
+
+    @property
+    def features_world(self) -> Path:
+        """The declaration the feature sources were built with (the Feast repo and serving read this one)."""
+        return self.features / WORLD_FILE
 
     @property
     def bentoml_home(self) -> Path:

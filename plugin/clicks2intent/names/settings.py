@@ -7,6 +7,7 @@ Read them through these constants (never retype the string). Their types, defaul
 from __future__ import annotations
 
 ARTIFACTS = "C2I_ARTIFACTS"  # root of the artifacts the service and on-demand views load
+WORLD = "C2I_WORLD"  # the bank's world declaration (world.yaml) the commands read by default
 FEATURE_REPO = "C2I_FEATURE_REPO"  # the Feast repository directory the service reads
 FEAST_CONFIG = "C2I_FEAST_CONFIG"  # a feature_store.yaml to use instead of the repo's own
 FEAST_ODFV = "C2I_FEAST_ODFV"  # "1": let Feast run the on-demand views instead of the in-process path
@@ -27,6 +28,7 @@ LOG_LEVEL = "C2I_LOG_LEVEL"  # log level of the c2i commands
 
 ALL: tuple[str, ...] = (
     ARTIFACTS,
+    WORLD,
     FEATURE_REPO,
     FEAST_CONFIG,
     FEAST_ODFV,

@@ -57,10 +57,33 @@ def serving_settings(
     )
 
 
+def world_of_artifacts(settings: Settings, carried: Any) -> tuple[Any, tuple[Any, ...]]:
+    """(the world the served artifacts were built with, (label ids, label names) for the examples).
+
+    Read when the service module is imported: its request schemas are the world's. ``carried``: the
+    artifacts ``BentoModel`` (resolved only when ``C2I_ARTIFACTS`` is not set)."""
+    import json
+
+    from clicks2intent.data.world import load_world
+    from clicks2intent.names.paths import CLASSIFIER_META_FILE
+
+    root = Path(settings.artifacts) if settings.artifacts else Path(carried.resolve().path)
+    layout = ArtifactLayout(root.resolve())
+    if not layout.features_world.is_file():
+        raise ConfigError(
+            f"{layout.features_world} not found: the served artifacts carry no world declaration "
+            f"(run `c2i features build` and `c2i evaluate` again, or point {ENV.ARTIFACTS} at them)"
+        )
+    meta_path = layout.intent / CLASSIFIER_META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    labels = (list(meta.get("classes", [])), dict(meta.get("label_names", {})))
+    return load_world(layout.features_world), labels
+
+
 def check_artifacts(root: Path) -> None:
     """The files the in-flight path loads exist under ``root`` (encoder, classifier, tile prototypes)."""
     layout = ArtifactLayout(root)
-    needed = [layout.checkpoint, layout.intent, layout.feature_file("tile_prototypes")]
+    needed = [layout.checkpoint, layout.intent, layout.feature_file("tile_prototypes"), layout.features_world]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise ArtifactError(

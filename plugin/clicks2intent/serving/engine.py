@@ -37,15 +37,15 @@ import numpy as np
 import pandas as pd
 
 from clicks2intent.data.pii import scrub
+from clicks2intent.data.world import World
 from clicks2intent.encoder.embed import ONLINE_SESSION_ID
 from clicks2intent.errors import ConfigError, ServiceError
-from clicks2intent.features import build as F
 from clicks2intent.features import store as fs
 from clicks2intent.features import transforms as T
+from clicks2intent.features.sessions import session_stats
 from clicks2intent.models.explain import BIAS, explain
 from clicks2intent.models.inputs import ARRAY, CATEGORICAL, ModelInputSpec
 from clicks2intent.models.store import file_version, load_feature_model
-from clicks2intent.models.training_sets import DEFAULT_REQUEST_VALUES
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
@@ -77,6 +77,8 @@ logger = logging.getLogger(__name__)
 
 # --- model inputs, one row at a time -------------------------------------------------------------
 def _missing(value: Any) -> bool:
+    if isinstance(value, str):
+        return value == C.NO_LABEL  # an unreadable in-flight session's label
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -295,7 +297,7 @@ def _float_or_none(value: Any) -> float | None:
     return None if _missing(value) else float(value)
 
 
-def session_activity(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def session_activity(events: Sequence[Mapping[str, Any]], world: World) -> dict[str, Any]:
     """The ``session_activity`` features of the in-flight session, by the batch job's own function."""
     frame = pd.DataFrame(
         [
@@ -313,11 +315,11 @@ def session_activity(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     frame[C.EVENT_TIMESTAMP] = pd.to_datetime(frame[C.EVENT_TIMESTAMP], utc=True)
     frame[C.DWELL_SECONDS] = pd.to_numeric(frame[C.DWELL_SECONDS], errors="coerce")
     frame = frame.sort_values(C.EVENT_TIMESTAMP, kind="stable")
-    activity, _ = F.session_stats(frame)
+    activity, _ = session_stats(frame, world)
     row = activity.iloc[0]
     return {
         n: (None if pd.isna(row[n]) else row[n].item() if hasattr(row[n], "item") else row[n])
-        for n in N.SESSION_ACTIVITY_FIELDS
+        for n in world.session_activity_fields
     }
 
 
@@ -350,33 +352,42 @@ INFLIGHT_FIELDS: tuple[str, ...] = (
     N.INFLIGHT_EMBEDDING,
     N.INFLIGHT_INTENT_LABEL,
     N.INFLIGHT_INTENT_CONFIDENCE,
+    N.INFLIGHT_UNKNOWN_PAGE_SHARE,
 )
 
 
-def scrubbed_events(events: Sequence[SessionEvent]) -> list[dict[str, Any]]:
-    """Request events → contract event dicts, search queries PII-scrubbed before any featurisation."""
+def scrubbed_events(events: Sequence[SessionEvent], world: World) -> list[dict[str, Any]]:
+    """Request events → contract event dicts: raw pages mapped to the world's page types, search queries
+    PII-scrubbed, before any featurisation."""
     out = []
     for e in events:
         d = e.model_dump(exclude_none=True)
         if C.SEARCH_QUERY in d:
             d[C.SEARCH_QUERY] = scrub(d[C.SEARCH_QUERY])
         out.append(d)
-    return out
+    return T.map_pages(out, world)
 
 
 _UNVERSIONED = {"", "unknown", "none"}
 
 
-def check_versions(models: Sequence[ServedModel], artifacts: Path, taxonomy_version: str) -> None:
-    """Refuse to serve models trained on another encoder or taxonomy than the one loaded here.
+def check_versions(
+    models: Sequence[ServedModel], artifacts: Path, taxonomy_version: str, world: World | None = None
+) -> None:
+    """Refuse to serve models trained on another encoder, taxonomy or world than the one loaded here.
 
     The in-flight embedding and label are model inputs: a retrained encoder (other embedding space)
-    or a new taxonomy (other label ids) would be scored silently wrong. ``unknown``/``none`` (e.g. a
-    baseline model) skip the check."""
+    or a new taxonomy (other label ids) would be scored silently wrong, and another world declaration
+    means other tiles and page types. ``unknown``/``none`` (e.g. a baseline model) skip the check."""
     encoder = file_version(ArtifactLayout(artifacts).checkpoint)
+    world_digest = world.digest if world is not None else "unknown"
     for m in models:
         meta = m.model.metadata
-        for key, have in (("encoder_version", encoder), ("taxonomy_version", str(taxonomy_version))):
+        for key, have in (
+            ("encoder_version", encoder),
+            ("taxonomy_version", str(taxonomy_version)),
+            ("world_digest", world_digest),
+        ):
             want = str(meta.get(key, "unknown"))
             if want not in _UNVERSIONED and have not in _UNVERSIONED and want != have:
                 raise ConfigError(
@@ -437,9 +448,11 @@ class ServingEngine:
         # Resolved once: a registry lookup per request is pure overhead.
         self.tile_service = store.get_feature_service(tile_model.feature_service)
         self.conversion_service = store.get_feature_service(conversion_model.feature_service)
+        # The bank's declaration the features were built with: its tiles, page types and Feast prefix.
+        self.world = T.load_artifact_world(self.artifacts)
         # The ranker saw tile_affinity over ALL tiles in this order at training time; the request's
         # candidate list only filters the answer, it never changes the model inputs.
-        self.affinity_tiles: list[str] = list(DEFAULT_REQUEST_VALUES[N.CANDIDATE_TILES])
+        self.affinity_tiles: list[str] = list(self.world.tiles)
         self.embedder, self.classifier = T.load_models(self.artifacts)
         self.intent_classes: list[str] = [str(c) for c in self.classifier.classes_]
         self.prototypes, self.prototype_dim = T.load_prototypes(self.artifacts)
@@ -453,19 +466,23 @@ class ServingEngine:
         self._tile_refs = [
             f"{p.name}:{f.name}" for p in projections if p.name not in odfvs for f in p.features
         ]
-        local_ok = {p.name for p in projections if p.name in odfvs} <= {N.TILE_AFFINITY_VIEW}
+        name = self.world.feast_name
+        local_ok = {p.name for p in projections if p.name in odfvs} <= {name(N.TILE_AFFINITY_VIEW)}
         self.local_odfv = local_odfv and local_ok
-        self._visitor_refs = [f"{N.VISITOR_WEB_INTENT}:{n}" for n in VISITOR_FIELDS]
+        self._visitor_refs = [f"{name(N.VISITOR_WEB_INTENT)}:{n}" for n in VISITOR_FIELDS]
         # The stored views' rows through the online store's own online_read, keys and fields resolved
         # here once: get_online_features' general assembly cost more than the reads (serving/online.py).
         self._tile_reader = direct_reader(store, self._tile_refs) if direct_reads else None
         self._visitor_reader = direct_reader(store, self._visitor_refs) if direct_reads else None
-        self._inflight_refs = [f"{N.INFLIGHT_SESSION_INTENT}:{n}" for n in INFLIGHT_FIELDS]
-        check_versions([tile_model, conversion_model], self.artifacts, self.classifier.taxonomy_version)
-        tiles = [t for t in self.tile_model.classes if t in C.TILES]
-        if not tiles:
+        self._inflight_refs = [f"{name(N.INFLIGHT_SESSION_INTENT)}:{n}" for n in INFLIGHT_FIELDS]
+        check_versions(
+            [tile_model, conversion_model], self.artifacts, self.classifier.taxonomy_version, self.world
+        )
+        unknown = [t for t in self.tile_model.classes if t not in self.world.tiles]
+        if unknown or not self.tile_model.classes:
             raise ConfigError(
-                f"tile model {tile_model.name}: none of its classes {tile_model.classes} is a tile"
+                f"tile model {tile_model.name}: its classes {unknown[:5] or tile_model.classes} are not tiles of "
+                f"world {self.world.name!r}: retrain it on the features of this declaration"
             )
 
     @classmethod
@@ -544,7 +561,7 @@ class ServingEngine:
     # --- endpoints -----------------------------------------------------------------------------------
     def rank_tiles(self, req: RankTilesRequest) -> RankTilesResponse:
         features = self.tile_features(req.customer_id)
-        fresh = self.fresher_intent(req.visitor_id, scrubbed_events(req.session_events))
+        fresh = self.fresher_intent(req.visitor_id, scrubbed_events(req.session_events, self.world))
         source = self._tile_source(fresh, features)
         if source in self._substitute:
             for target, src in self._substitute[source].items():
@@ -556,7 +573,7 @@ class ServingEngine:
             )
         model = self.tile_model
         proba = model.predict(features)
-        candidates = req.candidate_tiles or [t for t in C.TILES if t in model.class_index]
+        candidates = req.candidate_tiles or [t for t in self.world.tiles if t in model.class_index]
         scored = sorted(
             ((t, float(proba[model.class_index[t]])) for t in candidates if t in model.class_index),
             key=lambda x: -x[1],
@@ -566,20 +583,27 @@ class ServingEngine:
         confidence = features.get(N.CUSTOMER_INTENT_CONFIDENCE) if source != SOURCE_NONE else None
         return RankTilesResponse(
             tiles=tiles,
-            intent=IntentInfo(label=label, confidence=_float_or_none(confidence), source=source),
+            intent=IntentInfo(
+                label=label,
+                confidence=_float_or_none(confidence),
+                source=source,
+                unknown_page_share=_float_or_none(fresh.get(N.INFLIGHT_UNKNOWN_PAGE_SHARE)),
+            ),
             model=model.info,
             explanation=self._explain(features, tiles[0].tile_id) if req.explain and tiles else None,
         )
 
     def predict_conversion(self, req: ConversionRequest) -> ConversionResponse:
-        events = scrubbed_events(req.session_events)
+        events = scrubbed_events(req.session_events, self.world)
         # The in-flight session is not in the store (its session_id matches nothing: nulls); the
         # visitor's stored web intent is. An absent visitor is an id no visitor has.
         row = {C.SESSION_ID: ONLINE_SESSION_ID, C.VISITOR_ID: req.visitor_id or ""}
         features = self.online(self.conversion_service, row)
+        unknown: float | None = None
         if events:
             fresh = self.fresher_intent(None, events)
-            features |= session_activity(events)
+            unknown = _float_or_none(fresh.get(N.INFLIGHT_UNKNOWN_PAGE_SHARE))
+            features |= session_activity(events, self.world)
             features[C.EMBEDDING] = fresh[N.INFLIGHT_EMBEDDING]
             if N.SESSION_TILE_AFFINITY in features:  # the on-demand view scored the stored (absent) one
                 features[N.SESSION_TILE_AFFINITY] = T.tile_affinity(
@@ -610,32 +634,42 @@ class ServingEngine:
         return ConversionResponse(
             probabilities=probabilities,
             predicted_product=max(probabilities, key=probabilities.__getitem__),
-            intent=IntentInfo(label=label, confidence=_float_or_none(confidence), source=source),
+            intent=IntentInfo(
+                label=None if _missing(label) else label,
+                confidence=_float_or_none(confidence),
+                source=source,
+                unknown_page_share=unknown,
+            ),
             model=model.info,
         )
 
     def intent(self, req: IntentRequest) -> IntentResponse:
-        request = fs.inflight_request(scrubbed_events(req.session_events))
+        request = fs.inflight_request(scrubbed_events(req.session_events, self.world))
         # The on-demand view's own transform: /intent and the features served to the models agree.
         out = T.inflight_intent_transform(
             {k: [v] for k, v in request.items()}, artifacts_dir=str(self.artifacts)
         )
         embedding = out[N.INFLIGHT_EMBEDDING][0]
+        unknown = float(out[N.INFLIGHT_UNKNOWN_PAGE_SHARE][0])
         label, confidence, top = self.classifier.predict_one(embedding, k=TOP_LABELS)
+        readable = out[N.INFLIGHT_INTENT_LABEL][0] != C.NO_LABEL  # no page the models can read: no label
         return IntentResponse(
             embedding=embedding,
-            label=label,
-            label_name=self.classifier.label_names.get(label),
-            confidence=confidence,
-            top3=[LabelScore(label=lab, confidence=p) for lab, p in top],
+            label=label if readable else None,
+            label_name=self.classifier.label_names.get(label) if readable else None,
+            confidence=confidence if readable else None,
+            top3=[LabelScore(label=lab, confidence=p) for lab, p in top] if readable else [],
             taxonomy_version=str(self.classifier.taxonomy_version),
+            unknown_page_share=unknown,
         )
 
     # --- helpers ------------------------------------------------------------------------------------
     @staticmethod
     def _tile_source(fresh: Mapping[str, Any], features: Mapping[str, Any]) -> str:
-        """The freshest web intent that exists: in-flight session > visitor > linked customer > none."""
-        if not _missing(fresh.get(N.INFLIGHT_EMBEDDING)):
+        """The freshest web intent that exists: in-flight session > visitor > linked customer > none.
+
+        An in-flight session none of whose pages the models can read says nothing: it is skipped."""
+        if not _missing(fresh.get(N.INFLIGHT_EMBEDDING)) and not _missing(fresh.get(N.INFLIGHT_INTENT_LABEL)):
             return SOURCE_SESSION
         if not _missing(fresh.get(N.VISITOR_EMBEDDING_DECAYED)):
             return SOURCE_VISITOR

@@ -40,7 +40,7 @@ from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
 from clicks2intent.names.paths import DEFAULT_ROOT, ArtifactLayout
-from clicks2intent.serving.schemas import EXAMPLE_CONVERSION, EXAMPLE_INTENT, EXAMPLE_RANK_TILES
+from clicks2intent.serving.schemas import Examples, examples
 
 logger = logging.getLogger(__name__)
 
@@ -232,18 +232,25 @@ def _pick(ids: Mapping[str, str], key: str) -> dict[str, str]:
     return {key: ids[key]} if key in ids else {}
 
 
-def demo_requests(url: str, ids: Mapping[str, str] | None = None) -> list[DemoCall]:
-    """Call each endpoint once (the example bodies, with a real customer / visitor when given)."""
+def demo_examples(artifacts: str | Path) -> Examples:
+    """The request examples of the world the artifacts' features were built with."""
+    from clicks2intent.features.transforms import load_artifact_world
+
+    return examples(load_artifact_world(Path(artifacts).resolve()))
+
+
+def demo_requests(url: str, ex: Examples, ids: Mapping[str, str] | None = None) -> list[DemoCall]:
+    """Call each endpoint once (the world's example bodies, with a real customer / visitor when given)."""
     ids = dict(ids or {})
     calls = [
         # The logged-in customer's stored web intent (the session path shows in /predict_conversion).
         (
             "/rank_tiles",
-            {"customer_id": EXAMPLE_RANK_TILES["customer_id"], "k": 3, "explain": True}
+            {"customer_id": ex.rank_tiles["customer_id"], "k": 3, "explain": True}
             | _pick(ids, "customer_id"),
         ),
-        ("/predict_conversion", EXAMPLE_CONVERSION | _pick(ids, "visitor_id")),
-        ("/intent", EXAMPLE_INTENT),
+        ("/predict_conversion", ex.conversion | _pick(ids, "visitor_id")),
+        ("/intent", ex.intent),
     ]
     out = []
     with httpx.Client(base_url=url, timeout=30.0) as client:

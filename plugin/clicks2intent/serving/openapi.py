@@ -5,9 +5,8 @@ true of this service, and generated typed clients trusted them:
 
 * ``/metrics`` was listed while it answers 404 unless ``C2I_METRICS=1``: it is listed only when on;
 * a 503 (the online feature store could not be read) was sent but not documented;
-* the 200 answers had no examples (Swagger UI showed placeholders): each carries a real answer of the
-  service to the request example of its schema (``c0000001`` / ``v0000001`` with the mortgage session),
-  recorded from a demo run of the whole pipeline (the values change with every retraining).
+* the 200 answers had no examples (Swagger UI showed placeholders): each carries an answer in the
+  bank's own terms (its tiles, products, Feast names and label ids; :func:`example_responses`).
 
 :func:`service_document` rewrites the document (a pure function, tested); :class:`OpenAPIDocument` is
 the ASGI middleware the service installs, touching only ``GET /docs.json``. The contract test
@@ -18,8 +17,11 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clicks2intent.data.world import World
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,89 +33,56 @@ DOCUMENT_PATH = "/docs.json"
 METRICS_PATH = "/metrics"
 UNAVAILABLE = "ServiceUnavailable"
 
-# Real answers to the schemas' request examples (serving.schemas.EXAMPLE_*), recorded from a demo run.
-EXAMPLE_RANK_TILES_RESPONSE: dict[str, Any] = {
-    "tiles": [
-        {"tile_id": "retirement", "score": 0.1758},
-        {"tile_id": "account_services", "score": 0.1721},
-        {"tile_id": "credit_card", "score": 0.1633},
-    ],
-    "intent": {"label": "mortgage_calculator", "confidence": 0.3488, "source": "session"},
-    "model": {"name": "tile_ranker_v1", "version": "n3agkzxn3cuegax4"},
-    "explanation": None,
-}
-EXAMPLE_CONVERSION_RESPONSE: dict[str, Any] = {
-    "probabilities": {
-        "mortgage": 0.0051,
-        "credit_card": 0.0071,
-        "auto_loan": 0.0043,
-        "personal_loan": 0.0045,
-        "savings": 0.0036,
-        "investing": 0.0041,
-        "retirement": 0.0022,
-        "business_banking": 0.0004,
-        "none": 0.9688,
-    },
-    "predicted_product": "none",
-    "intent": {"label": "mortgage_calculator", "confidence": 0.3488, "source": "session"},
-    "model": {"name": "conversion_v1", "version": "ztvaichn3cuegax4"},
-}
-EXAMPLE_INTENT_RESPONSE: dict[str, Any] = {
-    "embedding": [
-        0.3399,
-        0.0677,
-        0.0474,
-        -0.1117,
-        0.0318,
-        -0.0346,
-        0.3394,
-        0.1323,
-        0.2193,
-        0.2564,
-        -0.1315,
-        -0.0802,
-        0.0223,
-        0.0529,
-        0.1719,
-        0.3207,
-        0.1324,
-        0.0235,
-        -0.1289,
-        0.1018,
-        -0.4414,
-        0.2554,
-        0.028,
-        0.0305,
-        0.1457,
-        0.152,
-        0.0924,
-        0.0128,
-        -0.027,
-        0.0291,
-        -0.2734,
-        0.1443,
-    ],
-    "label": "mortgage_calculator",
-    "label_name": "Mortgage calculator",
-    "confidence": 0.3488,
-    "top3": [
-        {"label": "mortgage_calculator", "confidence": 0.3488},
-        {"label": "credit_card", "confidence": 0.2631},
-        {"label": "auto_loan_calculator", "confidence": 0.141},
-    ],
-    "taxonomy_version": "v1",
-}
-EXAMPLE_RESPONSES: dict[str, dict[str, Any]] = {
-    "/rank_tiles": EXAMPLE_RANK_TILES_RESPONSE,
-    "/predict_conversion": EXAMPLE_CONVERSION_RESPONSE,
-    "/intent": EXAMPLE_INTENT_RESPONSE,
-}
+
+def example_responses(
+    world: World, labels: Sequence[str] = (), label_names: Mapping[str, str] | None = None, dim: int = 8
+) -> dict[str, dict[str, Any]]:
+    """Illustrative 200 answers in the bank's own terms: its tiles, products, Feast names and the intent
+    classifier's label ids (their shape, not a model's output: scores are made up and marked so)."""
+    from clicks2intent.names.columns import NO_CONVERSION
+    from clicks2intent.names.features import CONVERSION_V1, TILE_RANKER_V1
+
+    label = labels[0] if labels else "L01"
+    intent = {"label": label, "confidence": 0.62, "source": "session", "unknown_page_share": 0.0}
+    products = list(world.products)
+    share = round(0.2 / max(len(products), 1), 4)
+    top = [label, *labels[1:3]]
+    return {
+        "/rank_tiles": {
+            "tiles": [
+                {"tile_id": t, "score": s} for t, s in zip(world.tiles[:3], (0.31, 0.22, 0.14), strict=False)
+            ],
+            "intent": intent,
+            "model": {"name": world.feast_name(TILE_RANKER_V1), "version": "example"},
+            "explanation": None,
+        },
+        "/predict_conversion": {
+            "probabilities": dict.fromkeys(products, share)
+            | {NO_CONVERSION: round(1 - share * len(products), 4)},
+            "predicted_product": NO_CONVERSION,
+            "intent": intent,
+            "model": {"name": world.feast_name(CONVERSION_V1), "version": "example"},
+        },
+        "/intent": {
+            "embedding": [round(dim**-0.5, 4)] * dim,
+            "label": label,
+            "label_name": (label_names or {}).get(label),
+            "confidence": 0.62,
+            "top3": [
+                {"label": lab, "confidence": c} for lab, c in zip(top, (0.62, 0.21, 0.09), strict=False)
+            ],
+            "taxonomy_version": "example",
+            "unknown_page_share": 0.0,
+        },
+    }
 
 
 def service_document(
-    spec: Mapping[str, Any], *, metrics: bool, examples: Mapping[str, Any] = EXAMPLE_RESPONSES
+    spec: Mapping[str, Any], *, metrics: bool, examples: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """BentoML's document with ``/metrics`` only when served, the 503 documented, real 200 examples."""
+    """BentoML's document with ``/metrics`` only when served, the 503 documented, 200 examples in the
+    bank's terms (:func:`example_responses`)."""
+    examples = examples or {}
     doc = copy.deepcopy(dict(spec))
     paths = doc.setdefault("paths", {})
     if not metrics:
@@ -142,9 +111,12 @@ def service_document(
 class OpenAPIDocument:
     """ASGI middleware: ``GET /docs.json`` answers :func:`service_document` of BentoML's document."""
 
-    def __init__(self, app: ASGIApp, metrics: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: bool = False, examples: Mapping[str, Any] | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.examples = dict(examples or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -166,7 +138,8 @@ class OpenAPIDocument:
         await self.app(scope, receive, buffer)
         payload = bytes(body)
         if start.get("status") == 200:
-            payload = json.dumps(service_document(json.loads(payload), metrics=self.metrics)).encode()
+            doc = service_document(json.loads(payload), metrics=self.metrics, examples=self.examples)
+            payload = json.dumps(doc).encode()
         headers = [(k, v) for k, v in start.get("headers", ()) if k != b"content-length"]
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({**start, "headers": headers})

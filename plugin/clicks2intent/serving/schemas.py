@@ -3,25 +3,33 @@
 **Validation** is these schemas' job: a bad request fails before any feature read, with a message whose
 ``loc`` names the field. What the OpenAPI document promises is what is checked: ids follow
 :data:`~clicks2intent.common.text.ID_PATTERN` (no whitespace, NUL, control or bidi characters), tiles
-are an enum, ``session_events`` times lie in 1990-01-01 .. 2099 (a year pattern in the document; no
-datetime arithmetic can overflow downstream). Sizes are bounded (:data:`MAX_SESSION_EVENTS`, string lengths, ``k``) so one
-request cannot make a worker embed a 100k-event session. Nothing here loads a model or a store, so
-clients (the demo requests, the benchmark) import it cheaply.
+are an enum of the bank's tiles, ``session_events`` times lie in 1990-01-01 .. 2099 (a year pattern in
+the document; no datetime arithmetic can overflow downstream). Sizes are bounded
+(:data:`MAX_SESSION_EVENTS`, string lengths, ``k``) so one request cannot make a worker embed a
+100k-event session. Nothing here loads a model or a store, so clients (the demo requests, the
+benchmark) import it cheaply.
+
+The tile enum, ``k``'s bound and the examples come from the bank's world declaration:
+:func:`service_schemas` builds the request models of one world (the module-level classes are their
+world-free bases: any tile id of the right form).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, field_validator, model_validator
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from clicks2intent.common.text import ID_PATTERN, MAX_ID_CHARS
 from clicks2intent.common.times import REQUEST_YEAR_PATTERN, REQUEST_YEARS
-from clicks2intent.names import columns as C
+
+if TYPE_CHECKING:
+    from clicks2intent.data.world import World
 
 # --- bounds on a request (oversized inputs are rejected with the field named) ---------------------
 MAX_SESSION_EVENTS = 500  # above any real session seen; the encoder keeps the last max_len anyway
@@ -34,7 +42,8 @@ IntentSource = Literal["session", "visitor", "customer", "none"]
 SOURCE_SESSION, SOURCE_VISITOR, SOURCE_CUSTOMER, SOURCE_NONE = "session", "visitor", "customer", "none"
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
-Tile = Literal[C.TILES]
+MAX_TILES = 256  # the world-free bound; a world's schemas bound candidate_tiles and k by its own tiles
+TileId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]  # data.world.NAME_RE
 _ID_SCHEMA = {
     "type": "string",
     "minLength": 1,
@@ -69,32 +78,47 @@ class _Schema(BaseModel):
         return super().model_json_schema(*args, **kwargs)
 
 
-# --- example inputs (OpenAPI docs, the demo requests, the benchmark) --------------------------------
-EXAMPLE_EVENTS: list[dict[str, Any]] = [
-    {"page_type": "home", "event_timestamp": "2024-06-29T10:00:00Z", "dwell_seconds": 6.0, "channel": "web"},
-    {
-        "page_type": "search",
-        "event_timestamp": "2024-06-29T10:00:20Z",
-        "dwell_seconds": 12.0,
-        "search_query": "30 year fixed mortgage rates",
-        "channel": "web",
-    },
-    {
-        "page_type": "product_mortgage",
-        "event_timestamp": "2024-06-29T10:01:10Z",
-        "dwell_seconds": 95.0,
-        "channel": "web",
-    },
-    {
-        "page_type": "mortgage_calculator",
-        "event_timestamp": "2024-06-29T10:03:00Z",
-        "dwell_seconds": 140.0,
-        "channel": "web",
-    },
-]
-EXAMPLE_RANK_TILES: dict[str, Any] = {"customer_id": "c0000001", "session_events": EXAMPLE_EVENTS, "k": 3}
-EXAMPLE_CONVERSION: dict[str, Any] = {"visitor_id": "v0000001", "session_events": EXAMPLE_EVENTS}
-EXAMPLE_INTENT: dict[str, Any] = {"session_events": EXAMPLE_EVENTS}
+# --- example inputs (OpenAPI docs, the demo requests, the benchmark): built from a world ----------
+EXAMPLE_CUSTOMER_ID, EXAMPLE_VISITOR_ID = "customer-0001", "visitor-0001"
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Request bodies that read like one of the bank's visitors: its own pages, its first product."""
+
+    events: list[dict[str, Any]]
+    rank_tiles: dict[str, Any]
+    conversion: dict[str, Any]
+    intent: dict[str, Any]
+
+
+def examples(world: World) -> Examples:
+    """A research session on the world's site: a first page, a search, the first product's page, the
+    application's start (the page types are the declaration's, so the example is the bank's own)."""
+    funnel = world.funnel
+    product = next((t for t in world.tiles if world.tile_pages.get(t)), world.tiles[0])
+    product_page = (world.tile_pages.get(product) or funnel.product or world.page_types)[0]
+    steps: list[tuple[str, float, str | None]] = [(world.page_types[0], 6.0, None)]
+    if funnel.search:
+        steps.append((funnel.search[0], 12.0, product.replace("_", " ")))  # searched for the product
+    steps += [(product_page, 95.0, None), (funnel.application_start, 140.0, None)]
+    events = []
+    for i, (page, dwell, query) in enumerate(steps):
+        e: dict[str, Any] = {
+            "page_type": page,
+            "event_timestamp": f"2024-06-29T10:0{i}:{10 * i:02d}Z",
+            "dwell_seconds": dwell,
+            "channel": "web",
+        }
+        if query:
+            e["search_query"] = query
+        events.append(e)
+    return Examples(
+        events=events,
+        rank_tiles={"customer_id": EXAMPLE_CUSTOMER_ID, "session_events": events, "k": 3},
+        conversion={"visitor_id": EXAMPLE_VISITOR_ID, "session_events": events},
+        intent={"session_events": events},
+    )
 
 
 # --- request schemas ----------------------------------------------------------------------------
@@ -107,7 +131,8 @@ class SessionEvent(_Schema):
         min_length=1,
         max_length=MAX_PAGE_TYPE_LENGTH,
         pattern=r"\S",  # not blank
-        description="Page type; unknown ones map to the OOV id.",
+        description="Page type, or the raw page name / URL (mapped through the bank's world declaration); "
+        "unknown pages map to the OOV id and are counted in the answer's unknown_page_share.",
     )
     event_timestamp: datetime = Field(
         description="When the event happened (ISO 8601, UTC if no offset), in the years 1990 to 2099; "
@@ -162,22 +187,22 @@ SessionEvents = Annotated[
 class RankTilesRequest(_Schema):
     """Order the app homepage tiles for a customer (POST /rank_tiles)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RANK_TILES})
+    model_config = ConfigDict(extra="forbid")
 
     customer_id: Id = Field(description="Logged-in customer; unknown customers get the baseline ranking.")
     visitor_id: Id | None = Field(
         None, description="Web visitor id of this device, if known (fresher web intent)."
     )
     session_events: SessionEvents = Field(default_factory=list)
-    candidate_tiles: list[Tile] | None = Field(
+    candidate_tiles: list[TileId] | None = Field(
         None,
         min_length=1,
-        max_length=len(C.TILES),
+        max_length=MAX_TILES,
         json_schema_extra={"uniqueItems": True},
-        description=f"Tiles to rank, each once (default: all). Known tiles: {', '.join(C.TILES)}.",
+        description="Tiles to rank, each once (default: all).",
     )
     k: Annotated[int, Strict()] = Field(
-        3, ge=1, le=len(C.TILES), description="How many tiles to return, best first."
+        3, ge=1, le=MAX_TILES, description="How many tiles to return, best first."
     )
     explain: Annotated[bool, Strict()] = Field(
         False, description="Add feature contributions grouped as baseline / embedding / labels."
@@ -199,7 +224,6 @@ class ConversionRequest(_Schema):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "example": EXAMPLE_CONVERSION,
             # what _something_to_score checks, stated in the OpenAPI document
             "anyOf": [
                 {"required": ["visitor_id"], "properties": {"visitor_id": _ID_SCHEMA}},
@@ -221,7 +245,7 @@ class ConversionRequest(_Schema):
 class IntentRequest(_Schema):
     """Embed and label one in-flight session (POST /intent)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_INTENT})
+    model_config = ConfigDict(extra="forbid")
 
     session_events: Annotated[
         list[SessionEvent],
@@ -233,7 +257,7 @@ class IntentRequest(_Schema):
 
 # --- response schemas ---------------------------------------------------------------------------
 class TileScore(_Schema):
-    tile_id: str = Field(description="Tile id (columns.TILES).")
+    tile_id: str = Field(description="Tile id (one of the bank's tiles).")
     score: float = Field(description="Model probability that the customer clicks this tile.")
 
 
@@ -244,6 +268,11 @@ class IntentInfo(_Schema):
     confidence: float | None = Field(description="Classifier confidence of that label.")
     source: IntentSource = Field(
         description="Where the web intent came from: session > visitor > customer > none."
+    )
+    unknown_page_share: float | None = Field(
+        None,
+        description="Share of the in-flight session's events whose page the models cannot read (OOV or "
+        "never seen in training); null without an in-flight session. At 1.0 the session is not used.",
     )
 
 
@@ -287,8 +316,80 @@ class LabelScore(_Schema):
 
 class IntentResponse(_Schema):
     embedding: list[float] = Field(description="L2-normalised session embedding.")
-    label: str = Field(description="Distilled intent label id.")
+    label: str | None = Field(
+        description="Distilled intent label id; null when no page of the session is readable (see "
+        "unknown_page_share): the classifier would only repeat its prior."
+    )
     label_name: str | None = Field(None, description="Human-readable name of the label.")
-    confidence: float
+    confidence: float | None = Field(description="Classifier confidence of the label (null without a label).")
     top3: list[LabelScore]
     taxonomy_version: str
+    unknown_page_share: float = Field(
+        description="Share of the session's events whose page the models cannot read (OOV or never seen)."
+    )
+
+
+@dataclass(frozen=True)
+class ServiceSchemas:
+    """The request models of one world (its tile enum, ``k`` bound and examples) and its examples."""
+
+    world_name: str
+    tiles: tuple[str, ...]
+    rank_tiles: type[RankTilesRequest]
+    conversion: type[ConversionRequest]
+    intent: type[IntentRequest]
+    examples: Examples
+
+
+_BUILT: dict[str, ServiceSchemas] = {}
+
+
+def _service_schemas(world: World) -> ServiceSchemas:
+    ex = examples(world)
+    tiles = tuple(world.tiles)
+    tile = Literal[tiles]  # type: ignore[valid-type]  # an enum in the OpenAPI document
+    rank = create_model(
+        "RankTilesRequest",
+        __base__=RankTilesRequest,
+        __doc__=RankTilesRequest.__doc__,
+        candidate_tiles=(
+            list[tile] | None,  # type: ignore[valid-type]
+            Field(
+                None,
+                min_length=1,
+                max_length=len(tiles),
+                json_schema_extra={"uniqueItems": True},
+                description=f"Tiles to rank, each once (default: all). Known tiles: {', '.join(tiles)}.",
+            ),
+        ),
+        k=(
+            Annotated[int, Strict()],
+            Field(3, ge=1, le=len(tiles), description="How many tiles to return, best first."),
+        ),
+    )
+    rank.model_config = ConfigDict(extra="forbid", json_schema_extra={"example": ex.rank_tiles})
+    rank.model_rebuild(force=True)
+
+    def with_example(base: type[_Schema], example: dict[str, Any]) -> type[Any]:
+        model = create_model(base.__name__, __base__=base, __doc__=base.__doc__)
+        extra = dict(base.model_config.get("json_schema_extra") or {}) | {"example": example}
+        model.model_config = ConfigDict(extra="forbid", json_schema_extra=extra)
+        model.model_rebuild(force=True)
+        return model
+
+    return ServiceSchemas(
+        world_name=world.name,
+        tiles=tiles,
+        rank_tiles=rank,
+        conversion=with_example(ConversionRequest, ex.conversion),
+        intent=with_example(IntentRequest, ex.intent),
+        examples=ex,
+    )
+
+
+def service_schemas(world: World) -> ServiceSchemas:
+    """The request models and examples of ``world`` (built once per declaration)."""
+    key = world.digest
+    if key not in _BUILT:
+        _BUILT[key] = _service_schemas(world)
+    return _BUILT[key]
