@@ -234,3 +234,38 @@ def test_no_page_view_is_an_error(tmp_path: Path, world) -> None:  # noqa: ANN00
     path = G.write_ndjson(rows, tmp_path / "events_20250301.json")
     with pytest.raises(ContractError, match=r"no page_view or screen_view event in 1 rows .*session_start"):
         ingest_ga4([path], world)
+
+
+def test_harbor_bank_export_lines_up_with_its_tables(tmp_path: Path, world) -> None:  # noqa: ANN001
+    """The generated Harbor bank (tests/fixtures/harbor_bank/make_bank.py): its conversions name exactly the
+    sessions the ingest derives, at their last page view; its tables hold the declared columns and classes."""
+    spec = importlib.util.spec_from_file_location("make_bank", WORLD.parent / "make_bank.py")
+    assert spec and spec.loader
+    bank = importlib.util.module_from_spec(spec)
+    sys.modules["make_bank"] = bank  # its dataclass looks its module up
+    spec.loader.exec_module(bank)
+    bank.generate(tmp_path, customers=120, days=20, seed=1)
+    assert (tmp_path / "ga4").is_dir() and any(
+        p.name.startswith("events_intraday_") for p in (tmp_path / "ga4").iterdir()
+    )
+    result = ingest_ga4([tmp_path / "ga4"], world, tmp_path)
+    ev = result.events
+    assert (
+        result.report.validation.n_rejected == 0 and result.report.validation.page_mapping["oov_share"] < 0.05
+    )
+    ends = ev.groupby(C.SESSION_ID)[C.EVENT_TIMESTAMP].max()
+    conv = pd.read_parquet(tmp_path / "conversions.parquet")
+    assert set(conv[C.SESSION_ID]) == set(ends.index)
+    assert (
+        conv.set_index(C.SESSION_ID)[C.EVENT_TIMESTAMP] == ends.reindex(conv[C.SESSION_ID]).to_numpy()
+    ).all()
+    assert set(conv[C.CONVERSION_PRODUCT]) <= {*world.products, C.NO_CONVERSION}
+    customers = pd.read_parquet(tmp_path / "customers.parquet")
+    assert list(customers.columns) == [C.CUSTOMER_ID, C.EVENT_TIMESTAMP, *world.profile]
+    tiles = pd.read_parquet(tmp_path / "tile_impressions.parquet")
+    assert set(tiles[C.CLICKED_TILE]) <= {*world.tiles, C.NO_CLICK}
+    # A minority of visitors ever signs in; their user_id is a customer id of the customer table.
+    links = result.identity_links
+    assert 0 < links[C.VISITOR_ID].nunique() < 0.5 * ev[C.VISITOR_ID].nunique()
+    assert set(links[C.CUSTOMER_ID]) <= set(customers[C.CUSTOMER_ID])
+    assert result.report.validation.pii_redactions  # PII pasted into searches and URLs was found and scrubbed

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("clicks2intent.cli.data", "check an events file against the clickstream contract"),
     "simulate": ("clicks2intent.cli.data", "generate a simulated bank clickstream with hidden truth"),
     "ingest": ("clicks2intent.cli.data", "convert a public clickstream data set into the contract"),
+    "world": ("clicks2intent.cli.world", "propose a bank's world.yaml from its data; check one against data"),
     "train-encoder": ("clicks2intent.cli.encoder", "self-supervised training of the session encoder"),
     "embed": ("clicks2intent.cli.encoder", "embed every session of an events file with a trained encoder"),
     "encoder-report": ("clicks2intent.cli.evaluate", "probe the session embedding against baselines"),

@@ -850,8 +850,9 @@ def ingest_ga4(
         for table, counts in read_ga4(f, batch_rows):
             tables.append(table)
             names.update(counts)
-        logger.info("GA4: %s rows read from %s", f"{sum(names.values()) - n_before:,}", f)
+        logger.debug("GA4: %s rows read from %s", f"{sum(names.values()) - n_before:,}", f)
     report.n_rows = sum(names.values())
+    logger.info("GA4: %s rows read from %d file(s)", f"{report.n_rows:,}", len(files))
     report.event_names = dict(names.most_common())
     slim = pa.concat_tables(tables) if tables else _SLIM_SCHEMA.empty_table()
     del tables
