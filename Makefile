@@ -75,8 +75,8 @@ test-all: install
 demo: install
 	@echo "== 1/9 simulate: $(CUSTOMERS) customers, seed $(SEED)"
 	$(C2I) simulate --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED)
-	@echo "== 2/9 validate the simulated clickstream against the contract"
-	$(C2I) validate $(DATA)/events.parquet
+	@echo "== 2/9 validate the simulated clickstream against the contract and its world declaration"
+	$(C2I) validate $(DATA)/events.parquet --world $(DATA)/world.yaml
 	@echo "== 3/9 ingest the real MSNBC clickstream"
 	$(C2I) ingest msnbc "$(MSNBC)" --out $(DATA)/msnbc_events.parquet
 	@echo "== 4/9 self-supervised session encoder, then embed every web session"

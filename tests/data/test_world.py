@@ -200,3 +200,12 @@ def test_the_rule_keywords_default_to_tile_and_page_words(harbor: dict) -> None:
     world = parse_world(harbor)
     assert world.rule_keywords()["travel_card"] == ("travel_card", "travel_card_page")
     assert simulator_world().rule_keywords()["mortgage"][0] == "mortgage"
+
+
+def test_the_documented_example_is_a_valid_declaration() -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "world.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)
+    world = parse_world(yaml.safe_load(block), "docs/world.md")
+    assert world.mapper("/report-fraud/now") == "fraud_page" and world.feast_prefix == "harbor_"
