@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clicks2intent.cli import main
+from clicks2intent.data import ingest
 from clicks2intent.data.ingest import GA4_LINK_METHOD, ga4_files, ga4_session_id, ingest_ga4
 from clicks2intent.data.world import load_world, parse_world
 from clicks2intent.errors import ContractError
@@ -131,17 +132,20 @@ def test_every_row_is_accounted_for(ingested) -> None:  # noqa: ANN001
     assert rep.dwell_from_engagement + rep.dwell_from_gap + rep.dwell_null == v.n_input
 
 
-def test_parquet_ndjson_and_batches_agree(tmp_path: Path, world, ingested) -> None:  # noqa: ANN001
+def test_every_reader_agrees(tmp_path: Path, world, ingested, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Nested parquet, NDJSON with INT64 as strings (BigQuery) or numbers (Arrow's reader), NDJSON mixing
+    both (the row reader), small batches (sessions span batches and files): the same events."""
     files = G.harbor_export()
-    as_parquet = tmp_path / "pq"
-    as_json = tmp_path / "js"
     for name, rows in files.items():
-        G.write_parquet(rows, as_parquet / f"{name}.parquet")
-        G.write_ndjson(rows, as_json / f"{name}.ndjson")
+        G.write_parquet(rows, tmp_path / "pq" / f"{name}.parquet")
+        G.write_ndjson(rows, tmp_path / "strings" / f"{name}.ndjson")
+        G.write_ndjson(rows, tmp_path / "numbers" / f"{name}.jsonl", ints="numbers")
+        G.write_ndjson(rows, tmp_path / "mixed" / f"{name}.json", ints="mixed")
     expected = ingested[0].events
-    for d, batch in ((as_parquet, 4), (as_json, 5)):  # small batches: sessions span batches and files
-        got = ingest_ga4([d], world, batch_rows=batch).events
-        pd.testing.assert_frame_equal(got, expected)
+    for d in ("pq", "strings", "numbers", "mixed"):
+        pd.testing.assert_frame_equal(ingest_ga4([tmp_path / d], world, batch_rows=4).events, expected)
+    monkeypatch.setattr(ingest, "_read_ga4_json_arrow", lambda path: None)  # row by row, small batches
+    pd.testing.assert_frame_equal(ingest_ga4([tmp_path / "strings"], world, batch_rows=5).events, expected)
 
 
 def test_intraday_table_superseded_by_its_daily_table(tmp_path: Path) -> None:

@@ -404,15 +404,84 @@ def read_ga4(path: Path, batch_rows: int = GA4_BATCH_ROWS) -> Iterator[tuple[pa.
         )
 
 
-def _open_text(path: Path) -> IO[str]:
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"  # by content: a .json that is gzipped (or not) still reads
-    if gz:
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return fh.read(2) == b"\x1f\x8b"  # by content: a .json that is gzipped (or not) still reads
+
+
+def _open_text(path: Path) -> IO[str]:
+    return gzip.open(path, "rt", encoding="utf-8") if _is_gzip(path) else open(path, encoding="utf-8")
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
 def _read_ga4_json(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Counter[str]]]:
+    """Arrow's JSON reader when the file's types are uniform (3x faster than row by row), else the row
+    reader, which also names the line and the rule of any bad row."""
+    fast = _read_ga4_json_arrow(path)
+    if fast is not None:
+        yield from fast
+    else:
+        yield from _read_ga4_json_rows(path, batch_rows)
+
+
+def _ga4_json_schema(int_type: pa.DataType) -> pa.Schema:
+    """The export fields the ingest reads; INT64 fields as BigQuery's JSON strings or as numbers."""
+    value = pa.struct(
+        [
+            ("string_value", pa.string()),
+            ("int_value", int_type),
+            ("float_value", pa.float64()),
+            ("double_value", pa.float64()),
+        ]
+    )
+    return pa.schema(
+        [
+            ("event_name", pa.string()),
+            ("event_timestamp", int_type),
+            ("event_params", pa.list_(pa.struct([("key", pa.string()), ("value", value)]))),
+            ("user_pseudo_id", pa.string()),
+            ("user_id", pa.string()),
+            ("platform", pa.string()),
+            ("device", pa.struct([("category", pa.string())])),
+        ]
+    )
+
+
+def _read_ga4_json_arrow(path: Path) -> list[tuple[pa.Table, Counter[str]]] | None:
+    """The whole file's slim batches through Arrow, or None when the row reader must do it (mixed
+    types, a bad row, an unreadable file, or a pyarrow without a streaming JSON reader)."""
+    import pyarrow.json as pj
+
+    open_json = getattr(pj, "open_json", None)
+    if open_json is None:
+        return None
+    try:
+        with _open_text(path) as fh:
+            first = next((json.loads(line) for line in fh if line.strip()), None)
+        if not isinstance(first, dict):
+            return None
+        int_type = pa.string() if isinstance(first.get("event_timestamp"), str) else pa.int64()
+        parse = pj.ParseOptions(
+            explicit_schema=_ga4_json_schema(int_type), unexpected_field_behavior="ignore"
+        )
+        out = []
+        first_row = 1
+        with _open_binary(path) as fh:
+            for batch in open_json(fh, read_options=pj.ReadOptions(block_size=4 << 20), parse_options=parse):
+                out.append(_slim_from_arrow(batch, path, first_row))
+                first_row += batch.num_rows
+    except (pa.ArrowException, ContractError, OSError, EOFError, ValueError) as err:
+        logger.debug(
+            "GA4: %s read row by row (%s)", path, str(err).splitlines()[0][:120] if str(err) else err
+        )
+        return None
+    return out
+
+
+def _read_ga4_json_rows(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Counter[str]]]:
     with readable_file(path, "GA4 newline-delimited JSON export"), _open_text(path) as fh:
         builder = _SlimBuilder(path)
         for line_no, line in enumerate(fh, start=1):
@@ -676,35 +745,41 @@ def _url_search_query(url: Any) -> str | None:
     return next((params[k] for k in GA4_SEARCH_URL_PARAMS if params.get(k, "").strip()), None)
 
 
-def _clean_user_ids(uid: np.ndarray, report: Ga4Report) -> np.ndarray:
-    """GA4's user_id is the bank's customer id; one that is no valid id, or an e-mail address (GA4 forbids
-    PII in user_id), is not used: the event stays, without a customer id or identity link (counted)."""
-    codes, uniques = pd.factorize(pd.Series(uid, dtype=object), use_na_sentinel=True)
+def _usable_user_ids(uid: pa.Array, report: Ga4Report) -> np.ndarray:
+    """Rows whose GA4 user_id can be the customer id. One that is no valid id, or an e-mail address (GA4
+    forbids PII in user_id), is not used: the event stays, without a customer id or identity link
+    (counted per reason). Each distinct user_id is judged once."""
+    encoded = pc.dictionary_encode(uid)
     reasons: list[str | None] = []
-    for u in uniques:
-        if not valid_id(str(u)):
+    for u in encoded.dictionary.to_pylist():
+        if not valid_id(u):
             reasons.append("invalid_id")
-        elif EMAIL_PLACEHOLDER in scrub(str(u)):
+        elif EMAIL_PLACEHOLDER in scrub(u):
             reasons.append("pii_email")
         else:
             reasons.append(None)
-    bad = np.array([r is not None for r in reasons] + [False])[codes]
-    for reason, n in Counter(reasons[c] for c in codes[bad]).items():
-        report.user_ids_dropped[str(reason)] = report.user_ids_dropped.get(str(reason), 0) + n
-    out = uid.copy()
-    out[bad] = None
-    return out
+    codes = pc.fill_null(encoded.indices, -1).to_numpy()
+    usable = np.array([r is None for r in reasons] + [False], dtype=bool)[codes]
+    rows_per_value = np.bincount(codes[codes >= 0], minlength=len(reasons))
+    for reason, n in zip(reasons, rows_per_value, strict=True):
+        if reason is not None and n:
+            report.user_ids_dropped[reason] = report.user_ids_dropped.get(reason, 0) + int(n)
+    return usable
 
 
-def _ga4_sessions(slim: pa.Table) -> tuple[pa.Table, np.ndarray]:
-    """The slim rows sorted by session, time and kind (page views first at the same µs, then file
-    order), and each row's session code (-1: no user_pseudo_id or ga_session_id; those rows last)."""
+def _ga4_sessions(slim: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The slim rows with their session id, the order that groups them by session, in time order within
+    it (page views first at the same µs, then file order), and each ordered row's session code (-1: no
+    user_pseudo_id or ga_session_id; those rows last). Sessions are grouped, not sorted by id:
+    validation sorts the events."""
     sid = pc.binary_join_element_wise(slim["upid"], slim["gsid"], ":")
     slim = slim.append_column("sid", sid)
-    codes, _ = pd.factorize(sid.to_numpy(zero_copy_only=False), sort=True, use_na_sentinel=True)
+    # One dictionary for all chunks (large_string: an export's ids may pass 2 GB of text).
+    codes = pc.dictionary_encode(pc.cast(sid, pa.large_string()).combine_chunks()).indices
+    codes = pc.fill_null(codes, -1).to_numpy().astype(np.int64)
     key = np.where(codes < 0, codes.max(initial=0) + 1, codes)
     order = np.lexsort((np.arange(len(codes)), slim["kind"].to_numpy(), slim["ts"].to_numpy(), key))
-    return slim.take(order), codes[order]
+    return slim, order, codes[order]
 
 
 def _page_view_context(kind: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -722,38 +797,63 @@ def _page_view_context(kind: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray,
     return latest, previous
 
 
-def _ga4_contract_rows(slim: pa.Table, report: Ga4Report) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Slim export rows → raw contract rows (one per page or screen view, before validation) and the
-    identity links; the rules are in the module docstring and docs/ga4.md."""
-    slim, codes = _ga4_sessions(slim)
-    kind = slim["kind"].to_numpy()
-    ts = slim["ts"].to_numpy()
-    eng = slim["eng"].to_numpy(zero_copy_only=False)
-    uid = _clean_user_ids(slim["uid"].to_numpy(zero_copy_only=False), report)
-    upid = slim["upid"].to_numpy(zero_copy_only=False)
-    latest, previous = _page_view_context(kind, codes)
-    pv = np.flatnonzero(kind == _KIND_PAGE)
-    n = len(kind)
+class _OrderedRows:
+    """A table read through a row order: only the rows asked for become Python objects."""
 
-    # Search terms: the first view_search_results of a page view gives its search_query.
-    is_term = (kind == _KIND_SEARCH) & pd.notna(slim["term"].to_numpy(zero_copy_only=False))
+    def __init__(self, table: pa.Table, order: np.ndarray) -> None:
+        self.table, self.order = table, order
+
+    def objects(self, name: str, rows: np.ndarray) -> np.ndarray:
+        return _objects(self.table[name], self.order[rows])
+
+    def valid(self, name: str) -> np.ndarray:
+        return self.table[name].is_valid().to_numpy(zero_copy_only=False)[self.order]
+
+
+def _objects(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> np.ndarray:
+    """Some rows of a string column as Python objects, one object per distinct value (ids, URLs and
+    devices repeat: a str per row took 3x the memory). Only page views are ever materialised."""
+    taken = column.take(pa.array(rows, pa.int64()))
+    if isinstance(taken, pa.ChunkedArray):
+        taken = taken.combine_chunks()
+    encoded = pc.dictionary_encode(taken)
+    values = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    return values[pc.fill_null(encoded.indices, -1).to_numpy()]
+
+
+def _search_queries(
+    rows: _OrderedRows, kind: np.ndarray, latest: np.ndarray, pv: np.ndarray, report: Ga4Report
+) -> np.ndarray:
+    """Each page view's search_query: the first view_search_results' search_term attached to it (the
+    latest page view of its session at or before it), else its URL's site-search parameter."""
+    is_term = (kind == _KIND_SEARCH) & rows.valid("term")
     term_rows = np.flatnonzero(is_term)
     attached = term_rows[latest[term_rows] >= 0]
     report.search_terms_unattached = int(len(term_rows) - len(attached))
-    terms = pd.Series(slim["term"].to_numpy(zero_copy_only=False)[attached], index=latest[attached])
+    terms = pd.Series(rows.objects("term", attached), index=latest[attached])
     terms = terms.groupby(level=0, sort=False).first()
-    query = np.full(n, None, dtype=object)
-    query[terms.index.to_numpy()] = terms.to_numpy()
-    from_term = pd.notna(query[pv])
-    page = slim["page"].to_numpy(zero_copy_only=False)
-    codes_page, uniq_page = pd.factorize(pd.Series(page[pv], dtype=object), use_na_sentinel=True)
+    from_term = pd.Series(pv).map(terms).to_numpy(dtype=object)
+    has_term = pd.notna(from_term)
+    page = pd.Series(rows.objects("page", pv), dtype=object)
+    codes_page, uniq_page = pd.factorize(page, use_na_sentinel=True)
     url_query = np.array([_url_search_query(u) for u in uniq_page] + [None], dtype=object)[codes_page]
-    pv_query = np.where(from_term, query[pv], url_query)
-    report.search_from_term = int(from_term.sum())
-    report.search_from_url = int((~from_term & pd.notna(url_query)).sum())
+    report.search_from_term = int(has_term.sum())
+    report.search_from_url = int((~has_term & pd.notna(url_query)).sum())
+    return np.where(has_term, from_term, url_query)
 
-    # Dwell: engagement time reported after a page view up to and including the next page view belongs
-    # to it (GA4 sends the time accumulated since the previous event); else the time to the next view.
+
+def _dwell(
+    kind: np.ndarray,
+    ts: np.ndarray,
+    eng: np.ndarray,
+    latest: np.ndarray,
+    previous: np.ndarray,
+    pv: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each page view's dwell_seconds: the engagement time reported after it up to and including the next
+    page view (GA4 sends the time accumulated since the previous event), else the time to the next page
+    view of its session, else null; and which page views had engagement time."""
+    n = len(kind)
     has_eng = ~np.isnan(eng)
     target = np.where(kind == _KIND_PAGE, previous, latest)
     contrib = has_eng & (target >= 0)
@@ -763,44 +863,63 @@ def _ga4_contract_rows(slim: pa.Table, report: Ga4Report) -> tuple[pd.DataFrame,
     with_prev = pv[previous[pv] >= 0]
     nxt[previous[with_prev]] = with_prev
     gap = np.where(nxt[pv] >= 0, (ts[np.maximum(nxt[pv], 0)] - ts[pv]) / 1e6, np.nan)
-    dwell = np.where(eng_seen[pv], eng_sum[pv] / 1000.0, gap)
-    report.dwell_from_engagement = int(eng_seen[pv].sum())
-    report.dwell_from_gap = int((~eng_seen[pv] & ~np.isnan(gap)).sum())
-    report.dwell_null = int(np.isnan(dwell).sum())
+    return np.where(eng_seen[pv], eng_sum[pv] / 1000.0, gap), eng_seen[pv]
 
-    platform = pd.Series(slim["platform"].to_numpy(zero_copy_only=False)[pv], dtype=object)
+
+def _ga4_contract_rows(slim: pa.Table, report: Ga4Report) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Slim export rows → raw contract rows (one per page or screen view, before validation) and the
+    identity links; the rules are in the module docstring and docs/ga4.md."""
+    slim, order, codes = _ga4_sessions(slim)
+    kind = slim["kind"].to_numpy()[order]
+    ts = slim["ts"].to_numpy()[order]
+    eng = slim["eng"].to_numpy(zero_copy_only=False)[order]
+    latest, previous = _page_view_context(kind, codes)
+    pv = np.flatnonzero(kind == _KIND_PAGE)
+    usable_uid = _usable_user_ids(pc.cast(slim["uid"], pa.large_string()).combine_chunks(), report)[order]
+    rows = _OrderedRows(slim, order)  # columns read in session order, only the rows asked for
+
+    pv_query = _search_queries(rows, kind, latest, pv, report)
+    dwell, from_engagement = _dwell(kind, ts, eng, latest, previous, pv)
+    report.dwell_from_engagement = int(from_engagement.sum())
+    report.dwell_null = int(np.isnan(dwell).sum())
+    report.dwell_from_gap = len(pv) - report.dwell_from_engagement - report.dwell_null
+
+    platform = pd.Series(rows.objects("platform", pv), dtype=object)
     channel = platform.str.upper().map(GA4_CHANNELS)
     unknown = platform[platform.notna() & channel.isna()]
     report.unknown_platforms = {str(k): int(v) for k, v in unknown.value_counts().items()}
-    names = slim["name"].to_numpy(zero_copy_only=False)[pv]
+    names = rows.objects("name", pv)
     report.n_page_views = int((names == "page_view").sum())
     report.n_screen_views = int((names == "screen_view").sum())
     report.n_without_session = int((codes[pv] < 0).sum())
-    eng_names = pd.Series(slim["name"].to_numpy(zero_copy_only=False)[has_eng & (kind != _KIND_PAGE)])
-    report.engagement_rows = {str(k): int(v) for k, v in eng_names.value_counts().items()}
-
-    stamps = _utc_micros(ts[pv])
+    eng_rows = np.flatnonzero(~np.isnan(eng) & (kind != _KIND_PAGE))
+    report.engagement_rows = {
+        str(c["values"]): int(c["counts"])
+        for c in pc.value_counts(slim["name"].take(pa.array(order[eng_rows], pa.int64()))).to_pylist()
+    }
+    customer = rows.objects("uid", pv)
+    customer[~usable_uid[pv]] = None
     raw = pd.DataFrame(
         {
-            C.SESSION_ID: slim["sid"].to_numpy(zero_copy_only=False)[pv],
-            C.EVENT_TIMESTAMP: stamps,
-            C.PAGE_TYPE: page[pv],
-            C.VISITOR_ID: upid[pv],
-            C.CUSTOMER_ID: uid[pv],
+            C.SESSION_ID: rows.objects("sid", pv),
+            C.EVENT_TIMESTAMP: _utc_micros(ts[pv]),
+            C.PAGE_TYPE: rows.objects("page", pv),
+            C.VISITOR_ID: rows.objects("upid", pv),
+            C.CUSTOMER_ID: customer,
             C.CHANNEL: channel.to_numpy(dtype=object),
             C.DWELL_SECONDS: dwell,
             C.SEARCH_QUERY: pv_query,
-            C.DEVICE: slim["device"].to_numpy(zero_copy_only=False)[pv],
-            C.REFERRER: slim["referrer"].to_numpy(zero_copy_only=False)[pv],
+            C.DEVICE: rows.objects("device", pv),
+            C.REFERRER: rows.objects("referrer", pv),
         }
     )
-    return raw, _ga4_links(upid, uid, ts)
+    linkable = np.flatnonzero(usable_uid & rows.valid("upid"))
+    return raw, _ga4_links(rows.objects("upid", linkable), rows.objects("uid", linkable), ts[linkable])
 
 
 def _ga4_links(upid: np.ndarray, uid: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
     """One identity link per (user_pseudo_id, user_id) pair, at the first time the pair was seen."""
     pairs = pd.DataFrame({C.VISITOR_ID: upid, C.CUSTOMER_ID: uid, "ts": ts})
-    pairs = pairs[pairs[C.VISITOR_ID].notna() & pairs[C.CUSTOMER_ID].notna()]
     pairs = pairs[pairs[C.VISITOR_ID].map(lambda v: valid_id(str(v))).astype(bool)]
     first = pairs.groupby([C.VISITOR_ID, C.CUSTOMER_ID], sort=False)["ts"].min().reset_index()
     first = first.sort_values(["ts", C.VISITOR_ID, C.CUSTOMER_ID], kind="stable").reset_index(drop=True)

@@ -230,9 +230,14 @@ def _bigquery_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_ndjson(rows: list[dict[str, Any]], path: Path, *, gz: bool = False) -> Path:
+def write_ndjson(rows: list[dict[str, Any]], path: Path, *, gz: bool = False, ints: str = "strings") -> Path:
+    """``ints``: "strings" (BigQuery), "numbers" (other exporters), "mixed" (every other row)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(_bigquery_json(r), separators=(",", ":")) + "\n" for r in rows)
+    as_strings = [ints == "strings" or (ints == "mixed" and k % 2 == 0) for k in range(len(rows))]
+    text = "".join(
+        json.dumps(_bigquery_json(r) if s else r, separators=(",", ":")) + "\n"
+        for r, s in zip(rows, as_strings, strict=True)
+    )
     if gz:
         with gzip.open(path, "wt", encoding="utf-8") as fh:
             fh.write(text)
