@@ -148,8 +148,9 @@ def test_every_reader_agrees(tmp_path: Path, world, ingested, monkeypatch: pytes
     pd.testing.assert_frame_equal(ingest_ga4([tmp_path / "strings"], world, batch_rows=5).events, expected)
 
 
-def test_intraday_table_superseded_by_its_daily_table(tmp_path: Path) -> None:
-    for name in ("events_20250301.json", "events_intraday_20250301.json", "events_intraday_20250302.json"):
+def test_intraday_table_superseded_and_outputs_skipped(tmp_path: Path) -> None:
+    names = ("events_20250301.json", "events_intraday_20250301.json", "events_intraday_20250302.json")
+    for name in (*names, "events.parquet", "identity_links.parquet", "notes.txt"):  # ingest's own outputs
         (tmp_path / name).write_text("")
     files, skipped = ga4_files([tmp_path])
     assert [f.name for f in skipped] == ["events_intraday_20250301.json"]

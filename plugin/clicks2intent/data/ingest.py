@@ -236,6 +236,12 @@ GA4_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".ndjson", ".parquet", ".pq"
 _GA4_PARAMS: tuple[str, ...] = (
     "ga_session_id", "page_location", "firebase_screen", "page_referrer", "search_term", "engagement_time_msec",
 )  # fmt: skip
+# A data directory's own tables are never export files (ingest may write beside the export).
+_DATA_DIR_TABLES = frozenset(
+    p.name
+    for p in (ARTIFACTS.events, ARTIFACTS.identity_links, ARTIFACTS.customers, ARTIFACTS.tile_impressions,
+              ARTIFACTS.conversions)
+)  # fmt: skip
 _GA4_FILE_RE = re.compile(r"(?:^|[^a-z])events_(intraday_)?(\d{8})")
 _KIND_PAGE, _KIND_SEARCH, _KIND_OTHER = 0, 1, 2  # page views sort first among events of the same µs
 _KINDS: dict[str, int] = {**dict.fromkeys(GA4_PAGE_EVENTS, _KIND_PAGE), GA4_SEARCH_EVENT: _KIND_SEARCH}
@@ -366,7 +372,11 @@ def ga4_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and _ga4_suffix(f) in GA4_SUFFIXES)
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and _ga4_suffix(f) in GA4_SUFFIXES and f.name not in _DATA_DIR_TABLES
+            )
             if not found:
                 raise ArtifactError(
                     f"{p}: no GA4 export file ({', '.join(GA4_SUFFIXES)}, optionally .gz) in it"
