@@ -9,9 +9,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from clicks2intent.data.world import World
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MSNBC_DIR = REPO_ROOT.parent / "shared" / "data" / "real" / "msnbc"
@@ -20,6 +24,14 @@ MSNBC_DIR = REPO_ROOT.parent / "shared" / "data" / "real" / "msnbc"
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def sim_world() -> World:
+    """The simulated bank's world declaration (its tiles, products, page types and profile columns)."""
+    from clicks2intent.data.simulator import simulator_world
+
+    return simulator_world()
 
 
 @pytest.fixture
@@ -100,11 +112,16 @@ def ray_cluster() -> Iterator[None]:
     ray.shutdown()
 
 
-def write_tiny_encoder(root: Path, embedding_dim: int) -> tuple[object, list[str]]:
+def write_tiny_encoder(
+    root: Path, embedding_dim: int, world: World | None = None
+) -> tuple[object, list[str]]:
     """An untrained encoder checkpoint under ``root``/encoder, for the on-demand views that read its
-    next-event head; returns (the model, its page tokens)."""
+    next-event head, and the world declaration they read it over (``root``/features/world.yaml; default
+    the simulator's); returns (the model, its page tokens)."""
     import torch
 
+    from clicks2intent.data.simulator import simulator_world
+    from clicks2intent.data.world import write_world
     from clicks2intent.encoder.model import (
         EncoderCheckpoint,
         EncoderConfig,
@@ -127,10 +144,11 @@ def write_tiny_encoder(root: Path, embedding_dim: int) -> tuple[object, list[str
     save_checkpoint(
         EncoderCheckpoint(config, vocabularies, model), ArtifactLayout(root).encoder / CHECKPOINT_FILE
     )
+    write_world(world or simulator_world(), ArtifactLayout(root).features_world)
     return model, pages
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder_writer() -> Callable[[Path, int], tuple[object, list[str]]]:
+def tiny_encoder_writer() -> Callable[..., tuple[object, list[str]]]:
     """``write_tiny_encoder`` itself: module-scoped fixtures call it with their own root."""
     return write_tiny_encoder

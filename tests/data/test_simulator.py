@@ -15,7 +15,9 @@ import pytest
 from clicks2intent.cli.data import register
 from clicks2intent.data import simulator as sim
 from clicks2intent.data.contract import EVENT_SCHEMA, validate_events
+from clicks2intent.data.world import World, load_world
 from clicks2intent.names import columns as C
+from clicks2intent.names.paths import WORLD_FILE
 
 N_CUSTOMERS = 600  # ~30k events: a second or two
 
@@ -46,7 +48,7 @@ def test_other_seed_gives_other_data(result: sim.SimulationResult) -> None:
     assert not other.events[C.PAGE_TYPE].equals(result.events[C.PAGE_TYPE])
 
 
-def test_every_file_has_its_columns(written: dict[str, Path]) -> None:
+def test_every_file_has_its_columns(written: dict[str, Path], sim_world: World) -> None:
     expected = {
         "identity_links": [C.VISITOR_ID, C.CUSTOMER_ID, C.LINKED_AT, C.LINK_METHOD],
         "customers": [
@@ -58,7 +60,7 @@ def test_every_file_has_its_columns(written: dict[str, Path]) -> None:
             "balance_band",
             "n_products",
         ]
-        + [f"has_{p}" for p in C.PRODUCTS],  # fmt: skip
+        + [f"has_{p}" for p in sim_world.products],  # fmt: skip
         "tile_impressions": [C.IMPRESSION_ID, C.CUSTOMER_ID, C.EVENT_TIMESTAMP, C.CLICKED_TILE],
         "conversions": [C.SESSION_ID, C.VISITOR_ID, C.EVENT_TIMESTAMP, C.CONVERSION_PRODUCT, "converted_at"],
         "session_truth": [C.SESSION_ID, C.TRUE_INTENT],
@@ -73,15 +75,30 @@ def test_every_file_has_its_columns(written: dict[str, Path]) -> None:
                 assert str(frame[col].dtype) == "datetime64[us, UTC]", (name, col)
     params = json.loads(written["params"].read_text())
     assert params["config"]["seed"] == 7 and params["config"]["n_customers"] == N_CUSTOMERS
+    # Every profile column the declaration promises is in the customer table (the feature build requires it).
+    assert set(sim_world.profile) <= set(pd.read_parquet(written["customers"]).columns)
 
 
-def test_written_events_pass_the_contract(written: dict[str, Path]) -> None:
+def test_the_data_dir_carries_its_world(written: dict[str, Path], result: sim.SimulationResult) -> None:
+    """The simulator writes its own declaration beside its data, and it reads back as the same world."""
+    assert written["world"] == written["events"].parent / WORLD_FILE
+    world = load_world(written["world"])
+    assert world.digest == result.world.digest == sim.simulator_world().digest
+    assert world.tiles == sim.TILES and world.products == sim.PRODUCTS
+    assert world.page_types == sim.WEB_PAGES and world.app_page_types == sim.APP_PAGES
+    assert dict(world.profile) == sim.PROFILE and dict(world.tile_pages) == sim.TILE_PAGES
+
+
+def test_written_events_pass_the_contract(written: dict[str, Path], sim_world: World) -> None:
     events = pd.read_parquet(written["events"])
     report = validate_events(events, known_page_types=sim.PAGE_TYPES).report
     assert report.n_rejected == 0 and report.n_repaired == 0 and report.pii_redactions == {}
+    # Through its own declaration every page is a declared type: nothing maps to OOV.
+    mapped = validate_events(events, world=sim_world).report
+    assert mapped.n_repaired == 0 and mapped.page_mapping["n_oov"] == 0
 
 
-def test_vocabularies_and_referential_integrity(result: sim.SimulationResult) -> None:
+def test_vocabularies_and_referential_integrity(result: sim.SimulationResult, sim_world: World) -> None:
     ev = result.events
     assert set(ev[C.PAGE_TYPE]) <= set(sim.PAGE_TYPES)
     assert set(ev[C.CHANNEL]) == {"web", "app"}
@@ -92,8 +109,8 @@ def test_vocabularies_and_referential_integrity(result: sim.SimulationResult) ->
     assert set(app[C.PAGE_TYPE]) <= set(sim.APP_PAGES) and set(web[C.PAGE_TYPE]) <= set(sim.WEB_PAGES)
     assert ev[C.SEARCH_QUERY].notna().eq(ev[C.PAGE_TYPE] == "search").all()
     assert (ev[C.DWELL_SECONDS].dropna() >= 1).all()
-    assert set(result.tile_impressions[C.CLICKED_TILE]) <= set(C.TILES) | {C.NO_CLICK}
-    assert set(result.conversions[C.CONVERSION_PRODUCT]) <= set(C.PRODUCTS) | {C.NO_CONVERSION}
+    assert set(result.tile_impressions[C.CLICKED_TILE]) <= set(sim_world.tiles) | {C.NO_CLICK}
+    assert set(result.conversions[C.CONVERSION_PRODUCT]) <= set(sim_world.products) | {C.NO_CONVERSION}
     # Every app_home view is an impression; every web session has one conversion row.
     assert len(result.tile_impressions) == int((ev[C.PAGE_TYPE] == "app_home").sum())
     assert set(result.conversions[C.SESSION_ID]) == set(web[C.SESSION_ID])
@@ -141,7 +158,7 @@ def test_documented_marginals(result: sim.SimulationResult) -> None:
     assert s["link_rate_all_visitors"] < 0.5
 
 
-def test_intent_drives_pages_and_outcomes(result: sim.SimulationResult) -> None:
+def test_intent_drives_pages_and_outcomes(result: sim.SimulationResult, sim_world: World) -> None:
     """The hidden intent is recoverable from the pages (more so late in the session) and drives conversions."""
     ev = result.events.merge(result.session_truth[[C.SESSION_ID, C.TRUE_INTENT]], on=C.SESSION_ID)
     mort = ev[ev[C.TRUE_INTENT] == "mortgage"]
@@ -153,9 +170,9 @@ def test_intent_drives_pages_and_outcomes(result: sim.SimulationResult) -> None:
     need = ev[C.TRUE_INTENT].isin(list(sim.FUNNELS))
     assert funnel_page[need & (pos >= 3)].mean() > funnel_page[need & (pos == 0)].mean() + 0.1
     conv = result.conversions.merge(result.session_truth[[C.SESSION_ID, C.TRUE_INTENT]], on=C.SESSION_ID)
-    rate = (conv[C.CONVERSION_PRODUCT] != "none").groupby(conv[C.TRUE_INTENT].isin(C.PRODUCTS)).mean()
+    rate = (conv[C.CONVERSION_PRODUCT] != "none").groupby(conv[C.TRUE_INTENT].isin(sim_world.products)).mean()
     assert rate[True] > 2 * rate[False]
-    hit = conv[(conv[C.CONVERSION_PRODUCT] != "none") & conv[C.TRUE_INTENT].isin(C.PRODUCTS)]
+    hit = conv[(conv[C.CONVERSION_PRODUCT] != "none") & conv[C.TRUE_INTENT].isin(sim_world.products)]
     assert (hit[C.CONVERSION_PRODUCT] == hit[C.TRUE_INTENT]).mean() > 0.7
 
 
@@ -380,7 +397,7 @@ def test_no_pii_survives_into_any_output_file(tmp_path: Path) -> None:
     pool_values = [v for _, v, _ in sim.pii_pool(cfg)]  # exactly what the generator may paste
     scanned = 0
     for name, path in paths.items():
-        if path.suffix == ".json":
+        if path.suffix in (".json", ".yaml"):
             text = path.read_text()
             assert not any(p.search(text) for p in (_PII_PATTERNS["email"],)), name
             continue
@@ -446,3 +463,5 @@ def test_cli_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     for rel in sim.OUTPUT_FILES.values():
         assert (tmp_path / rel).exists(), rel
     assert (tmp_path / "truth" / "params.json").exists()
+    assert load_world(tmp_path / WORLD_FILE).digest == sim.simulator_world(sim.SimulatorConfig()).digest
+    assert str(tmp_path / WORLD_FILE) in printed

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clicks2intent.data.world import World
 from clicks2intent.evaluation.ablation import (
     BASELINE,
     BOTH,
@@ -58,9 +59,9 @@ def test_variant_feature_sets() -> None:
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
-    tiles = list(C.TILES[:4])
-    conv = list(C.PRODUCTS[:3]) + [C.NO_CONVERSION]
+def report(sim_world: World) -> dict:
+    tiles = list(sim_world.tiles[:4])
+    conv = list(sim_world.products[:3]) + [C.NO_CONVERSION]
     lists = {v: variant_features(BASE, FULL, v, group_of) for v in VARIANTS}
     out: dict = {"dataset": "unit", "tasks": [TILE_RANKING, CONVERSION], "distillation": {}, "taxonomy": {}}
     for task, classes, p in (
@@ -108,8 +109,8 @@ def test_schema_violations_are_named(report: dict) -> None:
         validate_report(broken)
 
 
-def test_skipped_variant_when_a_group_has_no_features() -> None:
-    df = _frame(list(C.TILES[:3]), 200, 3, [0.5, 0.3, 0.2])
+def test_skipped_variant_when_a_group_has_no_features(sim_world: World) -> None:
+    df = _frame(list(sim_world.tiles[:3]), 200, 3, [0.5, 0.3, 0.2])
     lists = {
         v: variant_features(BASE, BASE + ["embedding"], v, group_of) for v in VARIANTS
     }  # no label features
@@ -119,7 +120,7 @@ def test_skipped_variant_when_a_group_has_no_features() -> None:
         df.iloc[120:150],
         df.iloc[150:],
         lists,
-        list(C.TILES[:3]),
+        list(sim_world.tiles[:3]),
         group_of,
         CONFIG,
     )

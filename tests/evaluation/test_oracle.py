@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from clicks2intent.data import simulator as sim
+from clicks2intent.data.world import World
 from clicks2intent.errors import ConfigError
 from clicks2intent.evaluation import oracle as O
 from clicks2intent.evaluation.ablation import (
@@ -84,10 +85,10 @@ def test_active_need_covers_the_row() -> None:
     assert np.allclose(out[O.NEED_AGE_DAYS].to_numpy()[[0, 2]], [1.0, 0.5])
 
 
-def _tile_frame(n: int, seed: int) -> pd.DataFrame:
+def _tile_frame(n: int, seed: int, tiles: list[str]) -> pd.DataFrame:
     """A click that follows a hidden need; the oracle column sees it, the 'embedding' sees it noisily."""
     rng = np.random.default_rng(seed)
-    tiles = list(C.TILES[:4])
+    assert len(tiles) == 4
     need = rng.integers(0, 4, n)
     y = np.where(rng.random(n) < 0.6, need, rng.integers(0, 4, n))
     return pd.DataFrame(
@@ -101,8 +102,9 @@ def _tile_frame(n: int, seed: int) -> pd.DataFrame:
     )
 
 
-def test_oracle_rows_report_headroom_and_are_never_models() -> None:
-    df = _tile_frame(900, 0)
+def test_oracle_rows_report_headroom_and_are_never_models(sim_world: World) -> None:
+    tiles = list(sim_world.tiles[:4])
+    df = _tile_frame(900, 0, tiles)
     groups = {"age": "baseline", "embedding": "embedding"}
     lists = {v: variant_features(["age"], ["age", "embedding"], v, groups.get) for v in VARIANTS}
     config = AblationConfig(n_estimators=40, n_jobs=1, n_boot=40, early_stopping_rounds=5)
@@ -112,7 +114,7 @@ def test_oracle_rows_report_headroom_and_are_never_models() -> None:
         df.iloc[600:700],
         df.iloc[700:],
         lists,
-        list(C.TILES[:4]),
+        tiles,
         groups.get,
         config,
         oracle_feature_lists=O.oracle_variant_features(
@@ -131,12 +133,13 @@ def test_oracle_rows_report_headroom_and_are_never_models() -> None:
     assert "| oracle_observable |" in md and "observable headroom recovered" in md
 
 
-def test_a_truth_column_in_a_variant_is_refused() -> None:
-    df = _tile_frame(200, 1)
+def test_a_truth_column_in_a_variant_is_refused(sim_world: World) -> None:
+    tiles = list(sim_world.tiles[:4])
+    df = _tile_frame(200, 1, tiles)
     lists = {v: ["age"] for v in VARIANTS} | {EMBEDDING: ["age", O.OBS_INTENT]}
     with pytest.raises(ConfigError, match="oracle"):
         run_task_ablation(
-            TILE_RANKING, df.iloc[:120], df.iloc[120:150], df.iloc[150:], lists, list(C.TILES[:4]),
+            TILE_RANKING, df.iloc[:120], df.iloc[120:150], df.iloc[150:], lists, tiles,
             {"age": "baseline"}.get, AblationConfig(n_estimators=5, n_jobs=1, n_boot=5),
         )  # fmt: skip
 
@@ -148,7 +151,7 @@ def _truth_columns(tmp: Path) -> set[str]:
     return (set(res.session_truth.columns) | set(res.needs.columns)) - keys
 
 
-def test_no_truth_or_oracle_column_reaches_a_feature_service(tmp_path: Path) -> None:
+def test_no_truth_or_oracle_column_reaches_a_feature_service(tmp_path: Path, sim_world: World) -> None:
     """Fails if a truth column (or an oracle column) becomes a Feast feature of any service or source."""
     truth_cols = _truth_columns(tmp_path) | {
         O.OBS_INTENT,
@@ -157,7 +160,7 @@ def test_no_truth_or_oracle_column_reaches_a_feature_service(tmp_path: Path) -> 
         O.NEED_AGE_DAYS,
         O.SESSION_INTENT,
     }
-    objects = fo.build(fo.file_sources("../artifacts/features"), embedding_dim=16)
+    objects = fo.build(fo.file_sources("../artifacts/features"), embedding_dim=16, world=sim_world)
     served = {
         f.name
         for service in objects.services().values()
@@ -166,5 +169,5 @@ def test_no_truth_or_oracle_column_reaches_a_feature_service(tmp_path: Path) -> 
     }
     assert served and not served & truth_cols, served & truth_cols
     assert not any(O.is_oracle_column(f) or "true_" in f or "need_" in f for f in served)
-    sources = {c for schema in F.source_schemas().values() for c in schema.names}
+    sources = {c for schema in F.source_schemas(sim_world).values() for c in schema.names}
     assert not sources & truth_cols, sources & truth_cols

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from clicks2intent.data.world import World, parse_world
 from clicks2intent.encoder.model import N_SPECIAL
 from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
@@ -18,8 +20,8 @@ from clicks2intent.names import features as N
 
 
 @pytest.fixture(scope="module")
-def objects() -> fo.Clicks2IntentObjects:
-    return fo.build(fo.file_sources("../artifacts/features"), embedding_dim=48)
+def objects(sim_world: World) -> fo.Clicks2IntentObjects:
+    return fo.build(fo.file_sources("../artifacts/features"), embedding_dim=48, world=sim_world)
 
 
 def test_names_match_the_interface_table(objects: fo.Clicks2IntentObjects) -> None:
@@ -76,7 +78,7 @@ def test_services_group_the_right_views(objects: fo.Clicks2IntentObjects) -> Non
             assert {fo.feature_group(f.name) for f in p.features} == {fo.BASELINE}
 
 
-def test_feature_group_accepts_names_full_names_and_model_columns() -> None:
+def test_feature_group_accepts_names_full_names_and_model_columns(sim_world: World) -> None:
     assert fo.feature_group("tenure_months") == fo.BASELINE
     assert fo.feature_group("customer_profile__has_mortgage") == fo.BASELINE
     assert fo.feature_group("customer_web_embedding_17") == fo.EMBEDDING
@@ -85,24 +87,101 @@ def test_feature_group_accepts_names_full_names_and_model_columns() -> None:
     assert fo.feature_group("customer_intent_decayed_0") == fo.LABELS
     assert fo.feature_group("visitor_intent_label=L02") == fo.LABELS
     assert fo.feature_group("session_n_events") == fo.BASELINE
-    with pytest.raises(KeyError, match="not a clicks2intent feature"):
-        fo.feature_group("clicked_tile_id")
+    assert fo.feature_group("inflight_unknown_page_share") == fo.LABELS
 
 
-def test_prefix_and_a_teams_own_entity(objects: fo.Clicks2IntentObjects) -> None:
+def test_a_worlds_own_names_are_baseline_features(sim_world: World) -> None:
+    """Names the library does not declare are the bank's (its profile columns, its page counts): a world
+    only ever adds baseline columns, so they group as baseline instead of raising (as they did when the
+    library listed the simulator's columns itself)."""
+    for name in (*sim_world.profile, *sim_world.page_count_fields):
+        assert fo.feature_group(name) == fo.BASELINE, name
+        assert fo.feature_group(f"{N.SESSION_ACTIVITY}__{name}") == fo.BASELINE, name
+    assert fo.feature_group("balance_band=250k+") == fo.BASELINE  # a one-hot column of a string profile field
+    assert fo.feature_group("loyalty_tier") == fo.BASELINE  # another bank's column
+    assert fo.feature_group(N.page_count_field("claims_portal")) == fo.BASELINE
+    # ... while every name the library declares keeps its own group, however a model column spells it.
+    for name, group in N.FEATURE_GROUPS.items():
+        assert fo.feature_group(name) == group, name
+        assert fo.feature_group(f"some_view__{name}") == group, name
+
+
+def test_prefix_and_a_teams_own_entity(objects: fo.Clicks2IntentObjects, sim_world: World) -> None:
     from feast import Entity
 
     theirs = Entity(name="customer", join_keys=[C.CUSTOMER_ID], description="the team's own")
     mine = fo.build(
-        fo.file_sources("data", prefix="c2i_"), embedding_dim=8, prefix="c2i_", entities={"customer": theirs}
+        fo.file_sources("data", prefix="c2i_"),
+        embedding_dim=8,
+        world=sim_world,
+        prefix="c2i_",
+        entities={"customer": theirs},
     )
     assert mine.customer is theirs and mine.customer_profile.entities == ["customer"]
+    # Our own entities carry the prefix too (a team's own is used as it is).
+    assert mine.session.name == "c2i_session" and mine.visitor.name == "c2i_visitor"
+    assert mine.session.join_key == C.SESSION_ID and mine.visitor.join_key == C.VISITOR_ID
     assert set(mine.services()) == {f"c2i_{s}" for s in fo.SERVICES}
     assert mine.tile_affinity.name == "c2i_tile_affinity"
     with pytest.raises(ValueError, match="embedding_dim"):
-        fo.build(fo.file_sources(), embedding_dim=0)
+        fo.build(fo.file_sources(), embedding_dim=0, world=sim_world)
     with pytest.raises(ValueError, match="prefix"):
-        fo.build(fo.file_sources(), prefix="bad-name")
+        fo.build(fo.file_sources(), 8, world=sim_world, prefix="bad-name")
+
+
+def test_the_prefix_defaults_to_the_worlds(sim_world: World) -> None:
+    bank = replace(sim_world, feast_prefix="bank_")
+    objs = fo.build(fo.file_sources("data", prefix="bank_"), 8, world=bank)
+    assert set(objs.services()) == {f"bank_{s}" for s in fo.SERVICES}
+    assert [e.name for e in (objs.session, objs.visitor, objs.customer)] == [
+        "bank_session",
+        "bank_visitor",
+        "bank_customer",
+    ]
+    assert objs.customer_profile.name == "bank_customer_profile"
+    unprefixed = fo.build(fo.file_sources("data"), 8, world=bank, prefix="")  # an explicit prefix wins
+    assert set(unprefixed.services()) == set(fo.SERVICES)
+
+
+def other_bank(world: World) -> World:
+    """The simulator's declaration with two other web pages (every funnel step on one) and another profile."""
+    d = world.to_dict()
+    d["pages"], d["app_pages"] = {"landing": [], "claims": []}, {}
+    d["tiles"] = dict.fromkeys(d["tiles"], [])
+    d["funnel"] = {k: ["claims"] if isinstance(v, list) else "claims" for k, v in d["funnel"].items()}
+    d["profile"] = {"loyalty_tier": "string", "tenure_days": "int"}
+    return parse_world(d, "other bank")
+
+
+def test_fields_come_from_the_world(objects: fo.Clicks2IntentObjects, sim_world: World) -> None:
+    """The bag of pages is one count per declared web page type; the profile view holds the declared columns."""
+    from feast.types import Bool, Float64, Int64, String
+
+    activity = [f.name for f in objects.session_activity.features]
+    assert activity == list(sim_world.session_activity_fields)
+    assert not set(activity) & {N.page_count_field(p) for p in sim_world.app_page_types}  # app screens
+    kinds = {"int": Int64, "float": Float64, "bool": Bool, "string": String}
+    profile = {f.name: f.dtype for f in objects.customer_profile.features}
+    assert profile == {name: kinds[kind] for name, kind in sim_world.profile.items()}
+    assert [(f.name, f.dtype) for f in fo.profile_fields(sim_world)] == list(profile.items())
+    # Another bank: other pages, other profile columns, other fields.
+    other = other_bank(sim_world)
+    theirs = fo.build(fo.file_sources("data"), 8, world=other)
+    assert [f.name for f in theirs.session_activity.features][-2:] == [
+        N.page_count_field("landing"),
+        N.page_count_field("claims"),
+    ]
+    assert [f.name for f in theirs.customer_profile.features] == ["loyalty_tier", "tenure_days"]
+
+
+def test_export_names_every_object_once(objects: fo.Clicks2IntentObjects) -> None:
+    namespace: dict = {}
+    names = objects.export(namespace)
+    assert len(names) == len(set(names)) == len(objects.all())
+    assert namespace["tile_ranker_v1"] is objects.services()["tile_ranker_v1"]
+    assert objects.export(namespace) == names  # the same objects again: no clash
+    with pytest.raises(ValueError, match="already defined"):
+        objects.export({"session_activity": object()})
 
 
 def _write_prototypes(root: Path, protos: dict[str, list[float] | None]) -> None:
@@ -196,9 +275,10 @@ def test_tile_affinity_centres_the_embedding_on_the_prototypes_centre(tmp_path: 
 
 
 def test_session_affinity_scores_session_and_visitor_over_every_tile(
-    tmp_path: Path, tiny_encoder_writer
+    tmp_path: Path, tiny_encoder_writer, sim_world: World
 ) -> None:
-    """The conversion model's view of both embeddings: the tile_affinity function over C.TILES, in order."""
+    """The conversion model's view of both embeddings: the tile_affinity function over the world's tiles,
+    in order."""
     from feast.transformation.udf_rehydrate import rehydrate_udf_from_source
 
     _write_prototypes(tmp_path, {"mortgage": [1.0, 0.0], "savings": [0.0, 1.0]})
@@ -207,20 +287,20 @@ def test_session_affinity_scores_session_and_visitor_over_every_tile(
     udf = rehydrate_udf_from_source(source, preferred_name="session_affinity")
     out = udf({C.EMBEDDING: [[0.6, 0.8], None], N.VISITOR_EMBEDDING_DECAYED: [None, [0.0, 2.0]]})
     session, visitor = out[N.SESSION_TILE_AFFINITY], out[N.VISITOR_TILE_AFFINITY]
-    tiles = list(C.TILES)
+    tiles = list(sim_world.tiles)
     assert len(session[0]) == len(tiles) == len(visitor[1])
     assert session[0][tiles.index("mortgage")] == pytest.approx(0.6)
     assert session[0][tiles.index("savings")] == pytest.approx(0.8)
     assert math.isnan(session[0][tiles.index("investing")])  # no prototype: unknown
     assert all(math.isnan(v) for v in session[1]) and all(math.isnan(v) for v in visitor[0])
     assert visitor[1][tiles.index("savings")] == pytest.approx(1.0)
-    # The next-page distribution is the encoder's own head on the same vectors, per bag-of-pages type.
+    # The next-page distribution is the encoder's own head on the same vectors, per web page type.
     head = out[N.SESSION_NEXT_PAGE][0]
-    assert len(head) == len(N.NEXT_PAGE_TYPES) == len(out[N.VISITOR_NEXT_PAGE][1])
+    assert len(head) == len(sim_world.page_types) == len(out[N.VISITOR_NEXT_PAGE][1])
     assert all(math.isnan(v) for v in out[N.SESSION_NEXT_PAGE][1] + out[N.VISITOR_NEXT_PAGE][0])
     with torch.no_grad():
         want = torch.log_softmax(model.next_page_logits(torch.tensor([[0.6, 0.8], [0.0, 2.0]])), dim=-1)
-    for i, page in enumerate(N.NEXT_PAGE_TYPES):
+    for i, page in enumerate(sim_world.page_types):
         if page in pages:
             assert head[i] == pytest.approx(float(want[0, N_SPECIAL + pages.index(page)]), abs=1e-5)
             assert out[N.VISITOR_NEXT_PAGE][1][i] == pytest.approx(

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 import clicks2intent
+from clicks2intent.data.simulator import simulator_world
 from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.features import store as FS
@@ -36,13 +37,14 @@ T3 = pd.Timestamp("2024-05-10 09:00", tz="UTC")  # … and one after it
 START, END = pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2030-01-01", tz="UTC")
 SEC = pd.Timedelta(seconds=1)
 
+WORLD = simulator_world()  # the simulated bank's declaration (the pipeline's data are simulated)
 # On-demand projections of the embeddings and their lengths (NaN-filled when the entity is unknown).
 PROJECTIONS = {
-    fo.TILE_AFFINITY: len(C.TILES),
-    N.SESSION_TILE_AFFINITY: len(C.TILES),
-    N.VISITOR_TILE_AFFINITY: len(C.TILES),
-    N.SESSION_NEXT_PAGE: len(N.NEXT_PAGE_TYPES),
-    N.VISITOR_NEXT_PAGE: len(N.NEXT_PAGE_TYPES),
+    fo.TILE_AFFINITY: len(WORLD.tiles),
+    N.SESSION_TILE_AFFINITY: len(WORLD.tiles),
+    N.VISITOR_TILE_AFFINITY: len(WORLD.tiles),
+    N.SESSION_NEXT_PAGE: len(WORLD.page_types),
+    N.VISITOR_NEXT_PAGE: len(WORLD.page_types),
 }
 
 
@@ -153,6 +155,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     F.build_features(
         art / "data/events.parquet", art / "embeddings/session_embeddings.parquet", art / "intent/session_intents.parquet",
         art / "data/identity_links.parquet", art / "data/customers.parquet", art / "features", list(clf.classes_),
+        world=sim.world,
     )  # fmt: skip
 
     repo = root / "feature_repo"
@@ -227,7 +230,7 @@ def test_online_features_for_every_service(store, pipeline: Pipeline) -> None:
         C.VISITOR_ID: str(visitor_session[C.VISITOR_ID]),
     }
     unknown = {C.CUSTOMER_ID: "nobody", C.SESSION_ID: "no-session", C.VISITOR_ID: "no-visitor"}
-    request = {fo.CANDIDATE_TILES: list(C.TILES)}
+    request = {fo.CANDIDATE_TILES: list(WORLD.tiles)}
     for name in fo.SERVICES:
         out = FS.online_features(store, name, [known, unknown], request=request)
         names = [f.name for p in store.get_feature_service(name).feature_view_projections for f in p.features]
@@ -249,7 +252,12 @@ def test_inflight_intent_equals_the_batch_pipeline(store, pipeline: Pipeline) ->
     rows = [FS.inflight_request(web[web[C.SESSION_ID] == s]) for s in sessions]
     refs = [
         f"{fo.INFLIGHT_SESSION_INTENT}:{f}"
-        for f in (fo.INFLIGHT_EMBEDDING, fo.INFLIGHT_INTENT_LABEL, fo.INFLIGHT_INTENT_CONFIDENCE)
+        for f in (
+            fo.INFLIGHT_EMBEDDING,
+            fo.INFLIGHT_INTENT_LABEL,
+            fo.INFLIGHT_INTENT_CONFIDENCE,
+            N.INFLIGHT_UNKNOWN_PAGE_SHARE,
+        )
     ]
     out = store.get_online_features(features=refs, entity_rows=rows).to_dict()
     for i, s in enumerate(sessions):
@@ -260,6 +268,7 @@ def test_inflight_intent_equals_the_batch_pipeline(store, pipeline: Pipeline) ->
         assert out[fo.INFLIGHT_INTENT_CONFIDENCE][i] == pytest.approx(
             float(pipeline.intents.loc[s, C.INTENT_CONFIDENCE]), abs=1e-5
         )
+        assert out[N.INFLIGHT_UNKNOWN_PAGE_SHARE][i] == 0.0  # every page is one the encoder knows
 
 
 # --- point in time --------------------------------------------------------------------------------
@@ -271,7 +280,7 @@ def test_future_link_or_session_never_leaks(store, pipeline: Pipeline) -> None:
         {
             C.CUSTOMER_ID: ["c_pit"] * 4 + ["nobody"],
             C.EVENT_TIMESTAMP: times + [end_s3],
-            fo.CANDIDATE_TILES: [list(C.TILES)] * 5,
+            fo.CANDIDATE_TILES: [list(WORLD.tiles)] * 5,
         }
     )
     h = FS.historical_features(store, entity, service)
@@ -357,7 +366,7 @@ def test_production_config_redis_and_sql_registry(
             {C.CUSTOMER_ID: "c_pit", C.SESSION_ID: "pit_s3", C.VISITOR_ID: "v_pit"},
             {C.CUSTOMER_ID: "nobody", C.SESSION_ID: "x", C.VISITOR_ID: "y"},
         ]
-        request = {fo.CANDIDATE_TILES: list(C.TILES)}
+        request = {fo.CANDIDATE_TILES: list(WORLD.tiles)}
         for name in fo.SERVICES:
             redis_out = FS.online_features(prod, name, rows, request=request)
             sqlite_out = FS.online_features(store, name, rows, request=request)

@@ -11,8 +11,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from clicks2intent.data.world import World, load_world, write_world
+from clicks2intent.errors import ContractError
 from clicks2intent.features import build as F
+from clicks2intent.features.sessions import session_stats
 from clicks2intent.names import columns as C
+from clicks2intent.names import features as N
+from clicks2intent.names.paths import WORLD_FILE
 
 T0 = pd.Timestamp("2024-05-01 10:00", tz="UTC")
 DAY = pd.Timedelta(days=1)
@@ -120,7 +125,8 @@ def _event_rows(
 
 
 @pytest.fixture
-def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
+def tiny_inputs(tmp_path: Path, sim_world: World) -> dict[str, Path]:
+    """Tiny files of the simulated bank, and its world (every build below reads the same one)."""
     rng = np.random.default_rng(0)
     sessions = [
         ("w1", "v1", T0, ["home", "product_mortgage", "search", "apply_start"]),
@@ -163,7 +169,7 @@ def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
         "balance_band": ["0-1k", "1k-10k", "250k+"],
         "n_products": [1, 0, 3],
     }
-    prof |= {f"has_{p}": [False, False, True] for p in C.PRODUCTS}
+    prof |= {f"has_{p}": [False, False, True] for p in sim_world.products}
     pd.DataFrame(prof).to_parquet(tmp_path / "customers.parquet")
     return {
         "events_path": tmp_path / "events.parquet",
@@ -171,6 +177,7 @@ def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
         "intents_path": tmp_path / "int.parquet",
         "links_path": tmp_path / "links.parquet",
         "customers_path": tmp_path / "customers.parquet",
+        "world": sim_world,
     }
 
 
@@ -179,11 +186,16 @@ def _read(out: Path, name: str) -> pd.DataFrame:
 
 
 def test_build_writes_every_source_with_session_end_times(
-    tiny_inputs: dict[str, Path], tmp_path: Path
+    tiny_inputs: dict[str, Path], tmp_path: Path, sim_world: World
 ) -> None:
     out = tmp_path / "features"
     report = F.build_features(**tiny_inputs, out_dir=out, classes=CLASSES)
     assert report.n_sessions == 5 and report.n_sessions_with_intent == 4 and report.embedding_dim == 4
+    # The declaration the sources were built with travels with them (the Feast repo and serving read it).
+    assert load_world(out / WORLD_FILE).digest == sim_world.digest
+    assert (report.world, report.world_digest) == (sim_world.name, sim_world.digest)
+    saved = json.loads((out / F.REPORT_FILE).read_text())
+    assert (saved["world"], saved["world_digest"]) == (sim_world.name, sim_world.digest)
     act = _read(out, "session_activity").dropna(subset=[C.EVENT_TIMESTAMP]).set_index(C.SESSION_ID)
     w1 = act.loc["w1"]
     assert w1[C.EVENT_TIMESTAMP] == T0 + pd.Timedelta(seconds=90)  # session END, not start
@@ -213,12 +225,21 @@ def test_build_writes_every_source_with_session_end_times(
         str(schema.field("tenure_months").type) == "double"
         and str(schema.field("has_mortgage").type) == "bool"
     )
+    assert schema.names == [
+        C.CUSTOMER_ID,
+        C.EVENT_TIMESTAMP,
+        *sim_world.profile,
+    ]  # declared kinds, declared order
+    assert pq.read_schema(out / F.FEATURE_FILES["session_activity"]).names[
+        -len(sim_world.page_types) :
+    ] == list(sim_world.page_count_fields)
     protos = _read(out, "tile_prototypes").set_index(F.TILE_ID)
     assert (
         protos.loc["mortgage", F.PROTOTYPE_SESSIONS] == 2
         and protos.loc["security_center", F.PROTOTYPE_SESSIONS] == 1
     )
     assert protos.loc["auto_loan", F.PROTOTYPE] is None  # no session visited it
+    assert list(protos.index) == list(sim_world.tiles)  # one row per declared tile, in its order
     assert math.isclose(float(np.linalg.norm(protos.loc["mortgage", F.PROTOTYPE])), 1.0, rel_tol=1e-5)
 
 
@@ -289,9 +310,62 @@ def test_bad_inputs_name_the_field(tiny_inputs: dict[str, Path], tmp_path: Path)
     assert not list((tmp_path / "x").glob("*.parquet"))  # a failed run leaves no half-written source
 
 
-def test_cli_build(tiny_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_declared_profile_column_missing_from_the_data_is_an_error(
+    tiny_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The world promises the column; a customer table without it fails naming it (it used to become a
+    column of nulls that the models silently learned nothing from)."""
+    pd.read_parquet(tiny_inputs["customers_path"]).drop(columns="age").to_parquet(tmp_path / "cust.parquet")
+    with pytest.raises(ContractError, match="age"):
+        F.build_features(
+            **{**tiny_inputs, "customers_path": tmp_path / "cust.parquet"},
+            out_dir=tmp_path / "x",
+            classes=CLASSES,
+        )
+    assert not list((tmp_path / "x").glob("*.parquet"))
+    # A value that does not cast to the declared kind is an error naming the column, too.
+    pd.read_parquet(tiny_inputs["customers_path"]).assign(age=["thirty", "50", "41"]).to_parquet(
+        tmp_path / "cust2.parquet"
+    )
+    with pytest.raises(ContractError, match="'age'"):
+        F.build_features(
+            **{**tiny_inputs, "customers_path": tmp_path / "cust2.parquet"},
+            out_dir=tmp_path / "y",
+            classes=CLASSES,
+        )
+
+
+def test_events_with_undeclared_page_types_are_an_error(tiny_inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Raw URLs (the mapping step skipped) would count nowhere: every page count a silent zero."""
+    ev = pd.read_parquet(tiny_inputs["events_path"])
+    ev.loc[ev.index[0], C.PAGE_TYPE] = "/mortgages/fixed-rate?utm=x"
+    ev.to_parquet(tmp_path / "raw.parquet")
+    with pytest.raises(ContractError, match="not a page type of world"):
+        F.build_features(
+            **{**tiny_inputs, "events_path": tmp_path / "raw.parquet"},
+            out_dir=tmp_path / "x",
+            classes=CLASSES,
+        )
+    # The OOV token is a page type of every world (validation maps unmatched pages to it).
+    ev.loc[ev.index[0], C.PAGE_TYPE] = C.OOV_PAGE_TYPE
+    ev.to_parquet(tmp_path / "oov.parquet")
+    report = F.build_features(
+        **{**tiny_inputs, "events_path": tmp_path / "oov.parquet"}, out_dir=tmp_path / "ok", classes=CLASSES
+    )
+    assert report.n_events == len(ev)
+
+
+def test_cli_build(
+    tiny_inputs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    sim_world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from clicks2intent.cli import main
     from clicks2intent.intent.distill import IntentClassifier
+
+    monkeypatch.delenv("C2I_WORLD", raising=False)
 
     rng = np.random.default_rng(0)
     IntentClassifier().fit(rng.normal(size=(30, 4)), np.repeat(CLASSES, 10)).save(tmp_path / "intent")
@@ -304,8 +378,19 @@ def test_cli_build(tiny_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.
         ("customers_path", "customers.parquet"),
     ):
         tiny_inputs[src].rename(data / dst)
-    rc = main(["features", "build", "--data", str(data), "--embeddings", str(tiny_inputs["embeddings_path"]),
-               "--intents", str(tiny_inputs["intents_path"]), "--intent-model", str(tmp_path / "intent"), "--out", str(tmp_path / "out"), "--buckets", "2"])  # fmt: skip
+    args = ["features", "build", "--data", str(data), "--embeddings", str(tiny_inputs["embeddings_path"]),
+            "--intents", str(tiny_inputs["intents_path"]), "--intent-model", str(tmp_path / "intent"), "--out", str(tmp_path / "out"), "--buckets", "2"]  # fmt: skip
+    # A data directory without a world declaration: one line naming the file it looked for.
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert str(data / WORLD_FILE) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / F.REPORT_FILE).exists()
+    # --world names it; without the flag, the data directory's own world.yaml is read.
+    write_world(sim_world, tmp_path / "elsewhere.yaml")
+    assert main([*args, "--world", str(tmp_path / "elsewhere.yaml")]) == 0
+    assert load_world(tmp_path / "out" / WORLD_FILE).digest == sim_world.digest
+    write_world(sim_world, data / WORLD_FILE)
+    rc = main(args)
     assert rc == 0 and "4 with embedding+intent" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "out").glob("*.parquet")} == set(F.FEATURE_FILES.values())
     assert json.loads((tmp_path / "out" / F.REPORT_FILE).read_text())["classes"] == CLASSES
@@ -336,11 +421,11 @@ def test_training_script_runs_the_job_without_the_cli(
         script.run(F.FeatureBuildPaths(data_dir=tmp_path / "nope"))
 
 
-def test_session_baseline_has_funnel_flags_and_the_bag_of_page_types() -> None:
+def test_session_baseline_has_funnel_flags_and_the_bag_of_page_types(sim_world: World) -> None:
     from clicks2intent.data.simulator import WEB_PAGES
-    from clicks2intent.names import features as N
 
-    assert N.BAG_PAGE_TYPES == WEB_PAGES  # the bag covers the reference site map exactly
+    assert sim_world.page_types == WEB_PAGES  # the bag covers the reference site map exactly
+    assert sim_world.page_count_fields == tuple(N.page_count_field(p) for p in WEB_PAGES)
     ev = pd.DataFrame(
         {
             C.SESSION_ID: ["a", "a", "a", "b", "b"],
@@ -349,7 +434,7 @@ def test_session_baseline_has_funnel_flags_and_the_bag_of_page_types() -> None:
             C.DWELL_SECONDS: [10.0, 20.0, None, 5.0, None],
         }
     )
-    act, _ = F.session_stats(ev)
+    act, _ = session_stats(ev, sim_world)
     act = act.set_index(C.SESSION_ID)
     assert (
         act.loc["a", N.SESSION_REACHED_APPLY_START] == 1 and act.loc["a", N.SESSION_REACHED_APPLY_FORM] == 0
@@ -358,8 +443,9 @@ def test_session_baseline_has_funnel_flags_and_the_bag_of_page_types() -> None:
         act.loc["a", "session_pages_product_mortgage"] == 2 and act.loc["a", "session_pages_apply_start"] == 1
     )
     assert act.loc["b", "session_pages_home"] == 1 and act.loc["b", N.SESSION_REACHED_APPLY_START] == 0
-    assert act.loc[:, list(N.SESSION_PAGE_COUNT_FIELDS)].sum(axis=1).tolist() == [
+    assert act.loc[:, list(sim_world.page_count_fields)].sum(axis=1).tolist() == [
         3,
         1,
     ]  # unknown pages: nowhere
-    assert set(N.SESSION_ACTIVITY_FIELDS) <= set(act.columns)
+    assert set(sim_world.session_activity_fields) <= set(act.columns)
+    assert not {N.page_count_field(p) for p in ("unknown_page", *sim_world.app_page_types)} & set(act.columns)

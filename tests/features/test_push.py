@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from clicks2intent.data.world import World
 from clicks2intent.errors import ContractError
 from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
@@ -17,11 +19,10 @@ from clicks2intent.names import columns as C
 from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout
 
 
-def test_push_reaches_online_store(tmp_path: Path, tiny_encoder_writer):
-    tiny_encoder_writer(tmp_path, embedding_dim=4)  # session_affinity reads its next-event head
+def test_push_reaches_online_store(tmp_path: Path, tiny_encoder_writer, sim_world: World):
+    tiny_encoder_writer(tmp_path, embedding_dim=4)  # session_affinity reads its next-event head (+ the world)
     features = ArtifactLayout(tmp_path).features
-    features.mkdir(parents=True)
-    for name, schema in F.source_schemas().items():  # empty sources with the job's schemas
+    for name, schema in F.source_schemas(sim_world).items():  # empty sources with the job's schemas
         pq.write_table(schema.empty_table(), features / FEATURE_FILES[name])
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -30,7 +31,9 @@ def test_push_reaches_online_store(tmp_path: Path, tiny_encoder_writer):
         "online_store": {"type": "sqlite", "path": "online.db"}, "offline_store": {"type": "duckdb"},
         "entity_key_serialization_version": 3})  # fmt: skip
     store = FS.open_store(repo)
-    objects = fo.build(fo.file_sources(str(features)), embedding_dim=4, artifacts_dir=str(tmp_path))
+    objects = fo.build(
+        fo.file_sources(str(features)), embedding_dim=4, world=sim_world, artifacts_dir=str(tmp_path)
+    )
     store.apply([o for o in objects.all() if o is not objects.inflight_session_intent])
     assert store.get_data_source(P.PUSH_SOURCE).batch_source.path.endswith(FEATURE_FILES["session_intent"])
     row = pd.DataFrame({C.SESSION_ID: ["s_new"], C.EVENT_TIMESTAMP: [pd.Timestamp.now(tz="UTC")],
@@ -45,8 +48,11 @@ def test_push_reaches_online_store(tmp_path: Path, tiny_encoder_writer):
         P.push_session_intents(store, row.drop(columns=[C.INTENT_LABEL]))
 
 
-def _tiny_inputs(root: Path, sessions: list[tuple[str, str, pd.Timestamp, str]]) -> dict[str, Path]:
-    """Contract inputs of ``features build``: one web session per (id, visitor, start, label)."""
+def _tiny_inputs(
+    root: Path, sessions: list[tuple[str, str, pd.Timestamp, str]], world: World
+) -> dict[str, Any]:
+    """Contract inputs of ``features build`` in the simulated bank's ``world``: one web session per
+    (id, visitor, start, label)."""
     import numpy as np
 
     root.mkdir(parents=True, exist_ok=True)
@@ -76,14 +82,14 @@ def _tiny_inputs(root: Path, sessions: list[tuple[str, str, pd.Timestamp, str]])
                   C.LINK_METHOD: "login"}).to_parquet(root / "links.parquet")  # fmt: skip
     prof = {C.CUSTOMER_ID: ["c1"], C.EVENT_TIMESTAMP: [sessions[0][2] - pd.Timedelta(days=30)],
             "tenure_months": [12], "age": [30], "app_sessions_30d": [2], "balance_band": ["0-1k"],
-            "n_products": [1]} | {f"has_{p}": [False] for p in C.PRODUCTS}  # fmt: skip
+            "n_products": [1]} | {f"has_{p}": [False] for p in world.products}  # fmt: skip
     pd.DataFrame(prof).to_parquet(root / "customers.parquet")
     return {"events_path": root / "events.parquet", "embeddings_path": root / "emb.parquet",
             "intents_path": root / "int.parquet", "links_path": root / "links.parquet",
-            "customers_path": root / "customers.parquet"}  # fmt: skip
+            "customers_path": root / "customers.parquet", "world": world}  # fmt: skip
 
 
-def test_visitor_push_is_the_row_the_next_build_writes(tmp_path: Path, tiny_encoder_writer):
+def test_visitor_push_is_the_row_the_next_build_writes(tmp_path: Path, tiny_encoder_writer, sim_world: World):
     tiny_encoder_writer(tmp_path, embedding_dim=4)  # session_affinity reads its next-event head
     from clicks2intent.names.features import VISITOR_EMBEDDING_DECAYED, VISITOR_INTENT_DECAYED
 
@@ -91,8 +97,10 @@ def test_visitor_push_is_the_row_the_next_build_writes(tmp_path: Path, tiny_enco
     history = [("w1", "v1", t0, "a"), ("w2", "v1", t0 + pd.Timedelta(days=1), "b"), ("w3", "v2", t0, "c")]
     fresh = ("w4", "v1", t0 + pd.Timedelta(days=2), "c")  # ends now-ish: pushed, not yet built
     before, after = ArtifactLayout(tmp_path).features, tmp_path / "after"  # the ODFVs read prototypes there
-    F.build_features(**_tiny_inputs(tmp_path / "in0", history), out_dir=before, classes=["a", "b", "c"])
-    inputs = _tiny_inputs(tmp_path / "in1", [*history, fresh])
+    F.build_features(
+        **_tiny_inputs(tmp_path / "in0", history, sim_world), out_dir=before, classes=["a", "b", "c"]
+    )
+    inputs = _tiny_inputs(tmp_path / "in1", [*history, fresh], sim_world)
     F.build_features(**inputs, out_dir=after, classes=["a", "b", "c"])
 
     repo = tmp_path / "repo"
@@ -102,7 +110,9 @@ def test_visitor_push_is_the_row_the_next_build_writes(tmp_path: Path, tiny_enco
         "online_store": {"type": "sqlite", "path": "online.db"}, "offline_store": {"type": "duckdb"},
         "entity_key_serialization_version": 3})  # fmt: skip
     store = FS.open_store(repo)
-    objects = fo.build(fo.file_sources(str(before)), embedding_dim=4, artifacts_dir=str(tmp_path))
+    objects = fo.build(
+        fo.file_sources(str(before)), embedding_dim=4, world=sim_world, artifacts_dir=str(tmp_path)
+    )
     store.apply([o for o in objects.all() if o is not objects.inflight_session_intent])
     assert store.get_data_source(P.VISITOR_PUSH_SOURCE).batch_source.path.endswith(
         FEATURE_FILES["visitor_web_intent"]

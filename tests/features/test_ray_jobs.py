@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from clicks2intent.cli import main
+from clicks2intent.data.world import World
 from clicks2intent.names import columns as C
 
 if importlib.util.find_spec("ray") is None:
@@ -132,7 +133,9 @@ def test_ray_embed_missing_encoder_is_one_line(events_path: Path, tmp_path: Path
     assert code == 2 and "encoder checkpoint not found" in capsys.readouterr().err
 
 
-def test_ray_engine_materializes_rows_older_than_the_ttl(ray_cluster: None, tmp_path: Path) -> None:
+def test_ray_engine_materializes_rows_older_than_the_ttl(
+    ray_cluster: None, tmp_path: Path, sim_world: World
+) -> None:
     """Feast's own ray.engine writes nothing for rows older than now - ttl; ours writes the window's
     latest rows, as the local engine does, readable by plain get_online_features."""
     import pyarrow as pa
@@ -145,7 +148,7 @@ def test_ray_engine_materializes_rows_older_than_the_ttl(ray_cluster: None, tmp_
 
     features = ArtifactLayout(tmp_path).features
     features.mkdir(parents=True)
-    schemas = F.source_schemas()
+    schemas = F.source_schemas(sim_world)
     for name, schema in schemas.items():
         pq.write_table(schema.empty_table(), features / FEATURE_FILES[name])
     old = pd.Timestamp("2024-05-01", tz="UTC")  # far beyond the 30-day session ttl
@@ -164,7 +167,9 @@ def test_ray_engine_materializes_rows_older_than_the_ttl(ray_cluster: None, tmp_
                          "write_concurrency": 1},
         "entity_key_serialization_version": 3})  # fmt: skip
     store = FS.open_store(repo)
-    objects = fo.build(fo.file_sources(str(features)), embedding_dim=4, artifacts_dir=str(tmp_path))
+    objects = fo.build(
+        fo.file_sources(str(features)), embedding_dim=4, world=sim_world, artifacts_dir=str(tmp_path)
+    )
     store.apply([objects.session, objects.session_intent])
     store.materialize(
         old - pd.Timedelta(days=1), pd.Timestamp.now(tz="UTC"), feature_views=["session_intent"]

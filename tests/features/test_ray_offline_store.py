@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from clicks2intent.data.world import World
 from clicks2intent.names import columns as C
 
 if importlib.util.find_spec("ray") is None:
@@ -24,7 +25,9 @@ if importlib.util.find_spec("ray") is None:
 pytestmark = pytest.mark.slow
 
 
-def test_ray_offline_store_anchor_rows_and_empty_window(ray_cluster: None, tmp_path: Path) -> None:
+def test_ray_offline_store_anchor_rows_and_empty_window(
+    ray_cluster: None, tmp_path: Path, sim_world: World
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -36,7 +39,7 @@ def test_ray_offline_store_anchor_rows_and_empty_window(ray_cluster: None, tmp_p
 
     features = ArtifactLayout(tmp_path).features
     features.mkdir(parents=True)
-    schemas = F.source_schemas()
+    schemas = F.source_schemas(sim_world)
     for name, schema in schemas.items():
         pq.write_table(schema.empty_table(), features / FEATURE_FILES[name])
     t0 = pd.Timestamp("2024-05-01", tz="UTC")
@@ -60,7 +63,9 @@ def test_ray_offline_store_anchor_rows_and_empty_window(ray_cluster: None, tmp_p
         "batch_engine": {"type": RAY_ENGINE_TYPE, "max_workers": 1, "write_concurrency": 1, "ray_conf": ray_conf},
         "entity_key_serialization_version": 3})  # fmt: skip
     store = FS.open_store(repo)
-    objects = fo.build(fo.file_sources(str(features)), embedding_dim=4, artifacts_dir=str(tmp_path))
+    objects = fo.build(
+        fo.file_sources(str(features)), embedding_dim=4, world=sim_world, artifacts_dir=str(tmp_path)
+    )
     store.apply([objects.session, objects.session_intent])
     end = t0 + pd.Timedelta(days=1)
     store.materialize(t0 - pd.Timedelta(days=1), end, feature_views=["session_intent"])

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from clicks2intent.data.world import World
+from clicks2intent.encoder.config import Vocabulary
 from clicks2intent.features import transforms as T
 from clicks2intent.features.definitions import build, file_sources, planned_feature_view
+from clicks2intent.names import columns as C
 
 
 @pytest.mark.parametrize(
@@ -25,11 +28,11 @@ def test_inflight_events_take_string_dwell_arrays() -> None:
     assert [e["dwell_seconds"] for e in events] == [12.6, None]
 
 
-def test_a_materialized_view_equals_its_declaration() -> None:
+def test_a_materialized_view_equals_its_declaration(sim_world: World) -> None:
     """Feast records materialization intervals on the registry copy only; plan must not see a change."""
     from feast import FeatureView
 
-    view = build(file_sources("/nowhere"), embedding_dim=4).customer_profile
+    view = build(file_sources("/nowhere"), embedding_dim=4, world=sim_world).customer_profile
     assert isinstance(view, planned_feature_view()) and isinstance(view, FeatureView)
     registered = FeatureView.from_proto(view.to_proto())
     t = datetime(2024, 1, 1, tzinfo=UTC)
@@ -41,11 +44,15 @@ def test_a_materialized_view_equals_its_declaration() -> None:
 
 
 def test_warm_up_runs_each_length_twice() -> None:
+    """Each length twice, on a page the encoder knows (its own vocabulary: the library names no page)."""
     calls: list[int] = []
 
     class Embedder:
+        vocabularies = {C.PAGE_TYPE: Vocabulary(["landing", "claims"])}
+
         def embed_session(self, events: list[dict]) -> list[float]:
             assert all(math.isfinite(e["dwell_seconds"]) for e in events)
+            assert {e[C.PAGE_TYPE] for e in events} == {"landing"}
             calls.append(len(events))
             return [0.0]
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from clicks2intent.data.simulator import RULE_KEYWORDS
+from clicks2intent.data.world import World
 from clicks2intent.errors import ConfigError
-from clicks2intent.intent.rules import BANK_KEYWORDS, RULE_OTHER, WordMatchRule, words
+from clicks2intent.intent.rules import RULE_OTHER, WordMatchRule, words
 from clicks2intent.names import columns as C
 
 
@@ -26,14 +28,17 @@ def test_most_hits_wins_ties_go_to_the_earlier_entry_and_no_hit_is_other():
     assert rule.labels_ == ["mortgage", "savings", RULE_OTHER]
 
 
-def test_default_table_reads_a_bank_session():
-    rule = WordMatchRule()
+def test_the_worlds_table_reads_a_bank_session(sim_world: World):
+    """The table is the bank's (its world's keywords); the library holds none of its own."""
+    rule = WordMatchRule(sim_world.rule_keywords())
     assert rule.predict_session(["home", "security_center"], ["lost card"]) == "fraud_security"
     assert rule.predict_session(["product_credit_card", "compare_cards"]) == "credit_card"
-    assert set(rule.fit().table_) == set(BANK_KEYWORDS)
+    assert set(rule.fit().table_) == set(RULE_KEYWORDS)
+    with pytest.raises(TypeError):
+        WordMatchRule()  # type: ignore[call-arg]  # no default table
 
 
-def test_predict_over_events_one_label_per_session():
+def test_predict_over_events_one_label_per_session(sim_world: World):
     ev = pd.DataFrame(
         {
             C.SESSION_ID: ["b", "b", "a", "c"],
@@ -41,9 +46,10 @@ def test_predict_over_events_one_label_per_session():
             C.SEARCH_QUERY: [None, None, "roth ira", None],
         }
     )
-    got = WordMatchRule().fit().predict(ev)
+    table = sim_world.rule_keywords()
+    got = WordMatchRule(table).fit().predict(ev)
     assert got.to_dict() == {"a": "retirement", "b": "auto_loan", "c": RULE_OTHER}
-    assert WordMatchRule().predict(ev.drop(columns=[C.SEARCH_QUERY]), session_ids=["a"]).to_dict() == {
+    assert WordMatchRule(table).predict(ev.drop(columns=[C.SEARCH_QUERY]), session_ids=["a"]).to_dict() == {
         "a": RULE_OTHER
     }
 

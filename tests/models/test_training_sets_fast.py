@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from clicks2intent.data.simulator import simulator_world
 from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.features import store as FS
@@ -22,6 +23,7 @@ from clicks2intent.names import features as N
 from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout
 
 DIM = 4
+WORLD = simulator_world()
 T1, T2, T3, T4 = (pd.Timestamp(f"2024-05-{d:02d} 10:00", tz="UTC") for d in (2, 4, 6, 8))
 
 
@@ -32,7 +34,7 @@ def _unit(i: int) -> list[float]:
 
 
 def _write(features: Path, name: str, key: str, cols: dict) -> None:
-    schema = F.source_schemas()[name]
+    schema = F.source_schemas(WORLD)[name]
     n = len(cols[key])
     table = pa.table(
         {f.name: pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type) for f in schema},
@@ -50,7 +52,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_writer) -> Pa
     root = tmp_path_factory.mktemp("fast_pit")
     tiny_encoder_writer(root, embedding_dim=DIM)  # session_affinity reads its next-event head
     features = ArtifactLayout(root).features
-    features.mkdir(parents=True)
+    features.mkdir(parents=True, exist_ok=True)
     # c1: web intent at T1 and T3 (a later link); c2: profile only.
     _write(features, "customer_web_intent", C.CUSTOMER_ID, {
         C.CUSTOMER_ID: ["c1", "c1"], C.EVENT_TIMESTAMP: [T1, T3],
@@ -65,9 +67,10 @@ def sources(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_writer) -> Pa
         **sessions, C.EMBEDDING: [_unit(2), _unit(3)], C.INTENT_LABEL: ["a", "b"]})  # fmt: skip
     _write(features, "visitor_web_intent", C.VISITOR_ID, {
         C.VISITOR_ID: ["v1", "v1"], C.EVENT_TIMESTAMP: [T1, T3], N.VISITOR_INTENT_LABEL: ["a", "b"]})  # fmt: skip
-    protos = pa.array([_unit(i) for i in range(len(C.TILES))], pa.list_(pa.float32()))
+    tiles = list(WORLD.tiles)
+    protos = pa.array([_unit(i) for i in range(len(tiles))], pa.list_(pa.float32()))
     pq.write_table(
-        pa.table({T.TILE_ID: list(C.TILES), T.PROTOTYPE: protos, T.PROTOTYPE_SESSIONS: [1] * len(C.TILES)}),
+        pa.table({T.TILE_ID: tiles, T.PROTOTYPE: protos, T.PROTOTYPE_SESSIONS: [1] * len(tiles)}),
         features / FEATURE_FILES["tile_prototypes"],
     )
     return root
@@ -82,7 +85,10 @@ def _store(root: Path, offline: str):
         "entity_key_serialization_version": 3})  # fmt: skip
     store = FS.open_store(repo)
     objects = fo.build(
-        fo.file_sources(str(ArtifactLayout(root).features)), embedding_dim=DIM, artifacts_dir=str(root)
+        fo.file_sources(str(ArtifactLayout(root).features)),
+        embedding_dim=DIM,
+        world=WORLD,
+        artifacts_dir=str(root),
     )
     store.apply([o for o in objects.all() if o is not objects.inflight_session_intent])
     return store
@@ -107,22 +113,23 @@ def test_fast_path_equals_current_and_keeps_point_in_time(sources: Path):
         C.IMPRESSION_ID: ["i0", "i2a", "i2b", "i4", "ix"],
         C.CUSTOMER_ID: ["c1", "c1", "c1", "c1", "c2"],
         C.EVENT_TIMESTAMP: [T1 - pd.Timedelta(hours=1), T2, T2, T4, T2],  # i2a and i2b: same key and time
-        "label": [C.TILES[0]] * 5})  # fmt: skip
+        "label": [WORLD.tiles[0]] * 5})  # fmt: skip
     conv = pd.DataFrame({C.SESSION_ID: ["s1", "s3"], C.VISITOR_ID: ["v1", "v1"], C.EVENT_TIMESTAMP: [T1, T3],
                          "label": [C.NO_CONVERSION] * 2})  # fmt: skip
     current, fast = _store(sources, "file"), _store(sources, "duckdb")
+    request = TS.world_request_values(WORLD)  # the tile service's candidate tiles: every tile
     assert FS.collapses_entity_rows(current) and not FS.collapses_entity_rows(fast)
     for entities, service in ((tiles, N.TILE_RANKER_V1), (conv, N.CONVERSION_V1)):
-        want = TS.historical_features(current, entities, service)
-        got = TS.historical_features(fast, entities, service)
+        want = TS.historical_features(current, entities, service, request)
+        got = TS.historical_features(fast, entities, service, request)
         assert len(got) == len(entities)  # nothing dropped or collapsed
         assert list(got.columns) == list(want.columns)
         assert _text(got) == _text(want)
-    got = TS.historical_features(fast, tiles, N.TILE_RANKER_V1).set_index(C.IMPRESSION_ID)
+    got = TS.historical_features(fast, tiles, N.TILE_RANKER_V1, request).set_index(C.IMPRESSION_ID)
     label = got[N.CUSTOMER_INTENT_LABEL]
     assert label.isna()["i0"] and label.isna()["ix"]  # before any web intent / never linked
     assert label["i2a"] == label["i2b"] == "early"  # T3's later link is not visible at T2
     assert label["i4"] == "late"
     assert got.loc["i2a", N.TILE_AFFINITY][0] == pytest.approx(1.0)  # on-demand view over T1's embedding
-    got = TS.historical_features(fast, conv, N.CONVERSION_V1).set_index(C.SESSION_ID)
+    got = TS.historical_features(fast, conv, N.CONVERSION_V1, request).set_index(C.SESSION_ID)
     assert got.loc["s1", N.VISITOR_INTENT_LABEL] == "a"  # s3 (later session) does not leak into s1
