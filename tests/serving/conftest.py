@@ -99,19 +99,25 @@ def build_serving_pipeline(out: Path) -> Path:
         layout.customers,
         layout.features,
         classes=[str(c) for c in clf.classes_],
+        world=sim.world,
     )
     repo = out / "feature_repo"
     repo.mkdir()
     (repo / "feature_store.yaml").write_text(_REPO_YAML)
     objects = build(
-        file_sources(str(layout.features)), embedding_dim=PIPELINE_EMBEDDING_DIM, artifacts_dir=str(out)
+        file_sources(str(layout.features)),
+        embedding_dim=PIPELINE_EMBEDDING_DIM,
+        world=sim.world,
+        artifacts_dir=str(out),
     )
     store = FeatureStore(repo_path=str(repo))
     store.apply(objects.all())
     end = sim.events[C.EVENT_TIMESTAMP].max() + pd.Timedelta(days=1)
     store.materialize(end - pd.Timedelta(days=400), end)
     for task, service in ((TILE_RANKING, TILE_SERVICE), (CONVERSION, CONVERSION_SERVICE)):
-        tset = build_training_set(store, task, read_task_entities(task, layout.data), service)
+        tset = build_training_set(
+            store, task, read_task_entities(task, layout.data, sim.world), service, sim.world
+        )
         names = model_feature_names(tset.feature_names)
         model = train_feature_model(
             tset.split.train, tset.split.valid, names, "label", tset.classes,
@@ -123,14 +129,14 @@ def build_serving_pipeline(out: Path) -> Path:
             "feature_names": names,
             "encoder_version": file_version(layout.checkpoint),
             "taxonomy_version": "test-v1",
+            "world": sim.world.name,
+            "world_digest": sim.world.digest,
             "metrics": {},
             "training_window": "test",
         }
         save_feature_model(model, meta, home=layout.bentoml_home)
-    # What a bento carries for the in-flight path: encoder + classifier + tile prototypes.
-    save_serving_artifacts(
-        layout.encoder, layout.intent, layout.feature_file("tile_prototypes"), home=layout.bentoml_home
-    )
+    # What a bento carries for the in-flight path: encoder + classifier + tile prototypes + world.
+    save_serving_artifacts(layout.encoder, layout.intent, layout.features, home=layout.bentoml_home)
     (out / "DONE").write_text("ok")
     return out
 

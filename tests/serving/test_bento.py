@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from clicks2intent.common.settings import ARTIFACTS_MODEL_NAME
+from clicks2intent.data.simulator import simulator_world
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
 from clicks2intent.serving import schemas
@@ -26,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 MODELS = {N.TILE_RANKER_V1, N.CONVERSION_V1, ARTIFACTS_MODEL_NAME}
 pytestmark = pytest.mark.slow  # the tiny pipeline, a bento build, bentoml serve
+EXAMPLES = schemas.examples(simulator_world())  # the pipeline's data are simulated
 
 
 def _clean_env(home: Path, **extra: str) -> dict[str, str]:
@@ -114,14 +116,12 @@ def served(
 
 def test_the_built_bento_answers_all_three_endpoints(served: str, ids: dict[str, str]) -> None:
     with httpx.Client(base_url=served, timeout=60) as http:
-        r = http.post(
-            "/rank_tiles", json={"customer_id": ids["customer"], "session_events": schemas.EXAMPLE_EVENTS}
-        )
+        r = http.post("/rank_tiles", json={"customer_id": ids["customer"], "session_events": EXAMPLES.events})
         assert r.status_code == 200, r.text
         assert r.json()["intent"]["source"] == "session"
         r = http.post("/predict_conversion", json={"visitor_id": ids["visitor"]})
         assert r.status_code == 200 and r.json()["intent"]["source"] == "visitor", r.text
-        r = http.post("/intent", json=schemas.EXAMPLE_INTENT)
+        r = http.post("/intent", json=EXAMPLES.intent)
         assert r.status_code == 200 and len(r.json()["top3"]) == 3, r.text
 
 

@@ -1,7 +1,7 @@
 """The service's answers and errors are what its OpenAPI document says they are (generated typed clients
 trust the document): every status code sent is documented for its path, every body validates against
-the schema documented for that status, the 200 examples are real answers, ``/metrics`` is listed only
-when it is served.
+the schema documented for that status, the 200 examples are answers in the bank's own terms (its world's
+tiles, products and label ids) of the documented shape, ``/metrics`` is listed only when it is served.
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from typing import Any
 import jsonschema
 import pytest
 
+from clicks2intent.data.simulator import simulator_world
+from clicks2intent.data.world import load_world
 from clicks2intent.names import settings as ENV
+from clicks2intent.names.paths import ArtifactLayout
 from clicks2intent.serving import schemas
-from clicks2intent.serving.openapi import EXAMPLE_RESPONSES, METRICS_PATH, service_document
+from clicks2intent.serving.openapi import METRICS_PATH, example_responses, service_document
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # the tiny pipeline
+EXAMPLES = schemas.examples(simulator_world())  # the pipeline's data are simulated
 
 
 def _json_schema(node: Any) -> Any:
@@ -89,7 +93,7 @@ def contract(app: Any) -> Contract:
 
 
 def _cases(ids: dict[str, str]) -> list[tuple[str, Any]]:
-    events = schemas.EXAMPLE_EVENTS
+    events = EXAMPLES.events
     return [
         ("/rank_tiles", {"customer_id": ids["customer"]}),
         (
@@ -105,8 +109,10 @@ def _cases(ids: dict[str, str]) -> list[tuple[str, Any]]:
         ("/rank_tiles", {"customer_id": ids["unknown_customer"], "session_events": events}),
         ("/predict_conversion", {"visitor_id": ids["visitor"]}),
         ("/predict_conversion", {"visitor_id": ids["unknown_visitor"], "session_events": events}),
-        ("/intent", schemas.EXAMPLE_INTENT),
+        ("/intent", EXAMPLES.intent),
         ("/intent", {"session_events": [dict(events[0], dwell_seconds=None)]}),
+        ("/intent", {"session_events": [dict(events[0], page_type="/no/such/page")]}),  # no label: nulls
+        ("/rank_tiles", {"customer_id": ids["customer"], "session_events": [dict(events[0], page_type="x")]}),
         # errors
         ("/rank_tiles", {}),
         ("/rank_tiles", {"customer_id": "c1", "k": 99}),
@@ -161,18 +167,29 @@ def test_an_unreachable_store_is_a_documented_503(
     doc.check("/rank_tiles", 503, r.json())
 
 
-def test_examples_are_real_answers_of_the_documented_shape(app: Any, contract: Contract) -> None:
+def test_examples_are_answers_of_the_documented_shape(app: Any, contract: Contract, pipeline: Path) -> None:
+    """The documented 200 examples speak the served world's terms: its tiles, products and the classifier's
+    label ids (read here from the artifacts the service loads)."""
+    from clicks2intent.intent.distill import IntentClassifier
+
     _, client = app
-    requests = {"/rank_tiles": schemas.EXAMPLE_RANK_TILES, "/predict_conversion": schemas.EXAMPLE_CONVERSION,
-                "/intent": schemas.EXAMPLE_INTENT}  # fmt: skip
-    for path, example in EXAMPLE_RESPONSES.items():
+    layout = ArtifactLayout(pipeline)
+    world = load_world(layout.features_world)
+    clf = IntentClassifier.load(layout.intent)
+    expected = example_responses(world, [str(c) for c in clf.classes_], clf.label_names)
+    requests = {"/rank_tiles": EXAMPLES.rank_tiles, "/predict_conversion": EXAMPLES.conversion,
+                "/intent": EXAMPLES.intent}  # fmt: skip
+    assert set(expected) == set(requests)
+    for path, example in expected.items():
         documented = contract.doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]
         assert documented["example"] == example
         contract.check(path, 200, example)
         answer = client.post(path, json=requests[path]).json()
         assert set(answer) == set(example)
         assert set(answer.get("intent") or {}) == set(example.get("intent") or {})
-    assert EXAMPLE_RESPONSES["/intent"]["label"] == EXAMPLE_RESPONSES["/intent"]["top3"][0]["label"]
+    assert expected["/intent"]["label"] == expected["/intent"]["top3"][0]["label"] == str(clf.classes_[0])
+    assert [t["tile_id"] for t in expected["/rank_tiles"]["tiles"]] == list(world.tiles[:3])
+    assert set(expected["/predict_conversion"]["probabilities"]) == set(world.classes("conversion"))
 
 
 def test_metrics_is_listed_only_when_served(app: Any, contract: Contract) -> None:

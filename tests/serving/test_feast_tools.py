@@ -22,12 +22,14 @@ import httpx
 import pytest
 
 from clicks2intent.common.net import LOOPBACK, free_port
+from clicks2intent.data.simulator import simulator_world
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
 
 pytestmark = pytest.mark.slow  # the tiny pipeline, then a Feast server process per test
 FEAST = str(Path(sys.executable).with_name("feast"))
+WORLD = simulator_world()  # the pipeline's data are simulated
 EVENTS_US = [1_719_655_200_000_000, 1_719_655_220_000_000]  # 2024-06-29T10:00:00Z, +20 s
 
 
@@ -111,7 +113,7 @@ def _values(answer: dict[str, Any]) -> dict[str, Any]:
 
 def _service_entities(service: str, ids: dict[str, str]) -> dict[str, list[Any]]:
     if service.startswith("tile_ranker"):
-        return {C.CUSTOMER_ID: [ids["customer"]], N.CANDIDATE_TILES: [list(C.TILES)]}
+        return {C.CUSTOMER_ID: [ids["customer"]], N.CANDIDATE_TILES: [list(WORLD.tiles)]}
     return {C.SESSION_ID: ["s-live"], C.VISITOR_ID: [ids["visitor"]]}
 
 
@@ -123,7 +125,9 @@ def test_feast_serve_answers_every_feature_service(
     assert r.status_code == 200, r.text
     values = _values(r.json())
     if service == N.TILE_RANKER_V1:
-        assert values[N.CUSTOMER_WEB_EMBEDDING] is not None and len(values[N.TILE_AFFINITY]) == len(C.TILES)
+        assert values[N.CUSTOMER_WEB_EMBEDDING] is not None and len(values[N.TILE_AFFINITY]) == len(
+            WORLD.tiles
+        )
     if service == N.CONVERSION_V1:
         assert values[N.VISITOR_INTENT_LABEL] is not None
 
@@ -171,10 +175,12 @@ def test_feast_ui_serves_its_page(pipeline: Path, tmp_path: Path) -> None:
         assert [p["id"] for p in projects["projects"]] == ["c2i_serving_test"]
 
 
-_DEFINITIONS = """from clicks2intent.features.definitions import build, file_sources
+# What another team's repo writes: the objects over `c2i features build`'s output (its world.yaml and
+# embedding size read from there), each exported under its Feast name.
+_DEFINITIONS = """from clicks2intent.features.definitions import build_from_features
 
-c2i = build(file_sources({features!r}), embedding_dim={dim}, artifacts_dir={artifacts!r})
-globals().update({{o.name: o for o in c2i.all()}})
+c2i = build_from_features({features!r}, artifacts_dir={artifacts!r})
+c2i.export(globals())
 """
 
 
@@ -185,7 +191,7 @@ def test_feast_plan_is_clean_after_apply_on_a_materialized_repo(
     repo.mkdir()
     shutil.copy(pipeline / "feature_repo" / "feature_store.yaml", repo / "feature_store.yaml")
     (repo / "feature_definitions.py").write_text(
-        _DEFINITIONS.format(features=str(pipeline / "features"), dim=embedding_dim, artifacts=str(pipeline))
+        _DEFINITIONS.format(features=str(pipeline / "features"), artifacts=str(pipeline))
     )
 
     def feast(*args: str) -> str:
@@ -200,3 +206,8 @@ def test_feast_plan_is_clean_after_apply_on_a_materialized_repo(
     plan = feast("plan")
     assert "No changes to registry" in plan, plan[-3000:]
     assert "Updated" not in plan
+    # build_from_features read the embedding size from the build report beside the sources.
+    from clicks2intent.features.store import open_store
+
+    view = open_store(repo).get_feature_view(N.SESSION_INTENT)
+    assert f"Embedding dimension {embedding_dim}" in view.description

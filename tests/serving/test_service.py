@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from clicks2intent.data.simulator import simulator_world
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
@@ -23,6 +24,8 @@ from clicks2intent.serving import schemas
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TILE_SERVICE, CONVERSION_SERVICE = N.TILE_RANKER_V1, N.CONVERSION_V1
 pytestmark = pytest.mark.slow  # every test here needs the tiny pipeline (~30 s to build, once)
+WORLD = simulator_world()  # the pipeline's data are simulated: the service's world is the simulator's
+EXAMPLES = schemas.examples(WORLD)
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +54,16 @@ def service_cls(pipeline: Path) -> Iterator[Any]:
 
 # --- layer 1: the service class in-process ------------------------------------------------------
 def test_service_class_in_process(service_cls: Any, ids: dict[str, str]) -> None:
+    module = sys.modules["bento.service"]
+    assert module.WORLD.digest == WORLD.digest  # read from the artifacts' features/world.yaml at import
+    assert module.API.tiles == WORLD.tiles and EXAMPLES.rank_tiles == module.EXAMPLE_INPUT
     svc = service_cls()
     ranked = svc.rank_tiles(customer_id=ids["customer"], k=2)  # sync endpoints: BentoML's thread pool
     assert isinstance(ranked, schemas.RankTilesResponse) and len(ranked.tiles) == 2
     assert ranked.intent.source == "customer" and ranked.model.name == TILE_SERVICE
     conv = svc.predict_conversion(visitor_id=ids["visitor"])
     assert conv.model.name == CONVERSION_SERVICE and conv.intent.source == "visitor"
-    intent = svc.intent(
-        session_events=schemas.IntentRequest.model_validate(schemas.EXAMPLE_INTENT).session_events
-    )
+    intent = svc.intent(session_events=schemas.IntentRequest.model_validate(EXAMPLES.intent).session_events)
     assert intent.label == intent.top3[0].label
 
 
@@ -79,12 +83,14 @@ def test_asgi_endpoints_answer_with_their_schemas(client: Any, ids: dict[str, st
     body = schemas.RankTilesResponse.model_validate(r.json())
     assert len(body.tiles) == 3 and body.explanation is not None
     r = client.post(
-        "/predict_conversion", json={"visitor_id": ids["visitor"], "session_events": schemas.EXAMPLE_EVENTS}
+        "/predict_conversion", json={"visitor_id": ids["visitor"], "session_events": EXAMPLES.events}
     )
     assert r.status_code == 200, r.text
     conv = schemas.ConversionResponse.model_validate(r.json())
-    assert conv.intent.source == "session" and set(conv.probabilities) == set(C.PRODUCTS) | {C.NO_CONVERSION}
-    r = client.post("/intent", json=schemas.EXAMPLE_INTENT)
+    assert conv.intent.source == "session" and set(conv.probabilities) == set(WORLD.products) | {
+        C.NO_CONVERSION
+    }
+    r = client.post("/intent", json=EXAMPLES.intent)
     assert r.status_code == 200, r.text
     assert len(schemas.IntentResponse.model_validate(r.json()).top3) == 3
 
@@ -114,7 +120,12 @@ def test_asgi_unknown_ids_are_a_fallback_not_an_error(client: Any, ids: dict[str
         "/rank_tiles", json={"customer_id": ids["unknown_customer"], "visitor_id": ids["unknown_visitor"]}
     )
     assert r.status_code == 200, r.text
-    assert r.json()["intent"] == {"label": None, "confidence": None, "source": "none"}
+    assert r.json()["intent"] == {
+        "label": None,
+        "confidence": None,
+        "source": "none",
+        "unknown_page_share": None,
+    }
     r = client.post(
         "/rank_tiles", json={"customer_id": ids["unknown_customer"], "visitor_id": ids["visitor"]}
     )
@@ -183,7 +194,10 @@ def test_openapi_documents_fields_and_examples(client: Any) -> None:
     assert {"/rank_tiles", "/predict_conversion", "/intent"} <= set(spec["paths"])
     text = str(spec)
     assert "Logged-in customer" in text  # pydantic field docs reach the API docs
-    assert schemas.EXAMPLE_RANK_TILES["customer_id"] in text  # and the example input
+    assert EXAMPLES.rank_tiles["customer_id"] in text  # and the example input
+    body = spec["paths"]["/rank_tiles"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    rank = body["properties"]["candidate_tiles"]
+    assert rank["items"]["enum"] == list(WORLD.tiles)  # the tile enum is the served world's
 
 
 # --- layer 3: a real `bentoml serve` on a free loopback port --------------------------------------
@@ -205,7 +219,7 @@ def test_bentoml_serve_subprocess(pipeline: Path, ids: dict[str, str], tmp_path:
             assert r.status_code == 200, r.text + log.read_text()[-2000:]
             assert r.json()["intent"]["source"] == "customer"
             assert http.post("/predict_conversion", json={"visitor_id": ids["visitor"]}).status_code == 200
-            assert http.post("/intent", json=schemas.EXAMPLE_INTENT).status_code == 200
+            assert http.post("/intent", json=EXAMPLES.intent).status_code == 200
             assert http.post("/rank_tiles", json={"customer_id": ""}).status_code == 400
             assert "bentoml_service_request" in http.get("/metrics").text
     assert proc.poll() is not None  # stopped with its workers

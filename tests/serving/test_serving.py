@@ -17,12 +17,17 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from clicks2intent.data.simulator import simulator_world
+from clicks2intent.data.world import World, parse_world
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.serving import engine as S
 from clicks2intent.serving import schemas
 
 TILE_SERVICE, CONVERSION_SERVICE = N.TILE_RANKER_V1, N.CONVERSION_V1
+WORLD = simulator_world()  # the pipeline's data are simulated: its world is the simulator's
+API = schemas.service_schemas(WORLD)  # the request models the service builds from that world
+EXAMPLES = API.examples
 
 
 # --- request validation ------------------------------------------------------------------------
@@ -43,7 +48,7 @@ def _loc(err: ValidationError) -> list[str]:
         ({"customer_id": "c" * (schemas.MAX_ID_LENGTH + 1)}, "customer_id"),
         ({"customer_id": "c1", "visitor_id": ""}, "visitor_id"),
         ({"customer_id": "c1", "k": 0}, "k"),
-        ({"customer_id": "c1", "k": len(C.TILES) + 1}, "k"),
+        ({"customer_id": "c1", "k": len(WORLD.tiles) + 1}, "k"),
         ({"customer_id": "c1", "candidate_tiles": ["mortgage", "spaceship"]}, "candidate_tiles.1"),
         ({"customer_id": "c1", "candidate_tiles": ["mortgage", "mortgage"]}, "candidate_tiles"),
         ({"customer_id": "c1", "candidate_tiles": []}, "candidate_tiles"),
@@ -71,8 +76,25 @@ def _loc(err: ValidationError) -> list[str]:
 )
 def test_rank_tiles_request_rejects_bad_input_naming_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
-        schemas.RankTilesRequest.model_validate(body)
+        API.rank_tiles.model_validate(body)
     assert field in _loc(err.value)
+
+
+def test_the_world_free_request_takes_any_well_formed_tile() -> None:
+    """The module's request class names no bank's tiles; a world's model bounds them by its own."""
+    body = {"customer_id": "c1", "candidate_tiles": ["spaceship", "travel_card"], "k": len(WORLD.tiles) + 1}
+    assert schemas.RankTilesRequest.model_validate(body).candidate_tiles == ["spaceship", "travel_card"]
+    for bad, field in (
+        ({"candidate_tiles": ["Space Ship"]}, "candidate_tiles.0"),
+        ({"candidate_tiles": ["a", "a"]}, "candidate_tiles"),
+        ({"k": schemas.MAX_TILES + 1}, "k"),
+    ):
+        with pytest.raises(ValidationError) as err:
+            schemas.RankTilesRequest.model_validate({"customer_id": "c1"} | bad)
+        assert field in _loc(err.value)
+    tiles = API.rank_tiles.model_json_schema()["properties"]["candidate_tiles"]
+    assert tiles["items"]["enum"] == list(WORLD.tiles) and tiles["maxItems"] == len(WORLD.tiles)
+    assert schemas.service_schemas(WORLD) is API  # built once per declaration
 
 
 def test_conversion_and_intent_requests_need_something_to_score() -> None:
@@ -84,34 +106,65 @@ def test_conversion_and_intent_requests_need_something_to_score() -> None:
     assert schemas.ConversionRequest.model_validate({"visitor_id": "v1"}).session_events == []
 
 
-def test_example_inputs_are_valid_requests() -> None:
-    assert schemas.RankTilesRequest.model_validate(schemas.EXAMPLE_RANK_TILES).k == 3
-    assert schemas.ConversionRequest.model_validate(schemas.EXAMPLE_CONVERSION).visitor_id
-    assert len(schemas.IntentRequest.model_validate(schemas.EXAMPLE_INTENT).session_events) == len(
-        schemas.EXAMPLE_EVENTS
-    )
+def other_bank() -> World:
+    """Another bank: its own pages (URL patterns), tiles and products; no search page."""
+    return parse_world(
+        {
+            "name": "other-bank",
+            "tiles": {"travel_card": ["card_page"], "loans": ["loan_page"]},
+            "products": ["travel_card", "home_loan"],
+            "pages": {"landing": ["/"], "card_page": ["/cards/*"], "loan_page": ["/loans/*"], "apply": ["/apply*"]},
+            "funnel": {"product": ["card_page", "loan_page"], "application_start": "apply", "application_form": "apply"},
+            "profile": {"tenure_days": "int"},
+        },
+        "other bank",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("world", [WORLD, other_bank()], ids=["simulated", "other"])
+def test_example_inputs_are_valid_requests(world: World) -> None:
+    api = schemas.service_schemas(world)
+    ex = api.examples
+    assert api.rank_tiles.model_validate(ex.rank_tiles).k == min(3, len(world.tiles))
+    assert api.conversion.model_validate(ex.conversion).visitor_id
+    assert len(api.intent.model_validate(ex.intent).session_events) == len(ex.events)
+    # The examples read like the bank's own visitor: every page one of its web page types.
+    assert {e["page_type"] for e in ex.events} <= set(world.page_types)
+    assert api.rank_tiles.model_json_schema()["example"] == ex.rank_tiles
+    assert api.intent.model_json_schema()["example"] == ex.intent
 
 
 def test_scrubbed_events_remove_pii_before_featurisation() -> None:
     req = schemas.IntentRequest.model_validate(
         {"session_events": [_event(search_query="mortgage jane.doe@example.com")]}
     )
-    events = S.scrubbed_events(req.session_events)
+    events = S.scrubbed_events(req.session_events, WORLD)
     assert "jane.doe@example.com" not in events[0][C.SEARCH_QUERY]
     assert "mortgage" in events[0][C.SEARCH_QUERY]
     assert set(events[0]) == {C.PAGE_TYPE, C.EVENT_TIMESTAMP, C.SEARCH_QUERY}  # missing fields stay absent
 
 
+def test_scrubbed_events_map_raw_pages_through_the_world() -> None:
+    """A request may carry raw page names or URLs: they become the world's page types (else OOV)."""
+    pages = ["https://bank.example/cards/gold?ref=x", "/loans/home/", "loan_page", "/nowhere", "home"]
+    req = schemas.IntentRequest.model_validate({"session_events": [_event(page_type=p) for p in pages]})
+    mapped = [e[C.PAGE_TYPE] for e in S.scrubbed_events(req.session_events, other_bank())]
+    assert mapped == ["card_page", "loan_page", "loan_page", C.OOV_PAGE_TYPE, C.OOV_PAGE_TYPE]
+    assert [e[C.PAGE_TYPE] for e in S.scrubbed_events(req.session_events, WORLD)][-1] == "home"
+
+
 def test_session_activity_matches_the_batch_job(tiny_events: pd.DataFrame) -> None:
-    from clicks2intent.features.build import session_stats
+    from clicks2intent.features.sessions import session_stats
 
     s1 = tiny_events[tiny_events[C.SESSION_ID] == "s1"]
-    batch = session_stats(s1)[0].iloc[0]
+    # The batch job reads validated events: their raw pages already mapped through the world.
+    batch = session_stats(s1.assign(**{C.PAGE_TYPE: s1[C.PAGE_TYPE].map(WORLD.mapper)}), WORLD)[0].iloc[0]
     req = schemas.IntentRequest.model_validate(
         {"session_events": [{k: v for k, v in r.items() if v is not None and k in schemas.SessionEvent.model_fields}
                             for r in s1.astype(object).where(s1.notna(), None).to_dict("records")]}
     )  # fmt: skip
-    online = S.session_activity(S.scrubbed_events(req.session_events))
+    online = S.session_activity(S.scrubbed_events(req.session_events, WORLD), WORLD)
+    assert list(online) == list(WORLD.session_activity_fields)
     for name, value in online.items():
         expected = batch[name]
         if isinstance(value, float):
@@ -119,6 +172,7 @@ def test_session_activity_matches_the_batch_job(tiny_events: pd.DataFrame) -> No
         else:
             assert value == expected, name
     assert online["session_n_events"] == 3 and online["session_duration_s"] == pytest.approx(70.0)
+    assert online[N.page_count_field("home")] == 1 and online[N.page_count_field("mortgage_calculator")] == 1
 
 
 # --- model inputs and the predict path ---------------------------------------------------------
@@ -216,7 +270,7 @@ def engine(pipeline: Path) -> S.ServingEngine:
 
 
 def _assert_ranked(
-    resp: schemas.RankTilesResponse, k: int, allowed: list[str] | tuple[str, ...] = C.TILES
+    resp: schemas.RankTilesResponse, k: int, allowed: list[str] | tuple[str, ...] = WORLD.tiles
 ) -> None:
     scores = [t.score for t in resp.tiles]
     assert len(resp.tiles) == k
@@ -251,7 +305,12 @@ def test_unknown_ids_fall_back_to_the_baseline(engine: S.ServingEngine, ids: dic
         schemas.RankTilesRequest(customer_id=ids["unknown_customer"], visitor_id=ids["unknown_visitor"])
     )
     _assert_ranked(resp, 3)
-    assert resp.intent.model_dump() == {"label": None, "confidence": None, "source": "none"}
+    assert resp.intent.model_dump() == {
+        "label": None,
+        "confidence": None,
+        "source": "none",
+        "unknown_page_share": None,  # no in-flight session
+    }
     conv = engine.predict_conversion(schemas.ConversionRequest(visitor_id=ids["unknown_visitor"]))
     assert conv.intent.source == "none"
     assert sum(conv.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
@@ -266,13 +325,41 @@ def test_fresher_intent_wins_session_then_visitor(engine: S.ServingEngine, ids: 
     body = {
         "customer_id": ids["customer"],
         "visitor_id": ids["visitor"],
-        "session_events": schemas.EXAMPLE_EVENTS,
+        "session_events": EXAMPLES.events,
     }
-    by_session = engine.rank_tiles(schemas.RankTilesRequest.model_validate(body))
-    assert by_session.intent.source == "session"
-    alone = engine.intent(schemas.IntentRequest.model_validate(schemas.EXAMPLE_INTENT))
+    by_session = engine.rank_tiles(API.rank_tiles.model_validate(body))
+    assert by_session.intent.source == "session" and by_session.intent.unknown_page_share == 0.0
+    alone = engine.intent(API.intent.model_validate(EXAMPLES.intent))
     assert by_session.intent.label == alone.label
     assert by_session.intent.confidence == pytest.approx(alone.confidence, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_session_of_unreadable_pages_gets_no_label(
+    engine: S.ServingEngine, ids: dict[str, str], embedding_dim: int
+) -> None:
+    """No page the encoder knows: no label (the classifier would only repeat its prior), and the ranker
+    falls back to the next freshest intent instead of using the session."""
+    assert engine.world.digest == WORLD.digest  # the world the features were built with, read by serving
+    events = [
+        _event(page_type=f"/not/a/page/{i}", event_timestamp=f"2026-03-01T10:0{i}:00Z") for i in range(3)
+    ]
+    resp = engine.intent(API.intent.model_validate({"session_events": events}))
+    assert resp.label is None and resp.confidence is None and resp.label_name is None and resp.top3 == []
+    assert resp.unknown_page_share == 1.0 and len(resp.embedding) == embedding_dim  # still embedded
+    body = {"customer_id": ids["unknown_customer"], "visitor_id": ids["visitor"], "session_events": events}
+    ranked = engine.rank_tiles(API.rank_tiles.model_validate(body))
+    assert ranked.intent.source == "visitor" and ranked.intent.unknown_page_share == 1.0
+    conv = engine.predict_conversion(API.conversion.model_validate({"session_events": events}))
+    assert conv.intent.label is None and conv.intent.unknown_page_share == 1.0
+    assert sum(conv.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    # Half the pages readable: a label, and the share says how much was not.
+    half = [
+        *events[:2],
+        *({**e, "event_timestamp": f"2026-03-01T10:1{i}:00Z"} for i, e in enumerate(EXAMPLES.events[:2])),
+    ]
+    mixed = engine.intent(API.intent.model_validate({"session_events": half}))
+    assert mixed.label in engine.intent_classes and mixed.unknown_page_share == pytest.approx(0.5)
 
 
 @pytest.mark.slow
@@ -321,12 +408,11 @@ def test_explain_groups_the_contributions(engine: S.ServingEngine, ids: dict[str
 def test_predict_conversion_sources(engine: S.ServingEngine, ids: dict[str, str]) -> None:
     by_visitor = engine.predict_conversion(schemas.ConversionRequest(visitor_id=ids["visitor"]))
     assert by_visitor.intent.source == "visitor" and by_visitor.intent.label is not None
-    by_session = engine.predict_conversion(
-        schemas.ConversionRequest.model_validate({"session_events": schemas.EXAMPLE_EVENTS})
-    )
-    assert by_session.intent.source == "session"
+    by_session = engine.predict_conversion(API.conversion.model_validate({"session_events": EXAMPLES.events}))
+    assert by_session.intent.source == "session" and by_session.intent.unknown_page_share == 0.0
+    assert by_visitor.intent.unknown_page_share is None  # no in-flight session
     for resp in (by_visitor, by_session):
-        assert set(resp.probabilities) == set(C.PRODUCTS) | {C.NO_CONVERSION}
+        assert set(resp.probabilities) == set(WORLD.products) | {C.NO_CONVERSION}
         assert sum(resp.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
         assert resp.predicted_product == max(resp.probabilities, key=resp.probabilities.get)
         assert resp.model.name == CONVERSION_SERVICE
@@ -334,23 +420,27 @@ def test_predict_conversion_sources(engine: S.ServingEngine, ids: dict[str, str]
 
 @pytest.mark.slow
 def test_intent_matches_the_encoder_and_classifier(engine: S.ServingEngine, embedding_dim: int) -> None:
-    req = schemas.IntentRequest.model_validate(schemas.EXAMPLE_INTENT)
+    req = API.intent.model_validate(EXAMPLES.intent)
     resp = engine.intent(req)
-    direct = engine.embedder.embed_session(S.scrubbed_events(req.session_events))
+    direct = engine.embedder.embed_session(S.scrubbed_events(req.session_events, engine.world))
     np.testing.assert_allclose(resp.embedding, direct, rtol=1e-5, atol=1e-6)
     assert len(resp.embedding) == embedding_dim
     assert np.linalg.norm(resp.embedding) == pytest.approx(1.0, abs=1e-4)
     assert resp.top3[0].label == resp.label and resp.top3[0].confidence == pytest.approx(resp.confidence)
     assert [t.confidence for t in resp.top3] == sorted((t.confidence for t in resp.top3), reverse=True)
     assert resp.taxonomy_version == "test-v1" and resp.label in engine.intent_classes
+    assert resp.unknown_page_share == 0.0
 
 
 @pytest.mark.slow
-def test_models_of_another_encoder_or_taxonomy_are_refused(pipeline: Path, engine: S.ServingEngine) -> None:
+def test_models_of_another_encoder_taxonomy_or_world_are_refused(
+    pipeline: Path, engine: S.ServingEngine
+) -> None:
     from dataclasses import replace
 
     tile = engine.tile_model
-    for key in ("encoder_version", "taxonomy_version"):
+    assert tile.model.metadata["world_digest"] == engine.world.digest
+    for key in ("encoder_version", "taxonomy_version", "world_digest"):
         other = replace(tile.model, metadata=tile.model.metadata | {key: "sha256:000000000000"})
         with pytest.raises(ValueError, match=key):
             S.ServingEngine(
@@ -382,7 +472,12 @@ def test_serving_on_redis_and_the_sql_registry_matches_sqlite(
     )
     prod = FS.open_store(pipeline / "feature_repo", yaml_path)
     try:
-        objects = build(file_sources(str(pipeline / "features")), embedding_dim, artifacts_dir=str(pipeline))
+        objects = build(
+            file_sources(str(pipeline / "features")),
+            embedding_dim,
+            world=engine.world,
+            artifacts_dir=str(pipeline),
+        )
         prod.apply(objects.all())
         prod.materialize(pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp.now(tz="UTC"))
         on_redis = S.ServingEngine(prod, engine.tile_model, engine.conversion_model, pipeline)

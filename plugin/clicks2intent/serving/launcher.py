@@ -246,7 +246,7 @@ def demo_requests(url: str, ex: Examples, ids: Mapping[str, str] | None = None) 
         # The logged-in customer's stored web intent (the session path shows in /predict_conversion).
         (
             "/rank_tiles",
-            {"customer_id": ex.rank_tiles["customer_id"], "k": 3, "explain": True}
+            {"customer_id": ex.rank_tiles["customer_id"], "k": ex.rank_tiles["k"], "explain": True}
             | _pick(ids, "customer_id"),
         ),
         ("/predict_conversion", ex.conversion | _pick(ids, "visitor_id")),

@@ -115,7 +115,12 @@ def examples(world: World) -> Examples:
         events.append(e)
     return Examples(
         events=events,
-        rank_tiles={"customer_id": EXAMPLE_CUSTOMER_ID, "session_events": events, "k": 3},
+        # k within the world's own bound (a world may declare only two tiles)
+        rank_tiles={
+            "customer_id": EXAMPLE_CUSTOMER_ID,
+            "session_events": events,
+            "k": min(3, len(world.tiles)),
+        },
         conversion={"visitor_id": EXAMPLE_VISITOR_ID, "session_events": events},
         intent={"session_events": events},
     )
