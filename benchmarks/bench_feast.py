@@ -23,8 +23,9 @@ materialising into SQLite and Redis (rows/s, rows really readable online, the em
 building both training sets (entity rows/s, values equal to the original path's). The work is
 benchmarks/bench_offline.py's (``--engine-configs`` picks its configurations).
 
-The synthetic sources have the exact schemas ``c2i features build`` writes (random unit embeddings);
-nothing here depends on model quality. A store whose server does not answer is reported and skipped.
+The synthetic sources have the exact schemas ``c2i features build`` writes for the simulated bank's world
+declaration (random unit embeddings, profile columns by their declared kinds, the declaration written
+beside them); nothing here depends on model quality. A store whose server does not answer is reported and skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -43,21 +45,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clicks2intent.data.simulator import simulator_world
+from clicks2intent.data.world import World, write_world
 from clicks2intent.features import build as F
 from clicks2intent.features import definitions as fo
 from clicks2intent.features import store as FS
 from clicks2intent.features import transforms as T
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
-from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout
+from clicks2intent.names.paths import FEATURE_FILES, WORLD_FILE, ArtifactLayout
 
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
 
 
-def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int, seed: int = 0) -> None:
-    """Synthetic feature sources with the job's schemas (one row per entity; no anchors needed here)."""
+def write_sources(
+    out: Path, n_sessions: int, n_customers: int, dim: int, world: World, seed: int = 0
+) -> None:
+    """Synthetic feature sources of ``world`` with the job's schemas (one row per entity; no anchors
+    needed here) and the declaration beside them."""
     rng = np.random.default_rng(seed)
-    schemas = F.source_schemas()
+    schemas = F.source_schemas(world)
     out.mkdir(parents=True, exist_ok=True)
 
     def unit(n: int, d: int) -> list[np.ndarray]:
@@ -105,13 +112,13 @@ def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int, seed: 
         },  # fmt: skip
     )
     profile = {C.CUSTOMER_ID: customers, C.EVENT_TIMESTAMP: [T0 - pd.Timedelta(days=1)] * n_customers}
-    profile |= {"tenure_months": rng.uniform(1, 200, n_customers), "age": rng.integers(18, 90, n_customers)}
-    profile |= {
-        "app_sessions_30d": rng.integers(0, 40, n_customers),
-        "n_products": rng.integers(0, 5, n_customers),
+    by_kind = {  # a value per declared kind of the world's profile columns
+        "int": lambda: rng.integers(0, 90, n_customers),
+        "float": lambda: rng.uniform(1, 200, n_customers),
+        "bool": lambda: rng.random(n_customers) < 0.3,
+        "string": lambda: rng.choice(["a", "b", "c"], n_customers),
     }
-    profile |= {"balance_band": rng.choice(["0-1k", "1k-10k", "10k-50k"], n_customers)}
-    profile |= {f"has_{p}": rng.random(n_customers) < 0.3 for p in C.PRODUCTS}
+    profile |= {name: by_kind[kind]() for name, kind in world.profile.items()}
     write("customer_profile", profile)
     one = {C.EVENT_TIMESTAMP: [T0]}
     write("session_activity", {C.SESSION_ID: ["s00000000"], **one})
@@ -119,13 +126,14 @@ def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int, seed: 
     pq.write_table(
         pa.table(
             {
-                T.TILE_ID: list(C.TILES),
-                T.PROTOTYPE: pa.array(unit(len(C.TILES), dim), pa.list_(pa.float32())),
-                T.PROTOTYPE_SESSIONS: [1] * len(C.TILES),
+                T.TILE_ID: list(world.tiles),
+                T.PROTOTYPE: pa.array(unit(len(world.tiles), dim), pa.list_(pa.float32())),
+                T.PROTOTYPE_SESSIONS: [1] * len(world.tiles),
             }
         ),
         out / FEATURE_FILES["tile_prototypes"],
     )
+    write_world(world, out / WORLD_FILE)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -147,7 +155,9 @@ def timed(fns: dict[str, Any], iters: int, warmup: int = 20) -> dict[str, dict[s
     return {name: percentiles(s) for name, s in samples.items()}
 
 
-def bench_store(kind: str, root: Path, features_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def bench_store(
+    kind: str, root: Path, features_dir: Path, world: World, args: argparse.Namespace
+) -> dict[str, Any]:
     """Apply, materialise and read one store; returns its figures."""
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
@@ -162,7 +172,9 @@ def bench_store(kind: str, root: Path, features_dir: Path, args: argparse.Namesp
         cfg = FS.production_config(project=f"c2i_bench_{uuid.uuid4().hex[:8]}")
     FS.write_config(repo / "feature_store.yaml", cfg)
     store = FS.open_store(repo)
-    objects = fo.build(fo.file_sources(str(features_dir)), embedding_dim=args.dim, artifacts_dir=str(root))
+    objects = fo.build(
+        fo.file_sources(str(features_dir)), embedding_dim=args.dim, world=world, artifacts_dir=str(root)
+    )
     # The in-flight view needs a trained encoder; it is not part of tile_ranker_v1 and not measured here.
     store.apply([o for o in objects.all() if o is not objects.inflight_session_intent])
     result: dict[str, Any] = {"store": kind, "project": cfg["project"]}
@@ -201,7 +213,7 @@ def bench_store(kind: str, root: Path, features_dir: Path, args: argparse.Namesp
         rng = np.random.default_rng(1)
         for n_rows in (1, 20):
             ids = [f"c{i:07d}" for i in rng.choice(args.customers, n_rows, replace=False)]
-            rows = [{C.CUSTOMER_ID: c, N.CANDIDATE_TILES: list(C.TILES)} for c in ids]
+            rows = [{C.CUSTOMER_ID: c, N.CANDIDATE_TILES: list(world.tiles)} for c in ids]
             plain_rows = [{C.CUSTOMER_ID: c} for c in ids]
             keys = [EntityKey(join_keys=[C.CUSTOMER_ID], entity_values=[Value(string_val=c)]) for c in ids]
             check = store.get_online_features(features=service, entity_rows=rows).to_dict()
@@ -244,11 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.engines:
         return _engines(args)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from offline_data import write_untrained_encoder
+
     root = Path(tempfile.mkdtemp(prefix="c2i-bench-feast-"))
     results: list[dict[str, Any]] = []
     try:
         features_dir = ArtifactLayout(root).features
-        write_sources(features_dir, args.sessions, args.customers, args.dim)
+        world = simulator_world()
+        write_sources(features_dir, args.sessions, args.customers, args.dim, world)
+        write_untrained_encoder(root, args.dim, world)  # session_affinity (conversion_v1) reads its head
         for kind in [s.strip() for s in args.stores.split(",") if s.strip()]:
             if kind == "redis":
                 reasons = [r for r in (FS.service_available("redis"), FS.service_available("postgres")) if r]
@@ -257,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
             elif kind != "sqlite":
                 raise SystemExit(f"--stores: unknown store {kind!r} (sqlite, redis)")
-            results.append(bench_store(kind, root, features_dir, args))
+            results.append(bench_store(kind, root, features_dir, world, args))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -286,8 +303,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _engines(args: argparse.Namespace) -> int:
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_offline as BO
 

@@ -40,14 +40,15 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from offline_data import entity_rows, write_sources  # noqa: E402
+from offline_data import entity_rows, write_sources, write_untrained_encoder  # noqa: E402
 
+from clicks2intent.data.world import World, load_world  # noqa: E402
 from clicks2intent.features import definitions as fo  # noqa: E402
 from clicks2intent.features import store as FS  # noqa: E402
 from clicks2intent.models import training_sets as TS  # noqa: E402
 from clicks2intent.names import columns as C  # noqa: E402
 from clicks2intent.names import features as N  # noqa: E402
-from clicks2intent.names.paths import FEATURE_FILES, ArtifactLayout  # noqa: E402
+from clicks2intent.names.paths import FEATURE_FILES, WORLD_FILE, ArtifactLayout  # noqa: E402
 
 START, END = pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2030-01-01", tz="UTC")
 CONFIGS = ("file", "duckdb", "file+arrow", "duckdb+arrow", "duckdb+ray", "ray", "feastray", "duckdb+feastray")
@@ -97,9 +98,12 @@ def open_config(root: Path, name: str, kind: str, features_dir: Path, args: argp
     cfg = config(name, online, project, args.ray_cpus, storage=str(repo / "ray_storage"))
     FS.write_config(repo / "feature_store.yaml", cfg)
     store = FS.open_store(repo)
+    world = load_world(features_dir / WORLD_FILE)  # the declaration the sources were built with
     if name == "feastray":  # Feast's own Ray store fails on the null-timestamp anchor rows: none here
         features_dir = without_anchors(features_dir, root / "features_no_anchors")
-    objects = fo.build(fo.file_sources(str(features_dir)), embedding_dim=args.dim, artifacts_dir=str(root))
+    objects = fo.build(
+        fo.file_sources(str(features_dir)), embedding_dim=args.dim, world=world, artifacts_dir=str(root)
+    )
     store.apply([o for o in objects.all() if o is not objects.inflight_session_intent])
     return store
 
@@ -113,6 +117,7 @@ def without_anchors(features_dir: Path, out: Path) -> Path:
             if C.EVENT_TIMESTAMP in table.column_names:
                 table = table.filter(table.column(C.EVENT_TIMESTAMP).is_valid())
             pq.write_table(table, out / path.name)
+        shutil.copy2(features_dir / WORLD_FILE, out / WORLD_FILE)
     return out
 
 
@@ -130,24 +135,25 @@ def timed(fn: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t
 
 
-def bench_materialize(store: Any, n_sessions: int) -> dict[str, Any]:
+def bench_materialize(store: Any, n_sessions: int, world: World) -> dict[str, Any]:
+    session_intent = world.feast_name(N.SESSION_INTENT)  # the view's name with the world's Feast prefix
     cpu = time.process_time()
-    _, secs = timed(lambda: store.materialize(START, END, feature_views=[N.SESSION_INTENT]))
+    _, secs = timed(lambda: store.materialize(START, END, feature_views=[session_intent]))
     cpu = time.process_time() - cpu  # this process only (not a Redis server or Ray workers)
     out: dict[str, Any] = {"rows": n_sessions, "seconds": secs, "rows_per_s": n_sessions / secs,
                            "rows_per_cpu_s": n_sessions / max(cpu, 1e-9), "load": load()}  # fmt: skip
     # Rows that really reached the online store (a materialisation can "succeed" writing nothing).
-    path = store.get_feature_view(N.SESSION_INTENT).batch_source.path
+    path = store.get_feature_view(session_intent).batch_source.path
     ids = pq.read_table(path, columns=[C.SESSION_ID]).column(0)
     sample = ids.unique().to_pylist()[:: max(1, len(ids) // 400)][:200]
     got = store.get_online_features(
-        features=[f"{N.SESSION_INTENT}:{C.EMBEDDING}"], entity_rows=[{C.SESSION_ID: i} for i in sample]
+        features=[f"{session_intent}:{C.EMBEDDING}"], entity_rows=[{C.SESSION_ID: i} for i in sample]
     ).to_dict()[C.EMBEDDING]
     out["online_readable"] = f"{sum(v is not None for v in got)}/{len(sample)}"
     views = [v.name for v in store.list_feature_views()]
     steps = {
         "other_views_seconds": lambda: store.materialize(
-            START, END, feature_views=[v for v in views if v != N.SESSION_INTENT]
+            START, END, feature_views=[v for v in views if v != session_intent]
         ),
         # Empty incremental window: every view, nothing new since END.
         "empty_window_seconds": lambda: store.materialize(
@@ -163,12 +169,16 @@ def bench_materialize(store: Any, n_sessions: int) -> dict[str, Any]:
     return out
 
 
-def bench_retrieval(store: Any, entities: dict[str, pd.DataFrame]) -> dict[str, Any]:
+def bench_retrieval(store: Any, entities: dict[str, pd.DataFrame], world: World) -> dict[str, Any]:
     out: dict[str, Any] = {}
     frames: dict[str, pd.DataFrame] = {}
+    request = TS.world_request_values(world)  # every tile a candidate, as in training
     for task, service in (("tile_ranking", N.TILE_RANKER_V1), ("conversion", N.CONVERSION_V1)):
         ent = entities[task]
-        frame, secs = timed(lambda ent=ent, service=service: TS.historical_features(store, ent, service))
+        service = world.feast_name(service)
+        frame, secs = timed(
+            lambda ent=ent, service=service: TS.historical_features(store, ent, service, request)
+        )
         out[task] = {"rows": len(ent), "seconds": secs, "rows_per_s": len(ent) / secs, "load": load()}
         frames[task] = frame
     return {"figures": out, "frames": frames}
@@ -213,13 +223,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         features_dir = ArtifactLayout(root).features
         if args.artifacts:
             shutil.copytree(Path(args.artifacts) / "features", features_dir)
+            # session_affinity (conversion_v1) reads the encoder's next-event head
+            shutil.copytree(Path(args.artifacts) / "encoder", ArtifactLayout(root).encoder)
         else:
             write_sources(features_dir, args.sessions, args.customers, args.dim)
+            write_untrained_encoder(root, args.dim, load_world(features_dir / WORLD_FILE))
         stamps = pq.read_table(features_dir / FEATURE_FILES["session_intent"], columns=[C.EVENT_TIMESTAMP])
         n_sessions = stamps.num_rows - stamps.column(0).null_count  # anchors are never materialised
+        world = load_world(features_dir / WORLD_FILE)
         entities = entity_rows(features_dir, args.rows)
         if args.artifacts and (Path(args.artifacts) / "data" / "tile_impressions.parquet").is_file():
-            entities = {t: TS.read_task_entities(t, Path(args.artifacts) / "data") for t in entities}
+            entities = {t: TS.read_task_entities(t, Path(args.artifacts) / "data", world) for t in entities}
         results["sessions"], results["entity_rows"] = n_sessions, {t: len(e) for t, e in entities.items()}
         reference: dict[str, pd.DataFrame] | None = None
         kinds = ["sqlite"] + (["redis"] if args.redis else [])
@@ -227,10 +241,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for kind in kinds:
                 store = open_config(root, name, kind, features_dir, args)
                 try:
-                    entry: dict[str, Any] = {"materialize": bench_materialize(store, n_sessions)}
+                    entry: dict[str, Any] = {"materialize": bench_materialize(store, n_sessions, world)}
                     if kind == "sqlite" and not args.no_retrieval:
                         try:
-                            r = bench_retrieval(store, entities)
+                            r = bench_retrieval(store, entities, world)
                         except Exception as e:  # kept beside the materialisation figures
                             traceback.print_exc(limit=-6)
                             entry["retrieval_error"] = f"{type(e).__name__}: {_first_line(e)}"

@@ -1,9 +1,12 @@
 """Synthetic feature sources and task entity rows for the offline benchmarks (no model needed).
 
-Every file has the exact schema ``c2i features build`` writes (``features.build.source_schemas``), filled
-by arrow type; entities repeat over time the way the real job writes them (a visitor's and a linked
-customer's web intent change at every session; a customer profile is one snapshot), so point-in-time
-joins have real choices to make. ``--artifacts`` in the benchmarks uses the demo's real files instead.
+Every file has the exact schema ``c2i features build`` writes for a world declaration
+(``features.build.source_schemas(world)``, default the simulated bank's), filled by arrow type, and the
+declaration is written beside them as the job does (``world.yaml``: the Feast fields, the tiles and
+products of the entity rows come from it); entities repeat over time the way the real job writes them (a
+visitor's and a linked customer's web intent change at every session; a customer profile is one snapshot),
+so point-in-time joins have real choices to make. ``--artifacts`` in the benchmarks uses the demo's real
+files instead.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clicks2intent.data.simulator import simulator_world
+from clicks2intent.data.world import World, load_world, write_world
 from clicks2intent.features import build as F
 from clicks2intent.features import transforms as T
 from clicks2intent.names import columns as C
-from clicks2intent.names.paths import FEATURE_FILES
+from clicks2intent.names.paths import FEATURE_FILES, WORLD_FILE
 
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
 DAYS = 60
@@ -66,11 +71,15 @@ def _times(rng: np.random.Generator, n: int) -> pd.DatetimeIndex:
     return T0 + pd.to_timedelta(rng.integers(0, 86_400 * DAYS, n), unit="s")
 
 
-def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int = 64, seed: int = 0) -> None:
-    """Feature sources: ``n_sessions`` web sessions of ``n_sessions // 3`` visitors, ``n_customers``
-    customers of whom half are linked (web intent rows at ~3 changes each)."""
+def write_sources(
+    out: Path, n_sessions: int, n_customers: int, dim: int = 64, seed: int = 0, world: World | None = None
+) -> None:
+    """Feature sources of ``world`` (default: the simulated bank's): ``n_sessions`` web sessions of
+    ``n_sessions // 3`` visitors, ``n_customers`` customers of whom half are linked (web intent rows at
+    ~3 changes each), and the world's ``world.yaml``."""
     rng = np.random.default_rng(seed)
-    schemas = F.source_schemas()
+    world = world or simulator_world()
+    schemas = F.source_schemas(world)
     out.mkdir(parents=True, exist_ok=True)
     n_visitors = max(1, n_sessions // 3)
     sessions = [f"s{i:09d}" for i in range(n_sessions)]
@@ -101,25 +110,28 @@ def write_sources(out: Path, n_sessions: int, n_customers: int, dim: int = 64, s
         C.CUSTOMER_ID,
         out / FEATURE_FILES["customer_profile"],
     )
-    protos = rng.normal(size=(len(C.TILES), dim)).astype(np.float32)
+    protos = rng.normal(size=(len(world.tiles), dim)).astype(np.float32)
     protos /= np.linalg.norm(protos, axis=1, keepdims=True)
     pq.write_table(
         pa.table(
             {
-                T.TILE_ID: list(C.TILES),
+                T.TILE_ID: list(world.tiles),
                 T.PROTOTYPE: pa.array(list(protos), pa.list_(pa.float32())),
-                T.PROTOTYPE_SESSIONS: [1] * len(C.TILES),
+                T.PROTOTYPE_SESSIONS: [1] * len(world.tiles),
             }
         ),
         out / FEATURE_FILES["tile_prototypes"],
     )
+    write_world(world, out / WORLD_FILE)  # what `c2i features build` writes beside the sources
 
 
 def entity_rows(features_dir: Path, n_rows: int, seed: int = 1) -> dict[str, pd.DataFrame]:
     """Task entity rows: tile impressions of random customers at random times (a tenth of them
     repeating another row's customer AND time, the case Feast's file store collapses), and
-    conversion rows at session ends."""
+    conversion rows at session ends; labels are the tiles and products of the sources' world."""
     rng = np.random.default_rng(seed)
+    world = load_world(features_dir / WORLD_FILE)
+    tiles, products = list(world.tiles), list(world.classes("conversion"))
     profile = pq.read_table(features_dir / FEATURE_FILES["customer_profile"], columns=[C.CUSTOMER_ID])
     customers = np.asarray(profile.column(C.CUSTOMER_ID).to_pylist(), dtype=object)
     tile = pd.DataFrame(
@@ -127,7 +139,7 @@ def entity_rows(features_dir: Path, n_rows: int, seed: int = 1) -> dict[str, pd.
             C.IMPRESSION_ID: [f"i{i:09d}" for i in range(n_rows)],
             C.CUSTOMER_ID: customers[rng.integers(0, len(customers), n_rows)],
             C.EVENT_TIMESTAMP: _times(rng, n_rows),
-            "label": np.asarray(C.TILES, dtype=object)[rng.integers(0, len(C.TILES), n_rows)],
+            "label": np.asarray(tiles, dtype=object)[rng.integers(0, len(tiles), n_rows)],
         }
     )
     dup = np.flatnonzero(rng.random(n_rows) < 0.1)
@@ -142,9 +154,34 @@ def entity_rows(features_dir: Path, n_rows: int, seed: int = 1) -> dict[str, pd.
     ).to_pandas()
     sessions = sessions[sessions[C.EVENT_TIMESTAMP].notna()]  # not the anchors
     conv = sessions.sample(n=min(n_rows, len(sessions)), random_state=seed).reset_index(drop=True)
-    conv["label"] = np.asarray(C.PRODUCTS + (C.NO_CONVERSION,), dtype=object)[
-        rng.integers(0, len(C.PRODUCTS) + 1, len(conv))
-    ]
+    conv["label"] = np.asarray(products, dtype=object)[rng.integers(0, len(products), len(conv))]
     conv[C.EVENT_TIMESTAMP] = pd.to_datetime(conv[C.EVENT_TIMESTAMP], utc=True)
     return {"tile_ranking": tile.sort_values(C.EVENT_TIMESTAMP, kind="stable").reset_index(drop=True),
             "conversion": conv.sort_values(C.EVENT_TIMESTAMP, kind="stable").reset_index(drop=True)}  # fmt: skip
+
+
+def write_untrained_encoder(root: Path, dim: int, world: World) -> None:
+    """An untrained encoder checkpoint under ``root``/encoder over the world's page types: the
+    ``session_affinity`` on-demand view (part of ``conversion_v1``) reads its next-event head, so a
+    repo of synthetic sources cannot be applied without one. Its values are random; only the cost is
+    measured here."""
+    import torch
+
+    from clicks2intent.encoder.model import (
+        EncoderCheckpoint,
+        EncoderConfig,
+        Vocabulary,
+        build_model,
+        save_checkpoint,
+    )
+    from clicks2intent.names.paths import ArtifactLayout
+
+    torch.manual_seed(0)
+    vocabularies = {
+        C.PAGE_TYPE: Vocabulary(list(world.known_page_types)),
+        C.CHANNEL: Vocabulary(list(C.CHANNELS)),
+        C.DEVICE: Vocabulary(["desktop", "mobile", "tablet"]),
+    }
+    config = EncoderConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, embedding_dim=dim, max_len=16)
+    model = build_model(config, vocabularies).eval()
+    save_checkpoint(EncoderCheckpoint(config, vocabularies, model), ArtifactLayout(root).checkpoint)
