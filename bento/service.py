@@ -38,6 +38,7 @@ except ImportError:  # inside a built bento: src/plugin/clicks2intent
 from clicks2intent.common.settings import Settings  # noqa: E402
 from clicks2intent.errors import Clicks2IntentError  # noqa: E402
 from clicks2intent.names import settings as ENV  # noqa: E402
+from clicks2intent.names.features import CONVERSION_V1, TILE_RANKER_V1  # noqa: E402
 from clicks2intent.serving import schemas  # noqa: E402
 from clicks2intent.serving.deployment import (  # noqa: E402
     check_deployment,
@@ -64,14 +65,14 @@ try:
 except Clicks2IntentError as err:  # a bad value: one line, not a traceback per worker
     raise SystemExit(f"clicks2intent service: {err}") from None
 FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"  # the repo config this bento carries
-TILE_MODEL = BentoModel(SETTINGS.tile_model)
-CONVERSION_MODEL = BentoModel(SETTINGS.conversion_model)
 ARTIFACTS_MODEL = BentoModel(SETTINGS.artifacts_model)  # encoder/, intent/, features/ (prototypes, world)
-
 try:  # the bank's world: its tile enum, bounds and examples are the request schemas' own
     WORLD, LABELS = world_of_artifacts(SETTINGS, ARTIFACTS_MODEL)
 except Clicks2IntentError as err:
     raise SystemExit(f"clicks2intent service: {err}") from None
+# The models trained on that world's features (their names carry its Feast prefix), unless named.
+TILE_MODEL = BentoModel(SETTINGS.tile_model or f"{WORLD.feast_name(TILE_RANKER_V1)}:latest")
+CONVERSION_MODEL = BentoModel(SETTINGS.conversion_model or f"{WORLD.feast_name(CONVERSION_V1)}:latest")
 API = schemas.service_schemas(WORLD)
 EXAMPLE_INPUT = API.examples.rank_tiles
 # /rank_tiles (the homepage call, latency-bound) answered by DirectEndpoints when it succeeds: validated

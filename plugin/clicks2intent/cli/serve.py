@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--artifacts", default=str(DEFAULT_ROOT), help="demo artifacts: model store, encoder, intent model"
     )
     s.add_argument(
-        "--feature-repo", default=None, help="Feast repository (default: feature_repo/ of the project)"
+        "--feature-repo", default=None, help="Feast repository (default: ./feature_repo)"
     )
     s.add_argument(
         "--feast-config", default=None, help="feature_store yaml inside the repo (e.g. the Redis one)"
@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = subparsers.add_parser("demo-requests", help="start the service, call each endpoint once, stop it")
     d.add_argument("--artifacts", default=str(DEFAULT_ROOT))
     d.add_argument(
-        "--feature-repo", default=None, help="Feast repository (default: feature_repo/ of the project)"
+        "--feature-repo", default=None, help="Feast repository (default: ./feature_repo)"
     )
     d.add_argument("--port", type=int, default=None, help="port (default: a free loopback port)")
     d.add_argument(

@@ -77,11 +77,14 @@ class Settings(BaseSettings):
         DEFAULT_REGISTRY_URL,
     )
     # --- the service ---
-    tile_model: str = _env(
-        ENV.TILE_MODEL, "BentoML model tag of the tile ranker served.", f"{TILE_RANKER_V1}:latest"
+    tile_model: str | None = _env(
+        ENV.TILE_MODEL,
+        f"BentoML model tag of the tile ranker served. Unset: `<feast prefix>{TILE_RANKER_V1}:latest` of the "
+        "world the served artifacts were built with.",
     )
-    conversion_model: str = _env(
-        ENV.CONVERSION_MODEL, "BentoML model tag of the conversion model served.", f"{CONVERSION_V1}:latest"
+    conversion_model: str | None = _env(
+        ENV.CONVERSION_MODEL,
+        f"BentoML model tag of the conversion model served. Unset: `<feast prefix>{CONVERSION_V1}:latest`.",
     )
     artifacts_model: str = _env(
         ENV.ARTIFACTS_MODEL,
@@ -108,6 +111,12 @@ class Settings(BaseSettings):
     llm_model: str | None = _env(
         ENV.LLM_MODEL,
         "Model name at the OpenAI-compatible endpoint (`OPENAI_BASE_URL`); unset: the embedded SmolLM2.",
+    )
+    llm_runtime: Literal["auto", "xllamacpp", "llama-cpp-python"] = _env(
+        ENV.LLM_RUNTIME,
+        "Runtime of the embedded LLM server: `xllamacpp` (prebuilt, the `llm` extra), `llama-cpp-python` "
+        "(compiled, the `llm-llamacpp` extra); `auto`: the first of these that is installed.",
+        "auto",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _env(
         ENV.LOG_LEVEL, "Log level of the `c2i` commands.", "INFO"

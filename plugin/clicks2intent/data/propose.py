@@ -67,13 +67,6 @@ MIN_PAGE_SHARE = 0.002  # a page group with fewer page views than this is left t
 MAX_PAGE_TYPES = 60  # more page types than this is not a first draft anyone reviews
 MAX_CHILDREN = 12  # a section with more frequent sub-paths than this (ids, places) stays one page type
 HOME_SEGMENTS = frozenset({"home", "index.html", "index.htm", "index.php", "default.aspx"})
-# The Arrow type each profile kind is read as (the feature job casts the same way: features.build).
-PROFILE_ARROW: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-}
 _SEARCH_WORDS = frozenset({"search", "find", "results"})
 _APPLY_WORDS = frozenset({"apply", "application", "applications", "onboarding", "signup"})
 _START_WORDS = frozenset({"start", "begin", "step1", "eligibility"})
@@ -666,7 +659,7 @@ def _check_profile(world: World, path: Path | None, check: WorldCheck) -> None:
     bad = 0
     for col in cols:
         try:
-            table[col].cast(PROFILE_ARROW[world.profile[col]])
+            table[col].cast(world.profile_schema()[col])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             bad += 1
             check.errors.append(

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pyarrow as pa
+
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
@@ -47,7 +49,13 @@ WORLD_VERSION = 1
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 PREFIX_RE = re.compile(r"^(?:[a-z][a-z0-9_]{0,30})?$")
-PROFILE_KINDS: tuple[str, ...] = ("int", "float", "bool", "string")
+PROFILE_KINDS: tuple[str, ...] = ("int", "float", "bool", "string")  # PROFILE_ARROW's keys
+PROFILE_ARROW: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
 RESERVED = frozenset({C.NO_CLICK, C.NO_CONVERSION})
 REGEX_PREFIX = "re:"
 DEFAULT_MAX_OOV_SHARE = 0.5  # more unmatched events than this: the declaration does not describe the data
@@ -143,6 +151,10 @@ class World:
 
     def profile_columns(self) -> list[str]:
         return list(self.profile)
+
+    def profile_schema(self) -> dict[str, pa.DataType]:
+        """The profile columns with the Arrow type each kind is cast to, in declaration order."""
+        return {name: PROFILE_ARROW[kind] for name, kind in self.profile.items()}
 
     def classes(self, task: str) -> tuple[str, ...]:
         """The classes of a task's model: ``tile_ranking`` → the tiles; ``conversion`` → products + none."""

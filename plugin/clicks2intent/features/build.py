@@ -61,7 +61,6 @@ import pyarrow.parquet as pq
 from clicks2intent.common.progress import step_bar
 from clicks2intent.common.times import US_PER_DAY, series_to_us
 from clicks2intent.data.world import (
-    PROFILE_KINDS,
     World,
     check_page_types,
     load_world,
@@ -101,22 +100,8 @@ from clicks2intent.names.paths import BUILD_REPORT_FILE as REPORT_FILE
 
 logger = logging.getLogger(__name__)
 
-# The Arrow type each profile kind of the world declaration is cast to.
-PROFILE_ARROW: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-}
-assert set(PROFILE_ARROW) == set(PROFILE_KINDS)
-
 _TS = pa.timestamp("us", tz="UTC")
 _F32_LIST = pa.list_(pa.float32())
-
-
-def profile_schema(world: World) -> dict[str, pa.DataType]:
-    """The world's customer-profile columns with their Arrow types, in declaration order."""
-    return {name: PROFILE_ARROW[kind] for name, kind in world.profile.items()}
 
 
 @dataclass
@@ -215,7 +200,7 @@ def source_schemas(world: World) -> dict[str, pa.Schema]:
             + [(name, pa.int64()) for name in RECENT_WINDOW_NAMES]
         ),
         "customer_profile": pa.schema(
-            [(C.CUSTOMER_ID, pa.string()), (C.EVENT_TIMESTAMP, _TS)] + list(profile_schema(world).items())
+            [(C.CUSTOMER_ID, pa.string()), (C.EVENT_TIMESTAMP, _TS)] + list(world.profile_schema().items())
         ),
         "tile_prototypes": pa.schema(
             [(TILE_ID, pa.string()), (PROTOTYPE, _F32_LIST), (PROTOTYPE_SESSIONS, pa.int64())]

@@ -362,7 +362,8 @@ def profile_fields(world: World) -> list[Any]:
 def build_from_features(features_dir: str | Path, **kwargs: Any) -> Clicks2IntentObjects:
     """Every object over the parquet files of ``c2i features build`` in ``features_dir``: the world
     declaration and the embedding dimension come from the files that build wrote beside them, so the
-    registered fields always match the sources. ``kwargs`` go to :func:`build`."""
+    registered fields always match the sources; when ``features_dir`` sits in an artifacts layout (beside
+    ``encoder/``), the on-demand views load that layout's models. ``kwargs`` go to :func:`build`."""
     features_dir = Path(features_dir)
     world_path, report_path = features_dir / WORLD_FILE, features_dir / BUILD_REPORT_FILE
     for p in (world_path, report_path):
@@ -371,6 +372,9 @@ def build_from_features(features_dir: str | Path, **kwargs: Any) -> Clicks2Inten
     world = load_world(world_path)
     dim = int(json.loads(report_path.read_text(encoding="utf-8")).get("embedding_dim") or 0)
     prefix = kwargs.pop("prefix", world.feast_prefix)
+    if features_dir.name == FEATURES_SUBDIR and (features_dir.parent / ENCODER_SUBDIR).is_dir():
+        # The on-demand views load the models these features were built with ($C2I_ARTIFACTS still wins).
+        kwargs.setdefault("artifacts_dir", str(features_dir.parent.resolve()))
     return build(file_sources(str(features_dir), prefix=prefix), dim, world=world, prefix=prefix, **kwargs)
 
 

@@ -70,20 +70,21 @@ CENTRE_KEY = "c2i.centre"
 
 # --- Artifacts loaded by the on-demand views (once per process) ------------------------------------
 def resolve_artifacts_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """Where the on-demand views find the encoder, classifier and tile prototypes.
+    """Where the on-demand views find the encoder, classifier, tile prototypes and world declaration.
 
-    ``override`` (a view's ``artifacts_dir``), else ``$C2I_ARTIFACTS``, else ``<repo>/artifacts`` when the
-    package runs from a checkout, else ``./artifacts``. Cached per (override, env) so the per-request
-    path makes no filesystem calls."""
+    ``$C2I_ARTIFACTS`` (a deployment's setting: the service sets it to the artifacts it carries), else
+    ``override`` (a view's ``artifacts_dir``: the artifacts the repo's features were built from), else
+    ``<repo>/artifacts`` when the package runs from a checkout, else ``./artifacts``. Cached per
+    (override, env) so the per-request path makes no filesystem calls."""
     return _resolve(str(override) if override else None, os.environ.get(ARTIFACTS_ENV) or None, os.getcwd())
 
 
 @functools.lru_cache(maxsize=64)
 def _resolve(override: str | None, env: str | None, cwd: str) -> Path:
-    if override:
-        return Path(override).resolve()
     if env:
         return Path(env).resolve()
+    if override:
+        return Path(override).resolve()
     checkout = Path(__file__).resolve().parents[3]
     if (checkout / "pyproject.toml").is_file():
         return checkout / "artifacts"

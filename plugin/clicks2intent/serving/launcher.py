@@ -54,6 +54,9 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
+DEFAULT_REPO = Path("feature_repo")  # relative to the working directory, like every other c2i default
+
+
 def service_env(
     artifacts: str | Path = DEFAULT_ROOT,
     feature_repo: str | Path | None = None,
@@ -73,8 +76,8 @@ def service_env(
     env.setdefault("BENTOML_HOME", str(layout.bentoml_home))
     env["BENTOML_DO_NOT_TRACK"] = "True"
     env[ENV.ARTIFACTS] = str(layout.root)
-    # The project's repo by default: a built bento carries only the repo's config, not its data/.
-    env[ENV.FEATURE_REPO] = str(Path(feature_repo or project_root() / "feature_repo").resolve())
+    # The working directory's repo by default, as `c2i features online` and `feast` itself read it.
+    env[ENV.FEATURE_REPO] = str(Path(feature_repo or DEFAULT_REPO).resolve())
     if feast_config is not None:
         env[ENV.FEAST_CONFIG] = feast_config
     if workers is not None:
