@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pytest
+
 from clicks2intent.cli import COMMANDS
+from clicks2intent.data.world import World, write_world
+from clicks2intent.names.paths import BUILD_REPORT_FILE, WORLD_FILE
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -28,9 +33,18 @@ def test_every_c2i_command_in_the_readme_exists() -> None:
     assert used <= set(COMMANDS), f"README mentions unknown commands: {sorted(used - set(COMMANDS))}"
 
 
-def test_feast_adoption_example_runs() -> None:
+def test_feast_adoption_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim_world: World
+) -> None:
     (example,) = [b for b in _blocks("python") if "feast_objects" in b]
+    # What `c2i features build` leaves beside the sources the example names: the world and the build report.
+    (features,) = re.findall(r'build_from_features\("([^"]+)"', example)
+    write_world(sim_world, tmp_path / features / WORLD_FILE)
+    (tmp_path / features / BUILD_REPORT_FILE).write_text(json.dumps({"embedding_dim": 64}))
+    monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {}
     exec(compile(example, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
     assert scope["tile_ranker_v1"].name == "c2i_tile_ranker_v1"
     assert scope["customer_web_intent"].name == "c2i_customer_web_intent"
+    fields = {f.name for f in scope["c2i"].session_activity.features}
+    assert set(sim_world.page_count_fields) <= fields  # the fields are the world's
