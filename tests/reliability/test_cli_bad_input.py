@@ -108,6 +108,14 @@ def test_features_build_names_the_missing_input(tmp_path: Path, capsys: pytest.C
     _one_line_error(["features", "build", "--data", "/nope", "--out", str(tmp_path / "f")], capsys, "/nope")
 
 
+def test_features_online_without_a_world_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tiles and the service's Feast prefix come from the world the features were built with."""
+    argv = ["features", "online", "--repo", str(tmp_path), "--features", str(tmp_path / "features")]
+    _one_line_error(argv, capsys, str(tmp_path / "features" / "world.yaml"), "c2i features build")
+
+
 @pytest.mark.slow
 def test_features_online_unknown_customer_says_so(pipeline: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
@@ -115,6 +123,8 @@ def test_features_online_unknown_customer_says_so(pipeline: Path, capsys: pytest
         "online",
         "--repo",
         str(pipeline / "feature_repo"),
+        "--features",
+        str(pipeline / "features"),
         "--customer-id",
         "no-such-customer",
     ]
@@ -122,13 +132,17 @@ def test_features_online_unknown_customer_says_so(pipeline: Path, capsys: pytest
 
 
 @pytest.mark.slow
+def test_features_online_unknown_service_says_so(pipeline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["features", "online", "--repo", str(pipeline / "feature_repo"), "--features",
+            str(pipeline / "features"), "--service", "no_such_service"]  # fmt: skip
+    _one_line_error(argv, capsys, "no_such_service", "tile_ranker_v1")  # the known ones are listed
+
+
+@pytest.mark.slow
 def test_features_online_known_customer_still_works(
     pipeline: Path, ids: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main(
-            ["features", "online", "--repo", str(pipeline / "feature_repo"), "--customer-id", ids["customer"]]
-        )
-        == 0
-    )
+    argv = ["features", "online", "--repo", str(pipeline / "feature_repo"), "--features",
+            str(pipeline / "features"), "--customer-id", ids["customer"]]  # fmt: skip
+    assert main(argv) == 0
     assert ids["customer"] in capsys.readouterr().out

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from clicks2intent.common.net import LOOPBACK, free_port
+from clicks2intent.data.simulator import simulator_world
 from clicks2intent.serving import schemas
 from clicks2intent.serving.launcher import wait_ready
 
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.slow
 FUZZ_S = int(os.environ.get("C2I_FUZZ_S", "60"))
 SOAK_S = float(os.environ.get("C2I_SOAK_S", "60"))
 SEED = 15
+EXAMPLES = schemas.examples(simulator_world())  # the tiny pipeline's data are simulated
 # Failures that belong to BentoML itself, not to this service's schemas (each says why it is allowed).
 FRAMEWORK_FAILURES = {
     # BentoML documents GET /metrics even when its Prometheus middleware is off (C2I_METRICS=0).
@@ -159,7 +161,7 @@ def _soak_body(rng: random.Random, ids: dict[str, str]) -> tuple[str, bytes, str
     body = {
         "/rank_tiles": {"customer_id": customer, "k": 3},
         "/predict_conversion": {"visitor_id": "no-such-visitor" if r < 0.10 else ids["visitor"]},
-        "/intent": schemas.EXAMPLE_INTENT,
+        "/intent": EXAMPLES.intent,
     }[path]
     return path, json.dumps(body).encode(), "unknown" if r < 0.10 else "valid"
 

@@ -34,14 +34,19 @@ def redis_yaml(pipeline: Path, own_redis: Any, tmp_path: Path, embedding_dim: in
     applied and materialized."""
     from feast import FeatureStore
 
+    from clicks2intent.data.world import load_world
     from clicks2intent.features.definitions import build, file_sources
+    from clicks2intent.names.paths import ArtifactLayout
 
     dim = embedding_dim
     cfg = FS.production_config(project="c2i_outage", redis=own_redis.address)
     cfg["registry"] = str(tmp_path / "registry.db")
     path = FS.write_config(tmp_path / "feature_store.outage.yaml", cfg)
     store = FeatureStore(repo_path=str(pipeline / "feature_repo"), fs_yaml_file=path)
-    store.apply(build(file_sources(str(pipeline / "features")), dim, artifacts_dir=str(pipeline)).all())
+    world = load_world(ArtifactLayout(pipeline).features_world)  # the one the features were built with
+    store.apply(
+        build(file_sources(str(pipeline / "features")), dim, world=world, artifacts_dir=str(pipeline)).all()
+    )
     store.materialize(pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp.now(tz="UTC"))
     yield path
 
@@ -167,7 +172,9 @@ def test_registry_down_through_the_cli(
     yaml = FS.write_config(
         tmp_path / "dead.yaml", FS.production_config(project="c2i_dead", registry_url=dead)
     )
+    # --features: the world declaration (tiles, Feast prefix) is read before the registry is reached.
     code = main(["features", "online", "--repo", str(pipeline / "feature_repo"), "--config", str(yaml),
-                 "--customer-id", "c1"])  # fmt: skip
+                 "--features", str(pipeline / "features"), "--customer-id", "c1"])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
+    assert "registry" in err, err
