@@ -21,6 +21,7 @@ ACCESS_LOG = "C2I_ACCESS_LOG"  # "1": BentoML access log
 REDIS = "C2I_REDIS"  # host:port of the production Redis online store
 REGISTRY_URL = "C2I_REGISTRY_URL"  # SQLAlchemy URL of the production SQL registry
 LLM_MODEL = "C2I_LLM_MODEL"  # model name at an OpenAI-compatible endpoint
+LLM_RUNTIME = "C2I_LLM_RUNTIME"  # runtime of the embedded LLM server: auto, xllamacpp, llama-cpp-python
 ARTIFACTS_MODEL = (
     "C2I_ARTIFACTS_MODEL"  # model-store tag of the encoder + classifier + prototypes a bento carries
 )
@@ -42,6 +43,7 @@ ALL: tuple[str, ...] = (
     REDIS,
     REGISTRY_URL,
     LLM_MODEL,
+    LLM_RUNTIME,
     ARTIFACTS_MODEL,
     LOG_LEVEL,
 )
