@@ -113,8 +113,21 @@ def _ingest_ga4_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_applications_command(args: argparse.Namespace) -> int:
+    from clicks2intent.data.conversions import write_conversions
+
+    path, report = write_conversions(
+        args.data, args.path, load_world(resolve_world_path(args.world, args.data))
+    )
+    print(report.to_text())
+    print(f"written to {path}")
+    return 0
+
+
 def _register_ingest(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("ingest", help="convert a public clickstream data set into the contract")
+    p = subparsers.add_parser(
+        "ingest", help="convert a raw data set (GA4 export, MSNBC, applications) into the contracts"
+    )
     sources = p.add_subparsers(dest="source", required=True)
     m = sources.add_parser("msnbc", help="UCI MSNBC.com page-category sequences (synthetic clock, see docs)")
     m.add_argument("path", help="the .seq file (e.g. ../shared/data/real/msnbc/msnbc990928_sessions_*.seq)")
@@ -146,3 +159,17 @@ def _register_ingest(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--json", action="store_true", help="print the report as JSON")
     g.set_defaults(func=_ingest_ga4_command)
+    a = sources.add_parser(
+        "applications",
+        help="a bank's applications table -> conversions.parquet (per web session, within the world's horizon)",
+    )
+    a.add_argument(
+        "path", help="applications parquet/CSV: event_timestamp, product, visitor_id and/or customer_id"
+    )
+    a.add_argument(
+        "--data",
+        default=str(ARTIFACTS.data),
+        help="data directory with events.parquet (+ identity_links.parquet)",
+    )
+    a.add_argument("--world", help="the bank's world.yaml (default: $C2I_WORLD, else DATA/world.yaml)")
+    a.set_defaults(func=_ingest_applications_command)
