@@ -415,7 +415,18 @@ def test_feast_cli_apply_materialize_and_c2i_online(pipeline: Pipeline, tmp_path
     run(*feast, "materialize", "2024-01-01T00:00:00", "2024-06-01T00:00:00")
     run(*feast, "materialize-incremental", "2030-01-01T00:00:00")
     c2i = ("-c", "import sys; from clicks2intent.cli import main; sys.exit(main())")  # the `c2i` script
-    out = run(*c2i, "features", "online", "--repo", ".", "--customer-id", "c_pit")
+    # The world (its tiles, its Feast prefix) is read beside the sources, as the repo's definitions read it.
+    out = run(
+        *c2i,
+        "features",
+        "online",
+        "--repo",
+        ".",
+        "--features",
+        "../artifacts/features",
+        "--customer-id",
+        "c_pit",
+    )
     assert (
         "customer_web_embedding" in out and "tile_affinity" in out and "tiles by web-intent affinity" in out
     )
