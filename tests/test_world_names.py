@@ -25,6 +25,7 @@ GENERIC = {
     "settings",  # the C2I_* settings object
     "messages",  # LLM chat messages
     "about",  # a stop word of the taxonomy's summaries
+    "home",  # a site's root path, in any bank's URLs (the world proposal's name for "/")
 }
 TOKEN = re.compile(r"[a-z][a-z0-9_]*")
 
