@@ -76,7 +76,7 @@ class LLMSettings:
     max_retries: int = 4  # extra attempts after the first, shared by transport and validity errors
     backoff_s: float = 0.5  # first backoff; doubles per retry, with jitter in [0.5, 1.5)
     backoff_max_s: float = 8.0  # cap, also applied to a server's Retry-After
-    concurrency: int = 2  # simultaneous requests; llama.cpp's python server serialises anyway
+    concurrency: int = 2  # simultaneous requests; an embedded server (one slot) answers one at a time
     cache_path: Path | None = None  # SQLite file; None disables caching (tests of the raw path)
     seed: int = 0  # sampling seed sent to servers that accept one
     replica_urls: tuple[str, ...] = ()  # more endpoints serving the same model: requests go to a free one
