@@ -9,7 +9,7 @@ serve it (``C2I_LLM_RUNTIME``, or ``--runtime`` of ``c2i llm serve``):
   so installing it compiles nothing;
 * ``llama-cpp-python`` (the ``llm-llamacpp`` extra): its Python server, built from source at install.
 
-Either runs as a child process (``python -m clicks2intent.intent.llm.server``, see :func:`child_main`)
+Either runs as a child process (``python -m clicks2intent.cli.llm_child``, see :func:`run_child`)
 that binds to loopback on a free port, logs to a file (shown when it fails to start) and is stopped by
 the pipeline. Both are configured so that a greedy answer does not depend on the runtime: flash
 attention off (llama.cpp's ``auto`` turns it on, and its different rounding flips near-tied greedy
@@ -25,7 +25,6 @@ therefore outlive it, as the context managers here ensure. A 135M model is weak:
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import ctypes
@@ -40,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ RUNTIMES: tuple[str, ...] = (XLLAMACPP, LLAMA_CPP_PYTHON)  # "auto" picks the fi
 _RUNTIME_MODULES = {XLLAMACPP: ("xllamacpp",), LLAMA_CPP_PYTHON: ("llama_cpp", "sse_starlette", "uvicorn")}
 _RUNTIME_EXTRA = {XLLAMACPP: "llm", LLAMA_CPP_PYTHON: "llm-llamacpp"}
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-CHILD_MODULE = "clicks2intent.intent.llm.server"  # run with -m: child_main
+CHILD_MODULE = "clicks2intent.cli.llm_child"  # run with -m: parses the command line, calls run_child
 
 
 def find_default_gguf() -> Path:
@@ -173,7 +172,7 @@ class LocalLLMServer:
         return f"http://{self.config.host}:{self.port}/v1"
 
     def command(self, port: int) -> list[str]:
-        """The child's command line: this module's :func:`child_main` with the runtime's settings."""
+        """The child's command line: :func:`run_child` with the runtime's settings."""
         c = self.config
         return [
             sys.executable,
@@ -438,7 +437,7 @@ def _set_param(params: Any, setting: str) -> None:
     setattr(target, last, value)
 
 
-def _serve_xllamacpp(args: argparse.Namespace) -> int:
+def _serve_xllamacpp(args: ChildSettings) -> int:
     """llama.cpp's own HTTP server, in this process (xllamacpp), until SIGTERM or SIGINT."""
     import xllamacpp as xlc
 
@@ -484,7 +483,7 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _serve_llama_cpp_python(args: argparse.Namespace) -> int:
+def _serve_llama_cpp_python(args: ChildSettings) -> int:
     """llama-cpp-python's server (uvicorn), in this process, with the same settings."""
     import runpy
 
@@ -511,19 +510,23 @@ def _serve_llama_cpp_python(args: argparse.Namespace) -> int:
     return 0
 
 
-def child_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the server child process (``python -m clicks2intent.intent.llm.server``)."""
-    parser = argparse.ArgumentParser(prog="clicks2intent.intent.llm.server")
-    parser.add_argument("--runtime", choices=RUNTIMES, required=True)
-    parser.add_argument("--parent-pid", type=int, required=True, help="the process this server dies with")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--alias", required=True)
-    parser.add_argument("--host", default=LOOPBACK)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--n-ctx", type=int, default=ServerConfig.n_ctx)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("extra", nargs="*", help="after --: more runtime settings (see ServerConfig)")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class ChildSettings:
+    """What the server child process runs (its command line, parsed by :mod:`clicks2intent.cli.llm_child`)."""
+
+    runtime: str
+    parent_pid: int  # the process this server dies with
+    model: str
+    alias: str
+    port: int
+    host: str = LOOPBACK
+    n_ctx: int = ServerConfig.n_ctx
+    threads: int = 1
+    extra: tuple[str, ...] = ()  # more runtime settings (see ServerConfig.extra_args)
+
+
+def run_child(args: ChildSettings) -> int:
+    """The server child process: serve until stopped, and die with the parent."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     die_with_parent(args.parent_pid)
     # The parent blocks SIGINT/SIGTERM while it spawns us, and a signal mask survives exec: unblocked
@@ -533,7 +536,3 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     if args.runtime == XLLAMACPP:
         return _serve_xllamacpp(args)
     return _serve_llama_cpp_python(args)
-
-
-if __name__ == "__main__":
-    sys.exit(child_main())
