@@ -220,6 +220,23 @@ def test_counts_per_type() -> None:
     assert counts == {"<ACCOUNT>": 1, "<EMAIL>": 1, "<QUERY>": 1}
 
 
+def test_the_validate_report_credits_each_column_with_its_own_pii() -> None:
+    """An e-mail in a referrer used to be reported as scrubbed from search_query."""
+    row = {C.SESSION_ID: "s1", C.EVENT_TIMESTAMP: "2024-03-01T10:00:00Z", C.PAGE_TYPE: "home"}
+    df = pd.DataFrame([
+        {**row, C.REFERRER: "https://example.com/u/jane%40example.com"},
+        {**row, C.SEARCH_QUERY: "card 4111 1111 1111 1111", C.DEVICE: "iPhone of john@example.org"},
+    ])  # fmt: skip
+    report = validate_events(df, now=NOW).report
+    assert report.pii_redactions_by_column == {
+        C.SEARCH_QUERY: {"<CARD>": 1}, C.REFERRER: {"<EMAIL>": 1}, C.DEVICE: {"<EMAIL>": 1}
+    }  # fmt: skip
+    assert report.pii_redactions == {"<CARD>": 1, "<EMAIL>": 2}  # totals over the columns
+    text = report.to_text()
+    assert "PII scrubbed from search_query: <CARD> x1" in text
+    assert "PII scrubbed from referrer: <EMAIL> x1" in text and "PII scrubbed from device: <EMAIL> x1" in text
+
+
 # --- cost ---------------------------------------------------------------------------------------------------
 def test_a_typical_query_costs_microseconds() -> None:
     """A loose bound (shared machines): the measured figures are in CHANGELOG.md."""

@@ -128,7 +128,8 @@ class ValidationReport:
     n_rejected: int = 0
     n_repaired: int = 0
     n_sessions: int = 0
-    pii_redactions: dict[str, int] = field(default_factory=dict)
+    pii_redactions: dict[str, int] = field(default_factory=dict)  # placeholder -> count, all columns
+    pii_redactions_by_column: dict[str, dict[str, int]] = field(default_factory=dict)  # each column's own
     missing_optional_columns: list[str] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -144,9 +145,9 @@ class ValidationReport:
             f"rows: {self.n_input} read, {self.n_valid} valid, {self.n_rejected} rejected, "
             f"{self.n_repaired} repaired; sessions: {self.n_sessions}",
         ]
-        if self.pii_redactions:
-            red = ", ".join(f"{k} x{v}" for k, v in sorted(self.pii_redactions.items()))
-            lines.append(f"PII scrubbed from search_query: {red}")
+        for col, found in self.pii_redactions_by_column.items():
+            red = ", ".join(f"{k} x{v}" for k, v in sorted(found.items()))
+            lines.append(f"PII scrubbed from {col}: {red}")
         if self.missing_optional_columns:
             lines.append(f"optional columns absent (left null): {', '.join(self.missing_optional_columns)}")
         if self.ignored_columns:
@@ -345,11 +346,12 @@ def validate_events(
         repair(unknown, "unknown_page_type", C.PAGE_TYPE)
     repair(ok & naive, "naive_timestamp", C.EVENT_TIMESTAMP)
 
-    redactions: Counter[str] = Counter()
+    redactions: dict[str, Counter[str]] = {col: Counter() for col in FREE_TEXT_COLUMNS}
     for col in FREE_TEXT_COLUMNS:
         repair(ok & invisible[col], f"invisible_characters_in_{col}", col)
-        out[col] = _scrub_column(out[col], col, ok, redactions, repair)
-    report.pii_redactions = dict(redactions)
+        out[col] = _scrub_column(out[col], col, ok, redactions[col], repair)
+    report.pii_redactions_by_column = {col: dict(found) for col, found in redactions.items() if found}
+    report.pii_redactions = dict(sum(redactions.values(), Counter()))
 
     rejected = pd.DataFrame(
         {"row": position[~ok], "rule": reject_rule[~ok].to_numpy(), "column": reject_col[~ok].to_numpy()}
