@@ -79,38 +79,46 @@ test: install lint
 test-all: install
 	@$(MAKE) --no-print-directory test PYTEST_MARKERS=
 
+# Each step prints its results (tables, summaries) and one line with its time; its progress, library log
+# lines and warnings go to $(ART)/logs/<step>.log; `c2i summary` ends with the time table (logs/steps.tsv).
+STEP = $(C2I) step --log-dir $(ART)/logs
+FEAST = $(abspath $(VENV))/bin/feast
 demo: install
-	@echo "== 1/9 simulate: $(CUSTOMERS) customers, seed $(SEED)"
-	$(C2I) simulate --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED)
-	@echo "== 2/9 validate the simulated clickstream against the contract and its world declaration"
-	$(C2I) validate $(DATA)/events.parquet --world $(DATA)/world.yaml
-	@echo "== 3/9 ingest the real MSNBC clickstream"
-	$(C2I) ingest msnbc "$(MSNBC)" --out $(DATA)/msnbc_events.parquet
-	@echo "== 4/9 self-supervised session encoder, then embed every web session"
-	$(C2I) train-encoder --events $(DATA)/events.parquet --channel web --out $(ART)/encoder $(ENCODER_ARGS)
-	$(C2I) embed --encoder $(ART)/encoder --events $(DATA)/events.parquet --channel web \
+	@rm -f $(ART)/logs/steps.tsv
+	@$(STEP) "1/9 simulate $(CUSTOMERS) customers, seed $(SEED)" -- \
+		$(C2I) simulate --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED)
+	@$(STEP) "2/9 validate against the contract and its world declaration" -- \
+		$(C2I) validate $(DATA)/events.parquet --world $(DATA)/world.yaml
+	@$(STEP) "3/9 ingest the real MSNBC clickstream" -- \
+		$(C2I) ingest msnbc "$(MSNBC)" --out $(DATA)/msnbc_events.parquet
+	@$(STEP) "4/9 train the session encoder" -- \
+		$(C2I) train-encoder --events $(DATA)/events.parquet --channel web --out $(ART)/encoder $(ENCODER_ARGS)
+	@$(STEP) "4/9 embed every web session" -- \
+		$(C2I) embed --encoder $(ART)/encoder --events $(DATA)/events.parquet --channel web \
 		--out $(ART)/embeddings/session_embeddings.parquet
-	@echo "== 5/9 LLM taxonomy (local SmolLM2 unless OPENAI_BASE_URL is set), labels, distilled classifier"
-	$(C2I) taxonomy generate --events $(DATA)/events.parquet --out $(ART)/taxonomy/taxonomy.yaml
-	$(C2I) taxonomy label --events $(DATA)/events.parquet --taxonomy $(ART)/taxonomy/taxonomy.yaml \
+	@$(STEP) "5/9 LLM taxonomy (local SmolLM2 unless OPENAI_BASE_URL is set)" --quiet -- \
+		$(C2I) taxonomy generate --events $(DATA)/events.parquet --out $(ART)/taxonomy/taxonomy.yaml
+	@$(STEP) "5/9 LLM labels" --quiet -- \
+		$(C2I) taxonomy label --events $(DATA)/events.parquet --taxonomy $(ART)/taxonomy/taxonomy.yaml \
 		--sample $(LABEL_SAMPLE) --out $(ART)/taxonomy/llm_labels.parquet
-	$(C2I) taxonomy distill --labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/intent \
+	@$(STEP) "5/9 distilled intent classifier" -- \
+		$(C2I) taxonomy distill --labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/intent \
 		--embeddings $(ART)/embeddings/session_embeddings.parquet --truth $(DATA)/truth/session_truth.parquet \
 		--events $(DATA)/events.parquet
-	$(C2I) taxonomy review --taxonomy $(ART)/taxonomy/taxonomy.yaml --events $(DATA)/events.parquet \
+	@$(STEP) "5/9 taxonomy review" --quiet -- \
+		$(C2I) taxonomy review --taxonomy $(ART)/taxonomy/taxonomy.yaml --events $(DATA)/events.parquet \
 		--labels $(ART)/taxonomy/llm_labels.parquet --out $(ART)/reports/taxonomy_review.md
-	@echo "== 6/9 Feast: build sources, apply, materialize, read one customer online"
-	$(C2I) features build
-	cd feature_repo && ../$(VENV)/bin/feast apply && \
-		../$(VENV)/bin/feast materialize 2000-01-01T00:00:00 $$(date -u +%Y-%m-%dT%H:%M:%S)
-	$(C2I) features online
-	@echo "== 7/9 XGBoost tile ranker + conversion model, ablation on simulated and real (MSNBC) data"
-	$(C2I) evaluate
-	$(C2I) evaluate --dataset msnbc "$(MSNBC)" $(if $(MSNBC_EVAL_SESSIONS),--limit $(MSNBC_EVAL_SESSIONS))
-	@echo "== 8/9 BentoML service: one call per endpoint"
-	$(C2I) demo-requests
+	@$(STEP) "6/9 Feast sources" -- $(C2I) features build
+	@$(STEP) "6/9 feast apply" --quiet -- $(FEAST) -c feature_repo apply
+	@$(STEP) "6/9 feast materialize" --quiet -- \
+		$(FEAST) -c feature_repo materialize 2000-01-01T00:00:00 $$(date -u +%Y-%m-%dT%H:%M:%S)
+	@$(STEP) "6/9 one customer's online features" -- $(C2I) features online
+	@$(STEP) "7/9 ablation on the simulated bank (models saved)" -- $(C2I) evaluate
+	@$(STEP) "7/9 ablation on real MSNBC sessions" -- \
+		$(C2I) evaluate --dataset msnbc "$(MSNBC)" $(if $(MSNBC_EVAL_SESSIONS),--limit $(MSNBC_EVAL_SESSIONS))
+	@$(STEP) "8/9 BentoML service: one call per endpoint" -- $(C2I) demo-requests
 	@echo "== 9/9 outputs"
-	$(C2I) summary $(ART)
+	@$(C2I) summary $(ART)
 
 # After `make demo`: what identity resolution is worth (re-simulates the demo's world per link rate,
 # reuses its encoder, labels and prototypes; tile ablation with oracle rows per value).

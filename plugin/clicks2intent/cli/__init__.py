@@ -38,7 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": ("clicks2intent.cli.serve", "run the BentoML service locally against artifacts/"),
     "demo-requests": ("clicks2intent.cli.serve", "start the service, call each endpoint once, stop it"),
-    "summary": ("clicks2intent.cli.summary", "list the pipeline's outputs and where they are"),
+    "summary": ("clicks2intent.cli.summary", "list the pipeline's outputs, time per step, what to do next"),
+    "step": ("clicks2intent.cli.step", "run one pipeline step: time it, keep its log, print one line"),
     "settings": ("clicks2intent.cli.settings", "show the C2I_* settings in effect (or the README table)"),
 }
 
@@ -60,12 +61,38 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries whose INFO lines are their own bookkeeping, not the command's progress (Feast logs one
+# "Registry cache expired, so refreshing" per registry read; httpx one line per HTTP request).
+QUIET_LOGGERS = ("httpx", "httpcore", "openai", "feast", "bentoml", "ray")
+_OLD_NEWS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+    line: str | None = None,
+) -> None:  # fmt: skip
+    """Third-party deprecation notices are for their maintainers: DEBUG lines; other warnings: WARNING."""
+    text = f"{category.__name__}: {message} ({filename}:{lineno})"
+    if issubclass(category, _OLD_NEWS) and "clicks2intent" not in filename:
+        logging.getLogger("py.warnings").debug(text)
+    else:
+        logging.getLogger("py.warnings").warning(text)
+
+
 def configure_logging() -> None:
-    """Library progress goes through ``logging``; the CLI shows INFO and above on stderr."""
+    """Library progress goes through ``logging``; the CLI shows INFO and above on stderr.
+
+    Below DEBUG, other libraries' bookkeeping lines and deprecation notices stay out of the user's
+    terminal (``C2I_LOG_LEVEL=DEBUG`` shows them)."""
+    import warnings
+
     level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    for chatty in ("httpx", "httpcore", "openai"):  # one INFO line per HTTP request otherwise
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    if level != "DEBUG":
+        for chatty in QUIET_LOGGERS:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    # A hook, not a filter: Feast's modules reset the filters when they are imported (mid-command).
+    warnings.showwarning = _show_warning
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,17 +5,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from clicks2intent.cli.step import read_steps, steps_table
 from clicks2intent.errors import ArtifactError
-from clicks2intent.evaluation.reports import describe_artifacts
-from clicks2intent.names.paths import DEFAULT_ROOT
+from clicks2intent.evaluation.reports import describe_artifacts, describe_directories
+from clicks2intent.names.paths import DEFAULT_ROOT, ArtifactLayout
 
 
 def _summary_command(args: argparse.Namespace) -> int:
     root = Path(args.root)
     if not root.exists():
         raise ArtifactError(f"no artifacts at {root}: run `make demo` first")
+    layout = ArtifactLayout(root)
     print(f"== outputs under {root.resolve()}")
-    print("\n".join(describe_artifacts(root)))
+    print("\n".join(describe_artifacts(root) if args.all else describe_directories(root)))
+    steps = read_steps(root / "logs")
+    if steps:
+        print(f"\n== time per step (logs in {root / 'logs'})")
+        print(steps_table(steps))
+    print("\n== where to look next")
+    for name in ("ablation.md", "ablation_msnbc.md", "taxonomy_review.md"):
+        if (layout.reports / name).is_file():
+            print(f"  report: {layout.reports / name}")
+    print(
+        f"  serve:  c2i serve --port 3000 --artifacts {root}   (POST /rank_tiles, /predict_conversion, /intent)"
+    )
+    print("  docs:   http://127.0.0.1:3000/docs once it runs; README.md 'Serving' for a built bento")
     return 0
 
 
@@ -25,4 +39,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "root", nargs="?", default=str(DEFAULT_ROOT), help="artifact directory (default: artifacts)"
     )
+    p.add_argument("--all", action="store_true", help="one line per file (rows and columns of parquet files)")
     p.set_defaults(func=_summary_command)

@@ -349,6 +349,24 @@ def evaluate(
 SKIPPED_DIRS = frozenset({"cache", "bentoml", "__pycache__"})  # caches and the model store's internals
 
 
+def describe_directories(root: Path, shown: int = 4) -> list[str]:
+    """One line per directory: its size and its first files (``describe_artifacts`` lists every one)."""
+    groups: dict[Path, list[Path]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(part in SKIPPED_DIRS for part in rel.parts[:-1]):
+            continue
+        groups.setdefault(rel.parent, []).append(path)
+    lines = []
+    for rel_dir, files in groups.items():
+        size = sum(f.stat().st_size for f in files) / 2**20
+        names = ", ".join(f.name for f in files[:shown]) + (
+            f" (+{len(files) - shown} more)" if len(files) > shown else ""
+        )
+        lines.append(f"  {root / rel_dir}/  {size:,.1f} MiB: {names}")
+    return lines
+
+
 def describe_artifacts(root: Path) -> list[str]:
     """One line per artifact file: path, size and (for parquet) rows and columns."""
     lines: list[str] = []

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import logging
 import time
+import warnings
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -81,16 +82,18 @@ class ArrowComputeEngine(LocalComputeEngine):
         entities = [registry.get_entity(name, task.project) for name in view.entities]
         join_keys, features, ts_col, created_col = _get_column_names(view, entities)
         t0 = time.perf_counter()
-        table = self.offline_store.pull_latest_from_table_or_query(
-            config=self.repo_config,
-            data_source=view.batch_source,
-            join_key_columns=join_keys,
-            feature_name_columns=features,
-            timestamp_field=ts_col,
-            created_timestamp_column=created_col,
-            start_date=task.start_time,
-            end_date=task.end_time,
-        ).to_arrow()
+        with warnings.catch_warnings():  # Feast's DuckDB store calls an ibis method ibis deprecates
+            warnings.simplefilter("ignore", DeprecationWarning)
+            table = self.offline_store.pull_latest_from_table_or_query(
+                config=self.repo_config,
+                data_source=view.batch_source,
+                join_key_columns=join_keys,
+                feature_name_columns=features,
+                timestamp_field=ts_col,
+                created_timestamp_column=created_col,
+                start_date=task.start_time,
+                end_date=task.end_time,
+            ).to_arrow()
         t1 = time.perf_counter()
         if view.online and table.num_rows:
             path = write_arrow(self.online_store, self.repo_config, view, table)
