@@ -3,7 +3,7 @@
 The step's standard output (its results: tables, summaries) reaches the terminal; its standard error
 (progress bars, library log lines, third-party warnings) goes to ``LOG_DIR/<step>.log``, and one line
 says how long the step took and where its log is. ``--quiet`` sends the standard output to the log as
-well and shows only its last line. Each step appends ``name, seconds, exit status, log`` to
+well (after the standard error) and shows only its last line. Each step appends ``name, seconds, exit status, log`` to
 ``LOG_DIR/steps.tsv``, which ``c2i summary`` prints as the time table at the end of the demo. A failing
 step shows the end of its log and passes its exit status on.
 """
@@ -34,19 +34,19 @@ def run_step(name: str, command: list[str], log_dir: Path, quiet: bool = False) 
     print(f"== {name}", flush=True)
     t0 = time.perf_counter()
     with log.open("w", encoding="utf-8") as err:
+        proc = subprocess.run(command, stderr=err, stdout=subprocess.PIPE if quiet else None, text=True)
         if quiet:
-            proc = subprocess.run(command, stdout=err, stderr=subprocess.STDOUT)
-        else:
-            proc = subprocess.run(command, stderr=err)
+            err.write(proc.stdout)  # after the step's stderr: its results stay in one piece
     seconds = time.perf_counter() - t0
     with (log_dir / STEPS_FILE).open("a", encoding="utf-8") as f:
         f.write(f"{name}\t{seconds:.1f}\t{proc.returncode}\t{log}\n")
-    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     if proc.returncode:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
         print("\n".join(lines[-TAIL_LINES:]), file=sys.stderr)
         print(f"-- {name}: failed (exit {proc.returncode}) after {seconds:.1f} s; log {log}", flush=True)
         return proc.returncode
-    last = next((s.strip() for s in reversed(lines) if s.strip()), "") if quiet else ""
+    results = proc.stdout.splitlines() if quiet else []
+    last = next((s.strip() for s in reversed(results) if s.strip()), "")
     print(f"-- {name}: {seconds:.1f} s{f' ({last[:120]})' if last else ''}; log {log}", flush=True)
     return 0
 
