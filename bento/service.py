@@ -18,22 +18,35 @@ Settings come from the environment (``bentoml serve`` starts the workers itself)
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bentoml
-from bentoml.exceptions import ServiceUnavailable
-from bentoml.models import BentoModel
-from pydantic import BaseModel
-from starlette.responses import Response
+# Imports and loads allocate ~10^6 objects that live as long as the process: collections walking them
+# while they are built cost start-up CPU (docs/decisions/0002-startup.md). Back on at this module's end.
+_GC_ENABLED = gc.isenabled()
+gc.disable()
+
+import bentoml  # noqa: E402
+from bentoml.exceptions import ServiceUnavailable  # noqa: E402
+from bentoml.models import BentoModel  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+from starlette.responses import Response  # noqa: E402
 
 try:  # installed package (the project's venv) or the plugin sources a bento carries
-    import clicks2intent  # noqa: F401
+    import clicks2intent  # noqa: F401, E402
 except ImportError:  # inside a built bento: src/plugin/clicks2intent
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
+
+from clicks2intent.features.store import skip_feast_typechecks  # noqa: E402
+
+# Before anything imports Feast (the deployment check, each worker's store): its typeguard decorators
+# recompiled its classes at every import, most of a worker's start-up (clicks2intent.features.store).
+skip_feast_typechecks()
 
 from clicks2intent.common.settings import Settings  # noqa: E402
 from clicks2intent.errors import Clicks2IntentError  # noqa: E402
@@ -128,28 +141,30 @@ class Clicks2Intent:
         """Once per ``bentoml serve``, before any worker: a wrong or missing setting is one line and exit."""
         try:
             services = [m.resolve().info.metadata["feature_service"] for m in (TILE_MODEL, CONVERSION_MODEL)]
-            check_deployment(_serving_settings(), services)
+            with _collector_paused():  # the check imports Feast
+                check_deployment(_serving_settings(), services)
         except Clicks2IntentError as err:
             raise SystemExit(f"clicks2intent service: {err}") from None
 
     def __init__(self) -> None:
-        import torch
+        with _collector_paused():  # torch, Feast and the models load here
+            import torch
 
-        # One short session per call: intra-op threads only contend with the other workers.
-        torch.set_num_threads(1)
-        settings = _serving_settings()
-        # Feast's in-flight on-demand view finds the encoder and classifier through this variable.
-        os.environ[ENV.ARTIFACTS] = str(settings.artifacts)
-        self.engine = ServingEngine.load(
-            ServedModel.from_store(self.tile_model_ref),
-            ServedModel.from_store(self.conversion_model_ref),
-            settings,
-        )
-        # Everything loaded so far (torch, Feast, models: ~400k objects) lives as long as the worker.
-        # Left to the collector, each full collection walks all of it: a 100-400 ms pause (measured)
-        # that lands on some request's latency. Frozen objects are never scanned.
-        gc.collect()
-        gc.freeze()
+            # One short session per call: intra-op threads only contend with the other workers.
+            torch.set_num_threads(1)
+            settings = _serving_settings()
+            # Feast's in-flight on-demand view finds the encoder and classifier through this variable.
+            os.environ[ENV.ARTIFACTS] = str(settings.artifacts)
+            self.engine = ServingEngine.load(
+                ServedModel.from_store(self.tile_model_ref),
+                ServedModel.from_store(self.conversion_model_ref),
+                settings,
+            )
+            # Everything loaded so far (torch, Feast, models: ~400k objects) lives as long as the worker.
+            # Left to the collector, each full collection walks all of it: a 100-400 ms pause (measured)
+            # that lands on some request's latency. Frozen objects are never scanned.
+            gc.collect()
+            gc.freeze()
         # A local store's reads run inline on the event loop. A networked store (Redis) stays on BentoML's
         # thread pool: with one offload thread per worker, a stalled Redis queued every request behind it
         # (tests/reliability/test_store_outage.py, Redis SIGSTOPped: a request answered 1.5 s late, after
@@ -189,6 +204,20 @@ Clicks2Intent.add_asgi_middleware(
 )
 # Innermost of the service's middlewares: RequestEdge's checks and the document come first.
 Clicks2Intent.add_asgi_middleware(DirectEndpoints, routes=DIRECT)
+if _GC_ENABLED:  # paused at the top of this module
+    gc.enable()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector off while start-up builds long-lived objects, then as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _serving_settings() -> ServingSettings:

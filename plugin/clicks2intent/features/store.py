@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,29 @@ def redis_connection_string(redis: str, options: Mapping[str, str] = REDIS_CLIEN
     given = {part.split("=", 1)[0].strip() for part in redis.split(",") if "=" in part}
     extra = [f"{k}={v}" for k, v in options.items() if k not in given]
     return ",".join([redis, *extra])
+
+
+def _unchecked(target: Any = None, **_options: Any) -> Any:
+    """``typeguard.typechecked`` as it is under ``python -O``: the target unchanged."""
+    return _unchecked if target is None else target
+
+
+def skip_feast_typechecks() -> bool:
+    """Import Feast in this process without typeguard's run-time instrumentation, as ``python -O`` would.
+
+    Feast decorates its classes with ``@typeguard.typechecked``, which re-reads, re-parses and recompiles
+    every decorated class when Feast is imported (most of ``import feast``) and then checks argument
+    types on each call. typeguard documents it as a development aid that optimised mode turns off;
+    ``-O`` would also drop every ``assert`` (ours and the libraries'), so only the decorator is replaced,
+    and only in the processes that read a store ``feast apply`` already validated with the checks on
+    (the service, ``c2i features online``). Must run before Feast's first import; returns whether it did.
+    """
+    if "feast" in sys.modules:
+        return False
+    import typeguard
+
+    typeguard.typechecked = _unchecked
+    return True
 
 
 def open_store(repo_path: str | Path = REPO_DIR, config: str | Path | None = None) -> FeatureStore:
@@ -162,9 +186,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(os.path.expandvars(Path(path).read_text(encoding="utf-8")))
 
 
-def ping_registry(store: FeatureStore) -> None:
+def ping_registry(store: FeatureStore) -> list[FeatureService]:
     """Read the registry once: an unreachable or empty one is a clear :class:`ServiceError` now (at a
-    service's start-up) instead of a SQLAlchemy traceback at its first request."""
+    service's start-up) instead of a SQLAlchemy traceback at its first request. Returns its feature
+    services, so a caller needs no second read."""
     try:
         services = store.list_feature_services()
     except Exception as err:  # SQLAlchemy OperationalError, a missing registry file, ...
@@ -176,6 +201,7 @@ def ping_registry(store: FeatureStore) -> None:
         ) from err
     if not services:
         raise ServiceError(f"registry: project {store.project!r} has no feature services: run `feast apply`")
+    return services
 
 
 def production_store(repo_path: str | Path = REPO_DIR, **kwargs: Any) -> FeatureStore:
@@ -400,25 +426,21 @@ def customer_features(
     world = load_world(world_path)
     service = service or world.feast_name(TILE_RANKER_V1)
     store = open_store(repo_path, config)
-    ping_registry(store)
-    names = {s.name for s in store.list_feature_services()}
-    if service not in names:
+    services = {s.name: s for s in ping_registry(store)}  # one registry read serves every lookup below
+    if service not in services:
         raise ConfigError(
             f"--service: {service!r} is not a feature service of project {store.project!r} "
-            f"(known: {', '.join(sorted(names)) or 'none: run feast apply'})"
+            f"(known: {', '.join(sorted(services)) or 'none: run feast apply'})"
         )
     customer_id = customer_id or default_customer(features_dir)
     tiles = tuple(world.tiles)
     values = online_features(
-        store, service, [{C.CUSTOMER_ID: customer_id}], request={CANDIDATE_TILES: list(tiles)}
+        store, services[service], [{C.CUSTOMER_ID: customer_id}], request={CANDIDATE_TILES: list(tiles)}
     )
     row = {k: v[0] for k, v in values.items()}
-    odfvs = {v.name for v in store.list_on_demand_feature_views()}
+    odfvs = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
     stored = [
-        f.name
-        for p in store.get_feature_service(service).feature_view_projections
-        if p.name not in odfvs
-        for f in p.features
+        f.name for p in services[service].feature_view_projections if p.name not in odfvs for f in p.features
     ]
     if stored and all(_missing(row.get(n)) for n in stored):  # Feast answers nulls for unknown keys
         raise ArtifactError(

@@ -38,14 +38,12 @@ import pandas as pd
 
 from clicks2intent.data.pii import scrub
 from clicks2intent.data.world import World
-from clicks2intent.encoder.embed import ONLINE_SESSION_ID
+from clicks2intent.encoder.pipeline import ONLINE_SESSION_ID
 from clicks2intent.errors import ConfigError, ServiceError
 from clicks2intent.features import store as fs
 from clicks2intent.features import transforms as T
 from clicks2intent.features.sessions import session_stats
-from clicks2intent.models.explain import BIAS, explain
 from clicks2intent.models.inputs import ARRAY, CATEGORICAL, ModelInputSpec
-from clicks2intent.models.store import file_version, load_feature_model
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
@@ -265,6 +263,8 @@ class ServedModel:
     @classmethod
     def from_store(cls, bento_model: Any, compile_trees: bool = True) -> ServedModel:
         """From a ``bentoml.Model`` (what a ``BentoModel`` class attribute resolves to)."""
+        from clicks2intent.models.store import load_feature_model  # scikit-learn + XGBoost: workers only
+
         model = load_feature_model(bento_model)
         return cls(model, str(bento_model.tag.name), str(bento_model.tag.version), compile_trees)
 
@@ -379,6 +379,8 @@ def check_versions(
     The in-flight embedding and label are model inputs: a retrained encoder (other embedding space)
     or a new taxonomy (other label ids) would be scored silently wrong, and another world declaration
     means other tiles and page types. ``unknown``/``none`` (e.g. a baseline model) skip the check."""
+    from clicks2intent.models.store import file_version
+
     encoder = file_version(ArtifactLayout(artifacts).checkpoint)
     world_digest = world.digest if world is not None else "unknown"
     for m in models:
@@ -445,9 +447,12 @@ class ServingEngine:
         self.tile_model = tile_model
         self.conversion_model = conversion_model
         self.artifacts = Path(artifacts)
-        # Resolved once: a registry lookup per request is pure overhead.
-        self.tile_service = store.get_feature_service(tile_model.feature_service)
-        self.conversion_service = store.get_feature_service(conversion_model.feature_service)
+        # Resolved once: a registry lookup per request is pure overhead. From the registry as the store
+        # (or load's ping_registry) just read it: a refresh per lookup re-read the whole registry.
+        self.tile_service = store.get_feature_service(tile_model.feature_service, allow_cache=True)
+        self.conversion_service = store.get_feature_service(
+            conversion_model.feature_service, allow_cache=True
+        )
         # The bank's declaration the features were built with: its tiles, page types and Feast prefix.
         self.world = T.load_artifact_world(self.artifacts)
         # The ranker saw tile_affinity over ALL tiles in this order at training time; the request's
@@ -461,7 +466,7 @@ class ServingEngine:
         # Tile features: the service's feature views through Feast, its tile_affinity on-demand view
         # computed here with the view's own function. Run by Feast, the python-mode view more than
         # doubled the CPU of the read (proto round trips and type checks per call; see benchmarks/).
-        odfvs = {v.name for v in store.list_on_demand_feature_views()}
+        odfvs = {v.name for v in store.list_on_demand_feature_views(allow_cache=True)}
         projections = self.tile_service.feature_view_projections
         self._tile_refs = [
             f"{p.name}:{f.name}" for p in projections if p.name not in odfvs for f in p.features
@@ -686,6 +691,8 @@ class ServingEngine:
 
     def _explain(self, features: Mapping[str, Any], tile_id: str) -> Explanation:
         """Grouped contributions for the top tile (slow path: a frame and TreeSHAP, only on request)."""
+        from clicks2intent.models.explain import BIAS, explain  # once per worker, ms: XGBoost is loaded
+
         frame = pd.DataFrame([{n: features.get(n) for n in self.tile_model.rows.feature_names}])
         out = explain(self.tile_model.model, frame, top_k=5, target=tile_id)[0]
         return Explanation(

@@ -28,19 +28,17 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
-
-import httpx
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from clicks2intent.common.net import LOOPBACK, free_port
 from clicks2intent.errors import ServiceError
-from clicks2intent.features.store import default_customer
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
 from clicks2intent.names.paths import DEFAULT_ROOT, ArtifactLayout
-from clicks2intent.serving.schemas import Examples, examples
+
+if TYPE_CHECKING:  # pandas, httpx and pydantic are imported where used: `c2i serve` starts without them
+    from clicks2intent.serving.schemas import Examples
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +134,8 @@ def wait_ready(url: str, process: subprocess.Popen[Any] | None = None, timeout: 
 
     Raises :class:`~clicks2intent.errors.ServiceError` when the process exits first or ``timeout``
     passes."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -216,6 +216,10 @@ def stop_service(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
 # --- the demo requests -------------------------------------------------------------------------------
 def demo_ids(artifacts: str | Path) -> dict[str, str]:
     """A customer with linked web intent and a visitor with web intent, from the demo's feature sources."""
+    import pandas as pd
+
+    from clicks2intent.features.store import default_customer
+
     layout = ArtifactLayout(artifacts)
     out: dict[str, str] = {}
     with suppress(FileNotFoundError, ValueError):  # no linked web intent yet: the example's id
@@ -238,12 +242,15 @@ def _pick(ids: Mapping[str, str], key: str) -> dict[str, str]:
 def demo_examples(artifacts: str | Path) -> Examples:
     """The request examples of the world the artifacts' features were built with."""
     from clicks2intent.features.transforms import load_artifact_world
+    from clicks2intent.serving.schemas import examples
 
     return examples(load_artifact_world(Path(artifacts).resolve()))
 
 
 def demo_requests(url: str, ex: Examples, ids: Mapping[str, str] | None = None) -> list[DemoCall]:
     """Call each endpoint once (the world's example bodies, with a real customer / visitor when given)."""
+    import httpx
+
     ids = dict(ids or {})
     calls = [
         # The logged-in customer's stored web intent (the session path shows in /predict_conversion).
