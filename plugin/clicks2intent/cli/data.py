@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clicks2intent.common.settings import Settings
-from clicks2intent.data.contract import read_page_types, validate_file
-from clicks2intent.data.ingest import ingest_ga4, ingest_msnbc
-from clicks2intent.data.simulator import SimulatorConfig, generate, summary
-from clicks2intent.data.world import load_world, resolve_world_path
+from clicks2intent.cli.flags import given
 from clicks2intent.names import columns as C
 from clicks2intent.names.paths import ARTIFACTS
+
+if TYPE_CHECKING:  # the data stage (pandas) is imported by the handlers
+    from clicks2intent.data.simulator import SimulatorConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _validate_command(args: argparse.Namespace) -> int:
+    from clicks2intent.common.settings import Settings
+    from clicks2intent.data.contract import read_page_types, validate_file
+    from clicks2intent.data.world import load_world, resolve_world_path
+
     known = read_page_types(args.known_page_types) if args.known_page_types else None
     world = None
     if args.world or (known is None and Settings.load().world):
@@ -68,9 +72,19 @@ def _register_validate(subparsers: argparse._SubParsersAction) -> None:
 # --- c2i simulate -------------------------------------------------------------------------------
 
 
+def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    """The parsed ``simulate`` flags as the simulator's config (flags not given: its defaults)."""
+    from clicks2intent.data.simulator import SimulatorConfig
+
+    return SimulatorConfig(
+        **given(n_customers=args.customers, seed=args.seed, days=args.days, pii_rate=args.pii_rate)
+    )
+
+
 def _simulate_command(args: argparse.Namespace) -> int:
-    cfg = SimulatorConfig(n_customers=args.customers, seed=args.seed, days=args.days, pii_rate=args.pii_rate)
-    result, paths = generate(cfg, args.out)
+    from clicks2intent.data.simulator import generate, summary
+
+    result, paths = generate(simulator_config(args), args.out)
     print(summary(result, paths))
     print(f"its world declaration (tiles, products, pages, profile): {paths['world']}")
     print(f"written in {result.stats['seconds_write']:.1f} s to {Path(args.out).resolve()}")
@@ -78,16 +92,17 @@ def _simulate_command(args: argparse.Namespace) -> int:
 
 
 def _register_simulate(subparsers: argparse._SubParsersAction) -> None:
-    d = SimulatorConfig()
     p = subparsers.add_parser("simulate", help="generate a simulated bank clickstream with hidden truth")
     p.add_argument("--out", default=str(ARTIFACTS.data), help=f"output directory (default: {ARTIFACTS.data})")
+    p.add_argument("--customers", type=int, help="number of customers (default: SimulatorConfig.n_customers)")
     p.add_argument(
-        "--customers", type=int, default=d.n_customers, help=f"number of customers (default {d.n_customers})"
+        "--seed", type=int, help="random seed: same seed, identical files (default: SimulatorConfig.seed)"
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed: same seed, identical files")
-    p.add_argument("--days", type=int, default=d.days, help=f"window length in days (default {d.days})")
+    p.add_argument("--days", type=int, help="window length in days (default: SimulatorConfig.days)")
     p.add_argument(
-        "--pii-rate", type=float, default=d.pii_rate, help="share of search queries with pasted PII"
+        "--pii-rate",
+        type=float,
+        help="share of search queries with pasted PII (default: SimulatorConfig.pii_rate)",
     )
     p.set_defaults(func=_simulate_command)
 
@@ -96,6 +111,8 @@ def _register_simulate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ingest_msnbc_command(args: argparse.Namespace) -> int:
+    from clicks2intent.data.ingest import ingest_msnbc
+
     result = ingest_msnbc(args.path, args.limit, max_session_events=args.max_session_events, out=args.out)
     print(result.report.to_text())
     n_sessions = result.events[C.SESSION_ID].nunique()
@@ -104,6 +121,9 @@ def _ingest_msnbc_command(args: argparse.Namespace) -> int:
 
 
 def _ingest_ga4_command(args: argparse.Namespace) -> int:
+    from clicks2intent.data.ingest import ingest_ga4
+    from clicks2intent.data.world import load_world, resolve_world_path
+
     world = load_world(resolve_world_path(args.world, None))
     result = ingest_ga4(args.paths, world, args.out, max_session_events=args.max_session_events)
     print(json.dumps(result.report.to_dict(), indent=2) if args.json else result.report.to_text())
@@ -115,6 +135,7 @@ def _ingest_ga4_command(args: argparse.Namespace) -> int:
 
 def _ingest_applications_command(args: argparse.Namespace) -> int:
     from clicks2intent.data.conversions import write_conversions
+    from clicks2intent.data.world import load_world, resolve_world_path
 
     path, report = write_conversions(
         args.data, args.path, load_world(resolve_world_path(args.world, args.data))

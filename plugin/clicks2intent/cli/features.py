@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clicks2intent.features.build import (
-    BuildReport,
-    FeatureBuildConfig,
-    FeatureBuildPaths,
-    build_feature_sources,
-)
-from clicks2intent.features.store import customer_features
+from clicks2intent.cli.flags import given
 from clicks2intent.names.features import TILE_RANKER_V1
 from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
+
+if TYPE_CHECKING:  # pandas, pyarrow and Feast are imported by the handlers
+    from clicks2intent.features.build import BuildReport, FeatureBuildConfig, FeatureBuildPaths
+    from clicks2intent.features.ray_jobs import RayOptions
+
+ENGINES = ("local", "ray")  # clicks2intent.features.ray_jobs.ENGINES (tests/test_cli_help.py checks it)
 
 
 # --- --engine ray (c2i embed, c2i taxonomy label) ------------------------------------------------------
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--engine local|ray`` and where Ray runs (clicks2intent.features.ray_jobs)."""
-    from clicks2intent.features.ray_jobs import ENGINES, RayOptions
-
-    d = RayOptions()
+    """``--engine local|ray`` and where Ray runs (clicks2intent.features.ray_jobs); the Ray flags default to
+    None, :func:`ray_options` fills in ``RayOptions``' defaults."""
     g = parser.add_argument_group("engine (--engine ray: Ray Data actor pool; needs the ray extra)")
     g.add_argument("--engine", choices=ENGINES, default="local", help="local: one process (default)")
     g.add_argument(
@@ -37,22 +35,22 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         const="ray",
         help="same as --engine ray",
     )
-    g.add_argument(
-        "--ray-address", default=d.address, help="Ray cluster (auto, ray://head:10001); default: local Ray"
-    )
-    g.add_argument("--ray-cpus", type=int, default=d.num_cpus, help="CPUs of the local Ray")
-    g.add_argument("--ray-actors", type=int, default=d.actors, help="actor pool size")
+    g.add_argument("--ray-address", help="Ray cluster (auto, ray://head:10001); default: local Ray")
+    g.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray (default: RayOptions.num_cpus)")
+    g.add_argument("--ray-actors", type=int, help="actor pool size (default: RayOptions.actors)")
 
 
-def ray_options(args: argparse.Namespace) -> Any:
+def ray_options(args: argparse.Namespace) -> RayOptions:
     """The parsed engine flags as :class:`~clicks2intent.features.ray_jobs.RayOptions`."""
     from clicks2intent.features.ray_jobs import RayOptions
 
-    return RayOptions(address=args.ray_address, num_cpus=args.ray_cpus, actors=args.ray_actors)
+    return RayOptions(**given(address=args.ray_address, num_cpus=args.ray_cpus, actors=args.ray_actors))
 
 
 def build_options(args: argparse.Namespace) -> tuple[FeatureBuildPaths, FeatureBuildConfig]:
     """The parsed ``features build`` flags as the job's typed inputs."""
+    from clicks2intent.features.build import FeatureBuildConfig, FeatureBuildPaths
+
     paths = FeatureBuildPaths(
         data_dir=Path(args.data),
         world=Path(args.world) if args.world else None,
@@ -62,12 +60,14 @@ def build_options(args: argparse.Namespace) -> tuple[FeatureBuildPaths, FeatureB
         out_dir=Path(args.out),
     )
     config = FeatureBuildConfig(
-        half_life_days=args.half_life_days, window_days=args.window_days, n_buckets=args.buckets
+        n_buckets=args.buckets, **given(half_life_days=args.half_life_days, window_days=args.window_days)
     )
     return paths, config
 
 
 def build_command(args: argparse.Namespace) -> int:
+    from clicks2intent.features.build import build_feature_sources
+
     report = build_feature_sources(*build_options(args))
     print("\n".join(report_lines(report, args.out)))
     return 0
@@ -92,6 +92,9 @@ def report_lines(report: BuildReport, out: str | Path) -> list[str]:
 
 
 def online_command(args: argparse.Namespace) -> int:
+    from clicks2intent.features.store import customer_features, skip_feast_typechecks
+
+    skip_feast_typechecks()  # a read of a store `feast apply` validated: as the service does (store.py)
     result = customer_features(
         repo_path=args.repo,
         customer_id=args.customer_id,
@@ -154,7 +157,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """``c2i features build`` (offline sources) and ``c2i features online`` (one customer's features)."""
     parser = subparsers.add_parser("features", help="build the Feast feature sources; read online features")
     sub = parser.add_subparsers(dest="features_command", required=True)
-    d = FeatureBuildConfig()
     b = sub.add_parser("build", help="events + embeddings + intents + identity links → Feast parquet sources")
     b.add_argument(
         "--data", default=str(ARTIFACTS.data), help="dir with events, identity_links, customers parquet"
@@ -171,14 +173,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--half-life-days",
         type=float,
-        default=d.half_life_days,
-        help=f"decay half-life (default {d.half_life_days})",
+        default=None,
+        help="decay half-life (default: FeatureBuildConfig.half_life_days)",
     )
     b.add_argument(
         "--window-days",
         type=float,
-        default=d.window_days,
-        help=f"activity-count window (default {d.window_days})",
+        default=None,
+        help="activity-count window (default: FeatureBuildConfig.window_days)",
     )
     b.add_argument(
         "--buckets", type=int, default=None, help="hash partitions (default: events / bucket_rows)"

@@ -13,11 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clicks2intent.intent.distill import DistillConfig
-from clicks2intent.intent.labelling import SHORTLIST_MODES, LabellingConfig
+from clicks2intent.cli.flags import given
 from clicks2intent.intent.llm.client import RESPONSE_FORMATS
 from clicks2intent.intent.llm.server import LLMOptions, ServerConfig
-from clicks2intent.intent.taxonomy import PROPOSAL_AUTO, PROPOSAL_MODES, TaxonomyConfig
 from clicks2intent.names.paths import (
     ARTIFACTS,
     CLASSIFIER_FILE,
@@ -26,6 +24,12 @@ from clicks2intent.names.paths import (
 )
 
 T = TypeVar("T")
+
+# The choice lists of the stages' modules (which import pandas), repeated so that --help imports no stage;
+# tests/test_cli_help.py checks each equals the library's.
+SHORTLIST_MODES = ("auto", "on", "off")  # clicks2intent.intent.labelling.SHORTLIST_MODES
+PROPOSAL_MODES = ("grounded", "free")  # clicks2intent.intent.taxonomy.PROPOSAL_MODES
+PROPOSAL_AUTO = "auto"  # clicks2intent.intent.taxonomy.PROPOSAL_AUTO
 
 
 # --- the LLM flags every model-calling command shares ------------------------------------------------
@@ -63,9 +67,10 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
-    """A config dataclass from the flags whose dest is a field name, plus ``values`` for the rest."""
+    """A config dataclass from the flags whose dest is a field name, plus ``values`` for the rest; a flag
+    left at ``None`` (not given) leaves the field at the dataclass's default (clicks2intent.cli.flags)."""
     names = {f.name for f in dataclasses.fields(cls)} - set(values)  # type: ignore[arg-type]
-    return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **values)
+    return cls(**given(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **values))
 
 
 def llm_options(args: argparse.Namespace) -> LLMOptions:
@@ -82,7 +87,7 @@ def llm_options(args: argparse.Namespace) -> LLMOptions:
 
 # --- handlers ----------------------------------------------------------------------------------------
 def _generate(args: argparse.Namespace) -> int:
-    from clicks2intent.intent.taxonomy import describe_taxonomy, generate_taxonomy_file
+    from clicks2intent.intent.taxonomy import TaxonomyConfig, describe_taxonomy, generate_taxonomy_file
 
     config = from_args(
         TaxonomyConfig, args, n_sessions=args.sessions, minibatch_size=args.minibatch, random_state=args.seed
@@ -112,7 +117,7 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from clicks2intent.intent.labelling import run_labelling
+    from clicks2intent.intent.labelling import LabellingConfig, run_labelling
 
     config = from_args(LabellingConfig, args, llm=llm_options(args))
     if args.engine == "ray":
@@ -139,7 +144,7 @@ def _label(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from clicks2intent.intent.distill import render_report, run_distillation
+    from clicks2intent.intent.distill import DistillConfig, render_report, run_distillation
 
     config = from_args(DistillConfig, args, lr_C=args.C)
     report = run_distillation(config)
@@ -189,16 +194,16 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--events", required=True, type=Path, help="events parquet/CSV (clickstream contract)")
     gen.add_argument("--out", type=Path, default=ARTIFACTS.taxonomy, help="taxonomy.yaml")
     gen.add_argument(
-        "--sessions", type=int, default=TaxonomyConfig.n_sessions, help="sessions that propose labels"
+        "--sessions", type=int, help="sessions that propose labels (default: TaxonomyConfig.n_sessions)"
     )
     gen.add_argument(
-        "--minibatch", type=int, default=TaxonomyConfig.minibatch_size, help="sessions per update round"
+        "--minibatch", type=int, help="sessions per update round (default: TaxonomyConfig.minibatch_size)"
     )
-    gen.add_argument("--max-labels", type=int, default=TaxonomyConfig.max_labels, help="label count bound")
+    gen.add_argument("--max-labels", type=int, help="label count bound (default: TaxonomyConfig.max_labels)")
     gen.add_argument(
-        "--min-support", type=int, default=TaxonomyConfig.min_support, help="sessions a label needs"
+        "--min-support", type=int, help="sessions a label needs (default: TaxonomyConfig.min_support)"
     )
-    gen.add_argument("--seed", type=int, default=TaxonomyConfig.random_state, help="sampling seed")
+    gen.add_argument("--seed", type=int, help="sampling seed (default: TaxonomyConfig.random_state)")
     gen.add_argument(
         "--proposal",
         choices=(PROPOSAL_AUTO, *PROPOSAL_MODES),
@@ -219,29 +224,31 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
     rev.add_argument("--approver", default=None, help="who approves (recorded in the file)")
     rev.set_defaults(func=_review)
 
-    d = LabellingConfig
     lab = sub.add_parser("label", help="LLM-label a sample of sessions against the taxonomy")
     lab.add_argument("--events", required=True, type=Path, help="events parquet/CSV")
-    lab.add_argument("--taxonomy", type=Path, default=d.taxonomy)
-    lab.add_argument("--sample", type=int, default=d.sample, help="sessions to label (0 = all web sessions)")
-    lab.add_argument("--out", type=Path, default=d.out)
-    lab.add_argument("--seed", type=int, default=d.seed, help="sampling seed")
+    lab.add_argument("--taxonomy", type=Path, default=ARTIFACTS.taxonomy)
+    lab.add_argument(
+        "--sample", type=int, help="sessions to label, 0 = all web sessions (default: LabellingConfig.sample)"
+    )
+    lab.add_argument("--out", type=Path, default=ARTIFACTS.llm_labels)
+    lab.add_argument("--seed", type=int, help="sampling seed (default: LabellingConfig.seed)")
     lab.add_argument("--require-approved", action="store_true", help="refuse a draft taxonomy")
     lab.add_argument(
         "--shortlist",
         choices=SHORTLIST_MODES,
-        default=d.shortlist,
         help="offer each session only the labels its pages/searches relate to (+ other); auto: on for the "
-        "embedded small model, off for a configured endpoint",
+        "embedded small model, off for a configured endpoint (default: LabellingConfig.shortlist)",
     )
     lab.add_argument(
-        "--shortlist-k", type=int, default=d.shortlist_k, help="labels in a shortlist (before other)"
+        "--shortlist-k",
+        type=int,
+        help="labels in a shortlist, before other (default: LabellingConfig.shortlist_k)",
     )
     lab.add_argument(
         "--sure-ratio",
         type=float,
-        default=d.sure_ratio,
-        help="the rule decides when its best label scores this many times the runner-up (0: always ask the LLM)",
+        help="the rule decides when its best label scores this many times the runner-up (0: always ask the LLM; "
+        "default: LabellingConfig.sure_ratio)",
     )
     add_llm_arguments(lab)
     from clicks2intent.cli.features import add_engine_arguments
@@ -249,42 +256,29 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
     add_engine_arguments(lab)
     lab.set_defaults(func=_label)
 
-    dd = DistillConfig
     dis = sub.add_parser("distill", help="train the fast intent classifier on LLM labels; label all sessions")
-    dis.add_argument("--labels", type=Path, default=dd.labels)
-    dis.add_argument("--embeddings", type=Path, default=dd.embeddings)
-    dis.add_argument("--out", type=Path, default=dd.out, help="classifier directory")
-    dis.add_argument(
-        "--taxonomy",
-        type=Path,
-        default=dd.taxonomy,
-        help="taxonomy.yaml (label names; default: beside labels)",
-    )
-    dis.add_argument(
-        "--truth", type=Path, default=dd.truth, help="simulator truth (session_id, true_intent) for AMI/NMI"
-    )
+    dis.add_argument("--labels", type=Path, default=ARTIFACTS.llm_labels)
+    dis.add_argument("--embeddings", type=Path, default=ARTIFACTS.embeddings)
+    dis.add_argument("--out", type=Path, default=ARTIFACTS.intent, help="classifier directory")
+    dis.add_argument("--taxonomy", type=Path, help="taxonomy.yaml (label names; default: beside labels)")
+    dis.add_argument("--truth", type=Path, help="simulator truth (session_id, true_intent) for AMI/NMI")
     dis.add_argument(
         "--events",
         type=Path,
-        default=dd.events,
         help="events, for the word-match rule reported beside the labels (with --truth)",
     )
     dis.add_argument(
         "--world",
         type=Path,
-        default=dd.world,
         help="world.yaml whose keywords the word-match rule uses (default: $C2I_WORLD, else beside --events)",
     )
     dis.add_argument(
         "--test-fraction",
         type=float,
-        default=dd.test_fraction,
-        help="latest share of labelled sessions held out",
+        help="latest share of labelled sessions held out (default: DistillConfig.test_fraction)",
     )
-    dis.add_argument(
-        "--C", type=float, default=dd.lr_C, help="inverse regularisation (default: IntentClassifier's)"
-    )
-    dis.add_argument("--seed", type=int, default=dd.seed)
+    dis.add_argument("--C", type=float, help="inverse regularisation (default: IntentClassifier's)")
+    dis.add_argument("--seed", type=int, help="default: DistillConfig.seed")
     dis.set_defaults(func=_distill)
 
 

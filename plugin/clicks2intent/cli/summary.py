@@ -7,11 +7,12 @@ from pathlib import Path
 
 from clicks2intent.cli.step import read_steps, steps_table
 from clicks2intent.errors import ArtifactError
-from clicks2intent.evaluation.reports import describe_artifacts, describe_directories
 from clicks2intent.names.paths import DEFAULT_ROOT, ArtifactLayout
 
 
 def _summary_command(args: argparse.Namespace) -> int:
+    from clicks2intent.evaluation.reports import describe_artifacts, describe_directories
+
     root = Path(args.root)
     if not root.exists():
         raise ArtifactError(f"no artifacts at {root}: run `make demo` first")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clicks2intent.data.propose import check_world, propose_world
-from clicks2intent.data.world import load_world
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``c2i world propose`` and ``c2i world check``."""
@@ -38,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _propose_command(args: argparse.Namespace) -> int:
+    from clicks2intent.data.propose import propose_world
+
     text = propose_world(args.sources, name=args.name)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +50,9 @@ def _propose_command(args: argparse.Namespace) -> int:
 
 
 def _check_command(args: argparse.Namespace) -> int:
+    from clicks2intent.data.propose import check_world
+    from clicks2intent.data.world import load_world
+
     result = check_world(load_world(args.world), args.data)
     for line in result.lines():
         print(line)
