@@ -1,4 +1,5 @@
-"""Fixtures of the reliability suite: the serving tests' tiny real deployment, and an own Redis.
+"""Fixtures of the reliability suite: the serving tests' tiny real deployment, an own Redis, and the LLM
+tests' fault server and session events.
 
 The deployment is the one ``tests/serving/conftest.py`` builds (loaded by path: two ``conftest``
 modules cannot import each other by name); its builder caches it under pytest's base temp, so a
@@ -12,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,14 +24,34 @@ import pytest
 from clicks2intent.common.net import LOOPBACK, free_port
 
 _SERVING_CONFTEST = Path(__file__).resolve().parents[1] / "serving" / "conftest.py"
+_INTENT_CONFTEST = Path(__file__).resolve().parents[1] / "intent" / "conftest.py"
+
+
+def _load(name: str, path: Path):  # noqa: ANN202 - a module
+    if name in sys.modules:  # once: its dataclasses look their module up by name
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _serving_fixtures():  # noqa: ANN202 - a module
-    spec = importlib.util.spec_from_file_location("c2i_serving_conftest", _SERVING_CONFTEST)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return _load("c2i_serving_conftest", _SERVING_CONFTEST)
+
+
+@pytest.fixture
+def fault_server() -> Iterator[object]:
+    """The LLM tests' fault-injecting OpenAI-compatible server (tests/intent/conftest.py)."""
+    with _load("c2i_intent_conftest", _INTENT_CONFTEST)._running_fault_server() as server:
+        yield server
+
+
+@pytest.fixture
+def make_session_events():  # noqa: ANN201 - the factory of tests/intent/conftest.py
+    return _load("c2i_intent_conftest", _INTENT_CONFTEST).make_events
 
 
 @pytest.fixture(scope="session")

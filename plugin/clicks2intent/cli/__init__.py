@@ -3,7 +3,8 @@
 Each handler parses its flags, makes one library call and prints the result. Only the file of the
 command being run is imported, so ``c2i validate`` does not pay for torch, scikit-learn or Feast
 imports that other commands need. A :class:`~clicks2intent.errors.Clicks2IntentError` (bad input or
-configuration) ends the command with one line on stderr and exit code 2, never a traceback.
+configuration) ends the command with one line on stderr and its exit code, never a traceback; so does any
+other ``OSError`` (exit code 3) and Ctrl-C (130). The codes: :data:`clicks2intent.errors.EXIT_CODES`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from clicks2intent.errors import Clicks2IntentError
+from clicks2intent.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_IO, Clicks2IntentError
 from clicks2intent.names import settings as ENV
 
 # command -> (cli module exposing ``register(subparsers)``, one-line help for ``c2i --help``)
@@ -50,7 +51,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with ``command``'s module registered, or a help-only entry for every command."""
     from clicks2intent import __version__
 
-    parser = argparse.ArgumentParser(prog="c2i", description=__doc__.splitlines()[0])
+    codes = "\n".join(f"  {code:>3}  {meaning.replace('`', '')}" for code, meaning in EXIT_CODES)
+    parser = argparse.ArgumentParser(
+        prog="c2i",
+        description=__doc__.splitlines()[0],
+        epilog=f"exit codes (every command):\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"c2i (clicks2intent) {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     if command in COMMANDS:
@@ -124,3 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Clicks2IntentError as error:
         print(f"c2i {command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:  # outside our checks (an input we may not read, a pipe closed): one line
+        print(f"c2i {command}: error: {os_error_line(error)}", file=sys.stderr)
+        return EXIT_IO
+    except KeyboardInterrupt:
+        print(f"c2i {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def os_error_line(error: OSError) -> str:
+    """``<path>: <reason> (<ERRNO>)`` where the error names a path, else its first line."""
+    import errno
+
+    code = f" ({errno.errorcode[error.errno]})" if error.errno in errno.errorcode else ""
+    if error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}{code}"
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return first if code.strip(" ()") in first else f"{first}{code}"

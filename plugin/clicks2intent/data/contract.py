@@ -44,6 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clicks2intent.common.files import atomic_output
 from clicks2intent.common.text import valid_id
 from clicks2intent.common.times import EARLIEST, MAX_FUTURE
 from clicks2intent.data.pii import clean_text, scrub_referrer_with_counts, scrub_with_counts
@@ -476,10 +477,12 @@ def to_arrow(events: pd.DataFrame) -> pa.Table:
 
 
 def write_events(events: pd.DataFrame, path: str | Path) -> Path:
-    """Write contract events as parquet with :data:`EVENT_SCHEMA` (the one on-disk form)."""
+    """Write contract events as parquet with :data:`EVENT_SCHEMA` (the one on-disk form), atomically and
+    by one job at a time (:func:`~clicks2intent.common.files.atomic_output`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(to_arrow(events), path)
+    table = to_arrow(events)
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 
@@ -523,8 +526,8 @@ def validate_file(
     if world is not None:
         check_oov_share(result.report, world, str(path))
     if rejects_path and len(result.rejected):
-        Path(rejects_path).parent.mkdir(parents=True, exist_ok=True)
-        result.rejected.to_csv(rejects_path, index=False)
+        with atomic_output(rejects_path) as tmp:
+            result.rejected.to_csv(tmp, index=False)
     if out_path:
         write_events(result.events, out_path)
     return result

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from clicks2intent.common.files import atomic_output
 from clicks2intent.data.contract import parse_timestamps, read_raw
 from clicks2intent.data.world import World, check_labels
 from clicks2intent.errors import ContractError
@@ -135,9 +136,7 @@ def write_conversions(
     links = pd.read_parquet(links_path) if links_path.is_file() else None
     frame, report = conversions_from_applications(events, read_raw(applications_path), links, world)
     out = data_dir / "conversions.parquet"
-    tmp = out.with_name(f".{out.name}.tmp")
-    frame.assign(**{C.EVENT_TIMESTAMP: frame[C.EVENT_TIMESTAMP].astype("datetime64[us, UTC]")}).to_parquet(
-        tmp, index=False
-    )
-    tmp.replace(out)
+    frame = frame.assign(**{C.EVENT_TIMESTAMP: frame[C.EVENT_TIMESTAMP].astype("datetime64[us, UTC]")})
+    with atomic_output(out) as tmp:
+        frame.to_parquet(tmp, index=False)
     return out, report

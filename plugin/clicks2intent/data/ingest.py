@@ -71,6 +71,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clicks2intent.common.files import atomic_output, exclusive
 from clicks2intent.common.text import valid_id
 from clicks2intent.data.contract import (
     ValidationReport,
@@ -1006,11 +1007,12 @@ def ingest_ga4(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        ev_path = write_events(events, out / ARTIFACTS.events.name)
-        links_path = out / ARTIFACTS.identity_links.name
-        pq.write_table(
-            pa.Table.from_pandas(links, schema=IDENTITY_LINK_SCHEMA, preserve_index=False), links_path
-        )
-        world_path = write_world(world, out / WORLD_FILE)
+        with exclusive(out):  # the three files of one export, not a mix of two jobs' files
+            ev_path = write_events(events, out / ARTIFACTS.events.name)
+            links_path = out / ARTIFACTS.identity_links.name
+            with atomic_output(links_path) as tmp:
+                table = pa.Table.from_pandas(links, schema=IDENTITY_LINK_SCHEMA, preserve_index=False)
+                pq.write_table(table, tmp)
+            world_path = write_world(world, out / WORLD_FILE)
         report.outputs = {"events": str(ev_path), "identity_links": str(links_path), "world": str(world_path)}
     return Ga4Result(events=events, identity_links=links, report=report, rejected=result.rejected)

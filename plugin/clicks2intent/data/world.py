@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
+from clicks2intent.common.files import write_text
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
@@ -455,13 +456,8 @@ def load_world(path: str | Path) -> World:
 
 
 def write_world(world: World, path: str | Path) -> Path:
-    """Write the declaration (atomically: a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(world.to_yaml(), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write the declaration (atomically, by one job at a time: a reader never sees half a file)."""
+    return write_text(path, world.to_yaml())
 
 
 def resolve_world_path(explicit: str | Path | None, data_dir: str | Path | None) -> Path:

@@ -15,7 +15,6 @@ import math
 import re
 import shutil
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clicks2intent.common.files import atomic_output, job_temp_dir
 from clicks2intent.encoder.config import MASK_ID, MISSING_ID, PAD_ID, EncoderConfig, Vocabulary
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
@@ -59,6 +59,7 @@ INPUT_COLUMNS: tuple[str, ...] = (
     C.DEVICE,
 )
 EMBED_CHUNK = 65_536  # sessions per model/writer hand-off in the embed job (length-bucketed within)
+SPILL_PREFIX = ".embed-spill-"  # the embed job's scratch dirs beside its output (named after their owner)
 _WORD = re.compile(r"[^\W_]+")
 _US_PER_SECOND = 1_000_000
 
@@ -761,7 +762,8 @@ def run_embed_job(
     progress: bool = True,
     start: float | None = None,
 ) -> EmbedStats:
-    """Stream an events parquet into ``session_embeddings.parquet`` (written atomically).
+    """Stream an events parquet into ``session_embeddings.parquet`` (written atomically, by one job at a
+    time: :mod:`clicks2intent.common.files`).
 
     The one driver of both runtimes (``embed_file`` of :mod:`~clicks2intent.encoder.embed` and of
     :mod:`~clicks2intent.encoder.runtime`); ``load_embedder`` runs after the input file is checked.
@@ -777,54 +779,51 @@ def run_embed_job(
     if chunk_sessions < 1:
         raise ConfigError(f"chunk_sessions must be >= 1, got {chunk_sessions}")
     columns = input_columns(events_path)
-    embedder = load_embedder()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out_path.with_name(out_path.name + ".tmp")
     n_events = n_sessions = n_parts = 0
     shapes: list[tuple[int, int]] = []
     phases = {"read": 0.0, "featurise": 0.0, "model": 0.0, "write": 0.0}  # main-thread waits
-    bar = progress_bar(progress, total=None, unit="session", desc="embed")
-    workdir = Path(tempfile.mkdtemp(prefix="c2i-embed-", dir=out_path.parent))
-    try:
-        # No dictionary pages: session ids are unique and floats do not repeat (3x faster writes).
-        with (
-            pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer,
-            ThreadPoolExecutor(max_workers=2, thread_name_prefix="c2i-embed-io") as pool,
-        ):
-            # The worker reads AND featurises the next partition while the model runs on this one.
-            partitions = _partitions(events_path, columns, max_rows_in_memory, channel, workdir)
-            parts = prefetch((_featurised(embedder, table) for table in partitions), pool)
-            pending: Future[None] | None = None
-            tick = time.perf_counter()
-            for n_rows, arrays, featurise_s in parts:
-                waited = time.perf_counter() - tick  # read + featurise not hidden behind the model
-                phases["featurise"] += min(waited, featurise_s)
-                phases["read"] += waited - min(waited, featurise_s)
+    # One writer per output (a second job is refused), a temporary name of this job, renamed when complete.
+    with atomic_output(out_path) as tmp_out:
+        embedder = load_embedder()
+        bar = progress_bar(progress, total=None, unit="session", desc="embed")
+        workdir = job_temp_dir(out_path.parent, SPILL_PREFIX)  # a killed job's spill: removed by the next
+        try:
+            # No dictionary pages: session ids are unique and floats do not repeat (3x faster writes).
+            with (
+                pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer,
+                ThreadPoolExecutor(max_workers=2, thread_name_prefix="c2i-embed-io") as pool,
+            ):
+                # The worker reads AND featurises the next partition while the model runs on this one.
+                partitions = _partitions(events_path, columns, max_rows_in_memory, channel, workdir)
+                parts = prefetch((_featurised(embedder, table) for table in partitions), pool)
+                pending: Future[None] | None = None
                 tick = time.perf_counter()
-                if bar is not None:
-                    bar.total = (bar.total or 0) + len(arrays)
-                    bar.refresh()
-                for first in range(0, len(arrays), chunk_sessions):
-                    chunk = arrays.slice(first, first + chunk_sessions)
-                    out = embeddings_table(chunk, embedder.embed_arrays(chunk, bar, shapes))
-                    tick = _lap(phases, "model", tick)
-                    if pending is not None:
-                        pending.result()  # one chunk in flight: memory stays bounded
-                    tick = _lap(phases, "write", tick)
-                    pending = pool.submit(writer.write_table, out)
-                n_events += n_rows
-                n_sessions += len(arrays)
-                n_parts += 1
-            if pending is not None:
-                pending.result()
-            _lap(phases, "write", tick)
-        tmp_out.replace(out_path)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if tmp_out.exists():
-            tmp_out.unlink()
-        if bar is not None:
-            bar.close()
+                for n_rows, arrays, featurise_s in parts:
+                    waited = time.perf_counter() - tick  # read + featurise not hidden behind the model
+                    phases["featurise"] += min(waited, featurise_s)
+                    phases["read"] += waited - min(waited, featurise_s)
+                    tick = time.perf_counter()
+                    if bar is not None:
+                        bar.total = (bar.total or 0) + len(arrays)
+                        bar.refresh()
+                    for first in range(0, len(arrays), chunk_sessions):
+                        chunk = arrays.slice(first, first + chunk_sessions)
+                        out = embeddings_table(chunk, embedder.embed_arrays(chunk, bar, shapes))
+                        tick = _lap(phases, "model", tick)
+                        if pending is not None:
+                            pending.result()  # one chunk in flight: memory stays bounded
+                        tick = _lap(phases, "write", tick)
+                        pending = pool.submit(writer.write_table, out)
+                    n_events += n_rows
+                    n_sessions += len(arrays)
+                    n_parts += 1
+                if pending is not None:
+                    pending.result()
+                _lap(phases, "write", tick)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if bar is not None:
+                bar.close()
     return EmbedStats(n_events, n_sessions, n_parts, time.perf_counter() - start, shapes, phases)
 
 

@@ -41,11 +41,11 @@ by ``bucket_rows``, not by the size of the inputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,6 +58,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clicks2intent.common.files import AtomicFile, atomic_output, exclusive, job_temp_dir, write_text
 from clicks2intent.common.progress import step_bar
 from clicks2intent.common.times import US_PER_DAY, series_to_us
 from clicks2intent.data.world import (
@@ -328,13 +329,19 @@ def _record_batches(
 
 
 class _Output:
-    """One output parquet written bucket by bucket (into a temp name, renamed when complete)."""
+    """One output parquet written bucket by bucket (into a temporary name of this job, renamed when
+    complete: :class:`~clicks2intent.common.files.AtomicFile`)."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
-        self.tmp = path.with_suffix(".parquet.tmp")
+        self.file = AtomicFile(path, lock=False)  # the job holds its output directory's lock
+        self.tmp = self.file.tmp
         self.schema = schema
-        self.writer = pq.ParquetWriter(self.tmp, schema)
+        try:
+            self.writer = pq.ParquetWriter(self.tmp, schema)
+        except BaseException:
+            self.file.abort()  # a full disk can fail the header: no half-made temporary file
+            raise
         self.rows = 0
         self.anchors = 0
 
@@ -353,16 +360,18 @@ class _Output:
 
     def close(self) -> None:
         self.writer.close()
-        self.tmp.replace(self.path)
+        self.file.commit()
 
     def abort(self) -> None:
         if self.writer.is_open:
-            self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a full disk fails the close too: the error is raised
+                self.writer.close()
+        self.file.abort()
 
 
 # --- Time-decayed web intent ------------------------------------------------------------------------
 _ADD, _EXPIRE, _LINK = 0, 1, 2
+SPILL_PREFIX = ".spill-"  # the build's scratch dir in its output directory (named after its owner)
 
 
 def web_intent_timeline(
@@ -612,6 +621,16 @@ def build_features(
     inputs.require()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(out_dir):  # one build per directory; a full disk is one line naming it
+        report = _build_into(inputs, out_dir, classes, world, cfg)
+    logger.info("features: wrote %s in %.1fs", out_dir, report.seconds)
+    return report
+
+
+def _build_into(
+    inputs: _Inputs, out_dir: Path, classes: list[str], world: World, cfg: FeatureBuildConfig
+) -> BuildReport:
+    """:func:`build_features` once its inputs are checked and its output directory is held."""
     t0 = time.perf_counter()
     n_events = pq.ParquetFile(inputs.events).metadata.num_rows
     n_b = int(cfg.n_buckets) if cfg.n_buckets is not None else max(1, math.ceil(n_events / cfg.bucket_rows))
@@ -622,16 +641,14 @@ def build_features(
     )  # fmt: skip
     logger.info("features: %d events in %d bucket(s), embedding dimension %d", n_events, n_b, emb_dim)
     schemas = source_schemas(world)
-    outputs = {
-        name: _Output(out_dir / FEATURE_FILES[name], schemas[name])
-        for name in FEATURE_FILES
-        if name != "tile_prototypes"
-    }
-    job = _Job(
-        cfg, world, classes, report, outputs, Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir)), n_b
-    )
+    outputs: dict[str, _Output] = {}
+    spill = job_temp_dir(out_dir, SPILL_PREFIX)  # a killed build's spill: removed by the next build
     sums = _PrototypeSums.empty(list(world.tiles), emb_dim)
     try:
+        for name in FEATURE_FILES:
+            if name != "tile_prototypes":
+                outputs[name] = _Output(out_dir / FEATURE_FILES[name], schemas[name])
+        job = _Job(cfg, world, classes, report, outputs, spill, n_b)
         with step_bar("features build", 6) as done:  # a progress bar on a terminal
             sessions = _partition_sessions(job, inputs)  # 1.
             done("sessions partitioned")
@@ -645,26 +662,25 @@ def build_features(
             done("customer web intent")
             _profile_step(job, inputs.customers, schemas["customer_profile"])  # 6.
             done("customer profiles")
+        for name, o in outputs.items():
+            o.close()
+            report.rows[name] = o.rows
+            report.anchors[name] = o.anchors
     except BaseException:
         for o in outputs.values():
-            o.abort()
+            if not o.file.done:
+                o.abort()
         raise
     finally:
-        shutil.rmtree(job.tmp, ignore_errors=True)
-    for name, o in outputs.items():
-        o.close()
-        report.rows[name] = o.rows
-        report.anchors[name] = o.anchors
+        shutil.rmtree(spill, ignore_errors=True)
 
     protos = tile_prototypes(sums.tiles, sums.proto_sum, sums.proto_n, sums.all_sum, sums.all_n)
-    pq.write_table(protos, out_dir / FEATURE_FILES["tile_prototypes"])
+    with atomic_output(out_dir / FEATURE_FILES["tile_prototypes"]) as tmp:
+        pq.write_table(protos, tmp)
     report.rows["tile_prototypes"] = protos.num_rows
     write_world(world, out_dir / WORLD_FILE)
     report.seconds = time.perf_counter() - t0
-    (out_dir / REPORT_FILE).write_text(
-        json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
-    )
-    logger.info("features: wrote %s in %.1fs", out_dir, report.seconds)
+    write_text(out_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return report
 
 

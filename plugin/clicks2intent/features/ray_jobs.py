@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clicks2intent.common.files import atomic_output, exclusive
 from clicks2intent.errors import ArtifactError, ConfigError
 from clicks2intent.names.paths import CHECKPOINT_FILE
 
@@ -197,45 +198,38 @@ def ray_embed_file(
     columns = input_columns(events_path)
     n_events = _count_events(events_path, channel)
     n_shards = max(options.actors, math.ceil(max(n_events, 1) / options.rows_per_shard))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out_path.with_name(out_path.name + ".tmp")
     n_sessions = 0
-    try:
-        with ray_session(options) as rt:
-            threads = 1  # one torch thread per actor: the pool is the parallelism
-            args = (str(Path(encoder_dir).resolve()), batch_size, device, threads)
-            compute = rt.data.ActorPoolStrategy(size=options.actors)
-            if n_events <= options.driver_read_rows:
-                # Read and shard here (one Arrow read, ~0.3 s per 500k events): a Ray Data hash
-                # shuffle of the events cost 10x the embedding itself on 2 CPUs (measured).
-                table = _add_shard(pq.read_table(events_path, columns=columns), n_shards, channel)
-                shards = [table.filter(pc.equal(table[SHARD], k)) for k in range(n_shards)]
-                ds = rt.data.from_arrow([t for t in shards if t.num_rows]).map_batches(
-                    _EmbedActor, batch_size=None, batch_format="pyarrow", fn_constructor_args=args,
-                    compute=compute, num_cpus=actor_cpus(options),
+    with atomic_output(out_path) as tmp_out, ray_session(options) as rt:  # one writer, renamed when done
+        threads = 1  # one torch thread per actor: the pool is the parallelism
+        args = (str(Path(encoder_dir).resolve()), batch_size, device, threads)
+        compute = rt.data.ActorPoolStrategy(size=options.actors)
+        if n_events <= options.driver_read_rows:
+            # Read and shard here (one Arrow read, ~0.3 s per 500k events): a Ray Data hash
+            # shuffle of the events cost 10x the embedding itself on 2 CPUs (measured).
+            table = _add_shard(pq.read_table(events_path, columns=columns), n_shards, channel)
+            shards = [table.filter(pc.equal(table[SHARD], k)) for k in range(n_shards)]
+            ds = rt.data.from_arrow([t for t in shards if t.num_rows]).map_batches(
+                _EmbedActor, batch_size=None, batch_format="pyarrow", fn_constructor_args=args,
+                compute=compute, num_cpus=actor_cpus(options),
+            )  # fmt: skip
+        else:  # bigger than the driver should hold: read on the cluster, group by shard there
+            ds = (
+                rt.data.read_parquet(str(events_path.resolve()), columns=columns)
+                .map_batches(_add_shard, batch_format="pyarrow", fn_args=(n_shards, channel))
+                .groupby(SHARD, num_partitions=n_shards)
+                .map_groups(
+                    _EmbedActor,
+                    batch_format="pyarrow",
+                    fn_constructor_args=args,
+                    compute=compute,
+                    num_cpus=actor_cpus(options),
                 )  # fmt: skip
-            else:  # bigger than the driver should hold: read on the cluster, group by shard there
-                ds = (
-                    rt.data.read_parquet(str(events_path.resolve()), columns=columns)
-                    .map_batches(_add_shard, batch_format="pyarrow", fn_args=(n_shards, channel))
-                    .groupby(SHARD, num_partitions=n_shards)
-                    .map_groups(
-                        _EmbedActor,
-                        batch_format="pyarrow",
-                        fn_constructor_args=args,
-                        compute=compute,
-                        num_cpus=actor_cpus(options),
-                    )  # fmt: skip
-                )
-            with pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer:
-                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                    if batch.num_rows:
-                        writer.write_table(batch.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
-                        n_sessions += batch.num_rows
-        tmp_out.replace(out_path)
-    finally:
-        if tmp_out.exists():
-            tmp_out.unlink()
+            )
+        with pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer:
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                if batch.num_rows:
+                    writer.write_table(batch.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
+                    n_sessions += batch.num_rows
     seconds = time.perf_counter() - start
     logger.info(
         "ray embed: %d sessions, %d shards, %d actors, %.1f s", n_sessions, n_shards, options.actors, seconds
@@ -355,14 +349,13 @@ def ray_run_labelling(config: Any, ray: RayOptions | None = None) -> Any:
     )
     shortlist_k = config.shortlist_k if use_shortlist else None
     summaries = L.summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
-    with llm_settings(config.llm) as settings:
+    with exclusive(config.out), llm_settings(config.llm) as settings:
         t0 = time.perf_counter()
         labels, ledger = _ray_label_frame(summaries, settings, config, taxonomy, shortlist_k, options)
         seconds = time.perf_counter() - t0
         model = settings.model
-    L.write_labels(labels, config.out)
-    report = L.labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
-    report["engine"] = "ray"
-    report["ray_actors"] = max(1, min(options.actors, settings.concurrency))
-    config.report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report = L.labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
+        report["engine"] = "ray"
+        report["ray_actors"] = max(1, min(options.actors, settings.concurrency))
+        L.write_run(labels, report, config)
     return L.LabellingRun(labels, report, taxonomy, seconds)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clicks2intent.common.files import atomic_output, exclusive, write_text
 from clicks2intent.errors import ArtifactError
 from clicks2intent.names import columns as C
 from clicks2intent.names.paths import ARTIFACTS, CLASSIFIER_FILE, CLASSIFIER_META_FILE, INTENTS_FILE
@@ -157,9 +158,10 @@ class IntentClassifier:
         }
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Weights and metadata, each file atomically (a reader never sees half of one)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / CLASSIFIER_FILE, coef=self.coef_, intercept=self.intercept_)
+        with atomic_output(directory / CLASSIFIER_FILE) as tmp, tmp.open("wb") as f:
+            np.savez(f, coef=self.coef_, intercept=self.intercept_)  # a file object: no ".npz" added
         meta = {
             "format_version": FORMAT_VERSION,
             "kind": "multinomial_logistic_regression",
@@ -170,7 +172,7 @@ class IntentClassifier:
             "n_features_in": int(self.n_features_in_),
             **(extra or {}),
         }
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")
         return directory
 
     @classmethod
@@ -517,7 +519,9 @@ def write_intents(intents: pd.DataFrame, path: str | Path) -> Path:
             pa.field(C.TAXONOMY_VERSION, pa.string()),
         ]
     )
-    pq.write_table(pa.Table.from_pandas(intents, preserve_index=False).cast(schema, safe=False), path)
+    table = pa.Table.from_pandas(intents, preserve_index=False).cast(schema, safe=False)
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
     return Path(path)
 
 
@@ -545,8 +549,10 @@ def run_distillation(config: DistillConfig) -> dict[str, Any]:
             truth, labels, intents, embeddings, max(len(clf.classes_), 2), config.seed, rule
         )
     out = Path(config.out)
-    clf.save(out, extra={"trained_on": str(config.labels), "held_out": report["held_out"]})
-    write_intents(intents, out / INTENTS_FILE)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(render_report(report), encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out):  # one distillation per directory: its files come from one run
+        clf.save(out, extra={"trained_on": str(config.labels), "held_out": report["held_out"]})
+        write_intents(intents, out / INTENTS_FILE)
+        write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+        write_text(out / "report.md", render_report(report))
     return report

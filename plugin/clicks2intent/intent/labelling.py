@@ -6,7 +6,9 @@ Guarantees: every sampled session ends with exactly one row — a label from the
 None is lost, none gets a label outside the taxonomy (the answer schema enumerates the allowed ids, and
 the answer is checked again, because not every endpoint enforces schemas). Each row carries provenance:
 taxonomy version, model (or ``rule:single-option``, see below) and the sha256 of the exact prompt (also
-the response cache key).
+the response cache key). A run where more than half of the LLM calls failed (every one, for an endpoint
+that is down or a wrong URL) writes nothing and exits 5 with the commonest reason
+(:func:`check_llm_failures`).
 
 **Shortlist** (on by default for the embedded 135M model): a tiny model shown all labels mostly answers
 with the first ones listed (measured on simulated data: 3 labels took 100 % of 60 sessions). So each
@@ -54,10 +56,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clicks2intent.errors import ConfigError
+from clicks2intent.common.files import atomic_output, exclusive, write_text
+from clicks2intent.errors import ConfigError, LLMUnavailableError
 from clicks2intent.intent.llm.client import InvalidAnswer, failure_reason, request_key
 from clicks2intent.intent.llm.server import LLMOptions
 from clicks2intent.intent.taxonomy import (
+    MAX_FAILED_SHARE,
     OTHER_ID,
     STATUS_APPROVED,
     Label,
@@ -236,12 +240,35 @@ def label_sessions(
     return pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
 
 
-def write_labels(labels: pd.DataFrame, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_labels(labels: pd.DataFrame, path: str | Path, *, lock: bool = True) -> Path:
+    """``llm_labels.parquet``, atomically (``lock=False``: the caller holds the output's lock)."""
     table = pa.Table.from_pandas(labels[list(LABEL_COLUMNS)], schema=LABELS_SCHEMA, preserve_index=False)
-    pq.write_table(table, path)
-    return path
+    with atomic_output(path, lock=lock) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def check_llm_failures(labels: pd.DataFrame, what: str = "label") -> None:
+    """Raise :class:`~clicks2intent.errors.LLMUnavailableError` when more than :data:`MAX_FAILED_SHARE`
+    of the rows that asked the LLM failed (rows the rule decided asked nothing)."""
+    asked = ~labels[MODEL].astype(str).str.startswith("rule:")
+    failed = asked & (labels[STATUS] != "ok")
+    n_asked, n_failed = int(asked.sum()), int(failed.sum())
+    if n_asked and n_failed > MAX_FAILED_SHARE * n_asked:
+        raise LLMUnavailableError(
+            f"{what}: {n_failed} of {n_asked} LLM calls failed (more than {MAX_FAILED_SHARE:.0%}), "
+            f"commonest reason: {top_reason(labels.loc[failed, ERROR])}; nothing written"
+        )
+
+
+def top_reason(errors: pd.Series | list[str | None]) -> str:
+    """The commonest failure reason of ``errors`` (attempt counts dropped), cut to one short line."""
+    reasons = Counter(failure_reason(e) for e in errors)
+    if not reasons:
+        return "unknown"
+    reason, n = reasons.most_common(1)[0]
+    line = " ".join(str(reason).split())
+    return f"{line[:200]} (x{n})"
 
 
 SHORTLIST_MODES = ("auto", "on", "off")  # auto: on for the embedded small model, off for an endpoint
@@ -324,23 +351,31 @@ def run_labelling(config: LabellingConfig) -> LabellingRun:
     )
     shortlist_k = config.shortlist_k if use_shortlist else None
     summaries = summaries_to_label(read_events(config.events), taxonomy, config.sample, config.seed)
-    with llm_client(config.llm) as client:
-        t0 = time.perf_counter()
-        labels = label_sessions(
-            summaries,
-            taxonomy,
-            client,
-            shortlist_k,
-            sure_ratio=config.sure_ratio or None,
-            recency=config.recency,
-        )
-        seconds = time.perf_counter() - t0
-        ledger = client.ledger.to_dict()
-        model = client.settings.model
-    write_labels(labels, config.out)
-    report = labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
-    config.report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with exclusive(config.out):  # one labelling job per output, held while the LLM works
+        with llm_client(config.llm) as client:
+            t0 = time.perf_counter()
+            labels = label_sessions(
+                summaries,
+                taxonomy,
+                client,
+                shortlist_k,
+                sure_ratio=config.sure_ratio or None,
+                recency=config.recency,
+            )
+            seconds = time.perf_counter() - t0
+            ledger = client.ledger.to_dict()
+            model = client.settings.model
+        report = labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
+        write_run(labels, report, config)
     return LabellingRun(labels, report, taxonomy, seconds)
+
+
+def write_run(labels: pd.DataFrame, report: dict[str, Any], config: LabellingConfig) -> None:
+    """The labels and their run report, each atomically, unless too many LLM calls failed
+    (:func:`check_llm_failures`: then nothing is written). The caller holds ``config.out``'s lock."""
+    check_llm_failures(labels)
+    write_labels(labels, config.out, lock=False)
+    write_text(config.report_path, json.dumps(report, indent=2) + "\n")
 
 
 def labelling_report(

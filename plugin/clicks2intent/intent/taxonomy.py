@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clicks2intent.errors import ArtifactError, ConfigError, ContractError, LLMError
+from clicks2intent.common.files import exclusive, write_text
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError, LLMError, LLMUnavailableError
 from clicks2intent.intent.llm.server import LLMOptions
 from clicks2intent.names import columns as C
 from clicks2intent.names.paths import ARTIFACTS
@@ -169,17 +170,15 @@ class Taxonomy:
         out["generation"] = d["generation"]
         return out
 
-    def save(self, path: str | Path, stamp: bool = True) -> Path:
-        """Write YAML. ``stamp`` records the content hash (commands do; it is what makes edits visible)."""
+    def save(self, path: str | Path, stamp: bool = True, *, lock: bool = True) -> Path:
+        """Write YAML. ``stamp`` records the content hash (commands do; it is what makes edits visible).
+        ``lock=False``: the caller holds ``path``'s lock (:func:`~clicks2intent.common.files.exclusive`)."""
         import yaml
 
         if stamp:
             self.labels_sha256 = self.content_sha256()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=110)
-        path.write_text(text, encoding="utf-8")
-        return path
+        return write_text(path, text, lock=lock)  # atomically: a reader never sees half a taxonomy
 
     @classmethod
     def load(cls, path: str | Path) -> Taxonomy:
@@ -832,6 +831,11 @@ def _display_names(
     return out
 
 
+# More than this share of failed LLM calls fails a taxonomy or labelling run (exit code 5, nothing
+# written): labels from the few calls that worked would describe the endpoint's outage, not the visits.
+MAX_FAILED_SHARE = 0.5
+
+
 @dataclass
 class _Proposer:
     """One generation run's proposal bookkeeping: the candidates so far and the call counters."""
@@ -881,6 +885,21 @@ class _Proposer:
                 merge_proposal(cands, sid, res.data["name"], res.data["description"], config.name_similarity)
             else:
                 merge_proposal(cands, sid, res.data["interest"], "", config.grounded_name_similarity)
+        if results and not self.counts["ok"]:  # every call so far failed: the endpoint, not the data
+            self.check_failures(every=True)
+
+    def check_failures(self, every: bool = False) -> None:
+        """Raise :class:`~clicks2intent.errors.LLMUnavailableError` when every proposal call failed
+        (``every``: checked after the first round that asked, so a dead endpoint costs one round) or
+        more than :data:`MAX_FAILED_SHARE` of them did."""
+        ok, failed = self.counts["ok"], self.counts["failed"]
+        if failed and (failed == ok + failed if every else failed > MAX_FAILED_SHARE * (ok + failed)):
+            reason, n = self.failures.most_common(1)[0]
+            raise LLMUnavailableError(
+                f"generate: {failed} of {ok + failed} LLM calls failed"
+                f"{'' if every else f' (more than {MAX_FAILED_SHARE:.0%})'}, commonest reason: "
+                f"{' '.join(str(reason).split())[:200]} (x{n}); nothing written"
+            )
 
 
 def _reviewed(
@@ -984,6 +1003,7 @@ def generate_taxonomy(
     coverage: dict[str, Any] = {}
     if config.proposal == "grounded" and pool is not None and config.coverage_rounds > 0:
         coverage = _coverage_rounds(proposer, pool_ids, cooc, set(chosen))
+    proposer.check_failures()
     cands, counts, failures = proposer.cands, proposer.counts, proposer.failures
     n_candidates = len(cands)
     all_cands = list(cands)
@@ -1160,8 +1180,21 @@ def generate_taxonomy_file(
 
     ``config.proposal == "auto"`` picks ``grounded`` for the embedded 135M model (it can pick, not
     write, names) and ``free`` for a configured endpoint. Refuses (:class:`ConfigError`) to replace an
-    approved or hand-edited file unless ``force``.
+    approved or hand-edited file unless ``force``. Writes nothing and raises
+    :class:`~clicks2intent.errors.LLMUnavailableError` when the LLM calls fail (see
+    :meth:`_Proposer.check_failures`).
     """
+    out = Path(out)
+    config = config or TaxonomyConfig()
+    llm = llm or LLMOptions()
+    with exclusive(out):  # one generation per file, held while the LLM works
+        return _generate_into(events, out, config, llm, force)
+
+
+def _generate_into(
+    events: str | Path, out: Path, config: TaxonomyConfig, llm: LLMOptions, force: bool
+) -> Taxonomy:
+    """:func:`generate_taxonomy_file` once ``out`` is held."""
     from clicks2intent.data.contract import read_events
     from clicks2intent.intent.llm.server import llm_client
     from clicks2intent.intent.summaries import (
@@ -1171,9 +1204,6 @@ def generate_taxonomy_file(
         web_session_ids,
     )
 
-    out = Path(out)
-    config = config or TaxonomyConfig()
-    llm = llm or LLMOptions()
     version = _next_version(out, force)
     if config.proposal == PROPOSAL_AUTO:
         config = replace(config, proposal="grounded" if llm.uses_embedded_server else "free")
@@ -1190,7 +1220,7 @@ def generate_taxonomy_file(
     taxonomy.generation["events"] = str(events)
     taxonomy.generation["generic_pages"] = sorted(generic)
     taxonomy.generation["generic_prefixes"] = sorted(prefixes)
-    taxonomy.save(out)
+    taxonomy.save(out, lock=False)
     return taxonomy
 
 
@@ -1231,7 +1261,5 @@ def review_taxonomy(
         summaries = summarize_sessions(read_events(events), session_ids=wanted, web_only=False)
     text = render_review(taxonomy, summaries, label_frame)
     if out:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        write_text(out, text + "\n")
     return Review(taxonomy, text, mark_approved, Path(out) if out else None)
