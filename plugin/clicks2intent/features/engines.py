@@ -12,16 +12,26 @@ the local engine's DAG (arrow → pandas → arrow at every node) and per-row pr
 else — other views, historical retrieval — is Feast's own :class:`LocalComputeEngine`. The online store
 itself is unchanged (``type: sqlite`` / ``type: redis``), so serving reads what this wrote with plain
 ``get_online_features``.
+
+**A killed materialisation is repaired by the next one.** The online writers commit in chunks
+(``online_write.CHUNK_ROWS`` entities; each entity whole), so a run killed mid-view leaves the view
+partly updated. Feast records a view's interval only after it succeeds, so the registry never calls it
+done; but ``materialize-incremental`` with no earlier interval starts at now - ttl and would write
+nothing of the killed window and record its own window as done. So while a view is written this engine
+keeps a marker of its window in the feature repo (:data:`PENDING_DIR`, one JSON file per view); a run
+that finds one says so in one WARNING line and widens its window to cover it; success removes it.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import time
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
@@ -29,7 +39,9 @@ from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
+from feast.utils import make_tzaware
 
+from clicks2intent.common.files import write_text
 from clicks2intent.features.online_write import write_arrow
 
 logger = logging.getLogger(__name__)
@@ -58,21 +70,42 @@ def _plain(view: Any) -> bool:
     return source is not None and not (source.field_mapping or {})
 
 
+PENDING_DIR = ".c2i_materializing"  # in the feature repo: the window of each view being written
+
+
 class ArrowComputeEngine(LocalComputeEngine):
-    """Local compute engine whose materialisation of plain views is query-then-columnar-write."""
+    """Local compute engine whose materialisation of plain views is query-then-columnar-write, and
+    whose killed materialisations are repaired by the next run (see the module docstring)."""
 
     def _materialize_one(
         self, registry: BaseRegistry, task: MaterializationTask, **kwargs: Any
     ) -> LocalMaterializationJob:
+        marker = self._pending_marker(task)
+        task = _cover_pending(task, marker)
+        if marker is not None:
+            write_text(
+                marker, json.dumps({"start": task.start_time.isoformat(), "end": task.end_time.isoformat()})
+            )
         view = task.feature_view
         if not _plain(view):
-            return super()._materialize_one(registry, task, **kwargs)
-        job_id = f"{view.name}-{task.start_time}-{task.end_time}"
-        try:
-            self.materialize_view(registry, task)
-        except Exception as e:  # reported through the job, as the local engine does
-            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=e)
-        return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
+            job = super()._materialize_one(registry, task, **kwargs)
+        else:
+            job_id = f"{view.name}-{task.start_time}-{task.end_time}"
+            try:
+                self.materialize_view(registry, task)
+                job = LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
+            except Exception as e:  # reported through the job, as the local engine does
+                job = LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=e)
+        if marker is not None and job.status() == MaterializationJobStatus.SUCCEEDED:
+            marker.unlink(missing_ok=True)
+        return job
+
+    def _pending_marker(self, task: MaterializationTask) -> Path | None:
+        """``<repo>/.c2i_materializing/<project>.<view>.json``; None without a local repo directory."""
+        repo = getattr(self.repo_config, "repo_path", None)
+        if repo is None:
+            return None
+        return Path(repo) / PENDING_DIR / f"{task.project}.{task.feature_view.name}.json"
 
     def materialize_view(self, registry: BaseRegistry, task: MaterializationTask) -> int:
         """Latest row per entity in ``[start, end)`` → online store; returns the rows written."""
@@ -112,6 +145,27 @@ class ArrowComputeEngine(LocalComputeEngine):
                 config=self.repo_config, feature_view=view, table=table, progress=lambda x: None
             )
         return table.num_rows
+
+
+def _cover_pending(task: MaterializationTask, marker: Path | None) -> MaterializationTask:
+    """``task`` widened to the window an earlier, unfinished run of its view was writing (if any)."""
+    if marker is None or not marker.is_file():
+        return task
+    try:
+        pending = json.loads(marker.read_text(encoding="utf-8"))
+        start, end = (make_tzaware(datetime.fromisoformat(pending[k])) for k in ("start", "end"))
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("%s: unreadable marker %s ignored", task.feature_view.name, marker)
+        return task
+    logger.warning(
+        "%s: the materialization of %s .. %s did not finish (killed?): writing it again with this run",
+        task.feature_view.name, start, end,
+    )  # fmt: skip
+    return dataclasses.replace(
+        task,
+        start_time=min(start, make_tzaware(task.start_time)),
+        end_time=max(end, make_tzaware(task.end_time)),
+    )
 
 
 def _ray_engine_classes() -> dict[str, type]:
