@@ -8,7 +8,12 @@
   before BentoML parses anything (``application/json`` or no content type pass through).
 * 400 bodies carried pydantic's error *list* in ``detail`` where BentoML's own OpenAPI document says
   ``detail`` is a string. It is rewritten to one line per broken field, ``field.path: message``
-  (no input values: they may hold PII), so the answer is what the schema promises.
+  (no input values: they may hold PII), so the answer is what the schema promises. An unknown key is
+  the client's text (it may be an e-mail address): it is named ``<unknown field>``, never echoed.
+* BentoML logs every rejected request at ERROR with a traceback (``log_exception``) whose pydantic text
+  holds each broken field's ``input_value``: a card number or an e-mail address in the service log.
+  :class:`ClientErrorLog` (installed by :class:`RequestEdge` on that logger) makes a client error one
+  WARNING line naming the path, each broken field and its rule; server errors keep their traceback.
 
 Only 400 responses are buffered; every other response streams through untouched (one status check per
 response on the hot path).
@@ -17,6 +22,7 @@ response on the hot path).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,6 +33,22 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = ("application/json",)  # the one request body type of the API
+# The logger of BentoML's ``log_exception`` (bentoml._internal.server.http_app), which the new-style
+# service's endpoint wrapper calls for every exception of a request, 4xx included.
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+UNKNOWN_FIELD = "<unknown field>"
+_KEY = "<key>"
+
+
+def field_path(err: dict[str, Any]) -> str:
+    """``session_events.0.page_type`` of one pydantic error; a key the client made up (an unknown field,
+    or any location part that is not a plain name) is replaced, never echoed."""
+    loc = [p for p in err.get("loc", ()) if p != "body"]
+    if err.get("type") == "extra_forbidden" and loc:
+        loc[-1] = UNKNOWN_FIELD
+    return ".".join(
+        str(p) if isinstance(p, int) or p == UNKNOWN_FIELD or str(p).isidentifier() else _KEY for p in loc
+    )
 
 
 def detail_text(detail: Any) -> str:
@@ -37,12 +59,51 @@ def detail_text(detail: Any) -> str:
         parts = []
         for err in detail:
             if isinstance(err, dict):
-                loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+                loc = field_path(err)
                 parts.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
             else:
                 parts.append(str(err))
         return "; ".join(parts)
     return json.dumps(detail, default=str)
+
+
+def client_error_summary(exc: BaseException) -> str | None:
+    """One line for the log of a client error (a request the schema rejects, a BentoML 4xx): the fields
+    and their rules, no value; None for anything else (a server error keeps its traceback)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        rules = "; ".join(f"{field_path(dict(e)) or '(body)'}: {e.get('type', '?')}" for e in errors[:10])
+        more = f"; … {len(errors) - 10} more" if len(errors) > 10 else ""
+        return f"{len(errors)} validation error(s): {rules}{more}"
+    code = getattr(getattr(exc, "error_code", None), "value", None)
+    if isinstance(code, int) and 400 <= code < 500:
+        return f"{type(exc).__name__} (HTTP {code})"  # BentoML's own text may quote the request: not logged
+    return None
+
+
+class ClientErrorLog(logging.Filter):
+    """On BentoML's request-exception logger: a client error's record becomes one WARNING line, ``client
+    error on <path> [<method>]: <fields and rules>``, with no traceback (whose text holds the values)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        summary = client_error_summary(exc) if exc is not None else None
+        if summary is None:
+            return True
+        where = record.args if isinstance(record.args, tuple) and len(record.args) == 2 else ("?", "?")
+        record.msg, record.args = "client error on %s [%s]: %s", (*where, summary)
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def install_client_error_log() -> None:
+    """Put :class:`ClientErrorLog` on BentoML's request-exception logger (once per process)."""
+    log = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(f, ClientErrorLog) for f in log.filters):
+        log.addFilter(ClientErrorLog())
 
 
 def _content_type(scope: Scope) -> str:
@@ -53,10 +114,12 @@ def _content_type(scope: Scope) -> str:
 
 
 class RequestEdge:
-    """Rejects non-JSON POST bodies with a 400 and makes every 400 ``detail`` a string."""
+    """Rejects non-JSON POST bodies with a 400, makes every 400 ``detail`` a string without the client's
+    values or keys, and keeps client errors' values out of the service log (:class:`ClientErrorLog`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        install_client_error_log()  # built in each worker, after BentoML configured its logging
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
