@@ -7,17 +7,26 @@ without ``C2I_FEATURE_REPO`` opened ``src/feature_repo/feature_store.yaml``, Fea
 ``data/registry.db`` inside the stored bento, every worker died on ``FeatureServiceNotFoundException``
 and BentoML restarted them forever.
 
-:func:`serving_settings` resolves the settings (:class:`~clicks2intent.common.settings.Settings`) into
-paths; :func:`check_feature_store` refuses, without creating anything, a file registry or SQLite online
-store that does not exist and a registry without the models' feature services. The service runs both
-in its ``on_deployment`` hook (the ``bentoml serve`` process, before workers fork): a missing or wrong
+Likewise ``bentoml serve <bento>`` imports the service with the bento's ``src/`` as working directory:
+with a relative ``BENTOML_HOME=artifacts/bentoml`` the model store came out empty there, BentoML fell
+back to BentoCloud and crashed on a missing ``artifacts/bentoml/.yatai.yaml``; its workers run there too,
+so a relative ``C2I_FEATURE_REPO=feature_repo`` named the bento's own repo config (the check in the
+``bentoml serve`` process read it from where it was started, and passed).
+
+:func:`check_environment` refuses a relative path setting that cannot work there before anything is
+resolved (:func:`world_of_artifacts` runs it first, when the service is imported). :func:`serving_settings`
+resolves the settings (:class:`~clicks2intent.common.settings.Settings`) into paths;
+:func:`check_feature_store` refuses, without creating anything, a file registry or SQLite online store
+that does not exist and a registry without the models' feature services. The service runs both in its
+``on_deployment`` hook (the ``bentoml serve`` process, before workers fork): a missing or wrong
 setting ends ``bentoml serve`` with one line instead of a restart loop.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +44,45 @@ HOW_TO_POINT = (
     f"or {ENV.FEAST_CONFIG} to a feature store YAML whose registry and online store are reachable "
     "(e.g. feature_store.production.yaml: SQL registry + Redis)"
 )
+
+
+BENTOML_HOME = "BENTOML_HOME"  # BentoML's own variable: its model and bento store
+BENTO_MANIFEST = "bento.yaml"  # beside a built bento's src/
+
+
+def check_environment(
+    settings: Settings, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> None:
+    """Refuse a relative path setting that cannot name what it meant where the service runs.
+
+    Run when the service module is imported: ``cwd`` is then where its workers import it and run too.
+    For a built bento that is the bento's ``src/`` (BentoML changes to it), not where ``bentoml serve``
+    was started, so every relative path is refused there; elsewhere one that names no directory."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    in_bento = (cwd.parent / BENTO_MANIFEST).is_file()
+    where = (
+        f"but `bentoml serve` runs the service in the bento's src/ ({cwd})"
+        if in_bento
+        else f"and names no directory from {cwd}, where the service runs"
+    )
+    paths = {
+        BENTOML_HOME: environ.get(BENTOML_HOME),
+        ENV.ARTIFACTS: settings.artifacts,
+        ENV.FEATURE_REPO: settings.feature_repo,
+    }
+    for name, value in paths.items():
+        path = Path(os.path.expandvars(str(value or ""))).expanduser()
+        if value and not path.is_absolute() and (in_bento or not (cwd / path).is_dir()):
+            raise ConfigError(
+                f"{name}={value} is a relative path {where}: give an absolute path ({name}=$PWD/{value})"
+            )
+    config = settings.feast_config
+    if in_bento and config and not Path(config).is_absolute() and Path(config).name != config:
+        raise ConfigError(
+            f"{ENV.FEAST_CONFIG}={config} is a relative path {where}: give a file name inside the "
+            "feature repo (feature_store.production.yaml) or an absolute path"
+        )
 
 
 def serving_settings(
@@ -67,6 +115,7 @@ def world_of_artifacts(settings: Settings, carried: Any) -> tuple[Any, tuple[Any
     from clicks2intent.data.world import load_world
     from clicks2intent.names.paths import CLASSIFIER_META_FILE
 
+    check_environment(settings)  # at import: the workers' directory, before BentoModel.resolve()
     root = Path(settings.artifacts) if settings.artifacts else Path(carried.resolve().path)
     layout = ArtifactLayout(root.resolve())
     if not layout.features_world.is_file():
