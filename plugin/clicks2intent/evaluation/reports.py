@@ -1,9 +1,13 @@
 """Report writers of the evaluation: the ablation report (JSON + Markdown + PNGs) and its contract.
 
-The JSON is the machine-readable record (what the serving issue, the README and reviewers read);
-the Markdown opens with the notes and holds the paper's table per task; the PNGs show metric
-intervals and calibration. :func:`evaluate` runs an ablation (simulated or MSNBC) and writes its report. :func:`describe_artifacts` lists every output of the pipeline
-(``c2i summary``).
+The JSON is the machine-readable record (what the serving issue, the README and reviewers read).
+The Markdown is read by a ranking team in 30 seconds: it opens with one short sentence per task (which
+variant helped the headline metric most, by how much, whether its interval excludes 0), then the
+details: each variant's headline change with its interval, the figures, the notes, the paper's table
+per task. The PNGs show each variant's difference to the baseline (the oracle reference rows on their
+own scale, so they never squeeze the variants' axis) and calibration. :func:`evaluate` runs an ablation
+(simulated or MSNBC) and writes its report. :func:`describe_artifacts` lists every output of the
+pipeline (``c2i summary``).
 """
 
 from __future__ import annotations
@@ -172,9 +176,12 @@ def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Pat
     tasks = [t for t in report.get("tasks", []) if t in report]
     for task in tasks:
         path = out_dir / f"{stem}_{task}.png"
-        if _plot_differences(
-            plt, report[task], f"{TASK_TITLES.get(task, task)} — {report.get('dataset', '')}", path
-        ):
+        fig = difference_figure(
+            report[task], f"{_task_title(task, report[task])} — {report.get('dataset', '')}"
+        )
+        if fig is not None:
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
             paths.append(path)
     if tasks:
         fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4))
@@ -203,31 +210,78 @@ def plot_report(report: Mapping[str, Any], out_dir: Path, stem: str) -> list[Pat
     return paths
 
 
-def _plot_differences(plt: Any, sec: Mapping[str, Any], title: str, path: Path) -> bool:
-    """One panel per metric: variant − baseline with its paired 95 % bootstrap interval, on an axis that
-    is centred on zero and always shows it (a 0.5 % difference looks like one, not like a bar race)."""
+VARIANT_AXES, REFERENCE_AXES = "variants", "reference"  # axis labels: f"{kind}:{metric}"
+
+
+def _intervals(sec: Mapping[str, Any], rows: list[str], m: str) -> tuple[np.ndarray, ...]:
+    """(difference, interval low, interval high) of ``rows`` against the baseline on ``m``."""
+    d = [sec["variants"][v]["vs_baseline"].get(m) or {} for v in rows]
+    return tuple(np.array([x.get(k, np.nan) for x in d], dtype=float) for k in ("diff", "ci_low", "ci_high"))
+
+
+def _draw_differences(
+    ax: Any, rows: list[str], values: tuple[np.ndarray, ...], reach: float, colour: str
+) -> None:
+    val, lo, hi = values
+    y = np.arange(len(rows))[::-1]
+    ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", capsize=3, color=colour)
+    ax.axvline(0.0, color="#444", lw=1)
+    ax.set_xlim(-1.15 * reach, 1.15 * reach)
+    ax.set_yticks(y, rows, fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)  # half a row of margin: end rows are not cut by the frame
+    # Small differences have long tick labels: fewer of them, so they never overlap.
+    ax.locator_params(axis="x", nbins=5)
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def _reach(values: tuple[np.ndarray, ...]) -> float:
+    """Half-width of an axis centred on zero that holds every point and interval (1.0 when none is known)."""
+    finite = np.abs(np.concatenate(values))
+    finite = finite[np.isfinite(finite)]
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def difference_figure(sec: Mapping[str, Any], title: str) -> Any:
+    """One column per metric: variant − baseline with its paired 95 % bootstrap interval, on an axis that
+    is centred on zero and always shows it (a 0.5 % difference looks like one, not like a bar race).
+
+    The variants' axis is set by the variants alone. The oracle rows (trained on truth columns: an upper
+    reference, not a variant) sit in a row of panels below, on their own scale, with the variants' axis
+    range shaded there: an oracle's large gain never squeezes the variants together. ``None`` when no
+    row has a difference to plot. Axes are labelled ``variants:<metric>`` / ``reference:<metric>``."""
+    import matplotlib.pyplot as plt
+
     metrics = sec["metric_names"]
     rows = [v for v in _rows(sec) if sec["variants"].get(v, {}).get("vs_baseline")]
+    variants = [v for v in rows if v in VARIANTS]
+    refs = [v for v in rows if v not in VARIANTS]
     if not rows:
-        return False
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 0.5 * len(rows) + 1.6), sharey=True)
-    for ax, m in zip(np.atleast_1d(axes), metrics, strict=True):
-        d = [sec["variants"][v]["vs_baseline"].get(m) or {} for v in rows]
-        val = np.array([x.get("diff", np.nan) for x in d], dtype=float)
-        lo, hi = (np.array([x.get(k, np.nan) for x in d], dtype=float) for k in ("ci_low", "ci_high"))
-        y = np.arange(len(rows))[::-1]
-        ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", capsize=3, color="#0072b2")
-        ax.axvline(0.0, color="#444", lw=1)
-        reach = np.nanmax(np.abs(np.concatenate([lo, hi, val]))) if np.isfinite(lo).any() else 1.0
-        ax.set_xlim(-1.15 * reach, 1.15 * reach)
-        ax.set_yticks(y, rows, fontsize=8)
+        return None
+    panels = [(VARIANT_AXES, variants)] * bool(variants) + [(REFERENCE_AXES, refs)] * bool(refs)
+    fig, grid = plt.subplots(
+        len(panels), len(metrics), squeeze=False, sharey="row",
+        figsize=(4 * len(metrics), 0.5 * len(rows) + 1.6 + 0.9 * (len(panels) - 1)),
+        gridspec_kw={"height_ratios": [max(len(r), 1) for _, r in panels]},
+    )  # fmt: skip
+    for col, m in enumerate(metrics):
         better = "lower" if m in M.LOWER_IS_BETTER else "higher"
-        ax.set_title(f"{m}: variant − baseline ({better} is better)", fontsize=9)
+        reaches = {kind: _reach(_intervals(sec, r, m)) for kind, r in panels}
+        for row, (kind, names) in enumerate(panels):
+            ax = grid[row][col]
+            ax.set_label(f"{kind}:{m}")
+            reference = kind == REFERENCE_AXES
+            _draw_differences(
+                ax, names, _intervals(sec, names, m), reaches[kind], "#999" if reference else "#0072b2"
+            )
+            if reference and VARIANT_AXES in reaches:
+                r = reaches[VARIANT_AXES]
+                ax.axvspan(-1.15 * r, 1.15 * r, color="#0072b2", alpha=0.08, lw=0)
+                ax.set_title(f"{m}: oracle references, own scale (shaded: axis above)", fontsize=8)
+            else:
+                ax.set_title(f"{m}: variant − baseline ({better} is better)", fontsize=9)
     fig.suptitle(f"{title}: difference to baseline (paired 95 % bootstrap CI)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def _flat_rows(value: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -261,34 +315,91 @@ def section_table(section: Mapping[str, Any]) -> str:
 _HEADLINE = {TILE_RANKING: "log_loss", CONVERSION: "micro_f1"}
 
 
-def conclusion_lines(report: Mapping[str, Any]) -> list[str]:
-    """The report's conclusion in words: each variant's headline change, beside the oracle references."""
-    lines = ["## Conclusion", ""]
-    for task in report.get("tasks", []):
-        sec = report.get(task)
-        if not isinstance(sec, Mapping):
-            continue
-        m = _HEADLINE.get(task, sec["metric_names"][0])
-        parts = []
-        for v in _rows(sec):
-            e = sec["variants"].get(v, {})
-            vs = e.get("vs_baseline", {}).get(m)
-            if e.get("status") != "ok" or vs is None or vs["relative_pct"] is None:
-                continue
-            better = (vs["diff"] < 0) == (m in M.LOWER_IS_BETTER)
-            word = ("helped" if better else "hurt") if vs["significant"] else "no clear change"
-            text = f"{v} {word}: {vs['relative_pct']:+.2f} % (Δ {vs['diff']:+.4f} [{vs['ci_low']:+.4f}, {vs['ci_high']:+.4f}])"
-            h = e.get("headroom_recovered", {}).get(m)
-            if h is not None and math.isfinite(h["share"]):
-                text += f", {100 * h['share']:.0f} % of the observable headroom [{100 * h['ci_low']:.0f}, {100 * h['ci_high']:.0f}]"
-            parts.append(text)
-        if parts:
-            lines.append(
-                f"- {TASK_TITLES.get(task, task)}, {m} vs baseline (n_test={sec['n_test']}): "
-                + "; ".join(parts)
-                + "."
-            )
-    return lines if len(lines) > 2 else []
+def _task_title(task: str, sec: Mapping[str, Any]) -> str:
+    """The task's title; on MSNBC with the proxy it stands for."""
+    title = TASK_TITLES.get(task, task)
+    return f"{title} ({sec['proxy']} proxy)" if sec.get("proxy") else title
+
+
+def _headline(task: str, sec: Mapping[str, Any]) -> str:
+    return _HEADLINE.get(task, sec["metric_names"][0])
+
+
+def _comparisons(sec: Mapping[str, Any], m: str, rows: list[str]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(row, its difference to the baseline on ``m``) for the rows that were fitted and compared."""
+    out = []
+    for v in rows:
+        e = sec["variants"].get(v, {})
+        vs = e.get("vs_baseline", {}).get(m)
+        if e.get("status") == "ok" and vs is not None and vs["relative_pct"] is not None:
+            out.append((v, vs))
+    return out
+
+
+def _gain(vs: Mapping[str, Any], m: str) -> float:
+    """The difference signed so that larger is better."""
+    return -vs["diff"] if m in M.LOWER_IS_BETTER else vs["diff"]
+
+
+def headline_sentence(task: str, sec: Mapping[str, Any]) -> str | None:
+    """One short sentence: the variant that helped the headline metric most, by how much against the
+    baseline, and whether its 95 % interval excludes 0 (oracle rows are references, never named here)."""
+    m = _headline(task, sec)
+    rows = _comparisons(sec, m, [v for v in VARIANTS if v != BASELINE])
+    if not rows:
+        return None
+    helped = [(v, vs) for v, vs in rows if vs["significant"] and _gain(vs, m) > 0]
+    hurt = [v for v, vs in rows if vs["significant"] and _gain(vs, m) < 0]
+    lead = f"- **{_task_title(task, sec)}:**"  # a list item each: consecutive lines would make one paragraph
+    if helped:
+        v, vs = max(helped, key=lambda r: _gain(r[1], m))
+        return f"{lead} {v} helped most, {m} {vs['relative_pct']:+.2f} % vs baseline (interval excludes 0)."
+    v, vs = max(rows, key=lambda r: _gain(r[1], m))
+    if vs["significant"]:  # even the best variant is clearly worse
+        return (
+            f"{lead} every variant hurt; least: {v}, {m} {vs['relative_pct']:+.2f} % (interval excludes 0)."
+        )
+    tail = f"; {', '.join(hurt)} clearly hurt" if hurt else ""  # clearly: its interval excludes 0
+    best = f"best {m} {vs['relative_pct']:+.2f} % ({v})"
+    return f"{lead} no variant clearly helped; {best}, interval includes 0{tail}."
+
+
+def headline_sentences(report: Mapping[str, Any]) -> list[str]:
+    """The report's first lines: one sentence per task."""
+    tasks = [t for t in report.get("tasks", []) if isinstance(report.get(t), Mapping)]
+    return [line for t in tasks if (line := headline_sentence(t, report[t]))]
+
+
+def headline_table(task: str, sec: Mapping[str, Any]) -> list[str]:
+    """Every row's headline change: relative, Δ with its 95 % paired-bootstrap interval, the verdict and
+    (where an oracle reference exists) the share of the observable headroom recovered: the details
+    behind the opening sentence."""
+    m = _headline(task, sec)
+    rows = _comparisons(sec, m, _rows(sec))
+    if not rows:
+        return []
+    shares = {v: sec["variants"][v].get("headroom_recovered", {}).get(m) for v, _ in rows}
+    headroom = any(h is not None for h in shares.values())
+    out = [
+        f"**{_task_title(task, sec)}**, {m} vs baseline (n_test={sec['n_test']}):",
+        "",
+        "| variant | change | Δ [95 % interval] | verdict |" + " share of observable headroom |" * headroom,
+        "|---|---:|---:|---|" + "---:|" * headroom,
+    ]
+    for v, vs in rows:
+        word = ("helped" if _gain(vs, m) > 0 else "hurt") if vs["significant"] else "no clear change"
+        h = shares[v]
+        share = (
+            f"{100 * h['share']:.0f} % [{100 * h['ci_low']:.0f}, {100 * h['ci_high']:.0f}]"
+            if h is not None and math.isfinite(h["share"])
+            else "–"
+        )
+        name = v if v in VARIANTS else f"{v} (reference)"
+        out.append(
+            f"| {name} | {vs['relative_pct']:+.2f} % | {vs['diff']:+.4f} [{vs['ci_low']:+.4f}, "
+            f"{vs['ci_high']:+.4f}] | {word} |" + f" {share} |" * headroom
+        )
+    return out
 
 
 def _json_default(o: Any) -> Any:
@@ -307,17 +418,19 @@ def write_report(report: dict[str, Any], out_dir: str | Path, stem: str = "ablat
     json_path = out_dir / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     pngs = plot_report(report, out_dir, stem)
-    md = [f"# Ablation — {report.get('dataset', '')}", ""]
-    md += conclusion_lines(report) + [""]
+    tasks = [t for t in report.get("tasks", []) if t in report]
+    md = [f"# Ablation — {report.get('dataset', '')}", "", *headline_sentences(report), "", "## Details", ""]
+    for task in tasks:
+        md += [*headline_table(task, report[task]), ""]
+    md += ["Δ = variant − baseline; helped / hurt: its 95 % paired-bootstrap interval excludes 0.", ""]
+    md += [f"![{p.stem}]({p.name})" for p in pngs] + [""]
     md += [f"- {line}" for line in report.get("notes", [])]
     md.append("")
-    for task in report.get("tasks", []):
-        if task in report:
-            md.append(markdown_table(report[task], TASK_TITLES.get(task, task)))
+    for task in tasks:
+        md.append(markdown_table(report[task], TASK_TITLES.get(task, task)))
     for key in ("distillation", "taxonomy"):
         if report.get(key):
             md += [f"### {key.capitalize()}", "", section_table(report[key]), ""]
-    md += [f"![{p.stem}]({p.name})" for p in pngs]
     md_path = out_dir / f"{stem}.md"
     md_path.write_text("\n".join(md) + "\n")
     return {"json": json_path, "md": md_path} | {p.stem: p for p in pngs}
