@@ -46,6 +46,7 @@ def build_serving_pipeline(out: Path) -> Path:
     from clicks2intent.features.build import build_features
     from clicks2intent.features.definitions import build, file_sources
     from clicks2intent.intent.distill import IntentClassifier
+    from clicks2intent.intent.inputs import session_texts
     from clicks2intent.models.inputs import model_feature_names
     from clicks2intent.models.store import file_version, save_feature_model, save_serving_artifacts
     from clicks2intent.models.training_sets import (
@@ -75,13 +76,17 @@ def build_serving_pipeline(out: Path) -> Path:
     emb = SessionEmbedder.load(layout.encoder, device="cpu").embed_events(sim.events)
     layout.embeddings.parent.mkdir()
     emb.to_parquet(layout.embeddings)
-    # The distilled classifier, fitted on the simulator's hidden intents (stand-in for LLM labels).
+    # The distilled classifier, fitted on the simulator's hidden intents (stand-in for LLM labels); it reads
+    # the embedding and the sessions' pages and search words, as `c2i taxonomy distill` trains it.
     truth = sim.session_truth.set_index(C.SESSION_ID)[C.TRUE_INTENT]
     X = np.stack(emb[C.EMBEDDING].to_numpy())
     y = truth.reindex(emb[C.SESSION_ID]).fillna("other").astype(str).to_numpy()
-    clf = IntentClassifier(max_iter=300).fit(X, y, taxonomy_version="test-v1")
+    by_id = session_texts(sim.events, emb[C.SESSION_ID])
+    texts = [by_id[str(s)] for s in emb[C.SESSION_ID]]
+    clf = IntentClassifier(max_iter=300, page_types=list(sim.world.page_types))
+    clf.fit(X, y, taxonomy_version="test-v1", texts=texts)
     clf.save(layout.intent)
-    p = clf.predict_proba(X)
+    p = clf.predict_proba(X, texts)
     pd.DataFrame(
         {
             C.SESSION_ID: emb[C.SESSION_ID],

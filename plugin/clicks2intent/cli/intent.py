@@ -29,6 +29,7 @@ T = TypeVar("T")
 # tests/test_cli_help.py checks each equals the library's.
 SHORTLIST_MODES = ("auto", "on", "off")  # clicks2intent.intent.labelling.SHORTLIST_MODES
 PROPOSAL_MODES = ("grounded", "free")  # clicks2intent.intent.taxonomy.PROPOSAL_MODES
+DISTILL_INPUTS = ("session", "embedding")  # clicks2intent.intent.distill.DISTILL_INPUTS
 PROPOSAL_AUTO = "auto"  # clicks2intent.intent.taxonomy.PROPOSAL_AUTO
 
 
@@ -265,7 +266,8 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
     dis.add_argument(
         "--events",
         type=Path,
-        help="events, for the word-match rule reported beside the labels (with --truth)",
+        help="events: the sessions' pages and search words the classifier reads, and the word-match rule "
+        "reported beside the labels (with --truth)",
     )
     dis.add_argument(
         "--world",
@@ -276,6 +278,12 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
         "--test-fraction",
         type=float,
         help="latest share of labelled sessions held out (default: DistillConfig.test_fraction)",
+    )
+    dis.add_argument(
+        "--inputs",
+        choices=DISTILL_INPUTS,
+        help="session: the embedding + the session's declared page types, last page and search words "
+        "(needs --events); embedding: the embedding only (default: DistillConfig.inputs)",
     )
     dis.add_argument("--C", type=float, help="inverse regularisation (default: IntentClassifier's)")
     dis.add_argument("--seed", type=int, help="default: DistillConfig.seed")

@@ -93,8 +93,15 @@ def session_intents(
     pushed vector is the one the next batch embedding writes, without a forward pass per session."""
     if events.empty:
         return pd.DataFrame(columns=list(PUSH_COLUMNS))
+    from clicks2intent.intent.inputs import SessionText, session_texts
+
     out = embedder.embed_events(events)
-    predicted = [classifier.predict_one(v) for v in out[C.EMBEDDING]]
+    # The session's pages and search words too, as `c2i taxonomy distill` labelled the batch sessions.
+    texts = session_texts(events) if getattr(classifier, "reads_text", False) else {}
+    predicted = [
+        classifier.predict_one(v, text=texts.get(str(s), SessionText()))
+        for s, v in zip(out[C.SESSION_ID], out[C.EMBEDDING], strict=True)
+    ]
     out[C.SESSION_ID] = out[C.SESSION_ID].astype(str)
     out[C.EMBEDDING] = [[float(x) for x in v] for v in out[C.EMBEDDING]]
     out[C.INTENT_LABEL] = [label for label, _, _ in predicted]

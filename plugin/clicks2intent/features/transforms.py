@@ -366,6 +366,23 @@ def map_pages(events: list[dict[str, Any]], world: World) -> list[dict[str, Any]
     return events
 
 
+def inflight_text(events: Sequence[Mapping[str, Any]]) -> Any:
+    """What the distilled classifier reads of an in-flight session beside its embedding: its page types
+    (already mapped through the world, in request order = time order) and its search queries."""
+    from clicks2intent.intent.inputs import SessionText
+
+    return SessionText.from_events(events)
+
+
+def request_text(request: Mapping[str, Any], world: World) -> Any:
+    """:func:`inflight_text` of one session's request fields (``inflight_request``), pages mapped through
+    the world: what :func:`inflight_intent_transform` hands the classifier for that session."""
+    pages = list(request.get(INFLIGHT_PAGE_TYPES) or [])
+    queries = list(request.get(INFLIGHT_SEARCH_QUERIES) or []) or [None] * len(pages)
+    events = [{C.PAGE_TYPE: p, C.SEARCH_QUERY: q} for p, q in zip(pages, queries, strict=True)]
+    return inflight_text(map_pages(events, world))
+
+
 def inflight_intent_transform(
     inputs: Mapping[str, list[Any]], artifacts_dir: str | None = None
 ) -> dict[str, list[Any]]:
@@ -373,7 +390,8 @@ def inflight_intent_transform(
 
     Raw pages map through the world first; a session none of whose pages the encoder can read gets no
     label (``columns.NO_LABEL``, confidence NaN): an answer would be the classifier's prior, not the
-    session's intent."""
+    session's intent. The classifier reads the embedding and the session's mapped pages and queries
+    (:func:`inflight_text`), as ``c2i taxonomy distill`` read the finished sessions'."""
     root = resolve_artifacts_dir(artifacts_dir)
     embedder, classifier = load_models(root)
     world = load_artifact_world(root)
@@ -400,7 +418,7 @@ def inflight_intent_transform(
         )
         vector = embedder.embed_session(events)
         unknown = unknown_page_share(events, embedder)
-        label, confidence, _ = classifier.predict_one(vector)
+        label, confidence, _ = classifier.predict_one(vector, text=inflight_text(events))
         out_emb.append([float(x) for x in vector])
         out_label.append(label if unknown < 1.0 else C.NO_LABEL)
         out_conf.append(float(confidence) if unknown < 1.0 else math.nan)

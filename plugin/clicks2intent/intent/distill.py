@@ -1,10 +1,13 @@
-"""The distilled intent classifier: session embedding → taxonomy label, at microsecond latency.
+"""The distilled intent classifier: session embedding + what the session says → taxonomy label, in µs.
 
 Why distil: the LLM labels a sample offline (seconds per session); serving must label every in-flight
-session per request. A multinomial logistic regression on the session embedding, trained on the LLM's
-labels, keeps most of the LLM's labelling at the cost of a matrix-vector product. Training uses
-scikit-learn; inference is plain numpy (``W @ x + b``, softmax) on weights copied out of it, so the
-Feast on-demand view and the BentoML service load two small arrays and no estimator pipeline.
+session per request. A multinomial logistic regression trained on the LLM's labels keeps most of the
+LLM's labelling at the cost of a sparse matrix-vector product. It reads the session embedding and,
+when the distillation has the sessions' events, the session's declared page types, its last page and
+its search words (:mod:`clicks2intent.intent.inputs`): the LLM labelled from those pages and words, and
+the embedding alone does not carry the queries at all. Training uses scikit-learn; inference is plain
+numpy on weights copied out of it, so the Feast on-demand view and the BentoML service load small
+arrays and no estimator pipeline. Measurements: ``docs/decisions/0003-order-features-distilled-inputs-seeds.md``.
 
 The ``distill`` command trains on the LLM-labelled sessions, reports fidelity on a *time-based*
 held-out part (the latest sessions: agreement and macro F1 against the LLM, single-session p50/p99
@@ -16,7 +19,9 @@ against the simulator's hidden true intents.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from clicks2intent.common.files import atomic_output, exclusive, write_text
-from clicks2intent.errors import ArtifactError
+from clicks2intent.errors import ArtifactError, ConfigError
+from clicks2intent.intent.inputs import SessionInputs, SessionText, session_texts
 from clicks2intent.names import columns as C
 from clicks2intent.names.paths import ARTIFACTS, CLASSIFIER_FILE, CLASSIFIER_META_FILE, INTENTS_FILE
 
@@ -43,13 +49,18 @@ __all__ = [
     "truth_report",
     "write_intents",
 ]
-FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
+FORMAT_VERSION = 2  # 2: optional session inputs (pages, last page, query words) beside the embedding
+READABLE_FORMATS = (1, 2)  # 1: embedding only
 
 
 class IntentClassifier:
     """Multinomial logistic regression with a numpy inference path (scikit-learn conventions).
 
     Parameters are stored as given; fitted state ends in ``_``. ``predict_one`` is the per-request path.
+    Fitted with ``texts`` (one :class:`SessionText` per row), it also reads each session's pages and
+    search words (``inputs_``, weights ``text_coef_``); every prediction then needs the session's text.
+    ``coef_`` is always the embedding's block ``[n_classes, n_features_in_]``.
     """
 
     def __init__(
@@ -58,13 +69,24 @@ class IntentClassifier:
         class_weight: str | None = None,  # None: follow the LLM's label frequencies (what we distil)
         max_iter: int = 2000,
         random_state: int | None = 0,
+        page_types: list[str] | None = None,  # the declared web page types (None: those the texts show)
+        min_query_df: int = 2,  # see SessionInputs
     ) -> None:
         self.C = C
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.random_state = random_state
+        self.page_types = page_types
+        self.min_query_df = min_query_df
         self.taxonomy_version: str = ""
         self.label_names: dict[str, str] = {}
+        self.inputs_: SessionInputs | None = None
+        self.text_coef_ = np.zeros((0, 0), dtype=np.float32)
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether predictions need the session's pages and queries (fitted with ``texts``)."""
+        return self.inputs_ is not None
 
     # --- training ------------------------------------------------------------------------------
     def fit(
@@ -73,8 +95,10 @@ class IntentClassifier:
         y: Any,
         label_names: dict[str, str] | None = None,
         taxonomy_version: str = "",
+        texts: list[SessionText] | None = None,
     ) -> IntentClassifier:
-        """Fit on embeddings ``X`` [n, dim] and label ids ``y``; returns self."""
+        """Fit on embeddings ``X`` [n, dim] (and the sessions' ``texts``, row-aligned) and label ids ``y``."""
+        from scipy import sparse
         from sklearn.linear_model import LogisticRegression
 
         X = self._check_X(np.asarray(X, dtype=np.float64), fitted=False)
@@ -83,25 +107,34 @@ class IntentClassifier:
             raise ValueError(f"y: length {len(y)} does not match X rows {len(X)}")
         if len(y) == 0:
             raise ValueError("y: no labelled rows to train on")
+        if texts is not None and len(texts) != len(X):
+            raise ValueError(f"texts: {len(texts)} sessions for {len(X)} embedding rows")
+        self.inputs_ = None
+        design: Any = X
+        if texts is not None:
+            self.inputs_ = SessionInputs(self.page_types, self.min_query_df).fit(texts)
+            design = sparse.hstack([sparse.csr_matrix(X), self.inputs_.transform(texts)], format="csr")
+        width = design.shape[1]
         classes = np.unique(y)
         if len(classes) == 1:
             # The LLM used one label only: a constant classifier is the honest distillation of that.
-            self.coef_ = np.zeros((1, X.shape[1]), dtype=np.float32)
-            self.intercept_ = np.zeros(1, dtype=np.float32)
+            coef, intercept = np.zeros((1, width)), np.zeros(1)
         else:
             lr = LogisticRegression(
                 C=self.C,
                 class_weight=self.class_weight,
                 max_iter=self.max_iter,
                 random_state=self.random_state,
-            ).fit(X, y)
+            ).fit(design, y)
             classes = lr.classes_
             coef, intercept = lr.coef_, lr.intercept_
             if coef.shape[0] == 1:  # binary: sklearn keeps one row; make it a 2-class softmax
                 coef = np.vstack([-coef / 2, coef / 2])
                 intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-            self.coef_ = np.ascontiguousarray(coef, dtype=np.float32)
-            self.intercept_ = np.ascontiguousarray(intercept, dtype=np.float32)
+        d = X.shape[1]
+        self.coef_ = np.ascontiguousarray(coef[:, :d], dtype=np.float32)
+        self.text_coef_ = np.ascontiguousarray(coef[:, d:], dtype=np.float32)
+        self.intercept_ = np.ascontiguousarray(intercept, dtype=np.float32)
         self.classes_ = np.asarray(classes).astype(str)
         self.n_features_in_ = X.shape[1]
         self.label_names = {c: (label_names or {}).get(c, c) for c in self.classes_}
@@ -120,28 +153,52 @@ class IntentClassifier:
             raise ValueError("X: embeddings must be finite (found NaN/inf)")
         return X
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        X = self._check_X(np.asarray(X, dtype=np.float32))
-        return X @ self.coef_.T + self.intercept_
+    def _need_texts(self, texts: Any, n: int) -> None:
+        if self.inputs_ is None:
+            return
+        if texts is None:
+            raise ValueError(
+                "this intent classifier reads the session's pages and search words: pass texts "
+                "(clicks2intent.intent.inputs.SessionText) beside the embeddings"
+            )
+        if len(texts) != n:
+            raise ValueError(f"texts: {len(texts)} sessions for {n} embedding rows")
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray, texts: list[SessionText] | None = None) -> np.ndarray:
+        X = self._check_X(np.asarray(X, dtype=np.float32))
+        self._need_texts(texts, len(X))
+        z = X @ self.coef_.T + self.intercept_
+        if self.inputs_ is not None and texts is not None:
+            z += np.asarray(self.inputs_.transform(texts) @ self.text_coef_.T.astype(np.float64), np.float32)
+        return z
+
+    def predict_proba(self, X: np.ndarray, texts: list[SessionText] | None = None) -> np.ndarray:
         """Class probabilities [n, n_classes], columns in ``classes_`` order."""
-        z = self.decision_function(X)
+        z = self.decision_function(X, texts)
         z -= z.max(axis=1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
         return z
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+    def predict(self, X: np.ndarray, texts: list[SessionText] | None = None) -> np.ndarray:
+        return self.classes_[np.argmax(self.decision_function(X, texts), axis=1)]
 
-    def predict_one(self, embedding: Any, k: int = 3) -> tuple[str, float, list[tuple[str, float]]]:
+    def predict_one(
+        self, embedding: Any, k: int = 3, text: SessionText | None = None
+    ) -> tuple[str, float, list[tuple[str, float]]]:
         """One session: (label id, confidence, top-k [(label id, p)]). No validation beyond shape, so it
-        stays in the microseconds: this is the per-request path of the feature view and the service."""
+        stays in the microseconds: this is the per-request path of the feature view and the service.
+        ``text``: the session's pages and queries (required when :attr:`reads_text`)."""
         x = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if x.shape[0] != self.n_features_in_:
             raise ValueError(f"embedding: dimension {x.shape[0]} != trained dimension {self.n_features_in_}")
         z = self.coef_ @ x + self.intercept_
+        if self.inputs_ is not None:
+            if text is None:
+                self._need_texts(None, 1)
+            cols, vals = self.inputs_.one(text)
+            if len(cols):
+                z = z + self.text_coef_[:, cols] @ vals.astype(np.float32)
         z = np.exp(z - z.max())
         p = z / z.sum()
         top = np.argsort(-p)[:k]
@@ -155,7 +212,15 @@ class IntentClassifier:
             "class_weight": self.class_weight,
             "max_iter": self.max_iter,
             "random_state": self.random_state,
+            "page_types": self.page_types,
+            "min_query_df": self.min_query_df,
         }
+
+    def _inputs_meta(self) -> dict[str, Any]:
+        """The session inputs' fitted state and weights (``meta.json``; absent for an embedding-only model)."""
+        if self.inputs_ is None:
+            return {}
+        return {"inputs": self.inputs_.to_dict() | {"coef": self.text_coef_.tolist()}}
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Weights and metadata, each file atomically (a reader never sees half of one)."""
@@ -170,6 +235,7 @@ class IntentClassifier:
             "label_names": self.label_names,
             "taxonomy_version": self.taxonomy_version,
             "n_features_in": int(self.n_features_in_),
+            **self._inputs_meta(),
             **(extra or {}),
         }
         write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")
@@ -182,8 +248,10 @@ class IntentClassifier:
         if not meta_path.is_file():
             raise ArtifactError(f"{meta_path} not found: run `c2i taxonomy distill` first")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+        if meta.get("format_version") not in READABLE_FORMATS:
+            raise ValueError(
+                f"{meta_path}: format_version {meta.get('format_version')} is not one of {list(READABLE_FORMATS)}"
+            )
         arrays = np.load(directory / CLASSIFIER_FILE)
         clf = cls(**meta["params"])
         clf.coef_ = np.ascontiguousarray(arrays["coef"], dtype=np.float32)
@@ -196,6 +264,11 @@ class IntentClassifier:
             raise ValueError(
                 f"{directory / CLASSIFIER_FILE}: weights shape {clf.coef_.shape} does not match classes/dim"
             )
+        if "inputs" in meta:
+            clf.inputs_ = SessionInputs.from_dict(meta["inputs"])
+            clf.text_coef_ = np.ascontiguousarray(meta["inputs"]["coef"], dtype=np.float32)
+            if clf.text_coef_.shape != (len(clf.classes_), clf.inputs_.n_features):
+                raise ValueError(f"{meta_path}: session-input weights do not match classes/inputs")
         return clf
 
 
@@ -210,18 +283,21 @@ def embedding_matrix(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(frame[C.EMBEDDING].map(lambda v: np.asarray(v, dtype=np.float32)).to_list())
 
 
-def latency_us(clf: IntentClassifier, X: np.ndarray, min_calls: int = 2000) -> dict[str, float]:
-    """p50/p99 of one ``predict_one`` call (µs), cycling through real embeddings after a warm-up."""
+def latency_us(
+    clf: IntentClassifier, X: np.ndarray, min_calls: int = 2000, texts: list[SessionText] | None = None
+) -> dict[str, float]:
+    """p50/p99 of one ``predict_one`` call (µs), cycling through real sessions after a warm-up."""
     if len(X) == 0:
         return {}
-    for x in X[:50]:
-        clf.predict_one(x)
+    texts = texts or [SessionText()] * len(X)
+    for x, t in zip(X[:50], texts[:50], strict=False):
+        clf.predict_one(x, text=t)
     n = max(min_calls, len(X))
     times = np.empty(n)
     for i in range(n):
-        x = X[i % len(X)]
+        x, t = X[i % len(X)], texts[i % len(X)]
         t0 = time.perf_counter_ns()
-        clf.predict_one(x)
+        clf.predict_one(x, text=t)
         times[i] = time.perf_counter_ns() - t0
     times /= 1000.0
     return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "calls": n}
@@ -313,9 +389,15 @@ def distill(
     test_fraction: float = 0.25,
     lr_C: float | None = None,
     random_state: int = 0,
+    texts: Mapping[str, SessionText] | None = None,
+    page_types: list[str] | None = None,
 ) -> tuple[IntentClassifier, pd.DataFrame, dict[str, Any]]:
     """Train, evaluate on the latest ``test_fraction`` of labelled sessions, refit on all labelled
-    sessions and label every embedded session. Returns (classifier, session intents, report)."""
+    sessions and label every embedded session. Returns (classifier, session intents, report).
+
+    ``texts`` (session id → :class:`SessionText`, e.g. :func:`session_texts` of the events): the
+    classifier also reads each session's pages and search words (``page_types``: the declared web page
+    types; None: those the labelled sessions show). A session without events reads as empty text."""
     from clicks2intent.intent.labelling import LABEL_ID, STATUS
 
     for col in (C.SESSION_ID, LABEL_ID, STATUS, C.TAXONOMY_VERSION):
@@ -339,23 +421,31 @@ def distill(
     X = embedding_matrix(train_rows)
     y = train_rows[LABEL_ID].astype(str).to_numpy()
     params = {"random_state": random_state, **({"C": lr_C} if lr_C is not None else {})}
+    if texts is not None:
+        params["page_types"] = page_types
 
+    def texts_of(ids: Any) -> list[SessionText] | None:
+        return None if texts is None else [texts.get(str(s), SessionText()) for s in ids]
+
+    T = texts_of(train_rows[C.SESSION_ID])
     n_test = int(round(len(y) * test_fraction))
     held_out: dict[str, Any] = {"n_train": len(y) - n_test, "n_test": n_test}
     if n_test >= 1 and len(y) - n_test >= 1:
         # Time split: train on earlier sessions, test on later ones (no leakage of a session or period).
-        clf_eval = IntentClassifier(**params).fit(X[:-n_test], y[:-n_test], label_names, version)
-        y_hat = clf_eval.predict(X[-n_test:])
+        t_train, t_test = (None, None) if T is None else (T[:-n_test], T[-n_test:])
+        clf_eval = IntentClassifier(**params).fit(X[:-n_test], y[:-n_test], label_names, version, t_train)
+        y_hat = clf_eval.predict(X[-n_test:], t_test)
         held_out.update(agreement_metrics(y[-n_test:], y_hat))
         held_out["test_labels_unseen_in_train"] = sorted(set(y[-n_test:]) - set(clf_eval.classes_))
-        held_out["latency_us"] = latency_us(clf_eval, X[-n_test:])
-    clf = IntentClassifier(**params).fit(X, y, label_names, version)
+        held_out["latency_us"] = latency_us(clf_eval, X[-n_test:], texts=t_test)
+    clf = IntentClassifier(**params).fit(X, y, label_names, version, T)
 
     all_X = embedding_matrix(embeddings)
     if all_X.shape[1] != clf.n_features_in_:
         raise ValueError(f"embeddings: dimension {all_X.shape[1]} != labelled dimension {clf.n_features_in_}")
+    all_T = texts_of(embeddings[C.SESSION_ID])
     t0 = time.perf_counter()
-    proba = clf.predict_proba(all_X)
+    proba = clf.predict_proba(all_X, all_T)
     batch_s = time.perf_counter() - t0
     best = proba.argmax(axis=1)
     intents = pd.DataFrame(
@@ -369,11 +459,19 @@ def distill(
     )
     report = {
         "taxonomy_version": version,
-        "classifier": {"kind": "multinomial_logistic_regression", **clf.get_params()},
+        "classifier": {
+            "kind": "multinomial_logistic_regression",
+            **clf.get_params(),
+            "inputs": ["embedding"] + ([] if clf.inputs_ is None else ["pages", "last_page", "query_words"]),
+            "n_query_words": 0 if clf.inputs_ is None else len(clf.inputs_.query_words_),
+        },
         "n_labels_rows": int(len(labels)),
         "n_labels_ok": int(len(ok)),
         "n_labelled_with_embedding": int(len(train_rows)),
         "n_labelled_missing_embedding": int(len(ok) - len(train_rows)),
+        "n_sessions_without_events": (
+            None if texts is None else int(sum(str(s) not in texts for s in embeddings[C.SESSION_ID]))
+        ),
         "classes": clf.classes_.tolist(),
         "held_out": held_out,
         "final_model": f"refit on all {len(y)} labelled sessions",
@@ -483,6 +581,9 @@ def render_report(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+DISTILL_INPUTS = ("session", "embedding")
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     """One ``c2i taxonomy distill`` run: its inputs, its output directory and the classifier settings."""
@@ -496,9 +597,16 @@ class DistillConfig:
     world: Path | None = (
         None  # the world.yaml whose keywords the rule uses; None: $C2I_WORLD or beside events
     )
+    # What the classifier reads: "session" = the embedding + the session's declared page types, last page
+    # and search words (needs events; without them it falls back to the embedding, logged), "embedding".
+    inputs: str = "session"
     test_fraction: float = 0.25  # latest share of labelled sessions held out
     lr_C: float | None = None  # inverse regularisation (--C); None: IntentClassifier's default
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.inputs not in DISTILL_INPUTS:
+            raise ConfigError(f"DistillConfig.inputs={self.inputs!r} must be one of {list(DISTILL_INPUTS)}")
 
     @property
     def taxonomy_path(self) -> Path:
@@ -525,6 +633,24 @@ def write_intents(intents: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+def _session_inputs(
+    config: DistillConfig, embeddings: pd.DataFrame
+) -> tuple[pd.DataFrame | None, Any, dict[str, SessionText] | None]:
+    """The events, their world and each embedded session's text (``None`` where not given/asked for)."""
+    if not config.events:
+        if config.inputs == "session":
+            logger.warning("distill: no --events, so the classifier reads the embedding only")
+        return None, None, None
+    from clicks2intent.data.contract import read_events
+    from clicks2intent.data.world import load_world, resolve_world_path
+
+    world = load_world(resolve_world_path(config.world, Path(config.events).parent))
+    events = read_events(config.events)
+    if config.inputs != "session":
+        return events, world, None
+    return events, world, session_texts(events, embeddings[C.SESSION_ID].astype(str))
+
+
 def run_distillation(config: DistillConfig) -> dict[str, Any]:
     """``c2i taxonomy distill``: :func:`distill` on the files of ``config``, then write the classifier,
     ``session_intents.parquet``, ``report.json`` and ``report.md`` to ``config.out``; returns the report."""
@@ -534,17 +660,18 @@ def run_distillation(config: DistillConfig) -> dict[str, Any]:
     embeddings = pd.read_parquet(config.embeddings)
     tax_path = config.taxonomy_path
     names = Taxonomy.load(tax_path).names if tax_path.is_file() else None
-    clf, intents, report = distill(labels, embeddings, names, config.test_fraction, config.lr_C, config.seed)
+    events, world, texts = _session_inputs(config, embeddings)
+    clf, intents, report = distill(
+        labels, embeddings, names, config.test_fraction, config.lr_C, config.seed, texts,
+        None if world is None else list(world.page_types),
+    )  # fmt: skip
     if config.truth:
         truth = pd.read_parquet(config.truth)
         rule = None
-        if config.events:
-            from clicks2intent.data.contract import read_events
-            from clicks2intent.data.world import load_world, resolve_world_path
+        if events is not None and world is not None:
             from clicks2intent.intent.rules import WordMatchRule
 
-            world = load_world(resolve_world_path(config.world, Path(config.events).parent))
-            rule = WordMatchRule(world.rule_keywords()).fit().predict(read_events(config.events))
+            rule = WordMatchRule(world.rule_keywords()).fit().predict(events)
         report["truth"] = truth_report(
             truth, labels, intents, embeddings, max(len(clf.classes_), 2), config.seed, rule
         )

@@ -656,7 +656,8 @@ class ServingEngine:
         )
         embedding = out[N.INFLIGHT_EMBEDDING][0]
         unknown = float(out[N.INFLIGHT_UNKNOWN_PAGE_SHARE][0])
-        label, confidence, top = self.classifier.predict_one(embedding, k=TOP_LABELS)
+        text = T.request_text(request, self.world)  # the pages and words the transform's classifier read
+        label, confidence, top = self.classifier.predict_one(embedding, k=TOP_LABELS, text=text)
         readable = out[N.INFLIGHT_INTENT_LABEL][0] != C.NO_LABEL  # no page the models can read: no label
         return IntentResponse(
             embedding=embedding,
