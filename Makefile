@@ -52,7 +52,7 @@ LLM_CHECK := from clicks2intent.intent.llm.server import smoke_test; smoke_test(
 
 # pip's own output (hundreds of lines) goes to $(VENV)/install.log; each step prints one line.
 PIP_LOG := $(VENV)/install.log
-PIP = $(PY) -m pip --disable-pip-version-check install --log $(PIP_LOG) -q
+PIP = $(PY) -m pip --disable-pip-version-check install --log $(PIP_LOG) -q --progress-bar off
 # pip's warnings (this machine's index settings among them) go to its log too; a failure shows its end.
 PIP_FAILED = { echo "install: pip failed; the end of $(PIP_LOG):"; tail -n 30 $(PIP_LOG); exit 1; }
 $(STAMP): pyproject.toml | $(PY)
