@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pandas, pyarrow and Feast are imported by the handlers
     from clicks2intent.features.ray_jobs import RayOptions
 
 ENGINES = ("local", "ray")  # clicks2intent.features.ray_jobs.ENGINES (tests/test_cli_help.py checks it)
+RUNTIMES = ("auto", "onnx", "torch")  # clicks2intent.encoder.runtime.RUNTIMES
 
 
 # --- --engine ray (c2i embed, c2i taxonomy label) ------------------------------------------------------
@@ -144,6 +145,25 @@ def push_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def daily_command(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from clicks2intent.features.daily import DailyConfig, run_daily
+
+    config = DailyConfig(
+        day_dir=Path(args.day),
+        artifacts=Path(args.artifacts),
+        features_dir=Path(args.features) if args.features else None,
+        repo=None if args.no_materialize else Path(args.repo),
+        feast_config=args.config,
+        end=datetime.fromisoformat(args.end) if args.end else None,
+        runtime=args.runtime,
+    )
+    report = run_daily(config)
+    print("\n".join(report.lines()))
+    return 0
+
+
 def _short(value: Any, width: int = 6) -> str:
     if isinstance(value, list | tuple):
         head = ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value[:width])
@@ -222,3 +242,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-visitors", action="store_true", help="push the session rows only")
     p.set_defaults(func=push_command)
+    d = sub.add_parser(
+        "daily",
+        help="a new day: embed + label its sessions with the trained models, append the Feast sources, "
+        "materialize-incremental (idempotent)",
+    )
+    d.add_argument(
+        "--day",
+        required=True,
+        help="the day's dir: events.parquet (sessions ended that day) [+ identity_links]",
+    )
+    d.add_argument("--artifacts", default=str(ARTIFACTS.root), help="encoder/, intent/, data/ (link history)")
+    d.add_argument("--features", default=None, help="the Feast sources (default: ARTIFACTS/features)")
+    d.add_argument("--repo", default="feature_repo", help="Feast repository (materialize-incremental there)")
+    d.add_argument(
+        "--config", default=None, help="feature store YAML in the repo (default: feature_store.yaml)"
+    )
+    d.add_argument(
+        "--end",
+        default=None,
+        help="materialize-incremental END, ISO 8601 UTC (default: the midnight after the day)",
+    )
+    d.add_argument("--no-materialize", action="store_true", help="append the sources only")
+    d.add_argument(
+        "--runtime", choices=RUNTIMES, default="auto", help="embedding runtime, as c2i embed --runtime"
+    )
+    d.set_defaults(func=daily_command)
