@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the stages (torch, pandas, scikit-learn, XGBoost) are impor
 # The library's choice lists, repeated so that --help imports no stage (tests/test_cli_help.py checks them).
 PREFIX_MODES = ("every", "one")  # clicks2intent.evaluation.msnbc.PREFIX_MODES
 TASKS = ("tile_ranking", "conversion")  # clicks2intent.models.training_sets.TILE_RANKING, CONVERSION
+THRESHOLD_RULES = ("pooled", "per_model")  # clicks2intent.evaluation.ablation.THRESHOLD_RULES
 
 
 # --- c2i evaluate ----------------------------------------------------------------------------------
@@ -39,6 +40,8 @@ def _ablation_config(args: argparse.Namespace) -> AblationConfig:
             none_sample_rate=args.none_sample_rate,
             n_boot=args.n_boot,
             random_state=args.seed,
+            model_seeds=args.model_seeds,
+            threshold=args.threshold,
         )
     )
 
@@ -179,6 +182,20 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n-boot", type=int, default=None, help="default: AblationConfig.n_boot")
     p.add_argument("--seed", type=int, default=None, help="default: AblationConfig.random_state")
+    p.add_argument(
+        "--model-seeds",
+        type=int,
+        default=None,
+        help="model seeds per variant (seed, seed+1, ...) for the conversion task: each variant's spread and "
+        "each gap's mean and sign per seed (default: AblationConfig.model_seeds)",
+    )
+    p.add_argument(
+        "--threshold",
+        choices=THRESHOLD_RULES,
+        default=None,
+        help="conversion F1 threshold per variant: pooled = tuned once on validation with the probabilities "
+        "averaged over its seeds; per_model = each model's own (default: AblationConfig.threshold)",
+    )
 
 
 # --- c2i encoder-report ----------------------------------------------------------------------------

@@ -105,6 +105,17 @@ TASK_TITLES = {TILE_RANKING: "Tile ranking", CONVERSION: "Conversion"}
 GroupFn = Callable[[str], str]
 
 
+THRESHOLD_RULES = ("pooled", "per_model")
+# The gaps each seed's models are compared on (a − b, per seed): the paper's claim and each against the baseline.
+SEED_GAPS: tuple[tuple[str, str], ...] = (
+    (EMBEDDING, LABELS),
+    (BOTH, LABELS),
+    (LABELS, BASELINE),
+    (EMBEDDING, BASELINE),
+    (BOTH, BASELINE),
+)
+
+
 @dataclass
 class AblationConfig:
     """Model and evaluation settings shared by every variant (bounded for a 2-core demo)."""
@@ -123,6 +134,29 @@ class AblationConfig:
     none_sample_rate: float = 0.3  # conversion: share of "none" training rows kept (weighted 1/rate)
     n_explain: int = 500  # test rows whose TreeSHAP contributions give the group shares (cost ∝ rows)
     random_state: int = 0
+    # Model seeds per variant (random_state, +1, …) for the tasks in seed_tasks: XGBoost's row and column
+    # sampling moved conversion micro F1 by ±0.01 between seeds, as much as the labels/embedding gap.
+    # The report gives each variant's spread and each gap's mean, spread and sign per seed.
+    model_seeds: int = 5
+    seed_tasks: tuple[str, ...] = (CONVERSION,)
+    # Conversion's F1 decision threshold per variant: "pooled" = tuned once on the validation rows with the
+    # probabilities averaged over the variant's seeds (one threshold for every seed's model); "per_model" =
+    # tuned on each model's own validation probabilities (it moved by up to 0.12 between seeds). Measured:
+    # docs/decisions/0003-order-features-distilled-inputs-seeds.md.
+    threshold: str = "pooled"
+
+    def __post_init__(self) -> None:
+        if self.model_seeds < 1:
+            raise ConfigError(f"AblationConfig.model_seeds={self.model_seeds} must be at least 1")
+        if self.threshold not in THRESHOLD_RULES:
+            raise ConfigError(
+                f"AblationConfig.threshold={self.threshold!r} must be one of {list(THRESHOLD_RULES)}"
+            )
+
+    def seeds(self, task: str) -> list[int]:
+        """The model seeds of ``task``'s variants (the first one's models are the ones returned and saved)."""
+        n = self.model_seeds if task in self.seed_tasks else 1
+        return [self.random_state + i for i in range(n)]
 
     def model_params(self) -> dict[str, Any]:
         keys = (
@@ -258,7 +292,12 @@ def run_task_ablation(
             entry["oracle"] = True  # truth columns: evaluation only, never saved or served
         else:
             models[variant] = model
+            for seed in config.seeds(task)[1:]:
+                fit.add_seed(variant, feats, seed)
         section["variants"][variant] = entry
+    fit.decide_thresholds(section)
+    if len(config.seeds(task)) > 1:
+        section["seeds"] = fit.seed_summary(metric_fns, config.seeds(task))
     reference = ORACLE_OBSERVABLE if ORACLE_OBSERVABLE in fit.probas else None
     boot = M.paired_bootstrap(
         fit.y_test,
@@ -298,13 +337,12 @@ class _VariantFit:
         self.y_test = _codes(test[label_column].tolist(), classes)
         self.probas: dict[str, np.ndarray] = {}
         self.variant_fns: dict[str, dict[str, M.MetricFn]] = {}
+        # Per variant, one (validation, test) probability pair per model seed; the first is self.probas'.
+        self.seed_probas: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def run(
-        self, task: str, variant: str, feats: list[str], service: str
-    ) -> tuple[FeatureModel, dict[str, Any]]:
-        cfg = self.config
-        t0 = time.perf_counter()
-        model = train_feature_model(
+    def _fit(self, feats: list[str], service: str, seed: int) -> FeatureModel:
+        params = self.config.model_params() | {"random_state": seed}
+        return train_feature_model(
             self.train,
             self.valid,
             feats,
@@ -313,22 +351,82 @@ class _VariantFit:
             self.vocabularies,
             service,
             weight_column=WEIGHT if WEIGHT in self.train.columns else None,
-            **cfg.model_params(),
+            **params,
         )
+
+    def add_seed(self, variant: str, feats: list[str], seed: int) -> None:
+        """Fit ``variant`` once more with model seed ``seed`` (same rows and features); keep its probabilities."""
+        model = self._fit(feats, "", seed)
+        self.seed_probas[variant].append((model.predict_proba(self.valid), model.predict_proba(self.test)))
+
+    def decide_thresholds(self, section: dict[str, Any]) -> None:
+        """Conversion: each variant's F1 decision threshold, tuned on the validation rows (pooled over its
+        seeds' probabilities or per model, ``config.threshold``); the F1 metrics then use it."""
+        if self.none_label is None:
+            return
+        for variant, pairs in self.seed_probas.items():
+            valid = (
+                pairs[0][0]
+                if self.config.threshold == "per_model"
+                else np.mean([v for v, _ in pairs], axis=0)
+            )
+            t = M.tune_threshold(self.y_valid, valid, self.positive, self.none_label)
+            entry = section["variants"][variant]
+            entry["decision_threshold"] = t
+            entry["decision_threshold_rule"] = f"{self.config.threshold}: tuned on validation" + (
+                f", probabilities averaged over {len(pairs)} model seeds"
+                if self.config.threshold == "pooled"
+                else ""
+            )
+            self.variant_fns[variant] = M.conversion_metrics(self.positive, self.none_label, t)
+
+    def seed_summary(self, metric_fns: Mapping[str, M.MetricFn], seeds: list[int]) -> dict[str, Any]:
+        """Each variant's test metrics per model seed and each :data:`SEED_GAPS` gap per seed: mean, sample
+        standard deviation, min, max and how many seeds it was > 0 (the same thresholds for every seed)."""
+        per: dict[str, dict[str, list[float]]] = {}
+        for variant, pairs in self.seed_probas.items():
+            if variant not in VARIANTS or len(pairs) != len(seeds):
+                continue
+            fns = dict(metric_fns) | self.variant_fns.get(variant, {})
+            per[variant] = {m: [float(fn(self.y_test, t)) for _, t in pairs] for m, fn in fns.items()}
+
+        def stats(values: list[float]) -> dict[str, Any]:
+            a = np.asarray(values, dtype=float)
+            return {
+                "values": [float(x) for x in a],
+                "mean": float(a.mean()),
+                "sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+                "min": float(a.min()),
+                "max": float(a.max()),
+                "n_positive": int((a > 0).sum()),
+            }
+
+        gaps = {
+            f"{a} − {b}": {m: stats(list(np.subtract(per[a][m], per[b][m]))) for m in per[a]}
+            for a, b in SEED_GAPS
+            if a in per and b in per
+        }
+        return {
+            "seeds": list(seeds),
+            "threshold": self.config.threshold,
+            "variants": {v: {m: stats(x) for m, x in ms.items()} for v, ms in per.items()},
+            "gaps": gaps,
+        }
+
+    def run(
+        self, task: str, variant: str, feats: list[str], service: str
+    ) -> tuple[FeatureModel, dict[str, Any]]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        model = self._fit(feats, service, cfg.random_state)
         fit_s = time.perf_counter() - t0
         logger.info(
             f"{task}/{variant}: {len(feats)} features, {model.estimator.best_iteration_ + 1} trees/class, fit {fit_s:.1f}s"
         )
         p = model.predict_proba(self.test)
         self.probas[variant] = p
+        self.seed_probas[variant] = [(model.predict_proba(self.valid), p)]
         entry: dict[str, Any] = {"features": feats, "n_features": len(feats)}
-        if self.none_label is not None:  # F1 decision rule tuned on the validation period, per model
-            entry["decision_threshold"] = M.tune_threshold(
-                self.y_valid, model.predict_proba(self.valid), self.positive, self.none_label
-            )
-            self.variant_fns[variant] = M.conversion_metrics(
-                self.positive, self.none_label, entry["decision_threshold"]
-            )
         entry |= {
             "status": "ok",
             "feature_service": service,
@@ -430,7 +528,8 @@ def run_feast_ablation(
         "notes": [
             "Tile ranker trained on clicked impressions only (multi-class over the tiles).",
             "Conversion micro/macro F1 over the products ('none' excluded), decided with a product-probability "
-            "threshold tuned on the validation period per model; log loss over all classes.",
+            + threshold_note(config)
+            + "; log loss over all classes.",
             f"Class imbalance: sample weights (n/(K n_c))^{config.class_weight_power}, probabilities prior-corrected "
             f"back to the data's class frequencies; conversion trains on {config.none_sample_rate:.0%} of the 'none' "
             "rows, weighted by the inverse rate.",
@@ -578,4 +677,57 @@ def _taxonomy_section(intent_dir: Path, taxonomy_path: str) -> dict[str, Any]:
         }
     if "truth" in rep:
         out["against_true_intents"] = rep["truth"]
+    return out
+
+
+def threshold_note(config: AblationConfig) -> str:
+    """How the conversion F1 threshold was chosen and over how many model seeds (the reports' notes)."""
+    seeds = config.seeds(CONVERSION)
+    if config.threshold == "per_model" or len(seeds) == 1:
+        rule = "threshold tuned on the validation period per model"
+    else:
+        rule = (
+            f"threshold per variant tuned on the validation period with its {len(seeds)} model seeds' "
+            "probabilities averaged (one threshold for every seed)"
+        )
+    spread = (
+        f"; each variant fitted with {len(seeds)} model seeds ({seeds[0]}–{seeds[-1]})"
+        if len(seeds) > 1
+        else ""
+    )
+    return rule + spread
+
+
+def seed_lines(section: Mapping[str, Any]) -> list[str]:
+    """The task's model-seed spread as Markdown (empty without ``section["seeds"]``): each variant's
+    metrics and each gap between variants over the seeds, mean ± sd [min, max] and the seeds where the
+    gap was > 0."""
+    seeds = section.get("seeds")
+    if not seeds:
+        return []
+    metrics = list(section["metric_names"])
+    first, last = seeds["seeds"][0], seeds["seeds"][-1]
+    out = [
+        "",
+        f"Over {len(seeds['seeds'])} model seeds ({first}–{last}; conversion thresholds {seeds['threshold']}): "
+        "mean ± sd [min, max] on the test rows.",
+        "",
+        "| variant | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for v, ms in seeds["variants"].items():
+        cells = [
+            f"{ms[m]['mean']:.4f} ± {ms[m]['sd']:.4f} [{ms[m]['min']:.4f}, {ms[m]['max']:.4f}]"
+            for m in metrics
+        ]
+        out.append(f"| {v} | " + " | ".join(cells) + " |")
+    if seeds["gaps"]:
+        out += ["", "| gap, per seed | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+        for gap, ms in seeds["gaps"].items():
+            cells = [
+                f"{ms[m]['mean']:+.4f} ± {ms[m]['sd']:.4f} [{ms[m]['min']:+.4f}, {ms[m]['max']:+.4f}], "
+                f"> 0 in {ms[m]['n_positive']}/{len(ms[m]['values'])}"
+                for m in metrics
+            ]
+            out.append(f"| {gap} | " + " | ".join(cells) + " |")
     return out

@@ -57,9 +57,11 @@ from clicks2intent.evaluation.ablation import (
     VARIANTS,
     AblationConfig,
     run_task_ablation,
+    threshold_note,
     variant_features,
 )
 from clicks2intent.intent.distill import IntentClassifier
+from clicks2intent.intent.inputs import SessionText
 from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
@@ -253,16 +255,17 @@ def _train_or_load_encoder(
 
 
 def _label_features(
-    run: MsnbcRun, emb_train: np.ndarray, emb_all: np.ndarray
+    run: MsnbcRun, emb_train: np.ndarray, emb_all: np.ndarray, texts: list[SessionText] | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
-    """Intent label + confidence for every prefix (see module docstring for the two sources)."""
+    """Intent label + confidence for every prefix (see module docstring for the two sources); ``texts``:
+    each prefix's pages, for a classifier that reads them beside the embedding (MSNBC has no searches)."""
     if run.intent_dir:
         clf = IntentClassifier.load(run.intent_dir)
         if clf.n_features_in_ != emb_all.shape[1]:
             raise ConfigError(
                 f"intent classifier expects {clf.n_features_in_}-d embeddings, the MSNBC encoder gives {emb_all.shape[1]}"
             )
-        p = clf.predict_proba(emb_all)
+        p = clf.predict_proba(emb_all, texts if clf.reads_text else None)
         labels = np.asarray(clf.classes_)[p.argmax(axis=1)].astype(object)
         info = {
             "source": "distilled intent classifier",
@@ -328,7 +331,7 @@ def run_msnbc(run: MsnbcRun, config: AblationConfig) -> dict[str, Any]:
             "Same estimator settings as the simulated run: sample weights (n/(K n_c))^"
             f"{config.class_weight_power} with prior-corrected probabilities; the conversion proxy trains on "
             f"{config.none_sample_rate:.0%} of its 'none' rows (inverse-weighted) and decides F1 with a "
-            "validation-tuned threshold.",
+            f"product-probability {threshold_note(config)}.",
         ],
     }
     for task, proxy in ((TILE_RANKING, NEXT_CATEGORY), (CONVERSION, LATER_CATEGORY)):
@@ -357,7 +360,17 @@ def run_msnbc(run: MsnbcRun, config: AblationConfig) -> dict[str, Any]:
             frame["position"] < v_pos, "train", np.where(frame["position"] < t_pos, "valid", "test")
         )
         emb_matrix = np.stack(frame[C.EMBEDDING].to_numpy())
-        labels, conf, label_info, label_vocab = _label_features(run, emb_matrix[part == "train"], emb_matrix)
+        texts = (
+            [
+                SessionText(tuple(categories[c] for c in seq_by_id[sid][:k]))
+                for sid, k in zip(frame[C.SESSION_ID], frame["k"], strict=True)
+            ]
+            if run.intent_dir
+            else None
+        )
+        labels, conf, label_info, label_vocab = _label_features(
+            run, emb_matrix[part == "train"], emb_matrix, texts
+        )
         frame[C.INTENT_LABEL] = labels
         frame[C.INTENT_CONFIDENCE] = conf.astype(np.float32)
         base = [COUNT_PREFIX + c for c in categories] + [LAST_PAGE, PREFIX_LENGTH]

@@ -30,6 +30,7 @@ from clicks2intent.evaluation.ablation import (
     AblationConfig,
     FeastRun,
     run_feast_ablation,
+    seed_lines,
 )
 from clicks2intent.evaluation.msnbc import MsnbcRun, run_msnbc
 from clicks2intent.models.training_sets import CONVERSION, TILE_RANKING
@@ -115,6 +116,7 @@ def markdown_table(section: Mapping[str, Any], title: str) -> str:
         "(* = interval excludes 0). Lower log loss is better.",
     ]
     lines += _headroom_lines(section)
+    lines += seed_lines(section)  # the model-seed spread, where the task was fitted with several seeds
     shares = {
         v: e["contribution_shares"] for v, e in section["variants"].items() if "contribution_shares" in e
     }
