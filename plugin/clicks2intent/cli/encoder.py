@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clicks2intent.encoder.config import EncoderConfig, TrainConfig
+from clicks2intent.encoder.config import NEXT_WEIGHTINGS, POOLINGS, EncoderConfig, TrainConfig
 from clicks2intent.encoder.pipeline import EmbedStats
 from clicks2intent.encoder.runtime import RUNTIMES
 from clicks2intent.errors import Clicks2IntentError, ConfigError
@@ -128,6 +128,15 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "--embedding-dim", dest="embedding_dim", type=int, help=f"default {EncoderConfig.embedding_dim}"
     )
     p.add_argument("--max-len", dest="max_len", type=int, help="events kept per session (the last ones)")
+    p.add_argument(
+        "--pooling", choices=POOLINGS, help=f"session vector pooling (default {EncoderConfig.pooling})"
+    )
+    p.add_argument(
+        "--next-weighting",
+        dest="next_weighting",
+        choices=NEXT_WEIGHTINGS,
+        help=f"next-event loss: every target alike (event) or the mean per batch (default {TrainConfig.next_weighting})",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_command)
@@ -163,13 +172,8 @@ def _embed_command(args: argparse.Namespace) -> int:
             channel=args.channel,
             device=args.device,
             ray=ray_options(args),
-            runtime=args.runtime,
         )
-        per_node = ", ".join(f"{node[:8]} {n}" for node, n in sorted(stats.nodes.items()))
-        print(
-            embed_summary(stats, args.out)
-            + f" (ray, {args.ray_actors} actors; sessions per node: {per_node})"
-        )
+        print(embed_summary(stats, args.out) + f" (ray, {args.ray_actors} actors)")
         return 0
     from clicks2intent.encoder import runtime
 

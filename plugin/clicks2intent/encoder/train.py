@@ -255,10 +255,13 @@ def _causal_next_loss(
     config: TrainConfig,
     gen: torch.Generator,
     device: torch.device,
+    targets_per_session: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next page after EVERY prefix in one causal pass (view: light masking, the last event kept).
 
-    Returns the loss and the whole-session vectors (the contrastive term's second view).
+    Returns the loss and the whole-session vectors (the contrastive term's second view). With
+    ``targets_per_session`` (``next_weighting="event"``) the targets' cross-entropies are summed and
+    divided by the batch's sessions x that mean, so each target weighs the same in every batch.
     """
     lengths = batch["lengths"]
     width = batch["page"].shape[1]
@@ -276,10 +279,14 @@ def _causal_next_loss(
     rows = torch.arange(len(lengths), device=device)
     z = vectors[rows, view["lengths"] - 1]
     valid = target != IGNORE
-    if valid.any():
-        loss = F.cross_entropy(model.next_page_logits(vectors[valid]), target[valid])
-    else:
+    if not valid.any():
         loss = z.sum() * 0.0
+    elif targets_per_session:
+        logits = model.next_page_logits(vectors[valid])
+        total = F.cross_entropy(logits, target[valid], reduction="sum")
+        loss = total / (len(lengths) * targets_per_session)
+    else:
+        loss = F.cross_entropy(model.next_page_logits(vectors[valid]), target[valid])
     return loss, z
 
 
@@ -310,6 +317,7 @@ def ssl_losses(
     config: TrainConfig,
     gen: torch.Generator,
     device: torch.device,
+    targets_per_session: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """The three objectives on one batch (augmentations drawn on CPU from ``gen``, then moved).
 
@@ -323,8 +331,10 @@ def ssl_losses(
         view_a = crop_view(batch, config.crop_min_fraction, gen)
     width = view_a["page"].shape[1]
     mask_a = random_mask(view_a["lengths"], width, config.mask_prob, gen)
-    next_loss_fn = _causal_next_loss if model.causal else _prefix_next_loss
-    next_loss, z_b = next_loss_fn(model, batch, config, gen, device)
+    if model.causal:
+        next_loss, z_b = _causal_next_loss(model, batch, config, gen, device, targets_per_session)
+    else:
+        next_loss, z_b = _prefix_next_loss(model, batch, config, gen, device)
     keys = _session_keys(batch).to(device)
 
     view_a = {k: v.to(device) for k, v in view_a.items()}
@@ -381,6 +391,7 @@ def evaluate(
     arrays: SessionArrays,
     config: TrainConfig,
     device: torch.device,
+    targets_per_session: float | None = None,
 ) -> dict[str, float]:
     """Mean SSL losses over a fixed set of augmentations (same seed every call, so comparable)."""
     model.eval()
@@ -388,7 +399,7 @@ def evaluate(
     totals: dict[str, float] = {}
     weight = 0
     for idx in _batches(arrays.lengths, config.batch_size, None):
-        losses = ssl_losses(model, heads, arrays.batch(idx), config, gen, device)
+        losses = ssl_losses(model, heads, arrays.batch(idx), config, gen, device, targets_per_session)
         for k, v in losses.items():
             totals[k] = totals.get(k, 0.0) + float(v) * len(idx)
         weight += len(idx)
@@ -444,6 +455,9 @@ def train_encoder(
 
     model = build_model(encoder_config, vocabularies).to(device)
     heads = SSLHeads(model).to(device)
+    # Next-event targets per training session (each session's events after its first, within max_len).
+    mean_targets = float(np.maximum(train.lengths - 1, 0).mean()) if len(train) else 0.0
+    per_session = mean_targets if cfg.next_weighting == "event" and mean_targets > 0 else None
     params = list(model.parameters()) + list(heads.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -465,7 +479,7 @@ def train_encoder(
         return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_frac))))
 
     history: list[dict[str, Any]] = []
-    initial = evaluate(model, heads, val, cfg, device)
+    initial = evaluate(model, heads, val, cfg, device, per_session)
     history.append({"step": 0, "epoch": 0.0, "val": initial})
     best_loss, best_step = initial["loss"], 0
     best_state = copy.deepcopy(model.state_dict())
@@ -483,7 +497,7 @@ def train_encoder(
                 t0 = time.perf_counter()
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step)
-                losses = ssl_losses(model, heads, train.batch(idx), cfg, gen, device)
+                losses = ssl_losses(model, heads, train.batch(idx), cfg, gen, device, per_session)
                 optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -495,7 +509,7 @@ def train_encoder(
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses['loss'].item():.3f}", best_val=f"{best_loss:.3f}")
                 if step % eval_every == 0 or step == total_steps:
-                    val_losses = evaluate(model, heads, val, cfg, device)
+                    val_losses = evaluate(model, heads, val, cfg, device, per_session)
                     history.append(
                         {"step": step, "epoch": round(step / steps_per_epoch, 3), "val": val_losses}
                     )
@@ -525,7 +539,7 @@ def train_encoder(
             bar.close()
     stop_reason = stop_reason or "epochs"
     if history[-1]["step"] != step:  # stopped by the clock between evaluations: judge the last weights too
-        val_losses = evaluate(model, heads, val, cfg, device)
+        val_losses = evaluate(model, heads, val, cfg, device, per_session)
         history.append({"step": step, "epoch": round(step / steps_per_epoch, 3), "val": val_losses})
         if val_losses["loss"] < best_loss - 1e-4:
             best_loss, best_step = val_losses["loss"], step
@@ -539,6 +553,7 @@ def train_encoder(
         "n_train_sessions": len(train),
         "n_val_sessions": len(val),
         "n_holdout_sessions": len(split.holdout),
+        "next_targets_per_session": mean_targets,
         "train_end": split.train_end,
         "holdout_start": split.holdout_start,
         "holdout_first_session": split.holdout_first_session,

@@ -13,8 +13,12 @@ for the differences that matter:
   ``k+1``. Sessions are split by file position (arrival order): the first 70 % train the encoder (it
   never sees a test session) and the probes, the last 30 % are only tested. Baseline = XGBoost (the
   ablation's estimator) on bag-of-pages + last page + prefix length (DESIGN.md's bar); + 2nd/3rd-last
-  pages (the hand-made order features to beat); baseline + embedding (XGBoost); the embedding alone
-  (logistic regression). Paired bootstrap intervals against the baseline; a PNG of those intervals.
+  pages (the hand-made order features to beat, printed beside the embedding in every run); baseline +
+  the embedding (the published vector); baseline + the next-event distribution the encoder's own head
+  reads from that vector (what ``session_affinity`` serves the conversion model); hand-made features +
+  embedding; the embedding alone (logistic regression). Paired bootstrap intervals against the baseline
+  and against the hand-made features; a PNG of those intervals. Measurements:
+  ``docs/decisions/0003-order-features-distilled-inputs-seeds.md``.
 
 Whichever wins is reported as measured.
 """
@@ -32,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from clicks2intent.data.ingest import read_msnbc
+from clicks2intent.encoder.config import EncoderConfig
 from clicks2intent.encoder.embed import SessionEmbedder
 from clicks2intent.encoder.train import TrainConfig, save_encoder_dir, train_encoder
 from clicks2intent.errors import ConfigError, ContractError
@@ -262,10 +267,13 @@ def _saw_test(meta: dict[str, Any], test_start: str | None) -> bool | None:
 
 MSNBC_BASELINE = "baseline"  # XGBoost on bag of pages + last page + prefix length (DESIGN.md's bar)
 MSNBC_LAST3 = "baseline+last3"  # + explicit 2nd/3rd-last pages: the hand-made order features to beat
-MSNBC_BOTH = "baseline+embedding"  # XGBoost on the baseline + the prefix's embedding
-MSNBC_EMBEDDING = "embedding"  # the embedding alone, multinomial logistic regression
+MSNBC_BOTH = "baseline+embedding"  # XGBoost on the baseline + the prefix's embedding (the published vector)
+MSNBC_NEXT = "baseline+next"  # + log P(next page) read from the vector by the encoder's next-event head
+MSNBC_ALL = "baseline+last3+embedding"  # both order sources: what the embedding leaves to the hand-made ones
+MSNBC_EMBEDDING = "embedding"  # the vector alone, multinomial logistic regression
 MSNBC_BASELINE_LR = "baseline (logistic)"  # the baseline under the embedding's classifier: a reference
-MSNBC_VARIANTS = (MSNBC_BASELINE, MSNBC_LAST3, MSNBC_BOTH, MSNBC_EMBEDDING, MSNBC_BASELINE_LR)
+MSNBC_VARIANTS = (MSNBC_BASELINE, MSNBC_LAST3, MSNBC_BOTH, MSNBC_NEXT, MSNBC_ALL, MSNBC_EMBEDDING,
+                  MSNBC_BASELINE_LR)  # fmt: skip
 
 
 @dataclass
@@ -352,8 +360,36 @@ def _prefix_embeddings(embedder: Any, sessions: Any, examples: pd.DataFrame) -> 
     return np.stack(emb.reindex(ex[PREFIX_ID]).to_numpy()).astype(np.float32)
 
 
+def served_features(
+    embedder: Any, published: np.ndarray, categories: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(session vector, log P(next page) per category) of published encoder outputs.
+
+    The vector is the published ``vector`` part (all of it, or the first ``embedding_dim`` columns of
+    ``vector+next``); the distribution is the encoder's own next-event head read from it, as
+    ``features.transforms.next_page_logp`` serves it, in ``categories`` order (a category the encoder
+    never learned gets the row's smallest log-probability)."""
+    import torch
+
+    cfg, model = embedder.config, embedder.model
+    if cfg.output == "next":
+        raise ConfigError(
+            "the MSNBC probe needs the session vector: an encoder with output 'vector' or 'vector+next'"
+        )
+    vector = np.asarray(published[:, : cfg.embedding_dim], dtype=np.float32)
+    with torch.no_grad():
+        logits = model.next_page_logits(torch.from_numpy(vector).to(next(model.parameters()).device))
+        logp = torch.log_softmax(logits[:, model.n_special :].double(), dim=-1).cpu().numpy()
+    tokens = {t: i for i, t in enumerate(embedder.vocabularies[C.PAGE_TYPE].tokens)}
+    out = np.repeat(logp.min(axis=1, keepdims=True), len(categories), axis=1)
+    for j, c in enumerate(categories):
+        if c in tokens:
+            out[:, j] = logp[:, tokens[c]]
+    return vector, out.astype(np.float32)
+
+
 def msnbc_probe(embedder: Any, sessions: Any, protocol: MsnbcProtocol) -> dict[str, Any]:
-    """Next category from a prefix: XGBoost baseline vs + embedding, and the embedding alone.
+    """Next category from a prefix: XGBoost baseline vs + hand-made order features vs + embedding.
 
     ``sessions`` (:func:`clicks2intent.evaluation.msnbc.sessions_from_events`) must be the same ones
     the encoder's training split was cut from; test sessions are the last ``1 - train_fraction``.
@@ -369,32 +405,39 @@ def msnbc_probe(embedder: Any, sessions: Any, protocol: MsnbcProtocol) -> dict[s
     y_train, y_test = train["target_code"].to_numpy(), test["target_code"].to_numpy()
     base_tr, base_te = prefix_features(sessions, train), prefix_features(sessions, test)
     last3_tr, last3_te = prefix_features(sessions, train, 3), prefix_features(sessions, test, 3)
-    emb_tr, emb_te = (
+    categories = list(sessions.categories)
+    pub_tr, pub_te = (
         _prefix_embeddings(embedder, sessions, train),
         _prefix_embeddings(embedder, sessions, test),
     )
-    probas = {
-        MSNBC_BASELINE: _xgb_proba(base_tr, y_train, base_te, n_cat, seed),
-        MSNBC_LAST3: _xgb_proba(last3_tr, y_train, last3_te, n_cat, seed),
-        MSNBC_BOTH: _xgb_proba(
-            np.hstack([base_tr, emb_tr]), y_train, np.hstack([base_te, emb_te]), n_cat, seed
-        ),
-        MSNBC_EMBEDDING: fit_probe(emb_tr, y_train, emb_te, np.arange(n_cat), seed=seed),
-        MSNBC_BASELINE_LR: fit_probe(base_tr, y_train, base_te, np.arange(n_cat), seed=seed),
+    emb_tr, next_tr = served_features(embedder, pub_tr, categories)
+    emb_te, next_te = served_features(embedder, pub_te, categories)
+    sets = {  # (train, test) features of each XGBoost row
+        MSNBC_BASELINE: (base_tr, base_te),
+        MSNBC_LAST3: (last3_tr, last3_te),
+        MSNBC_BOTH: (np.hstack([base_tr, pub_tr]), np.hstack([base_te, pub_te])),
+        MSNBC_NEXT: (np.hstack([base_tr, next_tr]), np.hstack([base_te, next_te])),
+        MSNBC_ALL: (np.hstack([last3_tr, pub_tr]), np.hstack([last3_te, pub_te])),
     }
-    n_features = {MSNBC_BASELINE: base_tr.shape[1], MSNBC_LAST3: last3_tr.shape[1],
-                  MSNBC_BOTH: base_tr.shape[1] + emb_tr.shape[1], MSNBC_EMBEDDING: emb_tr.shape[1],
-                  MSNBC_BASELINE_LR: base_tr.shape[1]}  # fmt: skip
+    probas = {name: _xgb_proba(tr, y_train, te, n_cat, seed) for name, (tr, te) in sets.items()}
+    probas[MSNBC_EMBEDDING] = fit_probe(emb_tr, y_train, emb_te, np.arange(n_cat), seed=seed)
+    probas[MSNBC_BASELINE_LR] = fit_probe(base_tr, y_train, base_te, np.arange(n_cat), seed=seed)
+    n_features = {name: tr.shape[1] for name, (tr, _) in sets.items()}
+    n_features |= {MSNBC_EMBEDDING: emb_tr.shape[1], MSNBC_BASELINE_LR: base_tr.shape[1]}
     boot = M.paired_bootstrap(
         y_test, probas, PROBE_METRICS, MSNBC_BASELINE, protocol.n_boot, random_state=seed
     )
+    against_last3 = M.paired_bootstrap(
+        y_test, {k: probas[k] for k in (MSNBC_LAST3, MSNBC_BOTH, MSNBC_NEXT)}, PROBE_METRICS, MSNBC_LAST3,
+        protocol.n_boot, random_state=seed,
+    )  # fmt: skip
     classes = np.arange(n_cat)
     results = [asdict(_result(v, n_features[v], y_test, probas[v], classes)) for v in MSNBC_VARIANTS]
 
-    def diff(variant: str) -> dict[str, dict[str, float]]:
+    def diff(variant: str, against: Any = boot) -> dict[str, dict[str, float]]:
         return {
             m: {"diff": d.value, "ci95_low": d.low, "ci95_high": d.high}
-            for m, d in boot[variant]["diff"].items()
+            for m, d in against[variant]["diff"].items()
         }
 
     return {
@@ -408,14 +451,23 @@ def msnbc_probe(embedder: Any, sessions: Any, protocol: MsnbcProtocol) -> dict[s
         "encoder_saw_test_sessions": False,
         "results": results,
         "baseline_plus_embedding_minus_baseline": diff(MSNBC_BOTH),
+        "baseline_plus_next_minus_baseline": diff(MSNBC_NEXT),
+        "last3_plus_embedding_minus_baseline": diff(MSNBC_ALL),
         "embedding_minus_baseline": diff(MSNBC_EMBEDDING),
         "last3_minus_baseline": diff(MSNBC_LAST3),
+        "embedding_minus_last3": diff(MSNBC_BOTH, against_last3),
+        "next_minus_last3": diff(MSNBC_NEXT, against_last3),
     }
+
+
+def msnbc_train_config(epochs: int, seed: int) -> TrainConfig:
+    """The MSNBC encoder's training settings: the defaults on every training session, none held out."""
+    return TrainConfig(epochs=epochs, holdout_fraction=0.0, max_train_sessions=None, seed=seed)
 
 
 def train_msnbc_encoder(train_events: pd.DataFrame, out_dir: Path, epochs: int, seed: int) -> Any:
     """An MSNBC encoder trained on the training sessions only (it never sees a test session)."""
-    cfg = TrainConfig(epochs=epochs, holdout_fraction=0.0, max_train_sessions=None, seed=seed)
+    cfg = msnbc_train_config(epochs, seed)
     result = train_encoder(train_events, train_config=cfg, progress=False)
     save_encoder_dir(result.checkpoint, out_dir)
     return SessionEmbedder.load(out_dir)
@@ -440,18 +492,56 @@ def conclusion(part: dict[str, Any]) -> list[str]:
         verdict = f"adding the embedding to the XGBoost baseline makes log loss WORSE by {ll['diff']:.4f}"
     else:
         verdict = f"adding the embedding to the XGBoost baseline changes log loss by {ll['diff']:+.4f} (interval spans 0)"
-    compare = "more" if -ll["diff"] > -ll3["diff"] else "less"
+    lines = [
+        f"On real MSNBC sessions, {verdict}; the hand-made 2nd/3rd-last-page features: {ll3['diff']:+.4f}."
+    ]
+    versus = part.get("embedding_minus_last3", {}).get("log_loss")
+    if versus is not None:
+        side = (
+            "better than"
+            if versus["ci95_high"] < 0
+            else "worse than"
+            if versus["ci95_low"] > 0
+            else "level with"
+        )
+        lines.append(
+            f"Embedding − hand-made order features: log loss {_fmt_diff(versus)}: the embedding is {side} "
+            "them (paired interval)."
+        )
     r1_emb, r1_base = (
         scores[MSNBC_EMBEDDING]["macro_recall_at_1"],
         scores[MSNBC_BASELINE]["macro_recall_at_1"],
     )
     reach = "reaches" if alone["macro_recall_at_1"]["ci95_high"] >= 0 else "falls short of"
-    return [
-        f"On real MSNBC sessions, {verdict} — {compare} than explicit 2nd/3rd-last-page features "
-        f"({ll3['diff']:+.4f}).",
+    lines.append(
         f"The embedding alone (logistic regression) {reach} the baseline's macro Recall@1: {r1_emb:.4f} vs "
-        f"{r1_base:.4f} (difference {_fmt_diff(alone['macro_recall_at_1'])}).",
+        f"{r1_base:.4f} (difference {_fmt_diff(alone['macro_recall_at_1'])})."
+    )
+    return lines
+
+
+ORDER_ROWS: tuple[tuple[str, str], ...] = (  # the MSNBC comparison table: hand-made beside the embedding
+    ("+ 2nd/3rd-last pages (hand-made)", "last3_minus_baseline"),
+    ("+ embedding", "baseline_plus_embedding_minus_baseline"),
+    ("+ next-page head of the embedding", "baseline_plus_next_minus_baseline"),
+    ("+ hand-made + embedding", "last3_plus_embedding_minus_baseline"),
+    ("embedding − hand-made", "embedding_minus_last3"),
+    ("next-page head − hand-made", "next_minus_last3"),
+)
+
+
+def order_table(part: dict[str, Any]) -> list[str]:
+    """The hand-made order features' row beside the embedding's, every run: log loss and macro Recall@1
+    differences with their paired 95 % intervals (rows of an older report that lacks them are left out)."""
+    lines = [
+        "| XGBoost features vs baseline | log loss Δ [95 %] | macro Recall@1 Δ [95 %] |",
+        "|---|---:|---:|",
     ]
+    for label, key in ORDER_ROWS:
+        if key in part:
+            d = part[key]
+            lines.append(f"| {label} | {_fmt_diff(d['log_loss'])} | {_fmt_diff(d['macro_recall_at_1'])} |")
+    return lines
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -469,7 +559,14 @@ def to_markdown(report: dict[str, Any]) -> str:
                   f"(split by session, in time order). Encoder saw test sessions (unlabelled): "
                   f"{part['encoder_saw_test_sessions']}.", ""]  # fmt: skip
         if key == "msnbc":
-            lines += ["Baselines and baseline+embedding: XGBoost; embedding alone: logistic regression.", ""]
+            lines += [
+                "XGBoost rows: bag of pages + last page + length (baseline) and what each adds; 'next-page "
+                "head': log P(next page) read from the embedding by the encoder's own head (what "
+                "session_affinity serves). 'embedding' alone: logistic regression.",
+                "",
+                *order_table(part),
+                "",
+            ]
         lines += [
             "| features | n features | accuracy | macro Recall@1 | macro F1 | log loss |",
             "|---|---|---|---|---|---|",
@@ -504,10 +601,9 @@ def plot_msnbc(part: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("+ 2nd/3rd-last pages", part["last3_minus_baseline"]),
-            ("+ embedding", part["baseline_plus_embedding_minus_baseline"]),
-            ("embedding alone (LR)", part["embedding_minus_baseline"])]  # fmt: skip
-    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+    rows = [(label, part[key]) for label, key in ORDER_ROWS[:4] if key in part]
+    rows.append(("embedding alone (LR)", part["embedding_minus_baseline"]))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 1.2 + 0.45 * len(rows)))
     for ax, metric, title in ((axes[0], "log_loss", "log loss − baseline (lower is better)"),
                               (axes[1], "macro_recall_at_1", "macro Recall@1 − baseline")):  # fmt: skip
         for i, (_, d) in enumerate(rows):
@@ -568,11 +664,14 @@ def _msnbc_encoder(cfg: EncoderReportConfig, sessions: Any, n_train: int) -> tup
         "first_session": sessions.ids[0],
         "n_train_sessions": n_train,
         "last_train": sessions.ids[n_train - 1],
+        # and how it was trained: a changed default (objective, pooling) retrains instead of reusing
+        "encoder_config": EncoderConfig().to_dict(),
+        "train_config": asdict(msnbc_train_config(cfg.msnbc_epochs, cfg.seed)),
     }
     out = Path(cfg.msnbc_encoder or Path(cfg.out) / "msnbc_encoder")
     key_path = out / SPLIT_FILE
     if (out / CHECKPOINT_FILE).exists() and not cfg.retrain:
-        same = key_path.is_file() and json.loads(key_path.read_text()) == split_key
+        same = key_path.is_file() and json.loads(key_path.read_text()) == json.loads(json.dumps(split_key))
         if same or cfg.msnbc_encoder:
             return SessionEmbedder.load(out), (False if same else None)
     logger.info("training the MSNBC encoder on %d sessions in %s", n_train, out)
