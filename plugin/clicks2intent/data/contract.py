@@ -33,7 +33,7 @@ Rules (``rule`` names as they appear in reports):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -253,13 +253,16 @@ def validate_events(
     max_session_events: int = 2000,
     now: pd.Timestamp | None = None,
     world: World | None = None,
+    session_sizes: pd.Series | None = None,
 ) -> ValidationResult:
     """Validate, repair and normalise raw events into the contract; see the module docstring for rules.
 
     ``world``: map raw page names / URLs to the bank's page types (unmatched → the OOV token; the
     report's ``page_mapping`` says how many and which). ``known_page_types`` (without a world) is the
     vocabulary a model was trained on: other page types become the OOV token. ``now`` bounds plausible
-    timestamps (defaults to the current time; fixed in tests).
+    timestamps (defaults to the current time; fixed in tests). ``session_sizes`` (session id → events,
+    over the whole input): for a chunk of a larger input (:func:`validate_chunks`), whose sessions may
+    continue in other chunks; default: counted in ``df``.
     """
     require_columns(df.columns)
     report = ValidationReport(n_input=len(df))
@@ -330,7 +333,10 @@ def validate_events(
     reject(channel.notna() & ~channel.isin(C.CHANNELS), "unknown_channel", C.CHANNEL)
     out[C.CHANNEL] = channel
 
-    sizes = out.groupby(C.SESSION_ID, dropna=True)[C.SESSION_ID].transform("size")
+    if session_sizes is None:
+        sizes = out.groupby(C.SESSION_ID, dropna=True)[C.SESSION_ID].transform("size")
+    else:
+        sizes = out[C.SESSION_ID].map(session_sizes)
     reject(sizes > max_session_events, "absurd_session_length", C.SESSION_ID)
 
     ok = reject_rule.isna().to_numpy()
@@ -364,6 +370,152 @@ def validate_events(
     report.n_repaired = int(repaired[ok].sum())
     report.n_sessions = int(events[C.SESSION_ID].nunique())
     return ValidationResult(events=events, report=report, rejected=rejected)
+
+
+# --- inputs bigger than memory: validation chunk by chunk ---------------------------------------------
+CHUNK_ROWS = 500_000  # rows per validated chunk of a large file: bounds validation's memory (~1 GB a chunk)
+
+
+class ReportMerger:
+    """The reports of an input's chunks as the report of the whole input: counts summed, each rule once
+    (in the order first met), its example rows the first five overall as positions in the whole input,
+    PII counts per column and page-mapping counts summed (``top_unmatched``: merged from each chunk's top
+    ten; ``unused_types``: the declared types no chunk saw)."""
+
+    def __init__(self) -> None:
+        self.report = ValidationReport()
+        self._problems: dict[tuple[str, str, str], Problem] = {}
+        self._pii: dict[str, Counter[str]] = {}
+        self._mapping: dict[str, Any] = {}
+        self._unmatched: Counter[str] = Counter()
+
+    def add(self, part: ValidationReport, positions: np.ndarray) -> None:
+        """``part`` validated the input rows at ``positions`` (ascending), in that order."""
+        r = self.report
+        r.n_input += part.n_input
+        r.n_valid += part.n_valid
+        r.n_rejected += part.n_rejected
+        r.n_repaired += part.n_repaired
+        r.missing_optional_columns = part.missing_optional_columns
+        r.ignored_columns = part.ignored_columns
+        for p in part.problems:
+            rows = [int(positions[i]) for i in p.example_rows]
+            seen = self._problems.get((p.rule, p.column, p.action))
+            if seen is None:
+                self._problems[(p.rule, p.column, p.action)] = Problem(
+                    p.rule, p.column, p.action, p.count, rows
+                )
+            else:
+                seen.count += p.count
+                seen.example_rows = sorted(seen.example_rows + rows)[:_MAX_EXAMPLES]
+        for col, found in part.pii_redactions_by_column.items():
+            self._pii.setdefault(col, Counter()).update(found)
+        m = part.page_mapping
+        if m:
+            if not self._mapping:
+                self._mapping = {"n_events": 0, "n_oov": 0, "unused_types": list(m["unused_types"])}
+            self._mapping["n_events"] += m["n_events"]
+            self._mapping["n_oov"] += m["n_oov"]
+            self._mapping["unused_types"] = [
+                t for t in self._mapping["unused_types"] if t in m["unused_types"]
+            ]
+            self._unmatched.update({str(k): int(v) for k, v in m["top_unmatched"]})
+
+    def result(self, n_sessions: int) -> ValidationReport:
+        r = self.report
+        r.n_sessions = n_sessions
+        r.problems = list(self._problems.values())
+        r.pii_redactions_by_column = {c: dict(self._pii[c]) for c in FREE_TEXT_COLUMNS if self._pii.get(c)}
+        r.pii_redactions = dict(sum((Counter(v) for v in r.pii_redactions_by_column.values()), Counter()))
+        if self._mapping:
+            n, oov = self._mapping["n_events"], self._mapping["n_oov"]
+            r.page_mapping = {
+                "n_events": n,
+                "n_oov": oov,
+                "oov_share": round(oov / n, 6) if n else 0.0,
+                "top_unmatched": [list(t) for t in self._unmatched.most_common(10)],
+                "unused_types": self._mapping["unused_types"],
+            }
+        return r
+
+
+def session_sizes(path: str | Path) -> pd.Series:
+    """Events per (cleaned) session id of a parquet file, read from its ``session_id`` column alone."""
+    col = pq.ParquetFile(path).read(columns=[C.SESSION_ID])[C.SESSION_ID].combine_chunks()
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+    counts = np.bincount(col.indices.fill_null(-1).to_numpy(zero_copy_only=False) + 1,
+                         minlength=len(col.dictionary) + 1)[1:]  # fmt: skip
+    cleaned = _as_clean_strings(pd.Series(col.dictionary.to_pandas(), dtype=object))
+    return pd.Series(counts, index=cleaned.to_numpy()).groupby(level=0, dropna=True).sum()
+
+
+def validate_chunks(
+    chunks: Iterable[tuple[pd.DataFrame, np.ndarray]],
+    *,
+    keep_events: bool = True,
+    sort: bool = True,
+    **kwargs: Any,
+) -> ValidationResult:
+    """:func:`validate_events` chunk by chunk: ``chunks`` yields (raw rows, their positions in the whole
+    input, ascending). Pass ``session_sizes`` (:func:`session_sizes`) unless every session lies in one
+    chunk. The result equals one call on the whole input (tested): the events in the contract's order
+    (session id, time; one stable sort of the chunks' outputs when they are not already in order), the
+    rejected rows at their input positions, one merged report. ``keep_events=False``: the report and
+    the rejected rows only (memory: one chunk)."""
+    kwargs.setdefault("now", pd.Timestamp.now(tz="UTC"))  # one clock for every chunk
+    merger = ReportMerger()
+    events: list[pd.DataFrame] = []
+    sessions: list[np.ndarray] = []
+    rejected: list[pd.DataFrame] = []
+    for df, positions in chunks:
+        part = validate_events(df, **kwargs)
+        merger.add(part.report, positions)
+        if len(part.rejected):
+            rejected.append(part.rejected.assign(row=positions[part.rejected["row"].to_numpy()]))
+        if keep_events:
+            events.append(part.events)
+        else:
+            sessions.append(pd.unique(part.events[C.SESSION_ID]))
+    columns = list(C.EVENT_COLUMNS)
+    out = pd.concat(events, ignore_index=True) if events else pd.DataFrame(columns=columns)
+    if keep_events and sort and len(events) > 1 and not _in_contract_order(out):
+        out = out.sort_values([C.SESSION_ID, C.EVENT_TIMESTAMP], kind="stable").reset_index(drop=True)
+    n_sessions = (
+        int(out[C.SESSION_ID].nunique())
+        if keep_events
+        else len(pd.unique(np.concatenate(sessions)))
+        if sessions
+        else 0
+    )
+    bad = (
+        pd.concat(rejected, ignore_index=True)
+        if rejected
+        else pd.DataFrame({"row": [], "rule": [], "column": []})
+    )
+    return ValidationResult(events=out, report=merger.result(n_sessions), rejected=bad)
+
+
+def _in_contract_order(events: pd.DataFrame) -> bool:
+    """Rows already sorted by (session id, time), as a stable sort would leave them."""
+    sid = events[C.SESSION_ID].to_numpy(dtype=object)
+    ts = events[C.EVENT_TIMESTAMP].astype("int64").to_numpy()
+    if len(sid) < 2:
+        return True
+    nxt, prev = sid[1:], sid[:-1]
+    same = nxt == prev
+    return bool(np.all(same | (nxt > prev)) and np.all(~same | (ts[1:] >= ts[:-1])))
+
+
+def parquet_chunks(
+    path: str | Path, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """A parquet file as (rows, positions) chunks of ``chunk_rows`` (:func:`validate_chunks`' input)."""
+    start = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+        df = pa.Table.from_batches([batch]).to_pandas()
+        yield df, np.arange(start, start + len(df))
+        start += len(df)
 
 
 def _bad_ids(ids: pd.Series) -> np.ndarray:
@@ -460,12 +612,32 @@ def _first_line(err: BaseException, width: int = 200) -> str:
     return (text[0] if text else type(err).__name__)[:width]
 
 
+def _chunked(path: str | Path) -> bool:
+    """A parquet file too big to validate at once (validated chunk by chunk: same result, less memory)."""
+    path = Path(path)
+    if path.suffix.lower() not in {".parquet", ".pq"} or not path.is_file():
+        return False
+    try:
+        return pq.ParquetFile(path).metadata.num_rows > CHUNK_ROWS
+    except (pa.ArrowException, OSError):
+        return False  # read_raw names the problem
+
+
+def _validate_path(path: str | Path, keep_events: bool = True, **kwargs: Any) -> ValidationResult:
+    """:func:`validate_events` of a file; a large parquet file chunk by chunk (:func:`validate_chunks`)."""
+    if not _chunked(path):
+        return validate_events(read_raw(path), **kwargs)
+    with readable_file(path):
+        sizes = session_sizes(path)
+        return validate_chunks(parquet_chunks(path), keep_events=keep_events, session_sizes=sizes, **kwargs)
+
+
 def read_events(path: str | Path, **kwargs: Any) -> pd.DataFrame:
     """Read and validate an events file; raises :class:`ContractError` if any row is rejected.
 
     Jobs that must not run on partial data use this; ``c2i validate`` shows what would be rejected.
     """
-    result = validate_events(read_raw(path), **kwargs)
+    result = _validate_path(path, **kwargs)
     if result.report.n_rejected:
         raise ContractError(f"{path}: {result.report.n_rejected} row(s) rejected\n{result.report.to_text()}")
     return result.events
@@ -520,8 +692,12 @@ def validate_file(
 
     With a ``world``, more unmatched page values than its ``max_oov_share`` is an error (nothing is
     written): the declaration does not describe these pages."""
-    result = validate_events(
-        read_raw(path), known_page_types=known_page_types, max_session_events=max_session_events, world=world
+    result = _validate_path(
+        path,
+        keep_events=bool(out_path),
+        known_page_types=known_page_types,
+        max_session_events=max_session_events,
+        world=world,
     )
     if world is not None:
         check_oov_share(result.report, world, str(path))

@@ -101,14 +101,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from clicks2intent.data.contract import ValidationResult, validate_events, write_events
+from clicks2intent.common.files import atomic_output
+from clicks2intent.data.contract import ValidationReport, ValidationResult, validate_events, write_events
 from clicks2intent.data.pii import luhn_valid
 from clicks2intent.data.world import Funnel, World, write_world
 from clicks2intent.errors import ConfigError
@@ -396,7 +400,7 @@ class SimulatorConfig:
 class SimulationResult:
     """The simulated frames (already validated / scrubbed) and what it took to make them."""
 
-    events: pd.DataFrame
+    events: pd.DataFrame | None  # None: generate() wrote them chunk by chunk (stats["n_events"] counts them)
     identity_links: pd.DataFrame
     customers: pd.DataFrame
     tile_impressions: pd.DataFrame
@@ -1133,52 +1137,75 @@ def _customer_id_width(n_c: int) -> int:
     return max(7, len(str(n_c)))
 
 
-def _raw_events(
-    rng: np.random.Generator,
-    cfg: SimulatorConfig,
-    ev: _Walked,
-    web: _WebSessions,
-    vis: _Visitors,
-    ids: _Ids,
-    window: _Window,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The events before validation (queries still hold their pasted PII), and which are searches."""
-    # Queries on search pages.
+@dataclass
+class _RawInputs:
+    """The random parts of the raw events (drawn once, in the stream's order): each search event's query
+    (pasted PII still in it) and each session's device."""
+
+    queries: np.ndarray  # object per event: None off search pages
+    is_search: np.ndarray
+    sess_device: np.ndarray
+
+
+def _raw_inputs(
+    rng: np.random.Generator, cfg: SimulatorConfig, ev: _Walked, web: _WebSessions, vis: _Visitors
+) -> _RawInputs:
+    """Queries on search pages, then the app sessions' devices (the order the stream is drawn in)."""
     is_search = ev.ev_page == _P["search"]
     queries = np.full(len(ev.ev_sess), None, dtype=object)
     queries[is_search] = _make_queries(rng, cfg, ev.ev_chain[is_search], pii_pool(cfg))
+    app_device = _choice(rng, [0.0, 0.9, 0.1], ev.n_app)
+    return _RawInputs(queries, is_search, np.concatenate([vis.device[web.visitor], app_device]))
 
+
+def _raw_frame(
+    raw: _RawInputs, ev: _Walked, ids: _Ids, window: _Window, rows: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The events before validation (queries still hold their pasted PII): every event, or ``rows``."""
+    take = slice(None) if rows is None else rows
+    sess = ev.ev_sess[take]
+    is_web = ev.is_web[take]
     visitor_or_none = np.append(ids.visitor, None)  # index -1 → None
     customer_or_none = np.append(ids.customer, None)
     device_names = np.array(DEVICES, dtype=object)
-    app_device = _choice(rng, [0.0, 0.9, 0.1], ev.n_app)
-    sess_device = np.concatenate([vis.device[web.visitor], app_device])
     ref_names = np.array(REFERRERS, dtype=object)
-    raw = pd.DataFrame(
+    return pd.DataFrame(
         {
-            C.SESSION_ID: ids.session[ev.ev_sess],
-            C.EVENT_TIMESTAMP: window.to_ts(ev.ev_time),
-            C.PAGE_TYPE: np.array(PAGE_TYPES, dtype=object)[ev.ev_page],
-            C.VISITOR_ID: visitor_or_none[ev.ev_visitor],
-            C.CUSTOMER_ID: customer_or_none[ev.ev_customer],
-            C.CHANNEL: np.where(ev.is_web, "web", "app").astype(object),
-            C.DWELL_SECONDS: ev.dwell,
-            C.SEARCH_QUERY: queries,
-            C.DEVICE: device_names[sess_device[ev.ev_sess]],
-            C.REFERRER: np.append(ref_names, None)[np.where(ev.is_web, ev.referrer[ev.ev_sess], -1)],
+            C.SESSION_ID: ids.session[sess],
+            C.EVENT_TIMESTAMP: window.to_ts(ev.ev_time[take]),
+            C.PAGE_TYPE: np.array(PAGE_TYPES, dtype=object)[ev.ev_page[take]],
+            C.VISITOR_ID: visitor_or_none[ev.ev_visitor[take]],
+            C.CUSTOMER_ID: customer_or_none[ev.ev_customer[take]],
+            C.CHANNEL: np.where(is_web, "web", "app").astype(object),
+            C.DWELL_SECONDS: ev.dwell[take],
+            C.SEARCH_QUERY: raw.queries[take],
+            C.DEVICE: device_names[raw.sess_device[sess]],
+            C.REFERRER: np.append(ref_names, None)[np.where(is_web, ev.referrer[sess], -1)],
         }
     )
-    return raw, is_search
+
+
+def _event_chunks(ev: _Walked, ids: _Ids, max_events: int) -> Iterator[np.ndarray]:
+    """Event rows in chunks of whole sessions (at most ``max_events`` unless one session is longer),
+    chunks in session-id order (the contract's output order), each chunk's rows in the raw frame's
+    order (so validating a chunk is validating those rows of the whole frame)."""
+    by_rank = np.argsort(ids.sess_rank[ev.ev_sess], kind="stable")
+    ends = np.cumsum(ev.sess_len[ids.sess_order])  # events of the sessions up to each one, in id order
+    lo = first = 0
+    while first < len(ends):
+        last = max(int(np.searchsorted(ends, lo + max_events, side="right")), first + 1)
+        hi = int(ends[last - 1])
+        yield np.sort(by_rank[lo:hi])
+        lo, first = hi, last
 
 
 def _validate_raw(raw: pd.DataFrame, cfg: SimulatorConfig, window: _Window) -> ValidationResult:
     """Raw events through the contract (it scrubs the pasted PII); the simulator must produce no rejects."""
-    now = max(pd.Timestamp.now(tz="UTC"), window.end + pd.Timedelta(days=cfg.conversion_horizon_days + 1))
     validated = validate_events(
         raw,
         world=simulator_world(cfg),
         max_session_events=max(cfg.max_web_events, cfg.max_app_events),
-        now=now,
+        now=_validation_now(cfg, window),
     )
     if validated.report.n_rejected:
         raise RuntimeError(f"simulator produced rows the contract rejects:\n{validated.report.to_text()}")
@@ -1533,13 +1560,26 @@ def simulator_world(config: SimulatorConfig | None = None) -> World:
     )
 
 
-def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
-    """Generate one dataset (see the module docstring); events are validated and PII-scrubbed.
+@dataclass
+class _Run:
+    """Everything one simulation draws, in the random stream's order; the events are not validated yet."""
 
-    The steps run in the docstring's order and draw from one random stream in a fixed sequence: the
-    same config gives identical frames.
-    """
-    cfg = config or SimulatorConfig()
+    cfg: SimulatorConfig
+    window: _Window
+    vis: _Visitors
+    ev: _Walked
+    ids: _Ids
+    raw: _RawInputs
+    frames: dict[str, pd.DataFrame]  # every output frame but the events
+    stats: dict[str, float]
+    t_start: float
+    cpu_start: float
+
+
+def _draw(cfg: SimulatorConfig) -> _Run:
+    """Steps 1-8 of the module docstring. Validating the events draws nothing, so drawing the tiles,
+    conversions and links before it (not after, as before the events were written in chunks) leaves
+    every frame as it was for a seed."""
     t_start, cpu_start = time.perf_counter(), time.process_time()
     rng = np.random.default_rng(cfg.seed)
     window = _Window.of(cfg)
@@ -1551,22 +1591,22 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
     app = _draw_app_sessions(rng, cfg, cust, vis, needs, web, window.span)  # 5
     ev = _walk_sessions(rng, cfg, web, app)
     ids = _public_ids(ev.sess_start, vis.label, cfg.n_customers)
-    raw, is_search = _raw_events(rng, cfg, ev, web, vis, ids, window)
-    t_gen = time.perf_counter()
-    validated = _validate_raw(raw, cfg, window)
-    del raw  # the raw (unscrubbed) queries go no further
-    t_val = time.perf_counter()
+    raw = _raw_inputs(rng, cfg, ev, web, vis)
 
     impressions, tile_stats = _tile_impressions(rng, cfg, ev, cust, vis, needs, web, ids, window)  # 6
     conversions, sess_end, conversion_rate = _conversions(rng, cfg, ev, web, ids, window)  # 7
     links, link_stats = _identity_links(rng, cfg, ev, web, app, vis, ids, sess_end, window)  # 8
-    customers = _customer_frame(cust, ids, window)
     truth, need_frame = _truth_frames(cfg, ev, web, app, vis, needs, ids, window)
-    t_end = time.perf_counter()
-
+    frames = {
+        "identity_links": links,
+        "customers": _customer_frame(cust, ids, window),
+        "tile_impressions": impressions,
+        "conversions": conversions,
+        "session_truth": truth,
+        "needs": need_frame,
+    }
     n_w, n_a = ev.n_web, ev.n_app
     stats = {
-        "n_events": float(len(validated.events)),
         "n_web_sessions": float(n_w),
         "n_app_sessions": float(n_a),
         **link_stats,
@@ -1574,34 +1614,112 @@ def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
         "app_events_per_session": float(ev.sess_len[n_w:].mean()) if n_a else 0.0,
         **tile_stats,
         "conversion_rate": conversion_rate,
-        "search_query_share": float(is_search.mean()),
-        "pii_redactions": float(sum(validated.report.pii_redactions.values())),
-        "seconds_generate": t_gen - t_start,
-        "seconds_validate": t_val - t_gen,
-        "seconds_total": t_end - t_start,
-        "cpu_seconds_total": time.process_time() - cpu_start,  # less sensitive to a busy machine
-        "events_per_second": len(validated.events) / max(t_end - t_start, 1e-9),
+        "search_query_share": float(raw.is_search.mean()),
+        "seconds_generate": time.perf_counter() - t_start,
     }
+    return _Run(cfg, window, vis, ev, ids, raw, frames, stats, t_start, cpu_start)
+
+
+def _validation_now(cfg: SimulatorConfig, window: _Window) -> pd.Timestamp:
+    return max(pd.Timestamp.now(tz="UTC"), window.end + pd.Timedelta(days=cfg.conversion_horizon_days + 1))
+
+
+def _result(
+    run: _Run, events: pd.DataFrame | None, report: ValidationReport, n_events: int, t_val: float
+) -> SimulationResult:
+    t_end = time.perf_counter()
+    stats = dict(run.stats)
+    stats.update(
+        n_events=float(n_events),
+        pii_redactions=float(sum(report.pii_redactions.values())),
+        seconds_validate=t_val,
+        seconds_total=t_end - run.t_start,
+        cpu_seconds_total=time.process_time() - run.cpu_start,  # less sensitive to a busy machine
+        events_per_second=n_events / max(t_end - run.t_start, 1e-9),
+    )
     logger.info(
         "simulated %s events (%s web, %s app sessions) in %.1f s",
-        f"{len(validated.events):,}",
-        f"{n_w:,}",
-        f"{n_a:,}",
-        t_end - t_start,
-    )
+        f"{n_events:,}", f"{run.ev.n_web:,}", f"{run.ev.n_app:,}", t_end - run.t_start,
+    )  # fmt: skip
     return SimulationResult(
-        events=validated.events,
-        identity_links=links,
-        customers=customers,
-        tile_impressions=impressions,
-        conversions=conversions,
-        session_truth=truth,
-        needs=need_frame,
-        params=_params(cfg, window, vis),
-        validation=validated.report.to_dict(),
-        world=simulator_world(cfg),
+        events=events,
+        **run.frames,
+        params=_params(run.cfg, run.window, run.vis),
+        validation=report.to_dict(),
+        world=simulator_world(run.cfg),
         stats=stats,
     )
+
+
+def simulate(config: SimulatorConfig | None = None) -> SimulationResult:
+    """Generate one dataset (see the module docstring); events are validated and PII-scrubbed.
+
+    The steps run in the docstring's order and draw from one random stream in a fixed sequence: the
+    same config gives identical frames. Every event is held in memory (about 1 KB each while it is
+    validated): :func:`generate` writes a large simulation without holding them.
+    """
+    cfg = config or SimulatorConfig()
+    run = _draw(cfg)
+    t = time.perf_counter()
+    validated = _validate_raw(_raw_frame(run.raw, run.ev, run.ids, run.window), cfg, run.window)
+    t_val = time.perf_counter() - t
+    return _result(run, validated.events, validated.report, len(validated.events), t_val)
+
+
+EVENTS_CHUNK = 500_000  # events validated at once by generate(): bounds its memory (~1 KB per event)
+ROW_GROUP = 1024 * 1024  # rows per parquet row group: pyarrow's default, so the file is write_events'
+
+
+def _write_events(run: _Run, path: Path, chunk_events: int) -> tuple[ValidationReport, int]:
+    """Validate the events in chunks of whole sessions and write them as they come, in the contract's
+    order and with write_events' row groups: the file ``write_events`` writes of the whole frame."""
+    from clicks2intent.data.contract import EVENT_SCHEMA, ReportMerger, to_arrow
+
+    cfg, world, now = run.cfg, simulator_world(run.cfg), _validation_now(run.cfg, run.window)
+    merger = ReportMerger()
+    n_events = n_sessions = 0
+    pending: list[pa.Table] = []
+    with atomic_output(path) as tmp:
+        writer: pq.ParquetWriter | None = None
+        try:
+            for rows in _event_chunks(run.ev, run.ids, chunk_events):
+                raw = _raw_frame(run.raw, run.ev, run.ids, run.window, rows)
+                part = validate_events(raw, world=world, max_session_events=max(cfg.max_web_events,
+                                       cfg.max_app_events), now=now)  # fmt: skip
+                del raw  # the raw (unscrubbed) queries go no further
+                if part.report.n_rejected:
+                    raise RuntimeError(
+                        f"simulator produced rows the contract rejects:\n{part.report.to_text()}"
+                    )
+                merger.add(part.report, rows)
+                n_events += len(part.events)
+                n_sessions += part.report.n_sessions
+                pending.append(to_arrow(part.events))
+                writer = _flush(pending, writer, tmp, EVENT_SCHEMA, final=False)
+            writer = _flush(pending, writer, tmp, EVENT_SCHEMA, final=True)
+        finally:
+            if writer is not None:
+                writer.close()
+    return merger.result(n_sessions), n_events
+
+
+def _flush(
+    pending: list[pa.Table], writer: pq.ParquetWriter | None, tmp: Path, schema: pa.Schema, final: bool
+) -> pq.ParquetWriter | None:
+    """Write the whole row groups in ``pending`` (and, when ``final``, the rest); returns the writer
+    (opened with the first rows' schema, pandas metadata included, as ``write_events`` writes it)."""
+    table = pa.concat_tables(pending) if pending else schema.empty_table()
+    pending.clear()
+    while table.num_rows >= ROW_GROUP:
+        writer = writer or pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table.slice(0, ROW_GROUP))
+        table = table.slice(ROW_GROUP)
+    if final and (table.num_rows or writer is None):
+        writer = writer or pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table)
+    elif table.num_rows:
+        pending.append(table)
+    return writer
 
 
 def _data_relative(path: Path) -> str:
@@ -1623,7 +1741,8 @@ PARAMS_FILE = f"{_TRUTH_DIR}/params.json"
 
 
 def write_simulation(result: SimulationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write every frame as parquet (timestamps in UTC microseconds) plus ``truth/params.json``."""
+    """Write every frame as parquet (timestamps in UTC microseconds) plus ``truth/params.json``
+    (the events too, unless :func:`generate` already wrote them: ``result.events`` is None)."""
     out = Path(out_dir)
     (out / _TRUTH_DIR).mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -1631,7 +1750,8 @@ def write_simulation(result: SimulationResult, out_dir: str | Path) -> dict[str,
         frame: pd.DataFrame = getattr(result, name)
         path = out / rel
         if name == "events":
-            write_events(frame, path)
+            if frame is not None:
+                write_events(frame, path)
         else:
             frame = frame.copy()
             for col in frame.columns:
@@ -1653,7 +1773,9 @@ def summary(result: SimulationResult, paths: dict[str, Path] | None = None) -> s
     lines = []
     for name, rel in OUTPUT_FILES.items():
         where = f"  {paths[name]}" if paths else ""
-        lines.append(f"{rel:<30} {len(getattr(result, name)):>10,} rows{where}")
+        frame = getattr(result, name)
+        rows = int(s["n_events"]) if frame is None else len(frame)
+        lines.append(f"{rel:<30} {rows:>10,} rows{where}")
     lines += [
         f"web sessions {int(s['n_web_sessions']):,} ({s['web_events_per_session']:.2f} events each), "
         f"app sessions {int(s['n_app_sessions']):,} ({s['app_events_per_session']:.2f} events each)",
@@ -1670,11 +1792,23 @@ def summary(result: SimulationResult, paths: dict[str, Path] | None = None) -> s
     return "\n".join(lines)
 
 
-def generate(config: SimulatorConfig, out_dir: str | Path) -> tuple[SimulationResult, dict[str, Path]]:
-    """Simulate and write (what ``c2i simulate`` does); ``stats["seconds_write"]`` holds the write time."""
-    result = simulate(config)
+def generate(
+    config: SimulatorConfig, out_dir: str | Path, chunk_events: int = EVENTS_CHUNK
+) -> tuple[SimulationResult, dict[str, Path]]:
+    """Simulate and write (what ``c2i simulate`` does); ``stats["seconds_write"]`` holds the write time.
+
+    The events are validated and written ``chunk_events`` at a time (whole sessions, in the file's
+    order), never held together: the files are those of ``write_simulation(simulate(config))`` (tested)
+    and ``result.events`` is None. Memory: the simulation's arrays (~120 B per event) plus one chunk."""
+    run = _draw(config)
+    out = Path(out_dir)
+    (out / _TRUTH_DIR).mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    report, n_events = _write_events(run, out / OUTPUT_FILES["events"], chunk_events)
+    result = _result(run, None, report, n_events, time.perf_counter() - t)
     t = time.perf_counter()
     paths = write_simulation(result, out_dir)
+    paths["events"] = out / OUTPUT_FILES["events"]
     result.stats["seconds_write"] = time.perf_counter() - t
     logger.debug("simulation written to %s", Path(out_dir).resolve())
     return result, paths
