@@ -195,8 +195,7 @@ def test_cli_help_lists_the_runtimes_of_c2i_embed() -> None:
 def test_materialize_incremental_brings_the_day_online_and_a_rerun_touches_nothing(
     world_root: Path, tmp_path: Path
 ) -> None:
-    from datetime import datetime
-
+    from clicks2intent.cli import main
     from clicks2intent.features import definitions as fo
     from clicks2intent.features import store as FS
     from clicks2intent.features.daily import run_daily
@@ -213,7 +212,7 @@ def test_materialize_incremental_brings_the_day_online_and_a_rerun_touches_nothi
     store = FS.open_store(repo)
     objects = fo.build_from_features(art.features)
     store.apply([o for o in objects.all() if o is not objects.inflight_session_intent])
-    store.materialize(datetime(2000, 1, 1), datetime.fromisoformat(DAY_START))
+    assert main(["features", "materialize", "--repo", str(repo), "2000-01-01T00:00:00", DAY_START]) == 0
     report = run_daily(_config(root, repo=repo))
     assert set(report.materialized_views) >= {"session_intent", "visitor_web_intent", "customer_web_intent"}
     intents = pd.read_parquet(art.features / "days" / report.day / "intents.parquet")

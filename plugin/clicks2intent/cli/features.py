@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clicks2intent.cli.flags import given
+from clicks2intent.errors import ConfigError
 from clicks2intent.names.features import TILE_RANKER_V1
 from clicks2intent.names.paths import ARTIFACTS, FEATURE_FILES
 
@@ -164,6 +165,27 @@ def daily_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def materialize_command(args: argparse.Namespace) -> int:
+    import time
+    from datetime import datetime
+
+    from clicks2intent.features.daily import materialize
+
+    t0 = time.perf_counter()
+    if args.incremental:
+        start, end = None, datetime.fromisoformat(args.times[0])
+        if len(args.times) != 1:
+            raise ConfigError("--incremental takes END only")
+    else:
+        if len(args.times) != 2:
+            raise ConfigError("materialize takes START END (or --incremental END)")
+        start, end = (datetime.fromisoformat(t) for t in args.times)
+    views = materialize(Path(args.repo), start, end, args.config)
+    what = f"to {end.isoformat()}" if start is None else f"{start.isoformat()} .. {end.isoformat()}"
+    print(f"materialized {len(views)} view(s) {what} in {time.perf_counter() - t0:.1f} s: {', '.join(views)}")
+    return 0
+
+
 def _short(value: Any, width: int = 6) -> str:
     if isinstance(value, list | tuple):
         head = ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value[:width])
@@ -268,3 +290,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--runtime", choices=RUNTIMES, default="auto", help="embedding runtime, as c2i embed --runtime"
     )
     d.set_defaults(func=daily_command)
+    m = sub.add_parser(
+        "materialize",
+        help="feast materialize START END / materialize-incremental END, in one process without the feast "
+        "CLI's start-up",
+    )
+    m.add_argument("times", nargs="+", help="START END (ISO 8601, UTC), or END with --incremental")
+    m.add_argument("--incremental", action="store_true", help="from each view's last materialisation")
+    m.add_argument("--repo", default="feature_repo", help="Feast repository")
+    m.add_argument(
+        "--config", default=None, help="feature store YAML in the repo (default: feature_store.yaml)"
+    )
+    m.set_defaults(func=materialize_command)

@@ -641,18 +641,78 @@ def _write_day(
 
 
 # --- 4. materialize-incremental -------------------------------------------------------------------------
+def defer_feast_torch() -> bool:
+    """Let Feast import torch when it needs it, not when it is imported: must run before Feast's first
+    import; returns whether it did.
+
+    ``import feast`` imports torch (``feast.torch_wrapper`` at module level: 0.7-1.9 s, half of ``import
+    feast`` without typeguard, measured) for two ``to_tensor`` methods a materialisation never calls.
+    Feast reaches torch only through ``feast.torch_wrapper.get_torch()``; this puts a module of that
+    name in its place whose ``get_torch()`` imports torch on its first call (same result, same error
+    when torch is missing)."""
+    if "feast" in sys.modules or "feast.torch_wrapper" in sys.modules:
+        return False
+    import importlib
+    import importlib.util
+    import types
+
+    module = types.ModuleType("feast.torch_wrapper", "feast.torch_wrapper with torch imported on first use")
+
+    def get_torch() -> Any:
+        try:
+            return importlib.import_module("torch")
+        except Exception as err:  # Feast's own wording: a friendly error naming the cause
+            raise ImportError(f"Torch is not available or failed to import.\nOriginal error:\n{err}") from err
+
+    module.get_torch = get_torch  # type: ignore[attr-defined]
+    module.TORCH_AVAILABLE = importlib.util.find_spec("torch") is not None  # type: ignore[attr-defined]
+    sys.modules["feast.torch_wrapper"] = module
+    return True
+
+
+def _store(repo: Path, feast_config: str | None) -> Any:
+    """The repo's FeatureStore. Where this process imports Feast first, without typeguard's
+    instrumentation (a materialisation reads a registry ``feast apply`` checked: docs/decisions/0002)
+    and without importing torch (:func:`defer_feast_torch`)."""
+    from clicks2intent.features.store import skip_feast_typechecks
+
+    defer_feast_torch()
+    skip_feast_typechecks()
+    from feast import FeatureStore
+
+    if not Path(repo).is_dir():
+        raise ArtifactError(f"feature repo {repo} not found")
+    kwargs: dict[str, Any] = {"repo_path": str(repo)}
+    if feast_config:
+        path = Path(feast_config) if Path(feast_config).is_absolute() else Path(repo) / feast_config
+        if not path.is_file():
+            raise ArtifactError(f"feature store YAML {path} not found")
+        kwargs["fs_yaml_file"] = path
+    return FeatureStore(**kwargs)
+
+
+def materialize(
+    repo: Path, start: datetime | None, end: datetime, feast_config: str | None = None
+) -> list[str]:
+    """``feast materialize START END`` (``start`` None: ``materialize-incremental END``) in this process:
+    ``c2i features materialize``, the same Feast call without the ``feast`` CLI's start-up (its import of
+    Feast with typeguard recompiling Feast's classes). Returns the views materialised."""
+    store = _store(repo, feast_config)
+    views = [fv.name for fv in store.list_feature_views() if fv.online]
+    with contextlib.redirect_stdout(sys.stderr):  # Feast prints its progress: the log, not the results
+        if start is None:
+            store.materialize_incremental(end_date=_aware(end), feature_views=views)
+        else:
+            store.materialize(_aware(start), _aware(end), feature_views=views)
+    return views
+
+
 def materialize_incremental(repo: Path, end: datetime, feast_config: str | None = None) -> list[str]:
     """``feast materialize-incremental END`` in this process, for the views not yet materialised to
     ``end`` (a re-run touches neither the online store nor the registry). Returns the views written."""
-    from feast import FeatureStore
     from feast.utils import make_tzaware
 
-    if not Path(repo).is_dir():
-        raise ArtifactError(f"daily: feature repo {repo} not found")
-    kwargs: dict[str, Any] = {"repo_path": str(repo)}
-    if feast_config:
-        kwargs["fs_yaml_file"] = Path(repo) / feast_config
-    store = FeatureStore(**kwargs)
+    store = _store(repo, feast_config)
     end = _aware(end)
     views = [
         fv.name
