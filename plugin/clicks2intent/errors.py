@@ -25,7 +25,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_USER, "bad input, option, configuration or missing artifact: fix it and re-run"),
     (EXIT_IO, "I/O error: disk full, permission denied, read-only file system (old output left as it was)"),
     (EXIT_BUSY, "another job is writing the same output (its lock file is named): wait for it"),
-    (EXIT_SERVICE, "`taxonomy label`/`generate`: over half the LLM calls failed (nothing written)"),
+    (
+        EXIT_SERVICE,
+        "`taxonomy label`/`generate`: over half the LLM calls failed; `--engine ray`: the Ray cluster could "
+        "not finish the job (a node lost, actors not placed). Nothing written",
+    ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 
@@ -60,6 +64,13 @@ class LLMError(Clicks2IntentError, RuntimeError):
 class LLMUnavailableError(LLMError):
     """Every LLM call of a job, or more than its documented share, failed (endpoint down, wrong URL):
     the job writes nothing and says why in one line."""
+
+    exit_code = EXIT_SERVICE
+
+
+class ClusterError(Clicks2IntentError, RuntimeError):
+    """A job on a Ray cluster that Ray could not finish (a node lost mid-job, actors that cannot be
+    placed): the job wrote nothing; re-run it once the cluster is whole."""
 
     exit_code = EXIT_SERVICE
 

@@ -108,7 +108,7 @@ def test_ray_embed_equals_single_process(
     assert (
         main([*common, "--out", str(tmp_path / "ray.parquet"), "--engine", "ray", "--batch-size", "8"]) == 0
     )
-    assert "(ray, 2 actors)" in capsys.readouterr().out
+    assert "(ray, 2 actors; sessions per node: " in capsys.readouterr().out
     local, ray_out = _read(tmp_path / "local.parquet"), _read(tmp_path / "ray.parquet")
     assert len(local) == 45 and list(ray_out[C.SESSION_ID]) == list(local[C.SESSION_ID])  # no app session
     assert (ray_out[C.EVENT_TIMESTAMP] == local[C.EVENT_TIMESTAMP]).all()

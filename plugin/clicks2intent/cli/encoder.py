@@ -172,8 +172,13 @@ def _embed_command(args: argparse.Namespace) -> int:
             channel=args.channel,
             device=args.device,
             ray=ray_options(args),
+            runtime=args.runtime,
         )
-        print(embed_summary(stats, args.out) + f" (ray, {args.ray_actors} actors)")
+        per_node = ", ".join(f"{node[:8]} {n}" for node, n in sorted(stats.nodes.items()))
+        print(
+            embed_summary(stats, args.out)
+            + f" (ray, {args.ray_actors} actors; sessions per node: {per_node})"
+        )
         return 0
     from clicks2intent.encoder import runtime
 

@@ -19,7 +19,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -646,6 +646,7 @@ class EmbedStats:
     seconds: float
     batch_shapes: list[tuple[int, int]]  # (sessions, padded length) of every model batch
     phase_seconds: dict[str, float]  # read (incl. spill), featurise, model (incl. batching), write
+    nodes: dict[str, int] = field(default_factory=dict)  # --engine ray: sessions embedded per Ray node
 
     @property
     def sessions_per_second(self) -> float:

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clicks2intent.common.files import atomic_output, exclusive
-from clicks2intent.errors import ArtifactError, ConfigError
+from clicks2intent.errors import ArtifactError, Clicks2IntentError, ClusterError, ConfigError
 from clicks2intent.names.paths import CHECKPOINT_FILE
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ ENGINES = ("local", "ray")  # the ``--engine`` choices of ``c2i embed`` and ``c2
 SHARD = "__c2i_shard"  # the session-hash shard column the embedding job groups by (dropped again)
 LEDGER = "__c2i_ledger"  # per-batch ledger delta (JSON) carried back from a labelling actor
 ORDER = "__c2i_order"  # a summary's position, so labels come back in the single-process order
+NODE = "__c2i_node"  # the Ray node an actor call ran on (counted by the driver, then dropped)
 _LEDGER_COUNTS = ("requests", "cache_hits", "api_calls", "prompt_tokens", "completion_tokens", "failures")
 
 
@@ -72,9 +73,19 @@ class RayOptions:
     rows_per_shard: int = 250_000  # embedding: events per session-hash shard (one actor call each)
     driver_read_rows: int = 5_000_000  # embedding: inputs up to this many events are read and sharded
     # by the driver; bigger ones are read by Ray Data and grouped by shard on the cluster (a shuffle)
+    # A pool whose actors cannot all be placed (a node lost, too few CPUs) fails after this many seconds
+    # with one line, instead of Ray Data's default of waiting forever.
+    actor_wait_s: int = 300
 
     def __post_init__(self) -> None:
-        for name in ("num_cpus", "actors", "object_store_mb", "rows_per_shard", "driver_read_rows"):
+        for name in (
+            "num_cpus",
+            "actors",
+            "object_store_mb",
+            "rows_per_shard",
+            "driver_read_rows",
+            "actor_wait_s",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ray {name}: must be >= 1, got {getattr(self, name)}")
 
@@ -109,10 +120,28 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    ctx.wait_for_min_actors_s = options.actor_wait_s
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def job_failures(what: str) -> Iterator[None]:
+    """Ray's failures of a job (a node lost mid-job, actors that cannot be placed, a worker killed) as one
+    :class:`~clicks2intent.errors.ClusterError` line; the job's output is left as it was (its writer is
+    atomic). Errors of our own (bad input) pass through unchanged."""
+    ray = _require_ray()
+    try:
+        yield
+    except Clicks2IntentError:
+        raise
+    except (ray.exceptions.RayError, TimeoutError, ConnectionError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ClusterError(
+            f"{what} on Ray did not finish, nothing written: {type(err).__name__}: {first}"
+        ) from None
 
 
 def actor_cpus(options: RayOptions, actors: int | None = None) -> float:
@@ -129,24 +158,49 @@ def actor_cpus(options: RayOptions, actors: int | None = None) -> float:
 
 
 class _EmbedActor:
-    """One encoder per actor, loaded once; each call embeds whole sessions (one shard)."""
+    """One encoder per actor, loaded once; each call embeds whole sessions (one shard).
 
-    def __init__(self, encoder_dir: str, batch_size: int, device: str | None, threads: int) -> None:
-        import torch
+    The runtime is ``c2i embed``'s: ONNX Runtime on CPU when the encoder dir has a current export (an
+    actor then imports neither torch nor pandas), else the eager torch model. Each output batch carries
+    the node it ran on (:data:`NODE`), which the driver counts and drops."""
 
-        from clicks2intent.encoder.embed import SessionEmbedder
+    def __init__(
+        self, encoder_dir: str, batch_size: int, device: str | None, threads: int, runtime: str = "auto"
+    ) -> None:
+        from clicks2intent.encoder.runtime import select_runtime
 
-        torch.set_num_threads(threads)
-        self.embedder = SessionEmbedder.load(encoder_dir, device=device, batch_size=batch_size, online=False)
+        self.embedder: Any = select_runtime(
+            encoder_dir, runtime, device, batch_size=batch_size, threads=threads
+        )
+        if self.embedder is None:
+            import torch
+
+            from clicks2intent.encoder.embed import SessionEmbedder
+
+            torch.set_num_threads(threads)
+            self.embedder = SessionEmbedder.load(
+                encoder_dir, device=device, batch_size=batch_size, online=False
+            )
+        self.node = _node_id()
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from clicks2intent.encoder.embed import OUTPUT_SCHEMA
+        from clicks2intent.encoder.pipeline import OUTPUT_SCHEMA, embeddings_table
 
         if SHARD in table.column_names:
             table = table.drop_columns([SHARD])
         if table.num_rows == 0:
-            return OUTPUT_SCHEMA.empty_table()
-        return self.embedder.embed_table(table)
+            out = OUTPUT_SCHEMA.empty_table()
+        else:
+            arrays = self.embedder.featurise(table)
+            out = embeddings_table(arrays, self.embedder.embed_arrays(arrays))
+        return out.append_column(NODE, pa.array([self.node] * out.num_rows, pa.string()))
+
+
+def _node_id() -> str:
+    """The Ray node this worker runs on (hex id)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _add_shard(table: pa.Table, n_shards: int, channel: str | None) -> pa.Table:
@@ -180,11 +234,14 @@ def ray_embed_file(
     channel: str | None = None,
     device: str | None = None,
     ray: RayOptions | None = None,
+    runtime: str = "auto",
 ) -> Any:
-    """:func:`~clicks2intent.encoder.embed.embed_file` on Ray Data; returns its ``EmbedStats``.
+    """:func:`~clicks2intent.encoder.embed.embed_file` on Ray Data; returns its ``EmbedStats`` (with the
+    sessions each Ray node embedded in ``nodes``).
 
     Rows come out grouped by shard (the single-process job groups them by partition): compare by
-    session id, not by position.
+    session id, not by position. A job Ray cannot finish (a node lost, actors not placed within
+    ``actor_wait_s``) is one :class:`~clicks2intent.errors.ClusterError` line; the output is untouched.
     """
     from clicks2intent.encoder.embed import OUTPUT_SCHEMA, EmbedStats, input_columns
 
@@ -197,11 +254,18 @@ def ray_embed_file(
         )
     columns = input_columns(events_path)
     n_events = _count_events(events_path, channel)
-    n_shards = max(options.actors, math.ceil(max(n_events, 1) / options.rows_per_shard))
+    # At least 4 shards per actor: an actor takes up to 2 calls at once, so with one shard each the
+    # first actors up took them all (measured on 3 nodes: one node embedded nothing).
+    n_shards = max(4 * options.actors, math.ceil(max(n_events, 1) / options.rows_per_shard))
     n_sessions = 0
-    with atomic_output(out_path) as tmp_out, ray_session(options) as rt:  # one writer, renamed when done
-        threads = 1  # one torch thread per actor: the pool is the parallelism
-        args = (str(Path(encoder_dir).resolve()), batch_size, device, threads)
+    nodes: Counter[str] = Counter()
+    with (
+        atomic_output(out_path) as tmp_out,  # one writer, renamed when done
+        ray_session(options) as rt,
+        job_failures("c2i embed"),
+    ):
+        threads = 1  # one thread per actor: the pool is the parallelism
+        args = (str(Path(encoder_dir).resolve()), batch_size, device, threads, runtime)
         compute = rt.data.ActorPoolStrategy(size=options.actors)
         if n_events <= options.driver_read_rows:
             # Read and shard here (one Arrow read, ~0.3 s per 500k events): a Ray Data hash
@@ -228,13 +292,15 @@ def ray_embed_file(
         with pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer:
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 if batch.num_rows:
+                    nodes.update(batch[NODE].to_pylist())
                     writer.write_table(batch.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA))
                     n_sessions += batch.num_rows
     seconds = time.perf_counter() - start
     logger.info(
-        "ray embed: %d sessions, %d shards, %d actors, %.1f s", n_sessions, n_shards, options.actors, seconds
-    )
-    return EmbedStats(n_events, n_sessions, n_shards, seconds, [], {"ray": seconds})
+        "ray embed: %d sessions, %d shards, %d actors, %.1f s; sessions per node: %s",
+        n_sessions, n_shards, options.actors, seconds, dict(nodes),
+    )  # fmt: skip
+    return EmbedStats(n_events, n_sessions, n_shards, seconds, [], {"ray": seconds}, dict(nodes))
 
 
 # --- labelling --------------------------------------------------------------------------------------
@@ -271,6 +337,7 @@ class _LabelActor:
         delta["outcomes"] = dict(Counter(after["outcomes"]) - Counter(before["outcomes"]))
         labels[ORDER] = batch[ORDER].to_numpy()
         labels[LEDGER] = [json.dumps(delta)] + [None] * (len(labels) - 1)
+        labels[NODE] = _node_id()
         return labels
 
 
@@ -299,12 +366,17 @@ def _ray_label_frame(
     from clicks2intent.intent.labelling import LABEL_COLUMNS
 
     actors = max(1, min(options.actors, settings.concurrency))
-    per_actor = dataclasses.replace(settings, concurrency=max(1, settings.concurrency // actors))
+    cache = (
+        None if settings.cache_path is None else Path(settings.cache_path).resolve()
+    )  # workers' cwd differs
+    per_actor = dataclasses.replace(
+        settings, concurrency=max(1, settings.concurrency // actors), cache_path=cache
+    )
     frame = summaries.reset_index(drop=True).copy()
     frame[ORDER] = np.arange(len(frame), dtype=np.int64)
     blocks = max(1, min(len(frame), 4 * actors))  # several blocks, so every actor gets work
     batch = max(1, math.ceil(len(frame) / blocks))
-    with ray_session(options) as rt:
+    with ray_session(options) as rt, job_failures("c2i taxonomy label"):
         ds = rt.data.from_pandas(frame, override_num_blocks=blocks).map_batches(
             _LabelActor,
             batch_format="pandas",
@@ -323,6 +395,7 @@ def _ray_label_frame(
         out = ds.to_pandas()
     out = out.sort_values(ORDER, kind="stable").reset_index(drop=True)
     ledger = _sum_ledgers([v for v in out[LEDGER] if isinstance(v, str)])
+    ledger["sessions_per_node"] = {str(k): int(v) for k, v in out[NODE].value_counts().sort_index().items()}
     labels = out[list(LABEL_COLUMNS)].astype(object).where(out[list(LABEL_COLUMNS)].notna(), None)
     return labels, ledger
 
@@ -352,10 +425,36 @@ def ray_run_labelling(config: Any, ray: RayOptions | None = None) -> Any:
     with exclusive(config.out), llm_settings(config.llm) as settings:
         t0 = time.perf_counter()
         labels, ledger = _ray_label_frame(summaries, settings, config, taxonomy, shortlist_k, options)
+        per_node = ledger.pop("sessions_per_node")
         seconds = time.perf_counter() - t0
         model = settings.model
         report = L.labelling_report(labels, config, taxonomy, model, shortlist_k, seconds, ledger)
         report["engine"] = "ray"
         report["ray_actors"] = max(1, min(options.actors, settings.concurrency))
+        report["ray_sessions_per_node"] = per_node
         L.write_run(labels, report, config)
     return L.LabellingRun(labels, report, taxonomy, seconds)
+
+
+# --- where a job ran ----------------------------------------------------------------------------------
+
+
+def task_counts_by_node() -> dict[str, Counter[str]]:
+    """Per Ray node (hex id): how many tasks of each name the cluster has run so far, from the GCS's task
+    events (this process must be connected: ``ray.init(address=…)``). Diff two calls around a job to see
+    where it ran — Feast's Ray engine included, whose tasks carry no marker of ours.
+
+    Ray's public state API (``ray.util.state.list_tasks``) needs the dashboard (``ray[default]``), which
+    the ``ray`` extra does not install; the GCS's own task events are read instead (``ray._private``:
+    a benchmark and test helper, no job depends on it)."""
+    ray = _require_ray()
+    from ray._private.state import state
+
+    if not ray.is_initialized():
+        raise ConfigError("task_counts_by_node: connect to the cluster first (ray.init(address=...))")
+    out: dict[str, Counter[str]] = {}
+    for event in state._get_all_task_events():
+        node = event.state_updates.node_id.hex() if event.state_updates.node_id else ""
+        if node and event.task_info.name:
+            out.setdefault(node, Counter())[event.task_info.name] += 1
+    return out
