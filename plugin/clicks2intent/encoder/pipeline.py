@@ -676,16 +676,60 @@ def filter_channel(table: pa.Table, channel: str | None) -> pa.Table:
     return table.filter(pc.is_in(table[C.CHANNEL], value_set=strings_to_arrow([channel])))
 
 
+SLICE_EVENTS = 1 << 18  # events per slice of a session-sorted file: ~65k sessions, one EMBED_CHUNK
+
+
+def _sorted_by_session(pf: pq.ParquetFile) -> bool:
+    """Whether the file's rows are grouped by session id in ascending order (every contract writer's:
+    validation sorts by session, then time), read from the session_id column alone."""
+    ids = pf.read(columns=[C.SESSION_ID])[C.SESSION_ID]
+    if ids.null_count or len(ids) < 2:
+        return not ids.null_count
+    ids = ids.combine_chunks()
+    return bool(pc.all(pc.greater_equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py())
+
+
+def _session_slices(
+    pf: pq.ParquetFile, columns: list[str], channel: str | None, slice_rows: int
+) -> Iterator[pa.Table]:
+    """Consecutive slices of ~``slice_rows`` events of a session-sorted file, each cut at a session
+    boundary (the last session of a read waits for the next one): the model starts after the first
+    slice instead of after the whole file is read and featurised."""
+    carry: pa.Table | None = None
+    for batch in pf.iter_batches(batch_size=slice_rows, columns=columns):
+        table = pa.Table.from_batches([batch])
+        if carry is not None:
+            table = pa.concat_tables([carry, table])
+        ids = table[C.SESSION_ID]
+        cut = pc.index(ids, ids[table.num_rows - 1]).as_py()  # first row of the last session
+        carry = table.slice(cut)
+        if cut:
+            yield filter_channel(table.slice(0, cut), channel)
+    if carry is not None and carry.num_rows:
+        yield filter_channel(carry, channel)
+
+
 def _partitions(
-    path: Path, columns: list[str], max_rows: int, channel: str | None, workdir: Path
+    path: Path,
+    columns: list[str],
+    max_rows: int,
+    channel: str | None,
+    workdir: Path,
+    slice_rows: int | None = None,
 ) -> Iterator[pa.Table]:
     """Tables holding whole sessions, each at most ~max_rows events.
 
-    A file that fits is read at once; a larger one is streamed once and spilled to hash partitions of
-    session_id on disk, so memory stays bounded by one partition whatever the input size.
+    A file sorted by session (what validation writes) is read in slices of ``slice_rows`` events cut
+    at session boundaries; any other file that fits is read at once, and a larger one is streamed once
+    and spilled to hash partitions of session_id on disk, so memory stays bounded by one partition
+    whatever the input size.
     """
     pf = pq.ParquetFile(path)
     total = pf.metadata.num_rows
+    slice_rows = slice_rows or SLICE_EVENTS
+    if total > slice_rows and _sorted_by_session(pf):
+        yield from _session_slices(pf, columns, channel, slice_rows)
+        return
     n_parts = max(1, math.ceil(total / max_rows))
     if n_parts == 1:
         # ParquetFile.read, not pq.read_table: the latter goes through pyarrow.dataset, which imports pandas
