@@ -180,7 +180,7 @@ def materialize_command(args: argparse.Namespace) -> int:
         if len(args.times) != 2:
             raise ConfigError("materialize takes START END (or --incremental END)")
         start, end = (datetime.fromisoformat(t) for t in args.times)
-    views = materialize(Path(args.repo), start, end, args.config)
+    views = materialize(Path(args.repo), start, end, args.config, args.views)
     what = f"to {end.isoformat()}" if start is None else f"{start.isoformat()} .. {end.isoformat()}"
     print(f"materialized {len(views)} view(s) {what} in {time.perf_counter() - t0:.1f} s: {', '.join(views)}")
     return 0
@@ -297,6 +297,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     m.add_argument("times", nargs="+", help="START END (ISO 8601, UTC), or END with --incremental")
     m.add_argument("--incremental", action="store_true", help="from each view's last materialisation")
+    m.add_argument(
+        "--views", "-v", nargs="+", default=None, help="these feature views only (default: all online)"
+    )
     m.add_argument("--repo", default="feature_repo", help="Feast repository")
     m.add_argument(
         "--config", default=None, help="feature store YAML in the repo (default: feature_store.yaml)"

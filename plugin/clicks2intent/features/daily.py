@@ -54,7 +54,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clicks2intent.common.files import AtomicFile, atomic_output, exclusive, job_temp_dir, write_text
-from clicks2intent.errors import ArtifactError, ContractError
+from clicks2intent.errors import ArtifactError, ConfigError, ContractError
 from clicks2intent.names import columns as C
 from clicks2intent.names.paths import (
     ARTIFACTS,
@@ -692,13 +692,21 @@ def _store(repo: Path, feast_config: str | None) -> Any:
 
 
 def materialize(
-    repo: Path, start: datetime | None, end: datetime, feast_config: str | None = None
+    repo: Path,
+    start: datetime | None,
+    end: datetime,
+    feast_config: str | None = None,
+    views: Sequence[str] | None = None,
 ) -> list[str]:
     """``feast materialize START END`` (``start`` None: ``materialize-incremental END``) in this process:
     ``c2i features materialize``, the same Feast call without the ``feast`` CLI's start-up (its import of
     Feast with typeguard recompiling Feast's classes). Returns the views materialised."""
     store = _store(repo, feast_config)
-    views = [fv.name for fv in store.list_feature_views() if fv.online]
+    online = [fv.name for fv in store.list_feature_views() if fv.online]
+    unknown = sorted(set(views or ()) - set(online))
+    if unknown:
+        raise ConfigError(f"--views: {unknown} are not online feature views of {repo} ({online})")
+    views = list(views) if views else online
     with contextlib.redirect_stdout(sys.stderr):  # Feast prints its progress: the log, not the results
         if start is None:
             store.materialize_incremental(end_date=_aware(end), feature_views=views)
