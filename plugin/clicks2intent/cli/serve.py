@@ -85,9 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--artifacts", default=str(DEFAULT_ROOT), help="demo artifacts: model store, encoder, intent model"
     )
-    s.add_argument(
-        "--feature-repo", default=None, help="Feast repository (default: ./feature_repo)"
-    )
+    s.add_argument("--feature-repo", default=None, help="Feast repository (default: ./feature_repo)")
     s.add_argument(
         "--feast-config", default=None, help="feature_store yaml inside the repo (e.g. the Redis one)"
     )
@@ -96,9 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=serve_command)
     d = subparsers.add_parser("demo-requests", help="start the service, call each endpoint once, stop it")
     d.add_argument("--artifacts", default=str(DEFAULT_ROOT))
-    d.add_argument(
-        "--feature-repo", default=None, help="Feast repository (default: ./feature_repo)"
-    )
+    d.add_argument("--feature-repo", default=None, help="Feast repository (default: ./feature_repo)")
     d.add_argument("--port", type=int, default=None, help="port (default: a free loopback port)")
     d.add_argument(
         "--log", default=None, help="service log (default <artifacts>/logs/demo-requests-service.log)"
