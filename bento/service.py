@@ -6,9 +6,17 @@ prototypes), each worker builds one :class:`clicks2intent.serving.engine.Serving
 ``FeatureStore``), and every endpoint hands its validated request to the engine. Request logic and
 fallbacks live in ``clicks2intent.serving.engine``, validation in ``clicks2intent.serving.schemas``, the
 deployment checks in ``clicks2intent.serving.deployment``, so tests and the benchmark run the same code.
-A successful /rank_tiles is answered by ``clicks2intent.serving.direct`` in front of BentoML's request
-handling (half the CPU of a request; same validation, same bytes); its failures and the other endpoints
-take BentoML's path.
+
+The routes, each declared once, all on the one service class below:
+
+* ``POST /rank_tiles`` (the homepage call, latency-bound): the service owns this route outright, so it is
+  an ASGI app mounted with ``@bentoml.asgi_app`` (:data:`ROUTES`, clicks2intent.serving.endpoints), and
+  :meth:`Clicks2Intent.rank_tiles` answers it inline on the worker's event loop: 200, 400, 503 and 500
+  all from that one path (docs/decisions/0004-request-path.md says why not ``@bentoml.api``);
+* ``POST /predict_conversion`` and ``POST /intent``: ``@bentoml.api`` methods (BentoML's thread pool:
+  they embed a session, milliseconds of CPU);
+* BentoML's own: ``/readyz``, ``/livez``, ``/healthz``, ``/docs.json`` (corrected by
+  clicks2intent.serving.openapi), ``/metrics`` when on.
 
 Settings come from the environment (``bentoml serve`` starts the workers itself), read once into
 :class:`clicks2intent.common.settings.Settings`; the README's settings table lists every one. The
@@ -34,8 +42,6 @@ gc.disable()
 import bentoml  # noqa: E402
 from bentoml.exceptions import ServiceUnavailable  # noqa: E402
 from bentoml.models import BentoModel  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
-from starlette.responses import Response  # noqa: E402
 
 try:  # installed package (the project's venv) or the plugin sources a bento carries
     import clicks2intent  # noqa: F401, E402
@@ -58,15 +64,16 @@ from clicks2intent.serving.deployment import (  # noqa: E402
     serving_settings,
     world_of_artifacts,
 )
-from clicks2intent.serving.direct import DirectEndpoints, DirectRoute, DirectRoutes  # noqa: E402
 from clicks2intent.serving.edge import RequestEdge  # noqa: E402
+from clicks2intent.serving.endpoints import JSONEndpoint, routes_app  # noqa: E402
 from clicks2intent.serving.engine import (  # noqa: E402
     FeatureStoreUnavailable,
     ServedModel,
     ServingEngine,
     ServingSettings,
 )
-from clicks2intent.serving.openapi import OpenAPIDocument, example_responses  # noqa: E402
+from clicks2intent.serving.lifeline import exit_when_orphaned  # noqa: E402
+from clicks2intent.serving.openapi import OpenAPIDocument, example_responses, json_route  # noqa: E402
 
 # libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
 # took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per
@@ -88,29 +95,32 @@ TILE_MODEL = BentoModel(SETTINGS.tile_model or f"{WORLD.feast_name(TILE_RANKER_V
 CONVERSION_MODEL = BentoModel(SETTINGS.conversion_model or f"{WORLD.feast_name(CONVERSION_V1)}:latest")
 API = schemas.service_schemas(WORLD)
 EXAMPLE_INPUT = API.examples.rank_tiles
-# /rank_tiles (the homepage call, latency-bound) answered by DirectEndpoints when it succeeds: validated
-# by its request model, the engine inline on the event loop; failures and the other endpoints go
-# through BentoML (clicks2intent.serving.direct says why and what stays BentoML's).
-DIRECT = DirectRoutes(
-    {"/rank_tiles": DirectRoute(API.rank_tiles)},
-    headers=[(b"server", b"BentoML Service/clicks2intent")],
+RANK_TILES_DOC = (
+    "Order the homepage tiles for a customer (fresher web intent first: session > visitor > customer)."
 )
 
 
-def one_body_json(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
-    """Output spec for ``model``: the JSON as ONE body with a Content-Length.
+def _answered_by(method: str) -> Any:
+    """The running service instance's ``method`` (BentoML's public handle on it from a mounted app)."""
 
-    BentoML's default sends a pydantic output as a chunked stream (headers, the JSON chunk, an empty
-    terminator: three socket writes per response); on 2 shared cores those writes were the largest
-    cost outside our own code in the profile. Schema and OpenAPI docs stay those of ``model``."""
+    def call(request: Any) -> Any:
+        return getattr(bentoml.get_current_service(), method)(request)
 
-    class OneBody(bentoml.IODescriptor, model):  # type: ignore[misc, valid-type]
-        @classmethod
-        async def to_http_response(cls, obj: Any, serde: Any) -> Response:
-            return Response(obj.model_dump_json(), media_type="application/json")
+    return call
 
-    OneBody.__name__ = OneBody.__qualname__ = model.__name__
-    return OneBody
+
+# The routes Clicks2Intent owns outright (mounted below with @bentoml.asgi_app): path → its request
+# model, the service method that answers it, the store failure that makes a 503.
+ROUTES = {
+    "/rank_tiles": JSONEndpoint(
+        API.rank_tiles,
+        schemas.RankTilesResponse,
+        _answered_by("rank_tiles"),
+        description=RANK_TILES_DOC,
+        unavailable=(FeatureStoreUnavailable,),
+        headers=[(b"server", b"BentoML Service/clicks2intent")],
+    )
+}
 
 
 @bentoml.service(
@@ -131,6 +141,7 @@ def one_body_json(model: type[BaseModel]) -> type[bentoml.IODescriptor]:
     # C2I_TRACING=1 (with a tracing exporter in the BentoML config) turns it back on.
     tracing={} if SETTINGS.tracing else {"excluded_urls": [".*"]},
 )
+@bentoml.asgi_app(routes_app(ROUTES), name="clicks2intent_routes")  # POST /rank_tiles → rank_tiles below
 class Clicks2Intent:
     tile_model_ref = TILE_MODEL
     conversion_model_ref = CONVERSION_MODEL
@@ -165,12 +176,8 @@ class Clicks2Intent:
             # that lands on some request's latency. Frozen objects are never scanned.
             gc.collect()
             gc.freeze()
-        # A local store's reads run inline on the event loop. A networked store (Redis) stays on BentoML's
-        # thread pool: with one offload thread per worker, a stalled Redis queued every request behind it
-        # (tests/reliability/test_store_outage.py, Redis SIGSTOPped: a request answered 1.5 s late, after
-        # the pause, instead of a 503 within the 1 s bound).
-        if self.engine.local_reads:
-            DIRECT.bind("/rank_tiles", self.engine.rank_tiles)
+        if bentoml.server_context.worker_index is not None:  # a worker of `bentoml serve`, not a test
+            exit_when_orphaned()  # its supervisor SIGKILLed: nobody else would stop it (serving/lifeline.py)
 
     def _run(self, fn: Any, request: Any) -> Any:
         try:
@@ -178,18 +185,20 @@ class Clicks2Intent:
         except FeatureStoreUnavailable as err:
             raise ServiceUnavailable(str(err)) from err
 
-    # Sync on purpose: the engine blocks on Feast reads; BentoML runs sync endpoints in its thread pool.
-    @bentoml.api(input_spec=API.rank_tiles, output_spec=one_body_json(schemas.RankTilesResponse))
-    def rank_tiles(self, **request: Any) -> schemas.RankTilesResponse:
+    # POST /rank_tiles (ROUTES, mounted above), on the worker's event loop: a Redis read is awaited (the
+    # loop serves other requests meanwhile; client time-outs and the engine's outage gate bound it), a
+    # SQLite read is a local file's, the in-flight session's embedding a few milliseconds of CPU.
+    async def rank_tiles(self, request: schemas.RankTilesRequest) -> schemas.RankTilesResponse:
         """Order the homepage tiles for a customer (fresher web intent first: session > visitor > customer)."""
-        return self._run(self.engine.rank_tiles, API.rank_tiles.model_construct(**request))
+        return await self.engine.rank_tiles_async(request)
 
-    @bentoml.api(input_spec=API.conversion, output_spec=one_body_json(schemas.ConversionResponse))
+    # Sync on purpose: BentoML runs sync endpoints in its thread pool (they embed a session: ms of CPU).
+    @bentoml.api(input_spec=API.conversion, output_spec=schemas.ConversionResponse)
     def predict_conversion(self, **request: Any) -> schemas.ConversionResponse:
         """Probability that the visitor applies for each product (or none)."""
         return self._run(self.engine.predict_conversion, API.conversion.model_construct(**request))
 
-    @bentoml.api(input_spec=API.intent, output_spec=one_body_json(schemas.IntentResponse))
+    @bentoml.api(input_spec=API.intent, output_spec=schemas.IntentResponse)
     def intent(self, **request: Any) -> schemas.IntentResponse:
         """Embedding, distilled intent label, confidence and top-3 labels of one in-flight session."""
         return self._run(self.engine.intent, API.intent.model_construct(**request))
@@ -198,12 +207,17 @@ class Clicks2Intent:
 # Non-JSON bodies (multipart without a boundary was a 500) are a 400; 400 ``detail`` is a string, as the
 # OpenAPI document says (clicks2intent.serving.edge).
 Clicks2Intent.add_asgi_middleware(RequestEdge)
-# /docs.json says what this service does: /metrics only when on, the 503, real answer examples.
+# /docs.json says what this service does: the mounted routes, /metrics only when on, the 408 and 503,
+# required bodies, real answer examples.
 Clicks2Intent.add_asgi_middleware(
-    OpenAPIDocument, metrics=SETTINGS.metrics, examples=example_responses(WORLD, *LABELS)
+    OpenAPIDocument,
+    metrics=SETTINGS.metrics,
+    examples=example_responses(WORLD, *LABELS),
+    routes={
+        path: json_route(path.strip("/"), e.request_model, e.response_model, e.description)
+        for path, e in ROUTES.items()
+    },
 )
-# Innermost of the service's middlewares: RequestEdge's checks and the document come first.
-Clicks2Intent.add_asgi_middleware(DirectEndpoints, routes=DIRECT)
 if _GC_ENABLED:  # paused at the top of this module
     gc.enable()
 

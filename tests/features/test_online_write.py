@@ -2,9 +2,10 @@
 
 One tiny feature view holds every type the writer encodes itself (float32 and float64 lists, doubles
 with NaN, ints, strings, bools), nulls in each, an empty list, a non-ASCII string and repeated entity
-rows at different times. It is materialised once by Feast's local engine and once by
-:class:`ArrowComputeEngine` into separate stores; the stored bytes must be equal row for row, and
-plain ``get_online_features`` must read the same values from both.
+rows at different times. It is materialised once by Feast's local engine into Feast's own store class
+(``type: sqlite`` / ``type: redis``) and once by :class:`ArrowComputeEngine` into the
+clicks2intent online store classes (their ``online_write_arrow``); the stored bytes must be equal row
+for row, and plain ``get_online_features`` must read the same values from both.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from clicks2intent.features import online_write as W
 from clicks2intent.features import store as FS
 from clicks2intent.features.engines import ENGINE_TYPE
+from clicks2intent.features.online_stores import REDIS_TYPE, SQLITE_TYPE
 
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
 KEYS = ["k0", "k1", "k2", "k3", "ké"]
@@ -96,6 +98,23 @@ def _online(store) -> str:
     return repr(sorted(out.items()))
 
 
+def test_arrow_engine_leaves_feasts_own_store_classes_to_feast(tmp_path: Path) -> None:
+    """``type: sqlite`` has no online_write_arrow: the engine runs Feast's own materialisation."""
+    source = tmp_path / "v.parquet"
+    _source(source)
+    feast_store = _store(tmp_path, "feast", source, {"type": "sqlite", "path": "online.db"}, None)
+    plain = _store(tmp_path, "plain", source, {"type": "sqlite", "path": "online.db"}, ENGINE_TYPE)
+    assert _online(plain) == _online(feast_store)
+
+
+def test_redis_field_is_feasts_hash():
+    from feast.infra.online_stores.helpers import _mmh3
+
+    for name in ("v:emb", "customer_web_intent:customer_web_embedding", "vue:é"):
+        view, feature = name.split(":")
+        assert W.redis_field(view, feature) == _mmh3(name)
+
+
 def test_encode_column_matches_feast_bytes():
     from feast.utils import _columns_to_proto_values
     from feast.value_type import ValueType as VT
@@ -160,7 +179,7 @@ def test_sqlite_arrow_engine_matches_feast(
     source = tmp_path / "v.parquet"
     _source(source)
     feast_store = _store(tmp_path, "feast", source, {"type": "sqlite", "path": "online.db"}, None)
-    fast_store = _store(tmp_path, "fast", source, {"type": "sqlite", "path": "online.db"}, ENGINE_TYPE)
+    fast_store = _store(tmp_path, "fast", source, {"type": SQLITE_TYPE, "path": "online.db"}, ENGINE_TYPE)
 
     def rows(repo: str) -> list[tuple]:
         with sqlite3.connect(tmp_path / repo / "online.db") as conn:
@@ -195,7 +214,8 @@ def test_redis_arrow_engine_matches_feast(
     stores = {}
     try:
         for name, engine in (("feast", None), ("fast", ENGINE_TYPE)):
-            online = {"type": "redis", "connection_string": FS.DEFAULT_REDIS, "project": projects[name]}
+            kind = REDIS_TYPE if engine else "redis"
+            online = {"type": kind, "connection_string": FS.DEFAULT_REDIS, "project": projects[name]}
             if key_ttl_seconds:
                 online["key_ttl_seconds"] = key_ttl_seconds
             stores[name] = _store(tmp_path, name, source, online, engine)
@@ -239,8 +259,8 @@ def test_redis_error_reply_drops_the_connection():
         ping = b"*1\r\n$4\r\nPING\r\n"
         hset = b"*4\r\n$4\r\nHSET\r\n" + b"$%d\r\n%b\r\n" % (len(key), key) + b"$1\r\nf\r\n$1\r\nv\r\n"
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-            W._pipelined(client, [hset, ping, ping], 3)
+            W.pipelined(client, [hset, ping, ping], 3)
         assert client.get(key) == b"x"  # not the batch's pending PONG
-        assert W._pipelined(client, [ping], 1) == [b"PONG"]
+        assert W.pipelined(client, [ping], 1) == [b"PONG"]
     finally:
         client.delete(key)

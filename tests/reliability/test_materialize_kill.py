@@ -28,6 +28,7 @@ import pytest
 
 from clicks2intent.features import store as FS
 from clicks2intent.features.engines import ENGINE_TYPE, PENDING_DIR
+from clicks2intent.features.online_stores import SQLITE_TYPE
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +80,8 @@ def _repo(root: Path, source: Path) -> Path:
             "project": "c2i_kill",
             "provider": "local",
             "registry": "registry.db",
-            "online_store": {"type": "sqlite", "path": "online.db"},
+            # the class whose online_write_arrow the engine uses (Feast's own `sqlite` gets Feast's engine)
+            "online_store": {"type": SQLITE_TYPE, "path": "online.db"},
             "offline_store": {"type": "file"},
             "entity_key_serialization_version": 3,
             "batch_engine": {"type": ENGINE_TYPE},

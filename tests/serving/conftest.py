@@ -8,7 +8,10 @@ BentoML store.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +30,7 @@ _REPO_YAML = """project: c2i_serving_test
 provider: local
 registry: data/registry.db
 online_store:
-  type: sqlite
+  type: clicks2intent.features.online_stores.Clicks2IntentSqliteOnlineStore
   path: data/online_store.db
 offline_store:
   type: file
@@ -186,3 +189,31 @@ def ids(pipeline: Path) -> dict[str, str]:
 def embedding_dim() -> int:
     """The tiny encoder's embedding size."""
     return PIPELINE_EMBEDDING_DIM
+
+
+@contextmanager
+def another_app(service_cls: Any) -> Iterator[Any]:
+    """A test client of a second ASGI app of the service in this process (a worker only ever builds one).
+
+    BentoML keeps one current service instance per process (``bentoml.get_current_service()``), which the
+    mounted ``/rank_tiles`` route answers from; a second app's start-up replaces it and its shutdown
+    clears it, so the instance of the app already running is put back afterwards."""
+    import bentoml
+    from _bentoml_sdk.service import set_current_service
+    from starlette.testclient import TestClient
+
+    try:
+        previous = bentoml.get_current_service()
+    except Exception:  # BentoMLException: none running yet
+        previous = None
+    try:
+        with TestClient(service_cls.to_asgi()) as client:
+            yield client
+    finally:
+        set_current_service(previous)
+
+
+@pytest.fixture
+def second_app() -> Any:
+    """:func:`another_app`, for tests that start a second app of the service."""
+    return another_app

@@ -146,10 +146,8 @@ def test_every_answer_and_error_matches_the_document(
 
 
 def test_an_unreachable_store_is_a_documented_503(
-    app: Any, pipeline: Path, ids: dict[str, str], tmp_path: Path
+    app: Any, second_app: Any, pipeline: Path, ids: dict[str, str], tmp_path: Path
 ) -> None:
-    from starlette.testclient import TestClient
-
     service, _ = app
     broken = tmp_path / "feature_store.broken.yaml"
     broken.write_text(
@@ -160,7 +158,7 @@ def test_an_unreachable_store_is_a_documented_503(
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV.FEAST_CONFIG, str(broken))
-        with TestClient(service.to_asgi()) as client:
+        with second_app(service) as client:
             doc = Contract(client.get("/docs.json").json())
             r = client.post("/rank_tiles", json={"customer_id": ids["customer"]})
     assert r.status_code == 503, r.text

@@ -79,6 +79,7 @@ def test_reader_values_equal_get_online_features(pipeline: Path, store: Any) -> 
     ]
     for refs, key, ids in cases:
         reader = OnlineReader(store, refs)
+        assert reader.read_rows is not None  # the repo names the clicks2intent store class: one statement
         known = 0
         for entity in [*ids, "no-such-id"]:
             got = reader.read({key: entity})
@@ -90,6 +91,24 @@ def test_reader_values_equal_get_online_features(pipeline: Path, store: Any) -> 
             known += any(v is not None for v in want.values())
         assert known >= min(len(ids), 20), f"too few {key}s with stored values to compare"
         assert all(v is None for k, v in reader.read({key: "no-such-id"}).items() if k != key)
+
+
+@pytest.mark.slow
+def test_reader_reads_feasts_own_store_class_view_by_view(pipeline: Path, tmp_path: Path) -> None:
+    """``type: sqlite`` (no online_read_rows): the reader calls its public online_read per view, same values."""
+    from clicks2intent.features.store import load_config, open_store, write_config
+
+    cfg = load_config(pipeline / "feature_repo" / "feature_store.yaml")
+    cfg["online_store"]["type"] = "sqlite"
+    plain = open_store(pipeline / "feature_repo", write_config(tmp_path / "plain.yaml", cfg))
+    refs = [f"{N.VISITOR_WEB_INTENT}:{n}" for n in S.VISITOR_FIELDS]
+    reader = OnlineReader(plain, refs)
+    assert reader.read_rows is None
+    for visitor in [*_ids(pipeline, N.VISITOR_WEB_INTENT, C.VISITOR_ID)[:30], "no-such-id"]:
+        got = reader.read({C.VISITOR_ID: visitor})
+        assert got.pop(C.VISITOR_ID) == visitor
+        want = _through_feast(plain, refs, {C.VISITOR_ID: visitor})
+        assert all(_identical(got[k], v) for k, v in want.items()), visitor
 
 
 @pytest.mark.slow

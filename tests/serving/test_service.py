@@ -2,10 +2,14 @@
 client (status codes, schemas, bad input, fallbacks), and one real ``bentoml serve`` subprocess.
 
 All run on the tiny real deployment of ``conftest.build_serving_pipeline`` (built once per session).
+``/rank_tiles`` is the route the service mounts itself (``@bentoml.asgi_app``); the other two are
+``@bentoml.api`` methods: each route is declared once, and every answer of ``/rank_tiles`` comes from
+the one path (the engine runs once per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from collections.abc import Iterator
@@ -58,7 +62,9 @@ def test_service_class_in_process(service_cls: Any, ids: dict[str, str]) -> None
     assert module.WORLD.digest == WORLD.digest  # read from the artifacts' features/world.yaml at import
     assert module.API.tiles == WORLD.tiles and EXAMPLES.rank_tiles == module.EXAMPLE_INPUT
     svc = service_cls()
-    ranked = svc.rank_tiles(customer_id=ids["customer"], k=2)  # sync endpoints: BentoML's thread pool
+    ranked = asyncio.run(
+        svc.rank_tiles(module.API.rank_tiles(customer_id=ids["customer"], k=2))
+    )  # the route's
     assert isinstance(ranked, schemas.RankTilesResponse) and len(ranked.tiles) == 2
     assert ranked.intent.source == "customer" and ranked.model.name == TILE_SERVICE
     conv = svc.predict_conversion(visitor_id=ids["visitor"])
@@ -95,24 +101,52 @@ def test_asgi_endpoints_answer_with_their_schemas(client: Any, ids: dict[str, st
     assert len(schemas.IntentResponse.model_validate(r.json()).top3) == 3
 
 
-def test_asgi_rank_tiles_direct_answer_is_bentomls_answer(client: Any, ids: dict[str, str]) -> None:
-    """serving.direct answers /rank_tiles; without it BentoML's own path answers the same bytes."""
-    direct = sys.modules["bento.service"].DIRECT.routes["/rank_tiles"]
-    bodies = [{"customer_id": ids["customer"], "k": 3}, {"customer_id": ids["unknown_customer"],
-              "visitor_id": ids["visitor"], "candidate_tiles": ["mortgage", "savings"]}]  # fmt: skip
-    answers = [client.post("/rank_tiles", json=b) for b in bodies]
-    handler, direct.handler = direct.handler, None
-    try:
-        through_bentoml = [client.post("/rank_tiles", json=b) for b in bodies]
-    finally:
-        direct.handler = handler
-    assert handler is not None
-    for a, b in zip(answers, through_bentoml, strict=True):
-        assert a.status_code == b.status_code == 200 and a.content == b.content
-        assert (
-            a.headers["content-type"] == b.headers["content-type"]
-            and a.headers["server"] == b.headers["server"]
-        )
+def test_each_route_is_declared_once_and_rank_tiles_is_the_mounted_one(service_cls: Any) -> None:
+    apis = {api.route for api in service_cls.apis.values()}
+    mounted = [r.path for app, _, _ in service_cls.mount_apps for r in getattr(app, "routes", [])]
+    assert "/rank_tiles" in mounted and "/rank_tiles" not in apis
+    assert {"/predict_conversion", "/intent"} <= apis
+    assert len(mounted) == len(set(mounted)) and not apis & set(mounted)
+    answered_by = sys.modules["bento.service"].ROUTES["/rank_tiles"]
+    assert answered_by.request_model is sys.modules["bento.service"].API.rank_tiles
+
+
+def test_rank_tiles_runs_the_engine_once_per_request_whatever_the_answer(
+    client: Any, ids: dict[str, str]
+) -> None:
+    """200, 503, 500 and 400 all come from the mounted route: the engine runs once (never for a 400),
+    and each answer is one JSON body with a Content-Length."""
+    import bentoml
+
+    from clicks2intent.serving.engine import FeatureStoreUnavailable
+
+    engine = bentoml.get_current_service().engine
+    real = engine.rank_tiles_async
+    calls: list[str] = []
+    failure: list[BaseException] = []
+
+    async def counted(request: Any) -> Any:
+        calls.append(request.customer_id)
+        if failure:
+            raise failure[0]
+        return await real(request)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "rank_tiles_async", counted)
+        ok = client.post("/rank_tiles", json={"customer_id": ids["customer"]})
+        failure.append(FeatureStoreUnavailable("online feature store read failed: ConnectionError: down"))
+        unavailable = client.post("/rank_tiles", json={"customer_id": ids["customer"]})
+        failure[0] = RuntimeError("a bug")
+        broken = client.post("/rank_tiles", json={"customer_id": ids["customer"]})
+        bad = client.post("/rank_tiles", json={"customer_id": ids["customer"], "k": 0})
+    assert calls == [ids["customer"]] * 3
+    assert [r.status_code for r in (ok, unavailable, broken, bad)] == [200, 503, 500, 400]
+    assert unavailable.json() == {"error": "online feature store read failed: ConnectionError: down"}
+    assert broken.json() == {"error": "Internal Server Error"} and "a bug" not in broken.text
+    assert bad.json()["detail"] == "k: Input should be greater than or equal to 1"
+    for r in (ok, unavailable, broken, bad):
+        assert r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.content)
 
 
 def test_asgi_unknown_ids_are_a_fallback_not_an_error(client: Any, ids: dict[str, str]) -> None:
@@ -164,12 +198,12 @@ def test_asgi_bad_input_is_a_400_naming_the_field(
 
 def test_asgi_unreachable_online_store_is_a_503(
     service_cls: Any,
+    client: Any,
+    second_app: Any,
     pipeline: Path,
     ids: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    from starlette.testclient import TestClient
-
     broken = tmp_path / "feature_store.broken.yaml"
     broken.write_text(
         "project: c2i_serving_test\nprovider: local\n"
@@ -179,9 +213,10 @@ def test_asgi_unreachable_online_store_is_a_503(
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV.FEAST_CONFIG, str(broken))
-        with TestClient(service_cls.to_asgi()) as broken_client:
+        with second_app(service_cls) as broken_client:
             r = broken_client.post("/rank_tiles", json={"customer_id": ids["customer"]})
     assert r.status_code == 503, r.text
+    assert client.post("/rank_tiles", json={"customer_id": ids["customer"]}).status_code == 200
 
 
 def test_asgi_malformed_json_is_a_400(client: Any) -> None:

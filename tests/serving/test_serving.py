@@ -7,6 +7,7 @@ Fast tests use small real objects (pydantic schemas, a tiny XGBoost model). The 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -495,6 +496,9 @@ def test_serving_on_redis_and_the_sql_registry_matches_sqlite(
         ):
             req = schemas.RankTilesRequest.model_validate(body)
             assert on_redis.rank_tiles(req) == engine.rank_tiles(req) == general.rank_tiles(req)
+            # what the service awaits: one asynchronous round trip to Redis, the same answer
+            assert on_redis._tile_reader.read_rows_async is not None
+            assert asyncio.run(on_redis.rank_tiles_async(req)) == engine.rank_tiles(req)
         conv = schemas.ConversionRequest(visitor_id=ids["visitor"])
         assert on_redis.predict_conversion(conv) == engine.predict_conversion(conv)
     finally:

@@ -1,4 +1,4 @@
-"""A Feast batch engine that materialises through :mod:`clicks2intent.features.online_write`.
+"""A Feast batch engine that materialises through the online store's column-wise Arrow write.
 
 Registered by class path in a feature store YAML (Feast's extension point for compute engines)::
 
@@ -7,11 +7,13 @@ Registered by class path in a feature store YAML (Feast's extension point for co
 
 For a plain feature view (no transformation, aggregation or field mapping) a materialisation is one
 offline-store query for the latest row per entity in the window (``pull_latest_from_table_or_query``:
-SQL in DuckDB, a dask job on the file store) and one column-wise write into the online store, instead of
-the local engine's DAG (arrow → pandas → arrow at every node) and per-row proto conversion. Everything
-else — other views, historical retrieval — is Feast's own :class:`LocalComputeEngine`. The online store
-itself is unchanged (``type: sqlite`` / ``type: redis``), so serving reads what this wrote with plain
-``get_online_features``.
+SQL in DuckDB, a dask job on the file store) and one column-wise write into the online store
+(``online_write_arrow`` of :mod:`clicks2intent.features.online_stores`), instead of the local engine's
+DAG (arrow → pandas → arrow at every node) and per-row proto conversion. Everything else — other views,
+an online store without ``online_write_arrow`` (``type: sqlite`` / ``type: redis``: Feast's own
+classes), historical retrieval — is Feast's own :class:`LocalComputeEngine`. The tables and hashes
+written are Feast's, so serving reads them with plain ``get_online_features``. The engine overrides
+``ComputeEngine.materialize``, Feast's public entry point, per task.
 
 **A killed materialisation is repaired by the next one.** The online writers commit in chunks
 (``online_write.CHUNK_ROWS`` entities; each entity whole), so a run killed mid-view leaves the view
@@ -41,6 +43,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 from feast.utils import make_tzaware
 
+from clicks2intent.common import framework_adapter as adapter
 from clicks2intent.common.files import write_text
 from clicks2intent.features.online_write import write_arrow
 
@@ -77,9 +80,22 @@ class ArrowComputeEngine(LocalComputeEngine):
     """Local compute engine whose materialisation of plain views is query-then-columnar-write, and
     whose killed materialisations are repaired by the next run (see the module docstring)."""
 
-    def _materialize_one(
-        self, registry: BaseRegistry, task: MaterializationTask, **kwargs: Any
-    ) -> LocalMaterializationJob:
+    def materialize(
+        self,
+        registry: BaseRegistry,
+        tasks: MaterializationTask | list[MaterializationTask],
+        *,
+        lineage_parent: Any = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Each task: plain views written column-wise, the rest by the local engine (Feast's own)."""
+        if lineage_parent is not None:
+            kwargs["lineage_parent"] = lineage_parent
+        tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
+        return [self.materialize_task(registry, task, **kwargs) for task in tasks]
+
+    def materialize_task(self, registry: BaseRegistry, task: MaterializationTask, **kwargs: Any) -> Any:
+        """One view's window, with the pending-window marker around it (see the module docstring)."""
         marker = self._pending_marker(task)
         task = _cover_pending(task, marker)
         if marker is not None:
@@ -87,8 +103,9 @@ class ArrowComputeEngine(LocalComputeEngine):
                 marker, json.dumps({"start": task.start_time.isoformat(), "end": task.end_time.isoformat()})
             )
         view = task.feature_view
-        if not _plain(view):
-            job = super()._materialize_one(registry, task, **kwargs)
+        arrow = _plain(view) and getattr(self.online_store, "writes_arrow", lambda _: False)(self.repo_config)
+        if not arrow:
+            (job,) = super().materialize(registry, [task], **kwargs)
         else:
             job_id = f"{view.name}-{task.start_time}-{task.end_time}"
             try:
@@ -109,11 +126,12 @@ class ArrowComputeEngine(LocalComputeEngine):
 
     def materialize_view(self, registry: BaseRegistry, task: MaterializationTask) -> int:
         """Latest row per entity in ``[start, end)`` → online store; returns the rows written."""
-        from feast.utils import _get_column_names
-
         view = task.feature_view
-        entities = [registry.get_entity(name, task.project) for name in view.entities]
-        join_keys, features, ts_col, created_col = _get_column_names(view, entities)
+        # A plain view's columns are its own names (no field mapping, no aggregation: see _plain).
+        join_keys = [e.name for e in view.entity_columns]
+        features = [f.name for f in view.features]
+        ts_col = view.batch_source.timestamp_field
+        created_col = view.batch_source.created_timestamp_column
         t0 = time.perf_counter()
         with warnings.catch_warnings():  # Feast's DuckDB store calls an ibis method ibis deprecates
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -129,16 +147,13 @@ class ArrowComputeEngine(LocalComputeEngine):
             ).to_arrow()
         t1 = time.perf_counter()
         if view.online and table.num_rows:
-            path = write_arrow(self.online_store, self.repo_config, view, table)
-        else:
-            path = "none"
+            write_arrow(self.online_store, self.repo_config, view, table)
         logger.info(
-            "%s: %d rows, query %.2f s, online write %.2f s (%s path)",
+            "%s: %d rows, query %.2f s, online write %.2f s (column-wise)",
             view.name,
             table.num_rows,
             t1 - t0,
             time.perf_counter() - t1,
-            path,
         )
         if getattr(view, "offline", False) and table.num_rows:
             self.offline_store.offline_write_batch(
@@ -168,6 +183,16 @@ def _cover_pending(task: MaterializationTask, marker: Path | None) -> Materializ
     )
 
 
+def _without_ttl(task: MaterializationTask) -> MaterializationTask:
+    """The task with its view's ttl off, for materialisation only (RayComputeEngine says why)."""
+    view = task.feature_view
+    if not getattr(view, "ttl", None):
+        return task
+    view = copy.copy(view)
+    view.ttl = timedelta(0)  # falsy: Feast's Ray filter node skips its ttl clause
+    return dataclasses.replace(task, feature_view=view)
+
+
 def _ray_engine_classes() -> dict[str, type]:
     """:class:`RayComputeEngine` and its config, built on first use: Feast's Ray engine imports ``ray``
     at module level, and the default configuration must not need the ``ray`` extra."""
@@ -191,15 +216,14 @@ def _ray_engine_classes() -> dict[str, type]:
         materialisation only; historical retrieval is unchanged.
         """
 
-        def _materialize_one(
-            self, registry: BaseRegistry, task: MaterializationTask, *args: Any, **kwargs: Any
-        ) -> Any:
-            view = task.feature_view
-            if getattr(view, "ttl", None):
-                view = copy.copy(view)
-                view.ttl = timedelta(0)  # falsy: Feast's Ray filter node skips its ttl clause
-                task = dataclasses.replace(task, feature_view=view)
-            return super()._materialize_one(registry, task, *args, **kwargs)
+        def materialize(
+            self,
+            registry: BaseRegistry,
+            tasks: MaterializationTask | list[MaterializationTask],
+            **kwargs: Any,
+        ) -> list[Any]:
+            tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
+            return super().materialize(registry, [_without_ttl(task) for task in tasks], **kwargs)
 
     for cls in (RayComputeEngine, RayComputeEngineConfig):  # picklable by name (Ray ships the config)
         cls.__module__, cls.__qualname__ = __name__, cls.__name__
@@ -303,8 +327,8 @@ def _ray_window_read(
     if type(data_source) is not FileSource or data_source.field_mapping or not ts:
         return None
     store = FeastRayStore()
-    store._init_ray(config)
-    path = store._get_source_path(data_source, config)
+    adapter.ray_init(store, config)
+    path = adapter.ray_source_path(store, data_source, config)
     try:
         dataset = pads.dataset(path, format="parquet")
         column = pc.field(ts)
@@ -331,12 +355,12 @@ def _ray_window_read(
         )
 
     def load() -> Any:
-        ds = FeastRayStore._load_and_filter_dataset_ray(
-            None, data_source, join_keys, features, ts, created, start, end,
-            pre_loaded_ds=ray_data.read_parquet(path, columns=names),
+        ds = adapter.ray_filter_dataset(
+            FeastRayStore, data_source, join_keys, features, ts, created, start, end,
+            ray_data.read_parquet(path, columns=names),
         )  # fmt: skip
         if latest:
-            ds = FeastRayStore._pull_latest_processing_ray(ds, join_keys, ts, created, None)
+            ds = adapter.ray_latest_rows(FeastRayStore, ds, join_keys, ts, created)
         return ds
 
     return RayRetrievalJob(load, staging_location=staging, config=config.offline_store)

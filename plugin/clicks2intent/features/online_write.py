@@ -1,25 +1,27 @@
 """Arrow → online store writes without Feast's per-row proto conversion, byte-identical to Feast's.
 
 Feast 0.67 materialises by turning every arrow row into an ``EntityKey`` proto plus one ``Value``
-proto per feature (``feast.utils._convert_arrow_to_proto``) and handing that list to the store's
-``online_write_batch``; for a 64-d embedding view that conversion is most of the time (measured:
-1.3k rows/s into SQLite, 0.8k into Redis). Here each feature COLUMN is serialised at once: fixed-width
-values (float lists, doubles) are sliced out of the arrow buffers behind a constant protobuf prefix,
-the rest go through one upb ``Value`` per cell; entity keys are Feast's v3 byte layout. The rows then go
-to the same tables / hashes Feast's own ``SqliteOnlineStore`` and ``RedisOnlineStore`` write, in the
-same layout, so ``get_online_features`` and ``feast serve`` read them unchanged (tests compare the
-stored bytes with Feast's own path).
+proto per feature and handing that list to the store's ``online_write_batch``; for a 64-d embedding
+view that conversion is most of the time (measured: 1.3k rows/s into SQLite, 0.8k into Redis). Here
+each feature COLUMN is serialised at once: fixed-width values (float lists, doubles) are sliced out of
+the arrow buffers behind a constant protobuf prefix, the rest go through one upb ``Value`` per cell;
+entity keys are Feast's v3 byte layout. The rows then go to the same tables / hashes Feast's own
+``SqliteOnlineStore`` and ``RedisOnlineStore`` write, in the same layout, so ``get_online_features``
+and ``feast serve`` read them unchanged (tests compare the stored bytes with Feast's own path).
 
-Anything this module does not recognise (another online store, a vector-enabled SQLite table, a Redis
-cluster, an arrow type without a verified encoding) goes through Feast's own conversion, column by
-column or whole, so the fast path is never the only path.
+The online store classes of :mod:`clicks2intent.features.online_stores` call these writers
+(``online_write_arrow``); a store or layout they do not reproduce (another online store, a
+vector-enabled SQLite table, a Redis cluster) is materialised by Feast's own engine instead, and an
+arrow type without a verified encoding goes through Feast's public value conversion, column by column.
+Only public Feast names are used (tests/test_private_names.py).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -122,9 +124,10 @@ def encode_column(values: pa.Array | pa.ChunkedArray, value_type: ValueType) -> 
 
 
 def _feast_column(batch: pa.RecordBatch, name: str, value_type: ValueType) -> list[bytes]:
-    from feast.utils import _columns_to_proto_values
+    """Feast's own conversion of one column (what its materialisation applies to every column)."""
+    from feast.type_map import python_values_to_proto_values
 
-    protos = _columns_to_proto_values(batch, [(name, value_type)], allow_missing=False)[name]
+    protos = python_values_to_proto_values(batch.column(name).to_numpy(zero_copy_only=False), value_type)
     return [p.SerializeToString() for p in protos]
 
 
@@ -140,6 +143,11 @@ def encode_features(table: pa.Table, feature_view: FeatureView) -> dict[str, lis
             encoded = _feast_column(batch, field.name, value_type)
         out[field.name] = encoded
     return out
+
+
+def join_key_types(feature_view: FeatureView) -> dict[str, ValueType]:
+    """The view's join keys and their value types (what its entity keys are built from)."""
+    return {e.name: e.dtype.to_value_type() for e in feature_view.entity_columns}
 
 
 def encode_entity_keys(table: pa.Table, join_keys: Mapping[str, ValueType], version: int = 3) -> list[bytes]:
@@ -243,8 +251,6 @@ def _sqlite_upsert(table: str, names: list[str], texts: list[bool], created: boo
     Per entity the key and timestamps are bound once (numbered parameters) and feature names and the
     NULL ``value_text`` of list features are literals: half the parameters of one row per statement,
     and one statement step per ``entities`` entities (measured: 1.30 → 0.57 CPU-s per 100k 64-d rows)."""
-    from feast.infra.online_stores.sqlite import _quote_id
-
     rows, n = [], 0
     for _ in range(entities):
         key, ts = n + 1, n + 2
@@ -260,22 +266,23 @@ def _sqlite_upsert(table: str, names: list[str], texts: list[bool], created: boo
             lit = "'" + name.replace("'", "''") + "'"
             rows.append(f"(?{key}, {lit}, {value}, {text}, ?{ts}, {cts})")
     return (
-        f"INSERT INTO {_quote_id(table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+        f"INSERT INTO {quote_identifier(table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
         f"VALUES {', '.join(rows)} ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
         "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
         "created_ts = excluded.created_ts;"
     )
 
 
-def write_sqlite(
-    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
-) -> None:
-    """Upsert into Feast's SQLite table of the view (the columns and values ``SqliteOnlineStore``
-    writes), several entities per statement."""
-    from feast.infra.online_stores.sqlite import _table_id
+def quote_identifier(name: str) -> str:
+    """An SQLite identifier, double-quoted (SQL's own escaping), as Feast quotes its table names."""
+    return '"' + name.replace('"', '""') + '"'
 
-    conn = store._get_conn(config)
-    name = _table_id(config.project, feature_view, config.registry.enable_online_feature_view_versioning)
+
+def write_sqlite(
+    conn: sqlite3.Connection, name: str, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
+) -> None:
+    """Upsert into Feast's SQLite table ``name`` of the view (the columns and values
+    ``SqliteOnlineStore`` writes), several entities per statement."""
     source = feature_view.batch_source
     created = source.created_timestamp_column
     table, keys = _entity_order(table, keys)
@@ -307,12 +314,20 @@ def write_sqlite(
                 conn.execute(_sqlite_upsert(name, names, has_text, bool(created), rest), flat[full:])
 
 
-def _bulk(values: list[bytes]) -> list[bytes]:
+def bulk(values: list[bytes]) -> list[bytes]:
     """RESP bulk strings (``$len\\r\\n…\\r\\n``) of each value."""
     return [b"$%d\r\n%b\r\n" % (len(v), v) for v in values]
 
 
-def _pipelined(client: Any, commands: list[bytes], n_replies: int) -> list[Any]:
+def redis_field(view_name: str, feature: str) -> bytes:
+    """The hash field of ``view:feature`` in Feast's Redis layout: murmur3_32 (unsigned), little endian,
+    4 bytes (Feast's docs/specs/online_store_format.md)."""
+    import mmh3
+
+    return struct.pack("<I", mmh3.hash(f"{view_name}:{feature}", signed=False))
+
+
+def pipelined(client: Any, commands: list[bytes], n_replies: int) -> list[Any]:
     """Send RESP-encoded ``commands`` on one pooled connection and read ``n_replies`` replies.
 
     redis-py's pipeline spends ~20 µs of Python per command (argument packing, per-command response
@@ -332,21 +347,19 @@ def _pipelined(client: Any, commands: list[bytes], n_replies: int) -> list[Any]:
 
 
 def write_redis(
-    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
+    client: Any, config: RepoConfig, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
 ) -> None:
     """HSET into Feast's Redis hashes, skipping rows older than what is stored (as Feast does):
     the same two pipelined round trips per chunk as Feast's ``online_write_batch`` (HMGET of the
     stored ``_ts``, then one HSET per newer entity, EXPIRE where a key ttl is set)."""
-    from feast.infra.online_stores.helpers import _mmh3
-    from feast.infra.online_stores.redis import _versioned_fv_name
+    from feast.infra.online_stores.helpers import compute_versioned_name
     from google.protobuf.timestamp_pb2 import Timestamp
 
     online = config.online_store
-    client = store._get_client(online)
-    view = _versioned_fv_name(feature_view, config)
+    view = compute_versioned_name(feature_view, config.registry.enable_online_feature_view_versioning)
     ts_key = f"_ts:{view}".encode()
-    ts_field = _bulk([ts_key])[0]
-    fields = [(_bulk([_mmh3(f"{view}:{f.name}")])[0], f.name) for f in feature_view.features]
+    ts_field = bulk([ts_key])[0]
+    fields = [(bulk([redis_field(view, f.name)])[0], f.name) for f in feature_view.features]
     hset_head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(fields)))
     hmget_head = b"*3\r\n$5\r\nHMGET\r\n"
     ttl = online.key_ttl_seconds
@@ -354,15 +367,15 @@ def write_redis(
     project = config.project.encode("utf-8")
     for start in range(0, table.num_rows, CHUNK_ROWS):
         chunk = table.slice(start, CHUNK_ROWS)
-        redis_keys = _bulk([k + project for k in keys[start : start + CHUNK_ROWS]])
+        redis_keys = bulk([k + project for k in keys[start : start + CHUNK_ROWS]])
         ts = pc.cast(chunk.column(feature_view.batch_source.timestamp_field), pa.timestamp("ns", "UTC"))
         nanos = (ts.cast(pa.int64()).to_numpy(zero_copy_only=False) // 1000 * 1000).tolist()  # Feast keeps µs
         prev: list[Any] = [None] * len(redis_keys)
         if not online.skip_dedup:
-            replies = _pipelined(client, [hmget_head + k + ts_field for k in redis_keys], len(redis_keys))
+            replies = pipelined(client, [hmget_head + k + ts_field for k in redis_keys], len(redis_keys))
             prev = [r[0] for r in replies]
         encoded = encode_features(chunk, feature_view)
-        columns = [(field, _bulk(encoded[name])) for field, name in fields]
+        columns = [(field, bulk(encoded[name])) for field, name in fields]
         latest: dict[bytes, int] = {}
         commands: list[bytes] = []
         for i, key in enumerate(redis_keys):
@@ -383,49 +396,15 @@ def write_redis(
             if ttl:
                 commands.append(b"*3\r\n$6\r\nEXPIRE\r\n" + key + expire_tail)
         if commands:
-            _pipelined(client, commands, len(commands))
+            pipelined(client, commands, len(commands))
 
 
-def feast_write(
-    store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table, **_: Any
-) -> None:
-    """Feast's own path: per-row protos, then the store's ``online_write_batch``."""
-    from feast.utils import _convert_arrow_to_proto
-
-    join_keys = {e.name: e.dtype.to_value_type() for e in feature_view.entity_columns}
-    for start in range(0, table.num_rows, CHUNK_ROWS):
-        rows = _convert_arrow_to_proto(table.slice(start, CHUNK_ROWS), feature_view, join_keys)
-        store.online_write_batch(config=config, table=feature_view, data=rows, progress=None)
-
-
-def arrow_writer(store: OnlineStore, config: RepoConfig) -> Callable[..., None] | None:
-    """The column-wise writer for this online store, or None where only Feast's own path is safe."""
-    from feast.infra.online_stores.redis import RedisOnlineStore
-    from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
-    online = config.online_store
-    if type(store) is SqliteOnlineStore:
-        plain = not getattr(online, "vector_enabled", False) and not getattr(
-            online, "enable_openai_compatible_store", False
-        )
-        return write_sqlite if plain else None
-    if type(store) is RedisOnlineStore:
-        plain = str(getattr(online, "redis_type", "redis")) in ("redis", "RedisType.redis")
-        plain = plain and str(getattr(online, "client", "redis")) in ("redis", "RedisClient.redis")
-        return write_redis if plain else None
-    return None
-
-
-def write_arrow(store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table) -> str:
-    """Write the latest row per entity (``table``, feature view columns) online; returns the path taken
-    (``"arrow"`` column-wise, ``"feast"`` Feast's per-row conversion)."""
-    if table.num_rows == 0:
-        return "arrow"
-    writer = arrow_writer(store, config)
-    if writer is None:
-        feast_write(store, config, feature_view, table)
-        return "feast"
-    join_keys = {e.name: e.dtype.to_value_type() for e in feature_view.entity_columns}
-    keys = encode_entity_keys(table, join_keys, config.entity_key_serialization_version)
-    writer(store, config, feature_view, table, keys)
-    return "arrow"
+def write_arrow(store: OnlineStore, config: RepoConfig, feature_view: FeatureView, table: pa.Table) -> bool:
+    """Write the latest row per entity (``table``, the view's columns) through the store's
+    ``online_write_arrow``; False where the store has none or its layout is not one the writers
+    reproduce (the caller then materialises the view with Feast's own engine)."""
+    writes = getattr(store, "writes_arrow", None)
+    if writes is None or not writes(config):
+        return False
+    store.online_write_arrow(config, feature_view, table)
+    return True

@@ -136,14 +136,18 @@ def _opened(make: Any, config: Path | str) -> FeatureStore:
         ) from err
 
 
+REDIS_STORE_TYPE = "clicks2intent.features.online_stores.Clicks2IntentRedisOnlineStore"
+SQLITE_STORE_TYPE = "clicks2intent.features.online_stores.Clicks2IntentSqliteOnlineStore"
+
+
 def production_config(
     project: str = PRODUCTION_PROJECT,
     redis: str | None = None,
     registry_url: str | None = None,
     registry_cache_ttl_seconds: int = 60,
 ) -> dict[str, Any]:
-    """The production store as a dict: Redis online store, SQL registry (SQLAlchemy, PostgreSQL),
-    DuckDB offline store, the Arrow batch engine. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string; the
+    """The production store as a dict: Redis online store (Feast's, as :data:`REDIS_STORE_TYPE`), SQL
+    registry (SQLAlchemy, PostgreSQL), DuckDB offline store, the Arrow batch engine. ``redis`` is Feast's ``host:port[,db=N,password=…]`` connection string; the
     client timeouts of :data:`REDIS_CLIENT_OPTIONS` are added to it, and the registry connection
     gives up after a few seconds (a down PostgreSQL is a clear error at start-up, not a hang)."""
     if not project.replace("_", "a").isalnum():
@@ -163,7 +167,8 @@ def production_config(
                 "connect_args": {"connect_timeout": 5},  # psycopg: seconds to reach PostgreSQL
             },
         },
-        "online_store": {"type": "redis", "connection_string": redis_connection_string(redis)},
+        # Feast's Redis store plus a one-round-trip read of several views (features/online_stores.py)
+        "online_store": {"type": REDIS_STORE_TYPE, "connection_string": redis_connection_string(redis)},
         "offline_store": {"type": "duckdb"},
         "batch_engine": {"type": "clicks2intent.features.engines.ArrowComputeEngine"},
         "entity_key_serialization_version": 3,
@@ -217,12 +222,14 @@ def production_store(repo_path: str | Path = REPO_DIR, **kwargs: Any) -> Feature
 def drop_project(store: FeatureStore) -> None:
     """Delete this store's project from the online store and the registry, and nothing else."""
     from feast.errors import ProjectNotFoundException
+    from feast.infra.online_stores.helpers import get_online_store_from_config
 
     project = store.project
     logger.info("dropping Feast project %s from the online store and the registry", project)
     views = store.list_feature_views()
     entities = store.list_entities()
-    store._get_provider().teardown_infra(project, views, entities)
+    # What the provider's teardown does for the online store, through the store class the YAML names.
+    get_online_store_from_config(store.config.online_store).teardown(store.config, views, entities)
     with contextlib.suppress(ProjectNotFoundException):  # already gone: nothing to delete
         store.registry.delete_project(project, commit=True)
 

@@ -59,11 +59,9 @@ def _store_kwargs(home: str | Path | None) -> dict[str, Any]:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     if home is None:
         return {}
-    from bentoml._internal.models.model import ModelStore
+    from clicks2intent.common.framework_adapter import bentoml_model_store  # BentoML has no public one
 
-    base = Path(home) / "models"
-    base.mkdir(parents=True, exist_ok=True)
-    return {"_model_store": ModelStore(str(base))}
+    return bentoml_model_store(home)
 
 
 def file_version(path: str | Path | None, length: int = 12) -> str:

@@ -14,6 +14,13 @@
   holds each broken field's ``input_value``: a card number or an e-mail address in the service log.
   :class:`ClientErrorLog` (installed by :class:`RequestEdge` on that logger) makes a client error one
   WARNING line naming the path, each broken field and its rule; server errors keep their traceback.
+* A body that trickles in (a slow or stalled client) held a worker's request until BentoML's traffic
+  time-out answered 504, as if the service were slow. The body must arrive within ``body_timeout_s``
+  of the request's headers, else the answer is 408 with ``Connection: close`` (the app behind sees the
+  client as gone). Idle keep-alive connections are closed by uvicorn (``bentoml serve
+  --timeout-keep-alive``, which the launcher sets); a request whose HEADERS never finish is not seen by
+  any ASGI code (uvicorn has no header deadline, and BentoML exposes none): bound it at the ingress
+  (docs/decisions/0004-request-path.md).
 
 Only 400 responses are buffered; every other response streams through untouched (one status check per
 response on the hot path).
@@ -21,10 +28,13 @@ response on the hot path).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from clicks2intent.common.framework_adapter import BENTOML_REQUEST_LOGGER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,9 +43,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = ("application/json",)  # the one request body type of the API
-# The logger of BentoML's ``log_exception`` (bentoml._internal.server.http_app), which the new-style
-# service's endpoint wrapper calls for every exception of a request, 4xx included.
-BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+# BENTOML_REQUEST_LOGGER: the logger of BentoML's ``log_exception``, which its endpoint wrapper calls for
+# every exception of a request, 4xx included (a private module's name: clicks2intent.common.framework_adapter).
+BODY_TIMEOUT_S = 5.0  # a request body must arrive within this of its headers (then 408)
 UNKNOWN_FIELD = "<unknown field>"
 _KEY = "<key>"
 
@@ -115,10 +125,12 @@ def _content_type(scope: Scope) -> str:
 
 class RequestEdge:
     """Rejects non-JSON POST bodies with a 400, makes every 400 ``detail`` a string without the client's
-    values or keys, and keeps client errors' values out of the service log (:class:`ClientErrorLog`)."""
+    values or keys, keeps client errors' values out of the service log (:class:`ClientErrorLog`), and
+    answers 408 to a body that does not arrive within ``body_timeout_s``."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, body_timeout_s: float = BODY_TIMEOUT_S) -> None:
         self.app = app
+        self.body_timeout_s = body_timeout_s
         install_client_error_log()  # built in each worker, after BentoML configured its logging
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,7 +149,59 @@ class RequestEdge:
                     },
                 )
                 return
+            deadline = _BodyDeadline(receive, send, self.body_timeout_s)
+            await self.app(scope, deadline.receive, _RewriteBadRequest(deadline.send))
+            return
         await self.app(scope, receive, _RewriteBadRequest(send))
+
+
+class _BodyDeadline:
+    """``receive`` / ``send`` of one request with a deadline for its body: one timer, cancelled when the
+    body is complete or the answer starts. When it fires first, the client gets a 408 with
+    ``Connection: close`` (uvicorn then closes the connection, so the app's pending ``receive`` returns
+    ``http.disconnect``) and whatever the app sends after that is dropped. A timer, not a time-out around
+    each ``receive``: that cost ~15 µs per request on the hot path, this ~2 µs."""
+
+    __slots__ = ("_receive", "_send", "_timer", "_started", "_timed_out", "_answer")
+
+    def __init__(self, receive: Receive, send: Send, timeout_s: float) -> None:
+        self._receive, self._send = receive, send
+        self._started = self._timed_out = False
+        self._answer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            timeout_s, self._expire
+        )
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._started:
+            return
+        self._timed_out = True
+        payload = {"error": "Request Timeout", "detail": "the request body did not arrive in time"}
+        self._answer = asyncio.ensure_future(_send_json(self._send, 408, payload, close=True))
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if self._timed_out:
+            return {"type": "http.disconnect"}
+        if self._timer is not None and (
+            message.get("type") != "http.request" or not message.get("more_body")
+        ):
+            self._disarm()  # the body is complete (or the client left): no deadline any more
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self._timed_out:
+            return
+        if not self._started:
+            self._started = True
+            self._disarm()
+        await self._send(message)
 
 
 class _RewriteBadRequest:
@@ -179,13 +243,10 @@ class _RewriteBadRequest:
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, payload: dict[str, Any], close: bool = False) -> None:
     body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # uvicorn closes the connection after this answer
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

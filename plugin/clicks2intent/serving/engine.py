@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
 from clicks2intent.names.paths import ArtifactLayout
-from clicks2intent.serving.online import OnlineReader, direct_reader
+from clicks2intent.serving.online import OnlineReader, OutageGate, direct_reader
 from clicks2intent.serving.schemas import (
     SOURCE_CUSTOMER,
     SOURCE_NONE,
@@ -171,9 +172,12 @@ class TreeEnsemble:
         self_index = np.arange(len(left), dtype=np.int64)
         self.left = np.where(is_leaf, self_index, left + shift)
         self.right = np.where(is_leaf, self_index, right + shift)
+        # children[2 * node + went_right]: one gather per level instead of two and a select
+        self.children = np.stack([self.left, self.right], axis=1).ravel()
         self.feature = np.concatenate([t["split_indices"] for t in trees]).astype(np.int64)
         self.split = np.concatenate([np.asarray(t["split_conditions"], dtype=np.float32) for t in trees])
         self.default_left = np.concatenate([t["default_left"] for t in trees]).astype(bool)
+        self.default_right = ~self.default_left
         self.leaf_value = np.where(is_leaf, self.split, 0.0).astype(
             np.float64
         )  # leaves store their value there
@@ -198,10 +202,12 @@ class TreeEnsemble:
     def margin(self, x: np.ndarray) -> np.ndarray:
         """Class margins ``(K,)`` for one row of model columns (float32, NaN = missing)."""
         node = self.roots
+        missing = np.isnan(x)
         for _ in range(self.depth):
-            v = x[self.feature[node]]
-            go_left = np.where(np.isnan(v), self.default_left[node], v < self.split[node])
-            node = np.where(go_left, self.left[node], self.right[node])
+            f = self.feature[node]
+            # right unless x < split; a missing x (every comparison False) goes where its node says
+            right = (x[f] >= self.split[node]) | (missing[f] & self.default_right[node])
+            node = self.children[(node << 1) | right]
         return self.base + np.bincount(
             self.tree_class, weights=self.leaf_value[node], minlength=self.n_classes
         )
@@ -475,10 +481,17 @@ class ServingEngine:
         local_ok = {p.name for p in projections if p.name in odfvs} <= {name(N.TILE_AFFINITY_VIEW)}
         self.local_odfv = local_odfv and local_ok
         self._visitor_refs = [f"{name(N.VISITOR_WEB_INTENT)}:{n}" for n in VISITOR_FIELDS]
-        # The stored views' rows through the online store's own online_read, keys and fields resolved
-        # here once: get_online_features' general assembly cost more than the reads (serving/online.py).
+        # The stored views' rows in one call of the online store (one round trip), keys and fields
+        # resolved here once: get_online_features' general assembly cost more than the reads
+        # (serving/online.py). A customer with a visitor id: both entities' rows in that one call.
         self._tile_reader = direct_reader(store, self._tile_refs) if direct_reads else None
         self._visitor_reader = direct_reader(store, self._visitor_refs) if direct_reads else None
+        self._tile_visitor_reader = (
+            direct_reader(store, self._tile_refs + self._visitor_refs) if direct_reads else None
+        )
+        # Reads run inline on the worker's event loop: after a read that hung until its time-out, fail
+        # fast for a moment rather than hold every request behind the next one (serving/online.py).
+        self.gate = OutageGate()
         self._inflight_refs = [f"{name(N.INFLIGHT_SESSION_INTENT)}:{n}" for n in INFLIGHT_FIELDS]
         check_versions(
             [tile_model, conversion_model], self.artifacts, self.classifier.taxonomy_version, self.world
@@ -505,34 +518,52 @@ class ServingEngine:
             direct_reads=settings.direct_reads,
         )
 
-    @property
-    def local_reads(self) -> bool:
-        """The online store is a file on this machine (SQLite): a read is CPU, not a network wait."""
-        return str(getattr(self.store.config.online_store, "type", "")) == "sqlite"
-
     # --- feature reads -------------------------------------------------------------------------------
     def online(self, features: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         """One entity row through ``get_online_features`` → ``{feature: value}``."""
-        try:
-            columns = self.store.get_online_features(features=features, entity_rows=[dict(row)]).to_dict()
-        except (ValueError, KeyError, TypeError):
-            raise  # a bug in our request rows: let it surface as one
-        except Exception as err:  # the online store is down / unreachable
-            raise FeatureStoreUnavailable(
-                f"online feature store read failed: {type(err).__name__}: {err}"
-            ) from err
+        columns = self._guarded(
+            lambda: self.store.get_online_features(features=features, entity_rows=[dict(row)]).to_dict()
+        )
         return {k: v[0] for k, v in columns.items()}
 
     def read(self, reader: OnlineReader, row: Mapping[str, Any]) -> dict[str, Any]:
         """One entity row through :class:`OnlineReader` (same values and errors as :meth:`online`)."""
+        return self._guarded(lambda: reader.read(row))
+
+    async def read_async(self, reader: OnlineReader, row: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`read`, awaiting the store's reply (the event loop serves other requests meanwhile)."""
+        self._refuse_while_failing_fast()
+        started = time.monotonic()
         try:
-            return reader.read(row)
+            out = await reader.read_async(row)
         except (ValueError, KeyError, TypeError):
             raise
         except Exception as err:
-            raise FeatureStoreUnavailable(
-                f"online feature store read failed: {type(err).__name__}: {err}"
-            ) from err
+            raise self._unavailable(started, err) from err
+        self.gate.passed()
+        return out
+
+    def _guarded(self, read: Any) -> Any:
+        """``read()``; a store failure (or the gate after a slow one) is :class:`FeatureStoreUnavailable`."""
+        self._refuse_while_failing_fast()
+        started = time.monotonic()
+        try:
+            out = read()
+        except (ValueError, KeyError, TypeError):
+            raise  # a bug in our request rows: let it surface as one
+        except Exception as err:  # the online store is down / unreachable
+            raise self._unavailable(started, err) from err
+        self.gate.passed()
+        return out
+
+    def _refuse_while_failing_fast(self) -> None:
+        refused = self.gate.refusal()
+        if refused is not None:
+            raise FeatureStoreUnavailable(f"online feature store unavailable (failing fast): {refused}")
+
+    def _unavailable(self, started: float, err: Exception) -> FeatureStoreUnavailable:
+        self.gate.failed(started, err)
+        return FeatureStoreUnavailable(f"online feature store read failed: {type(err).__name__}: {err}")
 
     def tile_features(self, customer_id: str) -> dict[str, Any]:
         """The tile ranker's feature-service row for one customer (the benchmark's in-process loop)."""
@@ -544,10 +575,35 @@ class ServingEngine:
             features = self.read(self._tile_reader, row)
         else:
             features = self.online(self._tile_refs, row)
+        return self._with_affinity(features)
+
+    def _with_affinity(self, features: dict[str, Any]) -> dict[str, Any]:
         features[N.TILE_AFFINITY] = T.tile_affinity(
             features[N.CUSTOMER_WEB_EMBEDDING], self.affinity_tiles, self.prototypes, self.prototype_dim
         )
         return features
+
+    def _stored_rows_reader(
+        self, req: RankTilesRequest, events: list[dict[str, Any]]
+    ) -> tuple[OnlineReader, dict[str, Any]] | None:
+        """The reader of everything /rank_tiles reads from the store, and its entity row, when one read
+        serves it: the customer's views, and the visitor's when a visitor id comes without a session."""
+        if events or not self.local_odfv:
+            return None
+        if req.visitor_id is None:
+            reader = self._tile_reader
+            row = {C.CUSTOMER_ID: req.customer_id}
+        else:
+            reader = self._tile_visitor_reader
+            row = {C.CUSTOMER_ID: req.customer_id, C.VISITOR_ID: req.visitor_id}
+        return None if reader is None else (reader, row)
+
+    def _split(self, both: dict[str, Any], visitor_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One read's row → (:meth:`tile_features`, the visitor's web intent or ``{}``)."""
+        if visitor_id is None:
+            return self._with_affinity(both), {}
+        visitor = {C.VISITOR_ID: both.pop(C.VISITOR_ID)} | {n: both.pop(n) for n in VISITOR_FIELDS}
+        return self._with_affinity(both), visitor
 
     def fresher_intent(self, visitor_id: str | None, events: list[dict[str, Any]]) -> dict[str, Any]:
         """Visitor web intent and/or the in-flight session's intent (through the on-demand view), in one read."""
@@ -565,8 +621,32 @@ class ServingEngine:
 
     # --- endpoints -----------------------------------------------------------------------------------
     def rank_tiles(self, req: RankTilesRequest) -> RankTilesResponse:
-        features = self.tile_features(req.customer_id)
-        fresh = self.fresher_intent(req.visitor_id, scrubbed_events(req.session_events, self.world))
+        return self._rank_tiles(req, scrubbed_events(req.session_events, self.world))
+
+    def _rank_tiles(self, req: RankTilesRequest, events: list[dict[str, Any]]) -> RankTilesResponse:
+        direct = self._stored_rows_reader(req, events)
+        if direct is not None:
+            features, fresh = self._split(self.read(*direct), req.visitor_id)
+        else:
+            features = self.tile_features(req.customer_id)
+            fresh = self.fresher_intent(req.visitor_id, events)
+        return self._ranked(req, features, fresh)
+
+    async def rank_tiles_async(self, req: RankTilesRequest) -> RankTilesResponse:
+        """:meth:`rank_tiles`, awaiting the store's reply where its class reads asynchronously (Redis):
+        the worker's event loop runs other requests while this one waits on the network. An in-flight
+        session (CPU: its embedding) and a store without asynchronous reads take :meth:`rank_tiles`."""
+        events = scrubbed_events(req.session_events, self.world)
+        direct = self._stored_rows_reader(req, events)
+        if direct is None or direct[0].read_rows_async is None:
+            return self._rank_tiles(req, events)
+        features, fresh = self._split(await self.read_async(*direct), req.visitor_id)
+        return self._ranked(req, features, fresh)
+
+    def _ranked(
+        self, req: RankTilesRequest, features: dict[str, Any], fresh: dict[str, Any]
+    ) -> RankTilesResponse:
+        """The answer from the stored rows (``features``) and the fresher web intent (``fresh``)."""
         source = self._tile_source(fresh, features)
         if source in self._substitute:
             for target, src in self._substitute[source].items():

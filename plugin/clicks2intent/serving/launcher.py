@@ -36,6 +36,7 @@ from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
 from clicks2intent.names import settings as ENV
 from clicks2intent.names.paths import DEFAULT_ROOT, ArtifactLayout
+from clicks2intent.serving.lifeline import parent_death_signal
 
 if TYPE_CHECKING:  # pandas, httpx and pydantic are imported where used: `c2i serve` starts without them
     from clicks2intent.serving.schemas import Examples
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 SERVICE_IMPORT = "bento.service:Clicks2Intent"
 DEFAULT_PORT = 3000
+# Seconds an idle keep-alive connection stays open (uvicorn's, through `bentoml serve`); said explicitly
+# so the bound is ours, not a default (a bento served directly: `bentoml serve ... --timeout-keep-alive`).
+KEEP_ALIVE_S = 5
 DemoCall = tuple[str, dict[str, Any], int, Any]  # (path, request body, status code, answer)
 
 
@@ -86,11 +90,12 @@ def service_env(
     return env
 
 
-def serve_command_line(target: str, host: str, port: int) -> list[str]:
+def serve_command_line(target: str, host: str, port: int, keep_alive_s: int = KEEP_ALIVE_S) -> list[str]:
     """``bentoml serve`` of ``target`` (this venv's ``bentoml``, else ``python -m bentoml``)."""
     bentoml = Path(sys.executable).with_name("bentoml")
     exe = [str(bentoml)] if bentoml.exists() else [sys.executable, "-m", "bentoml"]
-    return [*exe, "serve", target, "--host", host, "--port", str(port), "--working-dir", str(project_root())]
+    return [*exe, "serve", target, "--host", host, "--port", str(port), "--working-dir", str(project_root()),
+            "--timeout-keep-alive", str(keep_alive_s)]  # fmt: skip
 
 
 def serve_foreground(
@@ -107,10 +112,16 @@ def serve_foreground(
     ``bentoml serve`` runs in its own process group, and SIGTERM / SIGINT / SIGHUP to this process stop
     that whole group (server and workers; SIGKILL after a grace period). Before, a SIGTERM to
     ``c2i serve`` (what a supervisor or ``docker stop`` sends) left the BentoML server and its workers
-    running, still holding the port."""
+    running, still holding the port. A SIGKILL cannot be caught: then the kernel sends ``bentoml serve``
+    SIGTERM (:func:`~clicks2intent.serving.lifeline.parent_death_signal`), and a worker whose
+    supervisor is gone exits by itself (:func:`~clicks2intent.serving.lifeline.exit_when_orphaned`)."""
     env = service_env(artifacts, feature_repo, feast_config, workers)
     proc = subprocess.Popen(
-        serve_command_line(target, host, port), env=env, cwd=str(project_root()), start_new_session=True
+        serve_command_line(target, host, port),
+        env=env,
+        cwd=str(project_root()),
+        start_new_session=True,
+        preexec_fn=parent_death_signal(),  # only prctl runs between fork and exec
     )
     stopping: list[int] = []
 
@@ -174,6 +185,7 @@ def running_service(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stopping it stops its workers too
+        preexec_fn=parent_death_signal(),  # dies with this process, even SIGKILLed
     )
     url = f"http://{host}:{port}"
     logger.info("started %s (pid %d) on %s", target, proc.pid, url)

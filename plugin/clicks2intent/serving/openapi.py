@@ -4,9 +4,16 @@ BentoML generates ``/docs.json`` from the endpoints' pydantic schemas, but three
 true of this service, and generated typed clients trusted them:
 
 * ``/metrics`` was listed while it answers 404 unless ``C2I_METRICS=1``: it is listed only when on;
-* a 503 (the online feature store could not be read) was sent but not documented;
+* a 503 (the online feature store could not be read) and a 408 (the body did not arrive in time,
+  clicks2intent.serving.edge) were sent but not documented;
 * the 200 answers had no examples (Swagger UI showed placeholders): each carries an answer in the
-  bank's own terms (its tiles, products, Feast names and label ids; :func:`example_responses`).
+  bank's own terms (its tiles, products, Feast names and label ids; :func:`example_responses`);
+* request bodies were not marked required, so a POST without a body was schema-valid (and a 400):
+  every POST body is required.
+
+The routes the service mounts itself (clicks2intent.serving.endpoints, ``@bentoml.asgi_app``) are not
+BentoML APIs, so BentoML does not list them: :func:`json_route` writes each one's path item in the shape
+BentoML gives its own APIs, with the errors that route answers.
 
 :func:`service_document` rewrites the document (a pure function, tested); :class:`OpenAPIDocument` is
 the ASGI middleware the service installs, touching only ``GET /docs.json``. The contract test
@@ -32,6 +39,80 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 DOCUMENT_PATH = "/docs.json"
 METRICS_PATH = "/metrics"
 UNAVAILABLE = "ServiceUnavailable"
+TIMEOUT = "RequestTimeout"
+REF_TEMPLATE = "#/components/schemas/{model}"
+# The error bodies BentoML documents for its APIs (its InvalidArgument / InternalServerError components).
+ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "InvalidArgument": {
+        "type": "object",
+        "title": "InvalidArgument",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "title": "Message"},
+            "detail": {"type": "string", "title": "Error Detail"},
+        },
+        "description": "Bad Request",
+    },
+    "InternalServerError": {
+        "type": "object",
+        "title": "InternalServerError",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "title": "Message"},
+            "detail": {"type": "string", "title": "Error Detail"},
+        },
+        "description": "Internal Server Error",
+    },
+    UNAVAILABLE: {
+        "type": "object",
+        "title": UNAVAILABLE,
+        "required": ["error"],
+        "properties": {"error": {"type": "string", "title": "Message"}},
+        "description": "Service Unavailable",
+    },
+    TIMEOUT: {
+        "type": "object",
+        "title": TIMEOUT,
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "title": "Message"},
+            "detail": {"type": "string", "title": "Error Detail"},
+        },
+        "description": "Request Timeout",
+    },
+}
+
+
+def _json_ref(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def json_route(
+    name: str, request_model: Any, response_model: Any, description: str = ""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(path item, component schemas it refers to) of a mounted JSON route, in BentoML's shape for an
+    API: the request and 200 schemas inline (pydantic, OpenAPI 3.0 dialect), their sub-models as
+    components, 400 and 500 as BentoML's error bodies (:func:`service_document` adds 408 and 503)."""
+    request = request_model.model_json_schema(ref_template=REF_TEMPLATE)
+    response = response_model.model_json_schema(ref_template=REF_TEMPLATE)
+    components = {**request.pop("$defs", {}), **response.pop("$defs", {})}
+    item = {
+        "post": {
+            "responses": {
+                "200": {
+                    "description": "Successful Response",
+                    "content": {"application/json": {"schema": response}},
+                },
+                "400": {"description": "Bad Request", "content": _json_ref("InvalidArgument")},
+                "500": {"description": "Internal Server Error", "content": _json_ref("InternalServerError")},
+            },
+            "tags": ["Service APIs"],
+            "x-bentoml-name": name,
+            "description": description,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+        }
+    }
+    return item, components
 
 
 def example_responses(
@@ -78,9 +159,14 @@ def example_responses(
 
 
 def service_document(
-    spec: Mapping[str, Any], *, metrics: bool, examples: Mapping[str, Any] | None = None
+    spec: Mapping[str, Any],
+    *,
+    metrics: bool,
+    examples: Mapping[str, Any] | None = None,
+    routes: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """BentoML's document with ``/metrics`` only when served, the 503 documented, 200 examples in the
+    """BentoML's document plus the mounted ``routes`` (path → :func:`json_route`), with ``/metrics``
+    only when served, every POST body required, the 408 and 503 documented, 200 examples in the
     bank's terms (:func:`example_responses`)."""
     examples = examples or {}
     doc = copy.deepcopy(dict(spec))
@@ -88,20 +174,24 @@ def service_document(
     if not metrics:
         paths.pop(METRICS_PATH, None)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    schemas[UNAVAILABLE] = {
-        "type": "object",
-        "title": UNAVAILABLE,
-        "required": ["error"],
-        "properties": {"error": {"type": "string", "title": "Message"}},
-        "description": "Service Unavailable",
-    }
+    for name, schema in ERROR_SCHEMAS.items():
+        schemas.setdefault(name, copy.deepcopy(schema))
+    for path, (item, components) in (routes or {}).items():
+        paths[path] = copy.deepcopy(dict(item))
+        for name, schema in components.items():
+            schemas.setdefault(name, copy.deepcopy(schema))
     for route, item in paths.items():
         post = item.get("post")
         if not post or "requestBody" not in post:
             continue
+        post["requestBody"]["required"] = True
+        post["responses"]["408"] = {
+            "description": "Request Timeout: the request body did not arrive in time",
+            "content": _json_ref(TIMEOUT),
+        }
         post["responses"]["503"] = {
             "description": "Service Unavailable: the online feature store could not be read; retry later",
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{UNAVAILABLE}"}}},
+            "content": _json_ref(UNAVAILABLE),
         }
         if route in examples:
             post["responses"]["200"]["content"]["application/json"]["example"] = examples[route]
@@ -112,11 +202,16 @@ class OpenAPIDocument:
     """ASGI middleware: ``GET /docs.json`` answers :func:`service_document` of BentoML's document."""
 
     def __init__(
-        self, app: ASGIApp, metrics: bool = False, examples: Mapping[str, Any] | None = None
+        self,
+        app: ASGIApp,
+        metrics: bool = False,
+        examples: Mapping[str, Any] | None = None,
+        routes: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]] | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.examples = dict(examples or {})
+        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -138,7 +233,9 @@ class OpenAPIDocument:
         await self.app(scope, receive, buffer)
         payload = bytes(body)
         if start.get("status") == 200:
-            doc = service_document(json.loads(payload), metrics=self.metrics, examples=self.examples)
+            doc = service_document(
+                json.loads(payload), metrics=self.metrics, examples=self.examples, routes=self.routes
+            )
             payload = json.dumps(doc).encode()
         headers = [(k, v) for k, v in start.get("headers", ()) if k != b"content-length"]
         headers.append((b"content-length", str(len(payload)).encode()))
