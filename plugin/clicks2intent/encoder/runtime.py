@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from clicks2intent.encoder.pipeline import (
     SessionArrays,
     featurise,
     length_batches,
-    prefetch,
     run_embed_job,
 )
 from clicks2intent.errors import ArtifactError, ConfigError
@@ -98,10 +97,13 @@ def bucket_ids(seconds: np.ndarray, edges: np.ndarray) -> np.ndarray:
 class OnnxEmbedder:
     """``encoder.onnx`` in one ``onnxruntime.InferenceSession``: the batch half of ``SessionEmbedder``."""
 
-    def __init__(self, session: Any, metadata: dict[str, str], batch_size: int = 1024) -> None:
+    def __init__(
+        self, session: Any, metadata: dict[str, str], batch_size: int = 1024, streams: int = 1
+    ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.session = session
+        self.streams = max(1, streams)  # batches run at once, one thread each (see load)
         self.config = EncoderConfig.from_dict(json.loads(metadata[META_CONFIG]))
         vocabs = json.loads(metadata[META_VOCABULARIES])
         self.vocabularies = {name: Vocabulary(list(tokens)) for name, tokens in vocabs.items()}
@@ -119,7 +121,13 @@ class OnnxEmbedder:
     def load(
         cls, encoder_dir: str | Path, batch_size: int = 1024, threads: int | None = None
     ) -> OnnxEmbedder:
-        """Open ``encoder.onnx``; an :class:`ArtifactError` when it is missing, of another format or stale."""
+        """Open ``encoder.onnx``; an :class:`ArtifactError` when it is missing, of another format or stale.
+
+        ``threads`` (default :func:`job_threads`): that many batches run at once, each on one thread,
+        rather than one batch at a time on that many threads. The graph's operators are small (a batch
+        is ~1024 short sessions of a 64-d, 2-layer encoder): ONNX Runtime's intra-op threads spent more
+        time handing work over than working (300k sessions, 2 threads: 4.4 CPU s against 3.7 s on one,
+        and no faster), so whole batches are the unit of parallelism."""
         encoder_dir = Path(encoder_dir)
         path, checkpoint = encoder_dir / ONNX_FILE, encoder_dir / CHECKPOINT_FILE
         if not path.exists():
@@ -133,7 +141,8 @@ class OnnxEmbedder:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or job_threads()
+        streams = threads or job_threads()
+        options.intra_op_num_threads = 1  # parallel over batches (embed_arrays), not inside one
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -152,7 +161,7 @@ class OnnxEmbedder:
                 f"{path}: stale export, {CHECKPOINT_FILE} changed since it was written "
                 "(re-export with save_encoder_dir, or use --runtime torch)"
             )
-        return cls(session, metadata, batch_size)
+        return cls(session, metadata, batch_size, streams)
 
     def featurise(self, table: pa.Table) -> SessionArrays:
         return featurise(table, self.vocabularies, self.config, self.hasher)
@@ -200,16 +209,30 @@ class OnnxEmbedder:
         if not len(arrays):
             return out
         run = self.session.run
-        # The next batch's inputs are gathered on a worker thread while ONNX Runtime runs this one
-        # (both release the GIL); gathering the bench's 250k sessions took 0.14 s on its own.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2i-embed-feeds") as pool:
-            for idx, feeds in prefetch(self.batch_feeds(arrays), pool):
-                out[idx] = run(None, feeds)[0]
+
+        def one(idx: np.ndarray, feeds: dict[str, np.ndarray]) -> np.ndarray:
+            out[idx] = run(None, feeds)[0]  # ONNX Runtime releases the GIL: the batches run in parallel
+            return idx
+
+        # ``streams`` batches run at once (one thread each); this thread gathers the next batches' inputs
+        # meanwhile, at most two per stream ahead (memory stays bounded).
+        pending: list[Future[np.ndarray]] = []
+        with ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="c2i-embed-run") as pool:
+            for idx, feeds in self.batch_feeds(arrays):
                 if shapes is not None:
                     shapes.append(feeds["rows"].shape[:2])
-                if progress is not None:
-                    progress.update(len(idx))
+                pending.append(pool.submit(one, idx, feeds))
+                while len(pending) > 2 * self.streams:
+                    self._done(pending.pop(0), progress)
+            while pending:
+                self._done(pending.pop(0), progress)
         return out
+
+    @staticmethod
+    def _done(future: Future[np.ndarray], progress: Any) -> None:
+        idx = future.result()
+        if progress is not None:
+            progress.update(len(idx))
 
 
 def _cuda_visible() -> bool:
