@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +53,7 @@ from clicks2intent.features.store import skip_feast_typechecks  # noqa: E402
 # recompiled its classes at every import, most of a worker's start-up (clicks2intent.features.store).
 skip_feast_typechecks()
 
-from clicks2intent.common.settings import Settings  # noqa: E402
+from clicks2intent.common.settings import Settings, set_default, set_variable  # noqa: E402
 from clicks2intent.errors import Clicks2IntentError  # noqa: E402
 from clicks2intent.names import settings as ENV  # noqa: E402
 from clicks2intent.names.features import CONVERSION_V1, TILE_RANKER_V1  # noqa: E402
@@ -78,7 +77,7 @@ from clicks2intent.serving.openapi import OpenAPIDocument, example_responses, js
 # libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
 # took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per
 # wake-up spreads them. Read by libuv when the worker starts listening, i.e. after this import.
-os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+set_default(ENV.UV_TCP_SINGLE_ACCEPT, "1")
 
 try:
     SETTINGS = Settings.load()
@@ -165,7 +164,7 @@ class Clicks2Intent:
             torch.set_num_threads(1)
             settings = _serving_settings()
             # Feast's in-flight on-demand view finds the encoder and classifier through this variable.
-            os.environ[ENV.ARTIFACTS] = str(settings.artifacts)
+            set_variable(ENV.ARTIFACTS, str(settings.artifacts))
             self.engine = ServingEngine.load(
                 ServedModel.from_store(self.tile_model_ref),
                 ServedModel.from_store(self.conversion_model_ref),

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from clicks2intent.common.settings import DEFAULT_REDIS
 from clicks2intent.features import store as FS
 from clicks2intent.features.engines import ENGINE_TYPE
 from clicks2intent.features.online_stores import (
@@ -140,7 +141,7 @@ def test_redis_store_by_class_path_reads_rows_in_one_round_trip(tmp_path: Path) 
     if reason := FS.service_available("redis"):
         pytest.skip(reason)
     project = f"c2i_os_{uuid.uuid4().hex[:8]}"
-    online_cfg = {"type": REDIS_TYPE, "connection_string": FS.redis_connection_string(FS.DEFAULT_REDIS)}
+    online_cfg = {"type": REDIS_TYPE, "connection_string": FS.redis_connection_string(DEFAULT_REDIS)}
     store = _repo(tmp_path / "repo", online_cfg | {"project": project})
     try:
         online = get_online_store_from_config(store.config.online_store)

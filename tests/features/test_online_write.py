@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from clicks2intent.common.settings import DEFAULT_REDIS
 from clicks2intent.features import online_write as W
 from clicks2intent.features import store as FS
 from clicks2intent.features.engines import ENGINE_TYPE
@@ -210,12 +211,12 @@ def test_redis_arrow_engine_matches_feast(
     _source(source)
     tag = uuid.uuid4().hex[:8]
     projects = {"feast": f"c2i_wf_{tag}", "fast": f"c2i_wa_{tag}"}
-    host, _, port = FS.DEFAULT_REDIS.partition(":")
+    host, _, port = DEFAULT_REDIS.partition(":")
     stores = {}
     try:
         for name, engine in (("feast", None), ("fast", ENGINE_TYPE)):
             kind = REDIS_TYPE if engine else "redis"
-            online = {"type": kind, "connection_string": FS.DEFAULT_REDIS, "project": projects[name]}
+            online = {"type": kind, "connection_string": DEFAULT_REDIS, "project": projects[name]}
             if key_ttl_seconds:
                 online["key_ttl_seconds"] = key_ttl_seconds
             stores[name] = _store(tmp_path, name, source, online, engine)
@@ -251,7 +252,7 @@ def test_redis_error_reply_drops_the_connection():
         pytest.skip(reason)
     import redis
 
-    host, _, port = FS.DEFAULT_REDIS.partition(":")
+    host, _, port = DEFAULT_REDIS.partition(":")
     client = redis.Redis(host=host, port=int(port))
     key = f"c2i_wt_{uuid.uuid4().hex[:8]}".encode()
     client.set(key, b"x")

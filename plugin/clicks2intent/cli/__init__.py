@@ -13,12 +13,11 @@ import argparse
 import gc
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
+from clicks2intent.common.settings import log_level
 from clicks2intent.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_IO, Clicks2IntentError
-from clicks2intent.names import settings as ENV
 
 # command -> (cli module exposing ``register(subparsers)``, one-line help for ``c2i --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,8 +42,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "step": ("clicks2intent.cli.step", "run one pipeline step: time it, keep its log, print one line"),
     "settings": ("clicks2intent.cli.settings", "show the C2I_* settings in effect (or the README table)"),
 }
-
-LOG_LEVEL_ENV = ENV.LOG_LEVEL
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -93,7 +90,7 @@ def configure_logging() -> None:
     terminal (``C2I_LOG_LEVEL=DEBUG`` shows them)."""
     import warnings
 
-    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    level = log_level()
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     if level != "DEBUG":
         for chatty in QUIET_LOGGERS:

@@ -34,13 +34,14 @@ run), the eager model with :class:`FusedInputs`. Both share :mod:`clicks2intent.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see encoder.py
+from clicks2intent.common.settings import passive_openmp
+
+passive_openmp()  # before torch loads OpenMP (common.settings says why)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -26,16 +26,13 @@ rebuilds the model without guessing.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# PyTorch's OpenMP workers spin while they wait by default; on this shared 2-core machine that made
-# 2-thread training 13x slower (104 vs 1,378 sessions/s, same run with PASSIVE). Passive waiting only
-# adds a wake-up latency when the cores are free. Set before torch loads OpenMP (models.py does the
-# same for XGBoost); an explicit environment setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from clicks2intent.common.settings import passive_openmp
+
+passive_openmp()  # before torch loads OpenMP: its spinning workers starve shared cores
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

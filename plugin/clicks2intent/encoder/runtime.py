@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from clicks2intent.common.settings import cuda_hidden, omp_num_threads, omp_wait_policy
 from clicks2intent.encoder.config import FIRST_GAP_ID, MISSING_ID, N_SPECIAL, EncoderConfig, Vocabulary
 from clicks2intent.encoder.pipeline import (
     EMBED_CHUNK,
@@ -69,18 +70,19 @@ def checkpoint_fingerprint(path: str | Path) -> str:
 
 def job_threads() -> int:
     """The job's CPU threads: ``OMP_NUM_THREADS`` when set (as torch reads it), else the usable cores."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
+    threads = omp_num_threads()
+    if threads is not None:
+        return threads
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def spin_wait() -> bool:
     """Whether ONNX Runtime's threads may spin while they wait: only under ``OMP_WAIT_POLICY=ACTIVE``.
 
-    The project's torch runs PASSIVE unless told otherwise (model.py); one variable rules both runtimes.
+    torch and XGBoost wait passively unless told otherwise (``common.settings.passive_openmp``); one
+    variable rules both runtimes.
     """
-    return os.environ.get("OMP_WAIT_POLICY", "PASSIVE").strip().upper() == "ACTIVE"
+    return omp_wait_policy() == "ACTIVE"
 
 
 def bucket_ids(seconds: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -237,7 +239,7 @@ class OnnxEmbedder:
 
 def _cuda_visible() -> bool:
     """An NVIDIA GPU this process may use, checked without torch (device nodes, CUDA_VISIBLE_DEVICES)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+    if cuda_hidden():
         return False
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
 

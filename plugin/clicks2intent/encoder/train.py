@@ -25,13 +25,14 @@ import copy
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see encoder.py
+from clicks2intent.common.settings import passive_openmp
+
+passive_openmp()  # before torch loads OpenMP (common.settings says why)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -35,7 +35,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -49,8 +48,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clicks2intent.common.files import atomic_output, exclusive
+from clicks2intent.common.settings import set_default
 from clicks2intent.errors import ArtifactError, Clicks2IntentError, ClusterError, ConfigError
 from clicks2intent.names.paths import CHECKPOINT_FILE
+from clicks2intent.names.settings import RAY_ENABLE_UV_RUN_RUNTIME_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     if options.address:
         ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False)
     else:
-        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        set_default(RAY_ENABLE_UV_RUN_RUNTIME_ENV, "0")
         ray.init(
             num_cpus=options.num_cpus,
             include_dashboard=False,

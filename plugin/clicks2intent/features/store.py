@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from clicks2intent.common import settings as env
 from clicks2intent.errors import ArtifactError, ConfigError, ContractError, ServiceError
 from clicks2intent.names import columns as C
-from clicks2intent.names import settings
 from clicks2intent.names.features import (
     CANDIDATE_TILES,
     CUSTOMER_WEB_EMBEDDING,
@@ -55,10 +54,6 @@ REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"  # the checkout'
 DEFAULT_YAML = "feature_store.yaml"
 PRODUCTION_YAML = "feature_store.production.yaml"
 PRODUCTION_PROJECT = "clicks2intent"
-REDIS_ENV = settings.REDIS
-REGISTRY_ENV = settings.REGISTRY_URL
-DEFAULT_REDIS = "127.0.0.1:6379"
-DEFAULT_REGISTRY_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # Redis client options the production config adds to the connection string (unless it sets them):
 # an outage must be a 503 within 1 s, not a hang. Measured before these: Redis frozen (SIGSTOP) made
 # requests hang past 15 s (no read timeout); Redis killed cost 8-9 s per request (redis-py's default
@@ -152,8 +147,8 @@ def production_config(
     gives up after a few seconds (a down PostgreSQL is a clear error at start-up, not a hang)."""
     if not project.replace("_", "a").isalnum():
         raise ConfigError(f"project: {project!r} may hold letters, digits and '_' only (Feast project names)")
-    redis = redis or os.environ.get(REDIS_ENV) or DEFAULT_REDIS
-    registry_url = registry_url or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY_URL
+    redis = redis or env.redis()
+    registry_url = registry_url or env.registry_url()
     return {
         "project": project,
         "provider": "local",
@@ -188,7 +183,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     """Read a feature store YAML as a dict (``${VAR}`` expanded, as Feast does)."""
     import yaml
 
-    return yaml.safe_load(os.path.expandvars(Path(path).read_text(encoding="utf-8")))
+    return yaml.safe_load(env.expand_variables(Path(path).read_text(encoding="utf-8")))
 
 
 def ping_registry(store: FeatureStore) -> list[FeatureService]:

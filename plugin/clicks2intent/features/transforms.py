@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from clicks2intent.common.settings import artifacts_dir
 from clicks2intent.data.world import World, load_world
 from clicks2intent.errors import ArtifactError
 from clicks2intent.names import columns as C
@@ -76,7 +77,7 @@ def resolve_artifacts_dir(override: str | os.PathLike[str] | None = None) -> Pat
     ``override`` (a view's ``artifacts_dir``: the artifacts the repo's features were built from), else
     ``<repo>/artifacts`` when the package runs from a checkout, else ``./artifacts``. Cached per
     (override, env) so the per-request path makes no filesystem calls."""
-    return _resolve(str(override) if override else None, os.environ.get(ARTIFACTS_ENV) or None, os.getcwd())
+    return _resolve(str(override) if override else None, artifacts_dir(), os.getcwd())
 
 
 @functools.lru_cache(maxsize=64)

@@ -19,15 +19,16 @@ never writes to the user's ``~/bentoml``. ``home=`` selects a store explicitly (
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from clicks2intent.common import settings
 from clicks2intent.common.settings import ARTIFACTS_MODEL_NAME
 from clicks2intent.errors import ArtifactError
 from clicks2intent.models.xgb import FeatureModel
 from clicks2intent.names.paths import ARTIFACTS
+from clicks2intent.names.settings import BENTOML_DO_NOT_TRACK, BENTOML_HOME
 
 DEFAULT_HOME = ARTIFACTS.bentoml_home
 REQUIRED_METADATA: tuple[str, ...] = (
@@ -47,16 +48,15 @@ def use_default_home(home: str | Path | None = None) -> Path:
     Must run before BentoML first touches its store in this process (it resolves the home once).
     """
     if home is not None:
-        os.environ["BENTOML_HOME"] = str(Path(home).resolve())
-    else:
-        os.environ.setdefault("BENTOML_HOME", str(DEFAULT_HOME.resolve()))
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage analytics from training jobs
-    return Path(os.environ["BENTOML_HOME"])
+        settings.set_variable(BENTOML_HOME, str(Path(home).resolve()))
+    store_home = settings.set_default(BENTOML_HOME, str(DEFAULT_HOME.resolve()))
+    settings.set_default(BENTOML_DO_NOT_TRACK, "True")  # no usage analytics from training jobs
+    return Path(store_home)
 
 
 def _store_kwargs(home: str | Path | None) -> dict[str, Any]:
     """``_model_store=`` for an explicit home; BentoML's configured store otherwise."""
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    settings.set_default(BENTOML_DO_NOT_TRACK, "True")
     if home is None:
         return {}
     from clicks2intent.common.framework_adapter import bentoml_model_store  # BentoML has no public one

@@ -26,7 +26,6 @@ Choices, and why:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# XGBoost's OpenMP workers spin while waiting by default; on a shared or oversubscribed CPU that was
-# measured at 179 s instead of 19 s for the same 2-thread fit. Passive waiting costs nothing on an idle
-# machine. Set before scikit-learn / XGBoost load the OpenMP runtime; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from clicks2intent.common.settings import passive_openmp
+
+passive_openmp()  # before scikit-learn / XGBoost load OpenMP: its spinning workers starve shared cores
 
 from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
 

@@ -47,3 +47,15 @@ ALL: tuple[str, ...] = (
     ARTIFACTS_MODEL,
     LOG_LEVEL,
 )
+
+# Other programs' variables this package reads or sets (through clicks2intent.common.settings only);
+# not C2I_* settings, so not in ALL nor in the README's table.
+OMP_WAIT_POLICY = "OMP_WAIT_POLICY"  # OpenMP: PASSIVE (set by default) or ACTIVE (spin while waiting)
+OMP_NUM_THREADS = "OMP_NUM_THREADS"  # OpenMP: threads of a job (torch, ONNX Runtime batches)
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"  # "" or "-1": no GPU for this process
+BENTOML_HOME = "BENTOML_HOME"  # BentoML's own variable: its model and bento store
+BENTOML_DO_NOT_TRACK = "BENTOML_DO_NOT_TRACK"  # "True": no BentoML usage analytics
+UV_TCP_SINGLE_ACCEPT = "UV_TCP_SINGLE_ACCEPT"  # libuv: one accepted connection per wake-up
+RAY_ENABLE_UV_RUN_RUNTIME_ENV = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"  # "0": Ray starts no worker through `uv run`
+OPENAI_BASE_URL = "OPENAI_BASE_URL"  # OpenAI's SDK: the endpoint of the offline LLM steps
+OPENAI_API_KEY = "OPENAI_API_KEY"  # OpenAI's SDK: its key

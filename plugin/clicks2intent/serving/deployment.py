@@ -25,12 +25,11 @@ setting ends ``bentoml serve`` with one line instead of a restart loop.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from clicks2intent.common.settings import Settings
+from clicks2intent.common.settings import Settings, environment, expand_variables
 from clicks2intent.errors import ArtifactError, ConfigError
 from clicks2intent.features import store as fs
 from clicks2intent.names import settings as ENV
@@ -46,7 +45,7 @@ HOW_TO_POINT = (
 )
 
 
-BENTOML_HOME = "BENTOML_HOME"  # BentoML's own variable: its model and bento store
+BENTOML_HOME = ENV.BENTOML_HOME  # BentoML's own variable: its model and bento store
 BENTO_MANIFEST = "bento.yaml"  # beside a built bento's src/
 
 
@@ -58,7 +57,7 @@ def check_environment(
     Run when the service module is imported: ``cwd`` is then where its workers import it and run too.
     For a built bento that is the bento's ``src/`` (BentoML changes to it), not where ``bentoml serve``
     was started, so every relative path is refused there; elsewhere one that names no directory."""
-    environ = os.environ if environ is None else environ
+    environ = environment() if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
     in_bento = (cwd.parent / BENTO_MANIFEST).is_file()
     where = (
@@ -72,7 +71,7 @@ def check_environment(
         ENV.FEATURE_REPO: settings.feature_repo,
     }
     for name, value in paths.items():
-        path = Path(os.path.expandvars(str(value or ""))).expanduser()
+        path = Path(expand_variables(str(value or ""))).expanduser()
         if value and not path.is_absolute() and (in_bento or not (cwd / path).is_dir()):
             raise ConfigError(
                 f"{name}={value} is a relative path {where}: give an absolute path ({name}=$PWD/{value})"

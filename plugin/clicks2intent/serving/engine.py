@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -410,28 +409,13 @@ class FeatureStoreUnavailable(ServiceError):
 
 @dataclass
 class ServingSettings:
-    """Where a worker finds its store and artifacts; read from the environment (``c2i serve`` sets it)."""
+    """Where a worker finds its store and artifacts (``serving.deployment.serving_settings`` fills it in)."""
 
     artifacts: Path  # encoder/, intent/, features/tile_prototypes.parquet (the on-demand views' inputs too)
     feature_repo: Path  # the Feast repository (feature_store.yaml + definitions)
     feast_config: str | None = None  # another YAML in the repo, e.g. feature_store.production.yaml (Redis)
     local_odfv: bool = True  # tile_affinity computed in-process (False: through Feast's on-demand view)
     direct_reads: bool = True  # stored views read with online_read (False: get_online_features)
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, default_repo: Path | None = None
-    ) -> ServingSettings:
-        env = os.environ if env is None else env
-        artifacts = T.resolve_artifacts_dir(env.get(ENV.ARTIFACTS))
-        repo = Path(env.get(ENV.FEATURE_REPO) or default_repo or fs.REPO_DIR).resolve()
-        return cls(
-            artifacts=artifacts,
-            feature_repo=repo,
-            feast_config=env.get(ENV.FEAST_CONFIG) or None,
-            local_odfv=env.get(ENV.FEAST_ODFV, "0") != "1",
-            direct_reads=env.get(ENV.DIRECT_READS, "1") != "0",
-        )
 
 
 class ServingEngine:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clicks2intent.common.net import LOOPBACK, free_port
+from clicks2intent.common.settings import child_env
 from clicks2intent.errors import ServiceError
 from clicks2intent.names import columns as C
 from clicks2intent.names import features as N
@@ -71,12 +72,12 @@ def service_env(
 
     The model store is ``bentoml_home``, else an explicit ``$BENTOML_HOME``, else ``<artifacts>/bentoml``
     (where the demo's training saved the models)."""
-    env = dict(os.environ if base is None else base)
+    env = child_env(base)
     layout = ArtifactLayout(Path(artifacts).resolve())
     if bentoml_home is not None:
-        env["BENTOML_HOME"] = str(Path(bentoml_home).resolve())
-    env.setdefault("BENTOML_HOME", str(layout.bentoml_home))
-    env["BENTOML_DO_NOT_TRACK"] = "True"
+        env[ENV.BENTOML_HOME] = str(Path(bentoml_home).resolve())
+    env.setdefault(ENV.BENTOML_HOME, str(layout.bentoml_home))
+    env[ENV.BENTOML_DO_NOT_TRACK] = "True"
     env[ENV.ARTIFACTS] = str(layout.root)
     # The working directory's repo by default, as `c2i features online` and `feast` itself read it.
     env[ENV.FEATURE_REPO] = str(Path(feature_repo or DEFAULT_REPO).resolve())

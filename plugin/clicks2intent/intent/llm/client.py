@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
 import random
 import sqlite3
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clicks2intent.common import settings as env
 from clicks2intent.errors import ConfigError, LLMError
 from clicks2intent.names.settings import LLM_MODEL
 
@@ -100,13 +100,13 @@ class LLMSettings:
     @classmethod
     def from_env(cls, model: str | None = None, **overrides: Any) -> LLMSettings:
         """Read ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` and ``C2I_LLM_MODEL`` (the standard settings)."""
-        model = model or os.environ.get(LLM_MODEL)
+        model = model or env.llm_model()
         if not model:
             raise ConfigError(
                 f"model: required (pass --model or set {LLM_MODEL}) when an endpoint is configured"
             )
-        overrides.setdefault("base_url", os.environ.get("OPENAI_BASE_URL"))
-        overrides.setdefault("api_key", os.environ.get("OPENAI_API_KEY"))
+        overrides.setdefault("base_url", env.openai_base_url())
+        overrides.setdefault("api_key", env.openai_api_key())
         return cls(model=model, **overrides)
 
 
@@ -401,7 +401,7 @@ class LLMClient:
         self.retry_failed = retry_failed
         self.ledger = TokenLedger()
         self.cache = ResponseCache(settings.cache_path) if settings.cache_path is not None else None
-        api_key = settings.api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key-needed"
+        api_key = settings.api_key or env.openai_api_key() or "sk-no-key-needed"
         # One SDK client per endpoint; a request borrows whichever is free (replicas of a local server
         # are single-threaded processes, so spreading requests is how several cores get used).
         self._endpoints: queue.Queue[Any] = queue.Queue()

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from clicks2intent.common.net import LOOPBACK, free_port
+from clicks2intent.common.settings import child_env, openai_base_url
 from clicks2intent.errors import ConfigError
 from clicks2intent.intent.llm.client import LLMClient, LLMSettings
 from clicks2intent.names.paths import ARTIFACTS
@@ -215,7 +216,7 @@ class LocalLLMServer:
             held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
             try:
                 with open(self.log_path, "wb") as log:
-                    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL")}
+                    env = child_env(drop=("HOST", "PORT", "MODEL"))
                     self.process = subprocess.Popen(
                         self.command(port),
                         stdout=log,
@@ -331,7 +332,7 @@ class LLMOptions:
     @property
     def uses_embedded_server(self) -> bool:
         """True when no endpoint is configured, so the step starts the local SmolLM2 server."""
-        return not (self.base_url or os.environ.get("OPENAI_BASE_URL"))
+        return not (self.base_url or openai_base_url())
 
 
 @contextlib.contextmanager
@@ -364,7 +365,7 @@ def llm_settings(options: LLMOptions) -> Iterator[LLMSettings]:
         "cache_path": options.cache_path,
     }
     if not options.uses_embedded_server:
-        base_url = options.base_url or os.environ.get("OPENAI_BASE_URL")
+        base_url = options.base_url or openai_base_url()
         yield LLMSettings.from_env(model=options.model, base_url=base_url, **common)
         return
     replicas = options.replicas or default_replicas()
