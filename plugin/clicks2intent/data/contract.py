@@ -186,8 +186,8 @@ class ValidationResult:
 def _as_clean_strings(series: pd.Series) -> pd.Series:
     """Strings stripped of surrounding blanks, with empty strings and nulls both as None.
 
-    Ids and page types repeat heavily, so each distinct value is cleaned once and mapped back
-    (about 3x faster than a per-element ``str.strip`` on a million events).
+    Ids and page types repeat heavily, so each distinct value is cleaned once and mapped back (faster
+    than a per-element ``str.strip``: docs/decisions/0008-data-and-simulator.md).
     """
     try:
         codes, uniques = pd.factorize(series, use_na_sentinel=True)

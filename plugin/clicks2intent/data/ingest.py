@@ -429,8 +429,9 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 
 def _read_ga4_json(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, Counter[str]]]:
-    """Arrow's JSON reader when the file's types are uniform (3x faster than row by row), else the row
-    reader, which also names the line and the rule of any bad row."""
+    """Arrow's JSON reader when the file's types are uniform (faster than row by row:
+    docs/decisions/0008-data-and-simulator.md), else the row reader, which also names the line and the
+    rule of any bad row."""
     fast = _read_ga4_json_arrow(path)
     if fast is not None:
         yield from fast
@@ -823,7 +824,8 @@ class _OrderedRows:
 
 def _objects(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> np.ndarray:
     """Some rows of a string column as Python objects, one object per distinct value (ids, URLs and
-    devices repeat: a str per row took 3x the memory). Only page views are ever materialised."""
+    devices repeat: a str per row multiplied the memory, docs/decisions/0008-data-and-simulator.md).
+    Only page views are ever materialised."""
     taken = column.take(pa.array(rows, pa.int64()))
     if isinstance(taken, pa.ChunkedArray):
         taken = taken.combine_chunks()

@@ -9,7 +9,7 @@ Generative story
 1. **Customers** (``n_customers``) get a baseline in-app profile at the start of the window (the
    snapshot ``event_timestamp`` of ``customers.parquet``): age, tenure, a latent wealth that sets the
    balance band, products held (``has_<product>``, more likely with age/tenure/wealth) and an app
-   activity rate (15 % never use the app). ``app_sessions_30d`` is that rate observed over the 30 days
+   activity rate (a share ``1 - app_user_share`` never use the app). ``app_sessions_30d`` is that rate observed over the 30 days
    before the window.
 2. **Web visitors.** Each customer owns 0..``max_visitors_per_customer`` anonymous web visitor ids
    (cookies/devices, Poisson). Pure **prospects** (people who are not customers) own one visitor each
@@ -33,9 +33,10 @@ Generative story
    blog), later ones intent-specific, and calculators lead to applications. Funnels share pages
    (rates, apply_start, contact, market_insights), so the bag of pages alone is ambiguous. The entry
    page depends on the referrer (search engines land on product pages, display ads on random products,
-   direct traffic on home/login). Dwell times are lognormal per page type, 1.5× longer on pages of
-   the session's own funnel; the last page's dwell is unknown (null), as in real logs; event times
-   are the session start plus the cumulative dwell. Sessions start at a diurnal time of day.
+   direct traffic on home/login). Dwell times are lognormal per page type, ``relevant_dwell_factor``
+   times longer on pages of the session's own funnel; the last page's dwell is unknown (null), as in
+   real logs; event times are the session start plus the cumulative dwell. Sessions start at a diurnal
+   time of day.
    ``search`` pages carry a query from per-intent templates (``query_intent_prob``; else a generic
    one), with typos (``typo_rate``) and, in ``pii_rate`` of queries, pasted PII: e-mails, Luhn-valid
    card numbers, SSNs, phone numbers, account/routing numbers. Raw events go through
@@ -74,24 +75,11 @@ Generative story
    visitor (its earlier history too) is attributable to the customer. Prospects are never linked.
    Visitor ids are persistent cookies: one id per device for the whole window.
 
-Calibration (``tests/data/test_simulator.py`` checks the marginals): the tile defaults were set with a
-scratch oracle: XGBoost on the clicked impressions of ``n_customers=4000, seed=7`` (and 9000),
-earliest 70 % train / 10 % early stopping / latest 20 % test, profile features as the baseline. Adding
-the TRUE intent and age of the latest web session the bank could see (a linked visitor, link known and
-session ended before the impression) cut the test log loss by 10–12 % (macro Recall@1 +55–66 %): the
-paper's order (−13.38 %); the true active need (not observable) cut it by 27–28 %. Before these
-mechanisms (need-age decay only, random link moments, no hand-offs) the same oracle gained +0.1 %: the
-world carried no observable signal. ``c2i evaluate`` reports both oracles beside its variants.
-
-Session readability (``intent_signal``, ``ramp_steps``) was calibrated with a second scratch oracle on
-the same data: a truth-trained reader (XGBoost on a session's page counts, last three pages, length and
-hashed search-query words, cross-fitted over two halves of the sessions) stands in for the true intent of
-the latest observable session. At 0.7 / 3 that reader named the true intent of 68 % of web sessions
-(62 % of need-driven ones) and recovered 50 % of the observable oracle's tile log-loss gain: the
-observable headroom was a third unreadable from the pages, so the share a real encoder could recover was
-capped by the world, not the model. At 0.85 / 2 the reader names 75 % (74 %) and recovers 60 %, while the
-observable oracle's own gain stays −9.9 % (9,000 customers, seed 7). Order still carries signal: the
-first transition is half as intent-driven as the later ones.
+Calibration (``tests/data/test_simulator.py`` checks the marginals): the tile defaults and the session
+readability (``intent_signal``, ``ramp_steps``) were set with scratch oracles so that the observable web
+intent is helpful, not dominant, and most of it is readable from the pages; the oracles, their figures
+and the settings they rejected are in docs/decisions/0008-data-and-simulator.md. ``c2i evaluate``
+reports both oracles beside its variants.
 The truth (each session's intent and owner, the need episodes, all parameters and the seed) is written
 under ``truth/`` for evaluation only; it is never a column of any other file.
 """
@@ -311,7 +299,7 @@ class SimulatorConfig:
     link_moment_odds: float = 3.0
 
     # Needs and sessions
-    needs_per_90d: float = 2.0  # need episodes per customer per 90 days (~20 % of app views fall in one)
+    needs_per_90d: float = 2.0  # need episodes per customer per 90 days
     prospect_extra_needs: float = 0.3  # prospects have 1 + Poisson(this) needs (they come for one)
     need_duration_sigma: float = 0.5  # lognormal sigma around NEED_DURATION_DAYS
     web_sessions_per_need: float = 2.5  # sessions a need drives (Poisson), if its owner has a visitor
@@ -330,8 +318,8 @@ class SimulatorConfig:
     need_app_rate_factor: float = 1.5  # an active need multiplies an app user's app-session rate
 
     # Signal strengths (defaults: web intent helpful, not dominant)
-    # Readability of one session (see "Calibration"): 0.7/3 left a third of need-driven sessions
-    # unreadable even to a reader trained on the truth, so no encoder could reach the observable oracle.
+    # Readability of one session (see "Calibration"): lower values left need-driven sessions unreadable
+    # even to a reader trained on the truth (docs/decisions/0008-data-and-simulator.md).
     intent_signal: float = 0.85  # max weight of the intent funnel chain vs the generic chain
     ramp_steps: int = 2  # steps until the funnel weight reaches intent_signal (order/recency signal)
     entry_signal: float = 0.5  # weight of the intent's landing pages at the entry
@@ -355,7 +343,7 @@ class SimulatorConfig:
     tile_research_boost: float = 8.0
     tile_research_recency_days: float = 1.5
     tile_noise_sd: float = 0.5  # per impression, per tile
-    tile_none_logit: float = 3.6  # sets the click rate (~28 %)
+    tile_none_logit: float = 3.6  # sets the click rate (docs/decisions/0008-data-and-simulator.md)
 
     # Conversions
     conversion_horizon_days: float = 14.0

@@ -3,7 +3,8 @@
 * **Entity rows.** Tile ranking: one row per homepage impression with a tile click (customer,
   timestamp → clicked tile). The ranker is trained on *clicked* impressions only: the paper's task is
   "which of the N tiles did the customer click", and a view without a click says nothing about the
-  order of the tiles (it is ~70 % of simulated views; modelling "click at all" is a different model).
+  order of the tiles (most simulated views have no click: docs/decisions/0008-data-and-simulator.md;
+  modelling "click at all" is a different model).
   ``clicked_only=False`` keeps them with the class ``"none"``. Conversion: one row per web session
   (session, visitor, session end → product or ``"none"``).
 * **Features** come only from Feast ``get_historical_features`` with a versioned feature service,
