@@ -2,10 +2,10 @@
 
 They live here, not in :mod:`clicks2intent.encoder.model` (which re-exports every name), because
 the ONNX batch runtime (:mod:`clicks2intent.encoder.runtime`) featurises with them in a process that
-never imports torch: ``import torch`` alone was 1.1 s of the embed job's 5.2 s. :class:`TrainConfig`
-(re-exported by ``train.py``) is here so that ``c2i embed`` registers ``c2i train-encoder``'s flags
-without torch. The model itself,
-its checkpoint format and the fused inputs stay in ``model.py``, the one readable model file.
+never imports torch (``import torch`` is a large share of the embed job's time:
+docs/decisions/0009-encoder-and-embedding.md). :class:`TrainConfig` (re-exported by ``train.py``) is
+here so that ``c2i embed`` registers ``c2i train-encoder``'s flags without torch. The model itself, its
+checkpoint format and the fused inputs stay in ``model.py``, the one readable model file.
 """
 
 from __future__ import annotations
@@ -41,26 +41,24 @@ class EncoderConfig:
     d_model: int = 64  # events have ~20-200 page types and few modalities: 64 is enough, keeps CPU fast
     n_heads: int = 4  # 16-d heads; an even count keeps PyTorch's fused CPU Transformer fast path
     n_layers: int = 2  # sessions are short (median < 10 events); two layers see every pair twice
-    d_ff: int = 128  # 2x d_model: the feed-forward dominates FLOPs, wider bought nothing on MSNBC
-    dropout: float = 0.0  # SSL masking/cropping regularise already; CPU dropout cost ~15 % of a step
+    d_ff: int = 128  # twice d_model: the feed-forward dominates FLOPs; wider bought nothing on MSNBC
+    dropout: float = 0.0  # SSL masking/cropping regularise already; dropout costs CPU time per step
     max_len: int = 64  # longer sessions keep their LAST max_len events: recency carries the signal
-    # Measured on MSNBC (prefix -> next category; XGBoost baseline log loss 1.197, + embedding, 10 epochs):
-    # the previous encoder (bidirectional, last+attention, 64-d) made it worse (+0.0097, one cut per
-    # session); causal + last, 32-d: -0.0135; causal + last+attention: -0.0117. With every next-event
-    # target weighted alike (TrainConfig.next_weighting, two encoder seeds): last -0.0154 / -0.0168 vs
-    # last+attention -0.0118 / -0.0145 (the 2nd/3rd-last-page features: -0.0141); the simulated
-    # ablation's embedding share of the observable tile headroom 64 % vs 63 %. Decision record 0003.
+    # Causal attention and the last event's state: on MSNBC's prefix -> next category probe they beat a
+    # bidirectional encoder, attention pooling and the 2nd/3rd-last-page features (the figures are in
+    # docs/decisions/0009-encoder-and-embedding.md and
+    # docs/decisions/0003-order-features-distilled-inputs-seeds.md).
     causal: bool = True  # event i sees only events <= i: its state IS the prefix's vector (see above)
     pooling: str = "last"  # the last event's state; also "last+attention", "mean", "attention"
     embedding_dim: int = 32  # the published vector (Feast Array(Float32)): compact, few columns for trees
     normalize: bool = True  # unit-length session vector: cosine-ready for aggregation and neighbours
-    # What is published: "vector" (embedding_dim), "next" (log P(next page) per page type) or both. On
-    # MSNBC "next" beside the baseline gave -0.0202 log loss (vector -0.0135) but its size follows the
-    # page vocabulary and it is not unit length, so the vector stays the default.
+    # What is published: "vector" (embedding_dim), "next" (log P(next page) per page type) or both.
+    # "next" scored better on MSNBC (docs/decisions/0009-encoder-and-embedding.md), but its size follows
+    # the page vocabulary and it is not unit length, so the vector stays the default.
     output: str = "vector"
     n_time_buckets: int = 16  # dwell and gap are log-bucketed: seconds span 5 orders of magnitude
     dwell_max_seconds: float = 1800.0  # a page read longer than 30 min is "long"; one top bucket
-    gap_max_seconds: float = 3600.0  # sessions end after ~30 min idle; longer gaps share the top bucket
+    gap_max_seconds: float = 3600.0  # sessions end after 30 min idle; longer gaps share the top bucket
     query_buckets: int = 16384  # hashed word + char-trigram ids; no model download, collisions rare
     query_char_ngram: int = 3  # trigrams make "mortage"/"mortgage" overlap (typos, plurals)
     max_query_ngrams: int = 48  # bound per query: a pasted paragraph must not blow up a batch
@@ -161,7 +159,8 @@ class Vocabulary:
 class TrainConfig:
     """Training hyper-parameters; each default says why."""
 
-    epochs: int = 10  # MSNBC probe: 3 epochs gave -0.0073 log loss over the baseline, 10 gave -0.0104
+    # Fewer epochs left part of the MSNBC probe's gain (docs/decisions/0009-encoder-and-embedding.md).
+    epochs: int = 10
     max_steps: int | None = None  # hard bound for quick runs and tests
     max_minutes: float | None = None  # wall-clock bound (breaks step-for-step determinism; off by default)
     batch_size: int = 256  # 255 in-batch negatives for InfoNCE; bigger means fewer, slower CPU steps
@@ -170,7 +169,7 @@ class TrainConfig:
     warmup_steps: int = 50  # a few dozen steps stabilise Adam's moments before the full rate
     val_fraction: float = 0.1  # latest 10 % of (non-holdout) sessions: early stopping on later data
     holdout_fraction: float = 0.0  # latest sessions never seen in training (set for honest evaluation)
-    max_train_sessions: int | None = 50_000  # most recent ones: bounds a demo run to ~1-2 min on 2 cores
+    max_train_sessions: int | None = 50_000  # most recent ones: bounds a demo run's training time
     patience: int = 3  # evaluations without a better validation loss before stopping
     evals_per_epoch: int = 2  # early stopping needs more than one look per epoch when epochs are few
     min_page_count: int = 2  # a page type seen once cannot be learned; it shares the OOV embedding
@@ -178,19 +177,18 @@ class TrainConfig:
     mask_prob: float = 0.15  # BERT's rate: enough targets per batch, enough context left
     view_mask_prob: float = 0.1  # light masking of the prefix view (the last event is never hidden)
     swap_prob: float = 0.1  # adjacent swaps in the prefix view: order matters, but not every detail
-    crop_min_fraction: float = 0.6  # the masked view keeps a contiguous 60-100 % of the session
-    # Objective weights, measured on MSNBC (prefix -> next category; log loss of XGBoost baseline +
-    # embedding minus baseline, 10 epochs): masked 1 + next 1 + contrastive 0.5: -0.0104; next only:
-    # -0.0138; next + contrastive 0.1: -0.0135 with the best embedding-alone probe (R@1 0.614 vs 0.611).
+    crop_min_fraction: float = 0.6  # the masked view keeps a contiguous share of the session, at least this
+    # Objective weights: chosen on MSNBC's prefix -> next category probe, next-event first, a light
+    # contrastive term, no masking (docs/decisions/0009-encoder-and-embedding.md).
     w_masked_page: float = 0.0  # masking diluted the next-event signal (above); kept as an option
     w_masked_dwell: float = 0.0  # dwell buckets are noisy targets; only with the masked objective
     w_next_page: float = 1.0  # the main signal: the page after every prefix, from the prefix's vector
-    w_contrastive: float = 0.1  # a light session-identity term (order-keeping views); 0.5 cost 0.003 log loss
+    w_contrastive: float = 0.1  # a light session-identity term (order-keeping views); heavier cost log loss
     # How next-event targets are averaged. "event": every target counts once, whichever batch holds it
     # (summed, divided by batch size x the training sessions' mean targets per session); "batch": the mean
-    # per batch, which length-bucketed batches make a per-SESSION average: a target of a 30-event session
-    # weighed ~30x less than one of a 2-event session, while a prefix model is used on every prefix.
-    # MSNBC (head alone, test prefixes): "batch" 1.193-1.197 log loss, "event" 1.180 (decision record 0003).
+    # per batch, which length-bucketed batches make a per-SESSION average: a target of a long session
+    # weighed far less than one of a short session, while a prefix model is used on every prefix.
+    # "event" scored better on MSNBC (docs/decisions/0003-order-features-distilled-inputs-seeds.md).
     next_weighting: str = "event"
     temperature: float = 0.1  # InfoNCE temperature on unit vectors (SimCLR range)
     seed: int = 0  # numpy (batches), torch (init) and the augmentation generator all derive from it

@@ -3,7 +3,7 @@
 Featurisation turns contract events into :class:`SessionArrays` (flat, ragged per-session arrays) and
 :meth:`SessionArrays.batch` cuts padded tensors out of them. Events arrive either as an Arrow table
 (:func:`featurise`: files, frames, training — vectorised per distinct value) or as one in-flight
-session's event dicts (:func:`featurise_records`: a plain-Python reader, ~10x cheaper than building
+session's event dicts (:func:`featurise_records`: a plain-Python reader, far cheaper than building
 an Arrow table for five events); both readers map values through the same cleaning and vocabulary
 lookup and hand over to one shared stage (ordering, truncation, times, query hashing), so a session
 gets the same vector whichever path embeds it (tested).
@@ -21,9 +21,9 @@ Rules the featuriser applies (documented once, here):
 
 Serving export: TorchScript (``encoder.ts``). Online serving is a torch process anyway (the service
 loads the model class-free export), and for one short session TorchScript runs the graph without
-per-op Python dispatch — 2-3x faster than eager at batch size 1 here (0.54 vs 1.6 ms). Caveat: torch
-2.13 marks ``torch.jit.script`` deprecated in favour of ``torch.export``; the export is one function
-(:func:`export_torchscript`) and the parity test, so moving to ``torch.export`` later is local.
+per-op Python dispatch, faster than eager at batch size 1 (docs/decisions/0009-encoder-and-embedding.md).
+Caveat: torch 2.13 marks ``torch.jit.script`` deprecated in favour of ``torch.export``; the export is one
+function (:func:`export_torchscript`) and the parity test, so moving to ``torch.export`` later is local.
 
 Batch job: on CPU ``c2i embed`` runs ``encoder.onnx`` in ONNX Runtime by default
 (:mod:`clicks2intent.encoder.runtime`: no torch or pandas in the process, and a faster model than
@@ -157,7 +157,7 @@ class SessionEmbedder:
     ) -> SessionEmbedder:
         """Read ``checkpoint.pt`` (+ ``encoder.ts`` when present and ``online``) from an encoder directory.
 
-        Batch-only jobs pass ``online=False``: they never run the export, and loading it costs ~0.3 s.
+        Batch-only jobs pass ``online=False``: they never run the export, so they skip loading it.
         """
         encoder_dir = Path(encoder_dir)
         if not (encoder_dir / CHECKPOINT_FILE).exists():

@@ -7,13 +7,13 @@ session's last event, projected to ``embedding_dim`` and L2-normalised, is the s
 
 Why causal attention and the last event's state, not a bidirectional encoder with a mean: on real
 MSNBC sessions a mean-pooled masked+contrastive encoder added nothing over bag-of-pages + last-page
-features, while the 2nd/3rd-last pages did carry signal (``../shared/DESIGN.md``, "What a good encoder
-must beat"). With causal attention the state at event ``i`` depends only on events ``<= i``, so it is
-exactly the vector of the prefix ending there: next-event prediction from that vector trains on every
-position of every session in one pass (5x the targets of one cut per session), and what the vector
-is trained on is what it is used for — a summary of where the visitor is heading. Measured on MSNBC
-(prefix → next category, XGBoost baseline; see ``c2i encoder-report --dataset msnbc``) this is what
-turned the embedding from a loss into a gain; the numbers are in the config comments below.
+features, while the 2nd/3rd-last pages did carry signal. With causal attention the state at event ``i``
+depends only on events ``<= i``, so it is exactly the vector of the prefix ending there: next-event
+prediction from that vector trains on every position of every session in one pass (several targets per
+session instead of one cut), and what the vector is trained on is what it is used for — a summary of
+where the visitor is heading. On MSNBC (prefix → next category, XGBoost baseline; see ``c2i
+encoder-report --dataset msnbc``) this is what turned the embedding from a loss into a gain; the
+figures are in docs/decisions/0009-encoder-and-embedding.md, the design in docs/architecture.md.
 
 The config dataclass, the vocabulary and the special ids are defined in :mod:`clicks2intent.encoder.config`
 (re-exported here): the ONNX batch runtime featurises with them without importing torch.

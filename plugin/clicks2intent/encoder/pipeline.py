@@ -2,7 +2,7 @@
 
 Everything here imports numpy and pyarrow only, so the ONNX batch runtime
 (:mod:`clicks2intent.encoder.runtime`) runs ``c2i embed`` in a process that never loads torch or
-pandas (``import torch`` was 1.1 s and pandas 0.3 s of a 5.2 s job on 250k sessions). The torch
+pandas (their imports were a large share of the job: docs/decisions/0009-encoder-and-embedding.md). The torch
 runtime (:mod:`clicks2intent.encoder.embed`, which re-exports every name here) uses the same code,
 so both runtimes featurise, batch, order and write rows identically. The featurisation rules are
 documented in :mod:`clicks2intent.encoder.embed`.
@@ -234,7 +234,7 @@ class SessionArrays:
 
 
 # --- Arrow <-> numpy without pandas ---------------------------------------------------------------
-# pyarrow imports pandas (0.3 s) on its first to_numpy(), pa.array() or Python-scalar argument when
+# pyarrow imports pandas on its first to_numpy(), pa.array() or Python-scalar argument when
 # pandas is installed; the ONNX runtime's process must not pay that, so the featurisation and the output
 # go through the buffers instead (same values: tested against to_numpy / pa.array).
 
@@ -576,9 +576,9 @@ def empty_session_arrays() -> SessionArrays:
     )
 
 
-# MIN_BUCKET sessions). Sorted batches of a fixed size padded 10 % of the positions of geometric
-# session lengths (a chunk's longest sessions shared one batch); 5 % / 64 gave 0.9 % for 11 % more
-# batches (272 vs 245 for 250k sessions).
+# Length bucketing: a batch pads at most this share of its positions (unless it would hold fewer than
+# MIN_BUCKET sessions); sorted batches of a fixed size padded far more, for a few more batches
+# (docs/decisions/0009-encoder-and-embedding.md).
 MAX_PADDING = 0.05
 MIN_BUCKET = 64
 
@@ -833,7 +833,7 @@ def run_embed_job(
         bar = progress_bar(progress, total=None, unit="session", desc="embed")
         workdir = job_temp_dir(out_path.parent, SPILL_PREFIX)  # a killed job's spill: removed by the next
         try:
-            # No dictionary pages: session ids are unique and floats do not repeat (3x faster writes).
+            # No dictionary pages: session ids are unique and floats do not repeat (faster writes).
             with (
                 pq.ParquetWriter(tmp_out, OUTPUT_SCHEMA, use_dictionary=False) as writer,
                 ThreadPoolExecutor(max_workers=2, thread_name_prefix="c2i-embed-io") as pool,

@@ -1,10 +1,10 @@
 """The torch-free batch runtime: ``c2i embed`` on CPU through ONNX Runtime and ``encoder.onnx``.
 
-Why: on 250k sessions (~1M events) the torch job took 5.2 s, of which 1.6 s passed before the first
-batch (``import torch`` 1.1 s, pandas 0.3 s) and the model phase was 3.2 s against 2.2 s for a bare
-``nn.TransformerEncoder``. This module imports numpy, pyarrow and (when a model is loaded)
-onnxruntime only — 0.24 s instead of 1.1-2.3 s — and ONNX Runtime runs the whole inference graph
-(input embeddings, Transformer, pooling, head) faster than PyTorch eager on CPU. Featurisation,
+Why: the torch job spent a large share of its time importing torch and pandas before the first batch,
+and its model phase was slower than a bare ``nn.TransformerEncoder``. This module imports numpy,
+pyarrow and (when a model is loaded) onnxruntime only, and ONNX Runtime runs the whole inference graph
+(input embeddings, Transformer, pooling, head) faster than PyTorch eager on CPU (the figures:
+docs/decisions/0009-encoder-and-embedding.md). Featurisation,
 length batching, the output schema and the streaming driver are the torch runtime's own
 (:mod:`clicks2intent.encoder.pipeline`), so both write the same rows in the same order; the per-event
 row ids are :meth:`clicks2intent.encoder.model.FusedInputs.event_ids` in numpy (tested equal).
@@ -127,9 +127,9 @@ class OnnxEmbedder:
 
         ``threads`` (default :func:`job_threads`): that many batches run at once, each on one thread,
         rather than one batch at a time on that many threads. The graph's operators are small (a batch
-        is ~1024 short sessions of a 64-d, 2-layer encoder): ONNX Runtime's intra-op threads spent more
-        time handing work over than working (300k sessions, 2 threads: 4.4 CPU s against 3.7 s on one,
-        and no faster), so whole batches are the unit of parallelism."""
+        of short sessions through a small encoder): ONNX Runtime's intra-op threads spent more time
+        handing work over than working, and were no faster (docs/decisions/0009-encoder-and-embedding.md),
+        so whole batches are the unit of parallelism."""
         encoder_dir = Path(encoder_dir)
         path, checkpoint = encoder_dir / ONNX_FILE, encoder_dir / CHECKPOINT_FILE
         if not path.exists():
@@ -148,10 +148,8 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Threads spin between ops only where OMP_WAIT_POLICY=ACTIVE asks (torch's rule here, model.py):
-        # with another job on this 2-core box, 2 spinning threads took 7.2-7.9 s for the bench's 272
-        # batches, non-spinning 4.5-5.2 s. Alone on the box, bench_embed's job with spinning threads took
-        # 3.42-4.02 s against 3.62-4.12 s without (3 runs): faster in two, slower in one.
+        # Threads spin between ops only where OMP_WAIT_POLICY=ACTIVE asks (torch's rule here): spinning
+        # threads lost badly beside another job and won little alone (docs/decisions/0007-openmp-wait-policy.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait() else "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         metadata = dict(session.get_modelmeta().custom_metadata_map)

@@ -5,7 +5,7 @@ Three objectives, weighted by :class:`TrainConfig` (defaults chosen on MSNBC, se
 * **next-event prediction** (the main one): with the causal encoder, the page type of the event after
   EVERY prefix, predicted from that prefix's session vector, in one pass over a lightly masked view
   (the last event is never hidden) — this is what puts order and recency into the embedding
-  (DESIGN.md: bag-of-pages + last page is the bar). A bidirectional encoder predicts the page after
+  (bag-of-pages + last page is the bar to beat). A bidirectional encoder predicts the page after
   one random strict prefix per session instead (lightly masked, locally reordered);
 * **contrastive (InfoNCE)** between two views' vectors, in-batch negatives; identical sessions in a
   batch are not used as each other's negatives (short sessions repeat a lot on real sites). The
@@ -134,7 +134,7 @@ def _gather(
 def crop_view(
     batch: dict[str, torch.Tensor], min_fraction: float, gen: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """A random contiguous crop keeping ``min_fraction``-100 % of each session."""
+    """A random contiguous crop keeping between ``min_fraction`` and all of each session."""
     lengths = batch["lengths"]
     frac = min_fraction + (1 - min_fraction) * torch.rand(lengths.shape, generator=gen)
     new_len = torch.clamp(torch.ceil(frac * lengths).long(), 1)
@@ -147,7 +147,7 @@ def crop_view(
 def tail_crop_view(
     batch: dict[str, torch.Tensor], min_fraction: float, gen: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """Drop a random number of the EARLIEST events, keeping ``min_fraction``-100 % of each session.
+    """Drop a random number of the EARLIEST events, keeping between ``min_fraction`` and all of each session.
 
     An order-keeping augmentation: the end of the session (what recency features read) and the order
     of what is kept never change, so two views differ only in how much older history they show.
@@ -323,7 +323,7 @@ def ssl_losses(
     """The three objectives on one batch (augmentations drawn on CPU from ``gen``, then moved).
 
     View A: the session with its oldest events cropped (causal) or a random contiguous crop
-    (bidirectional), ~15 % hidden → masked-event losses and one contrastive vector. View B: next-event
+    (bidirectional), ``mask_prob`` of it hidden → masked-event losses and one contrastive vector. View B: next-event
     prediction (every prefix when causal) → the other contrastive vector.
     """
     if model.causal:
@@ -463,7 +463,8 @@ def train_encoder(
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # The fused kernel updates the ~1M hashed-query weights ~7x faster than the per-tensor loop on CPU.
+    # The fused kernel updates the hashed-query weights (most of the parameters) far faster than the
+    # per-tensor loop on CPU (docs/decisions/0009-encoder-and-embedding.md).
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     steps_per_epoch = len(_batches(train.lengths, cfg.batch_size, None))
     if steps_per_epoch == 0:
