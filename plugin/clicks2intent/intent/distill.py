@@ -65,7 +65,9 @@ class IntentClassifier:
 
     def __init__(
         self,
-        C: float = 10.0,  # L2-normalised embeddings have small coordinates; measured best of 0.3…100 (held-out agreement)
+        # L2-normalised embeddings have small coordinates: weak regularisation, the best of a sweep on
+        # held-out agreement (docs/decisions/0010-intent-labelling.md).
+        C: float = 10.0,
         class_weight: str | None = None,  # None: follow the LLM's label frequencies (what we distil)
         max_iter: int = 2000,
         random_state: int | None = 0,
@@ -356,14 +358,15 @@ def compare_to_truth(
 ) -> dict[str, Any]:
     """AMI against truth of each labeling on the sessions *all* of them label, with a 95 % interval,
     and the paired difference to ``reference`` (the word-match rule) with its interval: every labeling
-    is scored on the same ``n_boot`` session resamples (AMI of 20k sessions costs ~0.3 s here, so one
-    set of resamples serves all intervals)."""
+    is scored on the same ``n_boot`` session resamples (each AMI is costly, so one set of resamples serves
+    all intervals)."""
     from sklearn.metrics import adjusted_mutual_info_score as ami
 
     frame = pd.concat([truth.rename("_truth"), *(s.rename(k) for k, s in labelings.items())], axis=1)
     frame = frame.dropna()
     # Integer codes, not strings: AMI does not depend on the label names, and sklearn sorts each
-    # resample's labels (100 sorts of Python strings per labeling took most of distill at 10x the demo).
+    # resample's labels (sorting Python strings took most of distill on large samples; the figure is in
+    # docs/decisions/0010-intent-labelling.md).
     t = pd.factorize(frame["_truth"].astype(str))[0]
     names = list(labelings)
     cols = {k: pd.factorize(frame[k].astype(str))[0] for k in names}

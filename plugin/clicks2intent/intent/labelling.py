@@ -11,35 +11,21 @@ that is down or a wrong URL) writes nothing and exits 5 with the commonest reaso
 (:func:`check_llm_failures`).
 
 **Shortlist** (on by default for the embedded 135M model): a tiny model shown all labels mostly answers
-with the first ones listed (measured on simulated data: 3 labels took 100 % of 60 sessions). So each
-session's options are narrowed to the labels whose words its salient pages/searches share — retrieve,
-then let the model choose, as large-label-set classifiers do. ``other`` is offered only when no label
-relates: offered next to related labels, SmolLM2-135M picked it for 42 % of the non-browsing and 44 % of
-the browsing sessions (n=195), i.e. at random, and that halved AMI against the hidden truth (0.10 vs
-0.18). A session with a single option gets it without a call, and its row says
+with the first ones listed. So each session's options are narrowed to the labels whose words its
+salient pages/searches share — retrieve, then let the model choose, as large-label-set classifiers do.
+``other`` is offered only when no label relates: offered next to related labels, SmolLM2-135M picked it
+about as often for browsing as for non-browsing sessions, i.e. at random, and that lowered AMI against
+the hidden truth. A session with a single option gets it without a call, and its row says
 ``model = "rule:single-option"``. A capable endpoint takes the whole list (``--shortlist off``).
 
 **The LLM only where the cheap rule is unsure.** The shortlist's scores are a rule in their own right
 (the taxonomy's keywords against every view and search of the session, later views weighing more):
 when its best label outscores the runner-up by ``sure_ratio`` the row is decided without a call
-(``model = "rule:clear-margin"``). Measured on the demo's simulated data against the hidden intents
-(AMI; 200-session demo sample / 3000 sessions; the word-match reference rule 0.291 / 0.286):
-
-==============================================  ======  ======  ==========
-labelling choice                                 200     3000    LLM calls
-==============================================  ======  ======  ==========
-first 8 unique phrases, always ask SmolLM2        0.172    —       105/200
-every view + recency 1, ask where ratio < 2      0.316    —        36/200
-every view + recency 1, ask on exact ties only   0.320   0.321*    1/200
-every view, no recency, rule alone               0.312   0.292     —
-every view, recency 3, rule alone                0.305   0.316     —
-==============================================  ======  ======  ==========
-
-(* the rule's own tie-break instead of the model.) SmolLM2-135M lowered AMI wherever it overrode the
-rule (on the 36 ratio < 2 sessions: 0.093 with its answers, 0.151 with the rule's), so by default it
-is asked only on exact ties. Few-shot examples and self-consistency sampling were not built: with the
-model consulted on ~0.5 % of sessions they cannot move the figures; a capable endpoint (``--sure-ratio
-0``, ``--shortlist off``) is where they would matter.
+(``model = "rule:clear-margin"``). On the demo's simulated data SmolLM2-135M lowered AMI against the
+hidden intents wherever it overrode the rule, so by default it is asked only on exact ties; few-shot
+examples and self-consistency sampling were not built, as a model consulted that rarely cannot move the
+figures. A capable endpoint (``--sure-ratio 0``, ``--shortlist off``) is where they would matter. The
+measurements behind each choice: docs/decisions/0010-intent-labelling.md.
 """
 
 from __future__ import annotations
@@ -203,7 +189,7 @@ def label_sessions(
             ids = taxonomy.ids
         else:
             # "other" only when no label relates: the small model's label-vs-other choice was noise
-            # (it said "other" for 42 % of non-browsing and 44 % of browsing sessions; see module doc).
+            # (see the module doc).
             seen = rec[EVIDENCE] if EVIDENCE in rec else rec[PHRASES]
             scored = shortlist_scores(list(seen), taxonomy, recency)[:shortlist_k]
             ids = [lid for lid, _ in scored] or ([OTHER_ID] if OTHER_ID in by_id else taxonomy.ids)
@@ -288,8 +274,8 @@ class LabellingConfig:
     shortlist_k: int = 4  # labels in a shortlist (before other)
     # With a shortlist: the cheap rule decides when its best label scores this many times the
     # runner-up; the LLM only sees the sessions it is unsure about (0: always ask; see label_sessions).
-    sure_ratio: float = 1.0  # measured: SmolLM2 lowered AMI wherever it overrode the rule (see module doc)
-    recency: float = 1.0  # later views weigh up to 1 + recency times the first (measured, module doc)
+    sure_ratio: float = 1.0  # SmolLM2 lowered AMI wherever it overrode the rule (see the module doc)
+    recency: float = 1.0  # later views weigh up to 1 + recency times the first (see the module doc)
     llm: LLMOptions = field(default_factory=LLMOptions)
 
     def __post_init__(self) -> None:

@@ -15,9 +15,10 @@ reliably — name the goal of *one* session summary, as constrained JSON, seeing
    which 64 sessions the first sample happened to hold (a demo had lost mortgage and savings);
 3. **intents, not pages** (:func:`intent_review`, no LLM): how candidates co-occur over a few thousand
    sessions decides what each one is. A *part* of a bigger goal (a product's calculator, seen with it
-   in ≥ 30 % of its sessions at ≥ 3x chance) joins that goal; a *step* on many goals' paths (the
-   application form, the contact page: above chance with ≥ 3 other candidates, the most connected
-   removed first so that a goal is not rejected for the steps on its own path) is rejected as a label;
+   in at least ``merge_share`` of its sessions, ``merge_lift`` times chance or more) joins that goal;
+   a *step* on many goals' paths (the application form, the contact page: above chance with ≥ 3 other
+   candidates, the most connected removed first so that a goal is not rejected for the steps on its own
+   path) is rejected as a label;
    frequent phrases nobody proposed that are parts of a goal (its typical searches) become its
    ``keywords``, which the labeller matches. On the demo data this turned
    ``apply_form``/``contact`` labels into ten goals (mortgage, credit card, …, account help);
@@ -237,7 +238,7 @@ PROPOSAL_AUTO = (
 
 @dataclass
 class TaxonomyConfig:
-    """Generation settings; defaults fit a demo's few-minute LLM budget on a 2-core CPU."""
+    """Generation settings; defaults fit a demo's few-minute LLM budget on a small CPU."""
 
     n_sessions: int = 64  # sessions that propose a goal; only ambiguous ones cost a call (grounded)
     minibatch_size: int = 8  # one update round per minibatch (candidate names fed back after each)
@@ -257,7 +258,7 @@ class TaxonomyConfig:
     # Merging by shared words had put the personal loan's "loan calculator" into "auto loan calculator".
     grounded_name_similarity: float = 1.0
     # grounded: the model picks the visit's main interest among its salient pages/searches (an enum:
-    # a 135M model does this sensibly, while its free-text names echo the prompt — measured);
+    # a 135M model does this sensibly, while its free-text names echo the prompt);
     # free: the model writes name + description (TnT-LLM's original form; needs a capable model);
     # auto: grounded for the embedded model, free for a configured endpoint (generate_taxonomy_file).
     proposal: str = "grounded"
@@ -268,17 +269,16 @@ class TaxonomyConfig:
     # (apply form, contact) and which are parts of a bigger goal (a calculator of its product).
     cooccurrence_sessions: int = 4000
     merge_share: float = 0.3  # a part is seen with its (larger) goal in at least this share of sessions …
-    merge_lift: float = 3.0  # … at least this many times more often than chance (measured: parts 3.3-8.9)
+    merge_lift: float = 3.0  # … this many times chance or more (docs/decisions/0010-intent-labelling.md)
     keyword_min_sessions: int = 5  # a phrase becomes a goal's keyword by the same test if this often seen
     step_partners: int = 3  # a step is seen above chance with at least this many other candidates …
     step_share: float = 0.1  # … each in at least this share of its sessions …
     step_lift: float = 1.5  # … at this lift or more (generic-browsing pages co-occur at ~1) …
     # … in at least this share of the co-occurrence sessions together (and keyword_min_sessions): a
-    # 2x lift from 8 shared sessions of 4000 is noise (it had rejected investing and business banking).
+    # lift from a handful of shared sessions is noise (it had rejected investing and business banking).
     step_min_share: float = 0.005
-    # … and with at least this share of the other candidates seen that often (measured on the demo's
-    # SmolLM2 candidates, seeds 7 and 11: steps 4-10 partners of ~17, goals 3 once the steps were out;
-    # 0.33 kept "contact" as a label on seed 11).
+    # … and with at least this share of the other candidates seen that often (set on the demo's SmolLM2
+    # candidates: docs/decisions/0010-intent-labelling.md).
     step_partner_share: float = 0.25
     # Coverage-driven update rounds (TnT-LLM's update step aimed where the taxonomy is weak): after the
     # first sample, the co-occurrence sessions none of whose pages/searches is a label's name or keyword
@@ -556,8 +556,8 @@ def review_candidates(
     folded: list[str] = []
     dropped: list[str] = []
     while kept:
-        # Rare = few proposals *and* seldom seen: a goal the small sample under-proposed (account
-        # help: 1 proposal in 64, yet in 13 % of sessions) is not folded away.
+        # Rare = few proposals *and* seldom seen: a goal the small sample under-proposed (account help,
+        # in a demo: docs/decisions/0010-intent-labelling.md) is not folded away.
         rare = [c for c in kept if c.support < config.min_support and c.seen_share < config.min_seen_share]
         df = Counter(t for c in kept for t in c.tokens)
         if rare and len(kept) > 2:

@@ -124,9 +124,8 @@ def default_replicas() -> int:
 
 
 def default_threads() -> int:
-    """Half the usable cores (1 on a 2-core machine). llama.cpp's threads spin-wait on each other; when
-    the cores are shared, oversubscription is ruinous (measured here at load ~8 on 2 cores: an 18-token
-    answer took 50.9 s with 2 threads, 1.2 s with 1)."""
+    """Half the usable cores, at least one. llama.cpp's threads spin-wait on each other; when the cores
+    are shared, oversubscription is ruinous (docs/decisions/0010-intent-labelling.md)."""
     return max(1, len(os.sched_getaffinity(0)) // 2)
 
 
@@ -452,7 +451,7 @@ def _serve_xllamacpp(args: ChildSettings) -> int:
     p.cpuparams.n_threads = args.threads
     p.cpuparams_batch.n_threads = args.threads
     # "auto" turns flash attention on for the CPU; llama-cpp-python leaves it off. Its rounding differs
-    # and flips near-tied greedy choices (measured: 25 of 36 probe answers the same with it, 36 without).
+    # and flips near-tied greedy choices (docs/decisions/0001-llm-runtime.md).
     p.flash_attn_type = xlc.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
     p.ui = False  # no web UI: an API for the pipeline only
     p.cache_ram_mib = 0  # no host-memory prompt cache (8 GiB by default); a slot still reuses its prefix
