@@ -118,11 +118,11 @@ SEED_GAPS: tuple[tuple[str, str], ...] = (
 
 @dataclass
 class AblationConfig:
-    """Model and evaluation settings shared by every variant (bounded for a 2-core demo)."""
+    """Model and evaluation settings shared by every variant (bounded for a demo on a small machine)."""
 
     n_estimators: int = 300  # upper bound; early stopping usually ends far sooner
     learning_rate: float = 0.1  # with ≤300 rounds: converges on 10k-100k rows
-    max_depth: int = 4  # 16 leaves: enough for these feature counts; depth 6 was 3x slower per tree here
+    max_depth: int = 4  # 16 leaves: enough for these feature counts; deeper trees were much slower
     min_child_weight: float = 1.0
     subsample: float = 0.8
     colsample_bytree: float = 0.8
@@ -135,14 +135,15 @@ class AblationConfig:
     n_explain: int = 500  # test rows whose TreeSHAP contributions give the group shares (cost ∝ rows)
     random_state: int = 0
     # Model seeds per variant (random_state, +1, …) for the tasks in seed_tasks: XGBoost's row and column
-    # sampling moved conversion micro F1 by ±0.01 between seeds, as much as the labels/embedding gap.
+    # sampling moved conversion micro F1 between seeds as much as the labels/embedding gap
+    # (docs/decisions/0003-order-features-distilled-inputs-seeds.md).
     # The report gives each variant's spread and each gap's mean, spread and sign per seed.
     model_seeds: int = 5
     seed_tasks: tuple[str, ...] = (CONVERSION,)
     # Conversion's F1 decision threshold per variant: "pooled" = tuned once on the validation rows with the
     # probabilities averaged over the variant's seeds (one threshold for every seed's model); "per_model" =
-    # tuned on each model's own validation probabilities (it moved by up to 0.12 between seeds). Measured:
-    # docs/decisions/0003-order-features-distilled-inputs-seeds.md.
+    # tuned on each model's own validation probabilities, which moved it between seeds
+    # (docs/decisions/0003-order-features-distilled-inputs-seeds.md).
     threshold: str = "pooled"
 
     def __post_init__(self) -> None:
@@ -185,7 +186,7 @@ def subsample_class(
 ) -> pd.DataFrame:
     """Keep a random ``rate`` share of the ``majority`` rows, weighted 1/rate (others weight 1).
 
-    For conversion, where "none" is ~94 % of sessions: training on a weighted sample gives the same
+    For conversion, where "none" is the vast majority of sessions: training on a weighted sample gives the same
     objective in expectation at a fraction of the Feast fetch and training time. Only ever applied to
     training rows; validation and test keep every row.
     """
@@ -488,7 +489,7 @@ class FeastRun:
     taxonomy_path: str = str(ARTIFACTS.taxonomy)
     intent_dir: str = str(ARTIFACTS.intent)
     # Per task, entity rows sampled before the Feast query; None = every row. The DuckDB offline store
-    # answers the point-in-time join at 16-43k rows/s, so no cap is needed (was 40,000, before 8,192).
+    # answers the point-in-time join fast enough that no cap is needed (docs/decisions/0011-evaluation.md).
     max_rows: int | None = None
     valid_fraction: float = 0.1
     test_fraction: float = 0.2

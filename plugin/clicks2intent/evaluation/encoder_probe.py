@@ -12,7 +12,7 @@ for the differences that matter:
   :class:`MsnbcProtocol`: every prefix ``k = 1..n-1`` of every session, predict the category of event
   ``k+1``. Sessions are split by file position (arrival order): the first 70 % train the encoder (it
   never sees a test session) and the probes, the last 30 % are only tested. Baseline = XGBoost (the
-  ablation's estimator) on bag-of-pages + last page + prefix length (DESIGN.md's bar); + 2nd/3rd-last
+  ablation's estimator) on bag-of-pages + last page + prefix length (the bar an encoder must beat); + 2nd/3rd-last
   pages (the hand-made order features to beat, printed beside the embedding in every run); baseline +
   the embedding (the published vector); baseline + the next-event distribution the encoder's own head
   reads from that vector (what ``session_affinity`` serves the conversion model); hand-made features +
@@ -265,7 +265,7 @@ def _saw_test(meta: dict[str, Any], test_start: str | None) -> bool | None:
 
 # --- MSNBC: next category from a prefix ----------------------------------------------------------
 
-MSNBC_BASELINE = "baseline"  # XGBoost on bag of pages + last page + prefix length (DESIGN.md's bar)
+MSNBC_BASELINE = "baseline"  # XGBoost on bag of pages + last page + prefix length (the bar)
 MSNBC_LAST3 = "baseline+last3"  # + explicit 2nd/3rd-last pages: the hand-made order features to beat
 MSNBC_BOTH = "baseline+embedding"  # XGBoost on the baseline + the prefix's embedding (the published vector)
 MSNBC_NEXT = "baseline+next"  # + log P(next page) read from the vector by the encoder's next-event head
@@ -282,14 +282,15 @@ class MsnbcProtocol:
 
     Every prefix ``k = 1..n-1`` of every session is an example (not one cut per session: each
     session's every position counts, as it would for a live session); examples are then sampled
-    (seeded) to bound the probes' cost on 2 cores. Sessions — never prefixes — are split: the first
+    (seeded) to bound the probes' cost. Sessions — never prefixes — are split: the first
     ``train_fraction`` of the file (line order = arrival order) trains the encoder and the probes,
     the rest is only tested.
     """
 
-    train_fraction: float = 0.7  # the issue's 70 %: earliest sessions train, latest 30 % test
-    max_train_rows: int | None = 40_000  # prefixes for the probes' training (XGBoost ~1 min on 2 cores)
-    max_test_rows: int | None = 20_000  # test prefixes: ±0.004 log-loss intervals on the difference
+    train_fraction: float = 0.7  # the issue's split: the earliest sessions train, the latest test
+    max_train_rows: int | None = 40_000  # prefixes for the probes' training (bounds XGBoost's time)
+    max_test_rows: int | None = 20_000  # test prefixes: narrow log-loss intervals on the difference
+    # (the cost and interval width these bounds gave: docs/decisions/0011-evaluation.md)
     n_boot: int = 500  # paired bootstrap resamples of the test prefixes
     seed: int = 0
 
@@ -644,7 +645,7 @@ class EncoderReportConfig:
     msnbc: str | None = None  # MSNBC .seq file; an MSNBC encoder is trained unless given
     msnbc_limit: int | None = None  # first N MSNBC sessions (None: all)
     msnbc_encoder: str | None = None  # MSNBC encoder dir (used if it holds a checkpoint for this split)
-    msnbc_epochs: int = 10  # ~3 min on 2 quiet cores for 42k sessions; 3 epochs left the probe gain smaller
+    msnbc_epochs: int = 10  # fewer left the probe gain smaller (docs/decisions/0011-evaluation.md)
     retrain: bool = False  # train the MSNBC encoder even if the dir holds one
     test_fraction: float = 0.3  # latest share of sessions for testing
     max_sessions: int | None = 30_000  # simulated sessions probed (uniform sample)

@@ -3,9 +3,9 @@
 MSNBC has no tiles and no conversions, so both tasks get real-data proxies from a session prefix:
 
 * **ranking proxy — next category**: cut a session (≥ 2 events) after ``k`` events, ``k`` in
-  ``1..n-1``; predict the category of event ``k+1``. Macro Recall@1, log loss, NDCG@3. This is
-  DESIGN.md's protocol ("What a good encoder must beat": XGBoost on bag-of-pages + last page + length
-  ≈ 0.59 macro Recall@1 / 1.169 log loss).
+  ``1..n-1``; predict the category of event ``k+1``. Macro Recall@1, log loss, NDCG@3. This is the
+  bar a good encoder must beat: XGBoost on bag-of-pages + last page + length (its scores:
+  docs/decisions/0011-evaluation.md).
 * **conversion proxy — will the session later visit a new category, and which first**: cut after
   ``k`` events, ``k`` in ``3..n`` (sessions ≥ 3 events; a 2-event prefix is fully pinned
   down by the baseline features, so no representation could add anything); the target is the first
@@ -19,10 +19,9 @@ is on both sides. Within each split, **every** prefix of every session is an exa
 "every"``, the default, as ``c2i encoder-report`` does: a live session is scored at each of its
 events), sampled (seeded) to ``max_train_rows`` / ``max_eval_rows``; the bootstrap then resamples test
 *sessions*, not prefixes, since the prefixes of one session are correlated. ``prefixes = "one"`` keeps
-one random cut per session (the earlier protocol). Measured on the first 20,000 sessions: one cut
-per session left ~6k training rows, too few for XGBoost to use a 32-d vector (embedding variant
-−6.3 % R@1, +0.4 % log loss against the baseline), while the same encoder beat the baseline on every
-prefix of 70 % of the file.
+one random cut per session (the earlier protocol): it left too few training rows for XGBoost to use
+the embedding, while the same encoder beat the baseline on every prefix
+(docs/decisions/0011-evaluation.md).
 
 Variants: ``baseline`` = bag of pages (counts per category) + last page + prefix length;
 ``embedding`` = + the session encoder's vector of the prefix, from an encoder trained with
@@ -82,10 +81,10 @@ class MsnbcRun:
     path: str
     limit: int | None = None  # first N sessions of the file (None: all)
     prefixes: str = "every"  # "every" prefix of each session is an example, or "one" random cut per session
-    max_train_rows: int | None = 40_000  # per task, training examples kept (seeded sample): XGBoost ~1 min
+    max_train_rows: int | None = 40_000  # per task, training examples kept (seeded sample): bounds XGBoost
     max_eval_rows: int | None = 20_000  # per task, validation and test examples kept, each
-    # "every": cuts kept per session (seeded sample). Without a cap the 2 % of sessions longer than 50
-    # events gave 7 % of the prefixes and dominated the session bootstrap's variance.
+    # "every": cuts kept per session (seeded sample). Without a cap the few longest sessions gave a large
+    # share of the prefixes and dominated the session bootstrap's variance (docs/decisions/0011-evaluation.md).
     max_prefixes_per_session: int | None = 20
     encoder_dir: str | None = None  # a trained MSNBC encoder; None: train one on the training sessions
     intent_dir: str | None = None  # distilled classifier for MSNBC embeddings; None: k-means proxy
@@ -94,8 +93,8 @@ class MsnbcRun:
     test_fraction: float = 0.2
     min_conversion_prefix: int = 3
     n_label_clusters: int = 10  # about the size of an intent taxonomy
-    encoder_epochs: int = 10  # TrainConfig's measured default (3 epochs left half the probe gain)
-    encoder_max_minutes: float | None = 6.0  # bounds the encoder on 2 shared cores
+    encoder_epochs: int = 10  # TrainConfig's default (fewer left part of the probe gain)
+    encoder_max_minutes: float | None = 6.0  # bounds the encoder's time on a small, shared machine
     encoder_max_steps: int | None = None  # hard bound (tests, smoke runs)
     max_session_events: int = 2000
     random_state: int = 0

@@ -245,7 +245,7 @@ def _reach(values: tuple[np.ndarray, ...]) -> float:
 
 def difference_figure(sec: Mapping[str, Any], title: str) -> Any:
     """One column per metric: variant − baseline with its paired 95 % bootstrap interval, on an axis that
-    is centred on zero and always shows it (a 0.5 % difference looks like one, not like a bar race).
+    is centred on zero and always shows it (a small difference looks like one, not like a bar race).
 
     The variants' axis is set by the variants alone. The oracle rows (trained on truth columns: an upper
     reference, not a variant) sit in a row of panels below, on their own scale, with the variants' axis

@@ -13,14 +13,15 @@ Choices, and why:
   web-intent features are NaN, never imputed as zeros (see :mod:`clicks2intent.models.inputs`).
 * **Early stopping** on a validation slice (the time split's validation period, or the latest
   ``validation_fraction`` of the training rows) with multi-class log loss, up to ``n_estimators``
-  rounds — bounded so the demo stays within minutes on 2 cores.
+  rounds — bounded so the demo stays within minutes on a small machine.
 * **Class imbalance** — per-row weights ``w_c = (n / (K · n_c)) ** class_weight_power`` (times any
   ``sample_weight``, e.g. the inverse sampling rate of a subsampled "none" class), normalised to
   mean 1: rare classes get their share of splits. The same weights apply to the validation slice so
   early stopping optimises the training objective. Weighting shifts the learned class prior, so with
   ``prior_correction`` (default) ``predict_proba`` divides by the weights and renormalises: the
-  probabilities are back on the data's class frequencies (log loss is meaningful; measured on the
-  simulated conversion task, uncorrected sqrt weights gave a log loss worse than the class prior).
+  probabilities are back on the data's class frequencies (log loss is meaningful: on the simulated
+  conversion task, uncorrected sqrt weights gave a log loss worse than the class prior;
+  docs/decisions/0011-evaluation.md).
 """
 
 from __future__ import annotations
