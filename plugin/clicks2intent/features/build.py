@@ -113,9 +113,9 @@ class FeatureBuildConfig:
     window_days: float = 30.0  # the *_sessions_30d activity counts
     # Recency of the linked web sessions: counts over short windows (6 h, 1 day, 3 days). Fresh
     # research is what a customer acts on after logging in; a count that drops when a session leaves
-    # its window is exact for Feast's as-of join, unlike an "age" that changes every second. Measured
-    # on the simulated tile task (scratch oracle, 9000 customers): the 1-day count took the embedding's
-    # share of the observable headroom from 37 % to 52 %, the 6 h and 3 day counts to 55 %.
+    # its window is exact for Feast's as-of join, unlike an "age" that changes every second. On the
+    # simulated tile task they raised the embedding's share of the observable headroom
+    # (docs/decisions/0012-features-and-feast.md).
     recent_windows_days: tuple[float, ...] = (0.25, 1.0, 3.0)
     batch_rows: int = 131_072  # rows per record batch read from any input: bounds memory per read
     bucket_rows: int = 2_000_000  # events per hash bucket; one bucket is in memory at a time

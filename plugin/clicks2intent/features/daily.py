@@ -645,8 +645,9 @@ def defer_feast_torch() -> bool:
     """Let Feast import torch when it needs it, not when it is imported: must run before Feast's first
     import; returns whether it did.
 
-    ``import feast`` imports torch (``feast.torch_wrapper`` at module level: 0.7-1.9 s, half of ``import
-    feast`` without typeguard, measured) for two ``to_tensor`` methods a materialisation never calls.
+    ``import feast`` imports torch (``feast.torch_wrapper`` at module level: a large share of ``import
+    feast``, docs/decisions/0012-features-and-feast.md) for two ``to_tensor`` methods a materialisation
+    never calls.
     Feast reaches torch only through ``feast.torch_wrapper.get_torch()``; this puts a module of that
     name in its place whose ``get_torch()`` imports torch on its first call (same result, same error
     when torch is missing)."""

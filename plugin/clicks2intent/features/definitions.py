@@ -7,8 +7,8 @@ own sources (any Feast ``DataSource`` with the columns ``c2i features build`` wr
 if it already has ``customer``/``visitor``/``session`` ones, an optional name prefix and its own
 artifact directory for the on-demand views.
 
-On-demand views run in Feast's ``python`` mode (p50 0.45 ms vs 2.1 ms for pandas mode, measured,
-DESIGN.md). Four Feast 0.67 behaviours shape them (each has its workaround here):
+On-demand views run in Feast's ``python`` mode (faster per request than pandas mode:
+docs/decisions/0012-features-and-feast.md). Four Feast 0.67 behaviours shape them (each has its workaround here):
 
 * Feast stores a UDF's SOURCE TEXT in the registry and, when a store loads it, re-``exec``\\ s that
   text in a namespace holding only ``pd``/``np`` (``feast.transformation.udf_rehydrate``): a closure or

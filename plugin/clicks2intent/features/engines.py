@@ -210,7 +210,8 @@ def _ray_engine_classes() -> dict[str, type]:
         Feast 0.67's Ray materialisation filters rows by the view's ttl against the WALL CLOCK
         (``datetime.now() - ttl``, ray/nodes.py), not against the window: a window whose rows are
         older than the ttl — a backfill, or the demo's simulated 2024 sessions — writes nothing and
-        reports success (measured on the demo's artifacts: 0 of 51,555 session rows online). The local
+        reports success (on the demo's artifacts no session row reached the online store:
+        docs/decisions/0012-features-and-feast.md). The local
         engine writes the latest row per entity in the window whatever its age (ttl applies when
         values are read), so this engine hands Feast's builder the view without a ttl for
         materialisation only; historical retrieval is unchanged.

@@ -2,7 +2,7 @@
 
 Feast 0.67 materialises by turning every arrow row into an ``EntityKey`` proto plus one ``Value``
 proto per feature and handing that list to the store's ``online_write_batch``; for a 64-d embedding
-view that conversion is most of the time (measured: 1.3k rows/s into SQLite, 0.8k into Redis). Here
+view that conversion is most of the time (docs/decisions/0012-features-and-feast.md). Here
 each feature COLUMN is serialised at once: fixed-width values (float lists, doubles) are sliced out of
 the arrow buffers behind a constant protobuf prefix, the rest go through one upb ``Value`` per cell;
 entity keys are Feast's v3 byte layout. The rows then go to the same tables / hashes Feast's own
@@ -234,8 +234,8 @@ def text_values(values: pa.Array | pa.ChunkedArray, value_type: ValueType) -> li
 
 
 def _entity_order(table: pa.Table, keys: list[bytes]) -> tuple[pa.Table, list[bytes]]:
-    """Rows sorted by serialised entity key: SQLite's primary-key B-tree then fills in order (about
-    2x fewer page moves than random order, measured)."""
+    """Rows sorted by serialised entity key: SQLite's primary-key B-tree then fills in order (fewer page
+    moves than random order: docs/decisions/0012-features-and-feast.md)."""
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return table.take(pa.array(order, pa.int64())), [keys[i] for i in order]
 
@@ -250,7 +250,7 @@ def _sqlite_upsert(table: str, names: list[str], texts: list[bool], created: boo
 
     Per entity the key and timestamps are bound once (numbered parameters) and feature names and the
     NULL ``value_text`` of list features are literals: half the parameters of one row per statement,
-    and one statement step per ``entities`` entities (measured: 1.30 → 0.57 CPU-s per 100k 64-d rows)."""
+    and one statement step per ``entities`` entities (about half the CPU: docs/decisions/0012-features-and-feast.md)."""
     rows, n = [], 0
     for _ in range(entities):
         key, ts = n + 1, n + 2
@@ -330,8 +330,8 @@ def redis_field(view_name: str, feature: str) -> bytes:
 def pipelined(client: Any, commands: list[bytes], n_replies: int) -> list[Any]:
     """Send RESP-encoded ``commands`` on one pooled connection and read ``n_replies`` replies.
 
-    redis-py's pipeline spends ~20 µs of Python per command (argument packing, per-command response
-    callbacks); here commands are packed by column and replies are read raw. A reply that is an
+    redis-py's pipeline spends Python time on every command (argument packing, per-command response
+    callbacks: docs/decisions/0012-features-and-feast.md); here commands are packed by column and replies are read raw. A reply that is an
     error, or any failure mid-way, drops the connection (unread replies must not reach its next user)."""
     pool = client.connection_pool
     conn = pool.get_connection()

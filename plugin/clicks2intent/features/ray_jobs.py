@@ -12,9 +12,9 @@ client) once and then serves many batches.
   every actor call gets whole shards, i.e. whole sessions (a session never straddles two batches, so
   every vector is what the single-process job computes, to float rounding). The vectors stream back
   to the driver, which writes the same one-file ``session_embeddings.parquet``.
-  Measured on this 2-core box (demo encoder, 510k / 2.04M events): Ray with 2 actors 14.8 s / 20.5 s
-  vs 2.2 s / 8.1 s single-process: ~12 s of fixed cost (actors importing torch, planning) and the same
-  marginal rate; a single process already uses both cores, so Ray pays off only with more machines.
+  Ray adds a fixed cost (actors importing torch, planning) at the same marginal rate, and a single
+  process already uses every core of one machine, so Ray pays off only with more machines
+  (docs/decisions/0012-features-and-feast.md).
 * **Labelling**: the driver samples and summarises sessions exactly as the single-process job does and
   starts (or points at) the LLM endpoint; actors run :func:`~clicks2intent.intent.labelling.label_sessions`
   on batches of summaries, each with its own :class:`~clicks2intent.intent.llm.client.LLMClient` on the
@@ -148,7 +148,7 @@ def job_failures(what: str) -> Iterator[None]:
 def actor_cpus(options: RayOptions, actors: int | None = None) -> float:
     """CPUs each pool actor reserves. On a local Ray, the actors together leave one CPU free: the
     read, shard and shuffle tasks need a whole one, and a pool holding every CPU deadlocks the job
-    (measured: num_cpus=2 with two 1-CPU actors never finished)."""
+    (a local Ray with num_cpus=2 and two 1-CPU actors never finished)."""
     n = actors or options.actors
     if options.address:
         return 1.0
@@ -256,7 +256,7 @@ def ray_embed_file(
     columns = input_columns(events_path)
     n_events = _count_events(events_path, channel)
     # At least 4 shards per actor: an actor takes up to 2 calls at once, so with one shard each the
-    # first actors up took them all (measured on 3 nodes: one node embedded nothing).
+    # first actors up took them all (on 3 nodes, one node embedded nothing).
     n_shards = max(4 * options.actors, math.ceil(max(n_events, 1) / options.rows_per_shard))
     n_sessions = 0
     nodes: Counter[str] = Counter()
@@ -269,8 +269,8 @@ def ray_embed_file(
         args = (str(Path(encoder_dir).resolve()), batch_size, device, threads, runtime)
         compute = rt.data.ActorPoolStrategy(size=options.actors)
         if n_events <= options.driver_read_rows:
-            # Read and shard here (one Arrow read, ~0.3 s per 500k events): a Ray Data hash
-            # shuffle of the events cost 10x the embedding itself on 2 CPUs (measured).
+            # Read and shard here (one Arrow read): a Ray Data hash shuffle of the events cost many
+            # times the embedding itself (docs/decisions/0012-features-and-feast.md).
             table = _add_shard(pq.read_table(events_path, columns=columns), n_shards, channel)
             shards = [table.filter(pc.equal(table[SHARD], k)) for k in range(n_shards)]
             ds = rt.data.from_arrow([t for t in shards if t.num_rows]).map_batches(

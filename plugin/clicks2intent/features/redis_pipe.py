@@ -1,8 +1,8 @@
 """One Redis connection per event loop, requests pipelined on it in order: the online store's asynchronous read.
 
 Why: redis-py's asyncio client (a pool of connections, a lock around each, a parser per reply) cost
-~75 µs more CPU per ``HMGET`` than its synchronous client here, about a sixth of a served request
-(docs/decisions/0005-online-store-classes.md). Redis answers a connection's commands in the order they
+more CPU per ``HMGET`` than its synchronous client, a noticeable share of a served request
+(docs/decisions/0012-features-and-feast.md; the store classes: docs/decisions/0005-online-store-classes.md). Redis answers a connection's commands in the order they
 were sent, so concurrent requests can share ONE connection: each writes its already-encoded RESP
 command and waits for its own reply, matched first in, first out; hiredis (redis-py's own C parser)
 parses the bytes.

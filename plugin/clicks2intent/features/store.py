@@ -55,13 +55,13 @@ DEFAULT_YAML = "feature_store.yaml"
 PRODUCTION_YAML = "feature_store.production.yaml"
 PRODUCTION_PROJECT = "clicks2intent"
 # Redis client options the production config adds to the connection string (unless it sets them):
-# an outage must be a 503 within 1 s, not a hang. Measured before these: Redis frozen (SIGSTOP) made
-# requests hang past 15 s (no read timeout); Redis killed cost 8-9 s per request (redis-py's default
-# 3 retries with exponential backoff). No retries: the next request opens a fresh connection, so
+# an outage must be a 503 within 1 s, not a hang: without them a frozen Redis hung requests (no read
+# timeout) and a killed one cost seconds per request (redis-py's default retries with backoff;
+# docs/decisions/0012-features-and-feast.md). No retries: the next request opens a fresh connection, so
 # recovery is automatic once Redis answers again.
 REDIS_CLIENT_OPTIONS: dict[str, str] = {
     "socket_connect_timeout": "0.25",  # seconds to open a connection (loopback / same-zone Redis)
-    "socket_timeout": "0.5",  # seconds to wait for a reply; p99 of a healthy read is ~1 ms
+    "socket_timeout": "0.5",  # seconds to wait for a reply; far above a healthy read
     "retry": "null",  # redis-py: no retry (its default retries 3 times with up to 10 s backoff)
 }
 

@@ -140,8 +140,9 @@ def warm_up(embedder: Any) -> None:
     """Run a few synthetic sessions through the encoder once per process, before the first request.
 
     TorchScript's profiling executor specialises a graph over its first two runs per input shape: the
-    first in-flight requests took 130-330 ms each (0.5-0.9 ms after), measured here, which is what
-    ``feast serve`` showed as a 0.77 s on-demand view "warm". About 0.7 s at load instead."""
+    first in-flight requests were orders of magnitude slower than the next ones, which is what ``feast
+    serve`` showed as a slow on-demand view "warm"; the same cost is paid at load instead
+    (docs/decisions/0012-features-and-feast.md)."""
     import pandas as pd
 
     start = pd.Timestamp("2024-01-01", tz="UTC")
@@ -443,9 +444,8 @@ def tile_affinity(
 
     The embedding is centred on the prototypes' centre first, so the cosine is taken in the space the
     prototypes live in (offsets from the sessions' mean) rather than mixing in the direction every
-    embedding shares. Measured on the demo's data (9,000 customers, seed 7), the choice is within noise:
-    tile log loss 63 % of the observable headroom raw vs 62 % centred; conversion micro F1 0.4227 raw vs
-    0.4341 centred (0.3744 vs 0.3696 in the older, less readable world).
+    embedding shares. On the demo's data the choice is within noise
+    (docs/decisions/0012-features-and-feast.md).
 
     Serving calls it too (for a fresher embedding than the customer's), so both paths score alike."""
     if not isinstance(prototypes, Prototypes):
@@ -470,9 +470,9 @@ def next_page_logp(embedding: Sequence[float] | None, head: NextPageHead) -> lis
     dimension, NaN for a page type the encoder never saw.
 
     Why it is a feature: the head is what the encoder was trained for, and it reads the END of the session
-    (the last event's state), which a bag of pages and a topic label cannot: on the demo's data,
-    conversion micro F1 with it beside the tile affinities 0.5559 vs 0.5474 for the labels (mean of 3 model
-    seeds; tile affinities alone 0.5441). Serving calls it for the in-flight embedding too."""
+    (the last event's state), which a bag of pages and a topic label cannot: on the demo's data it beat
+    the labels beside the tile affinities on conversion (docs/decisions/0012-features-and-feast.md).
+    Serving calls it for the in-flight embedding too."""
     n = len(head.columns)
     if embedding is None or len(embedding) != head.dim:
         return [math.nan] * n

@@ -101,13 +101,10 @@ VISITOR_NEXT_PAGE = "visitor_next_page"
 
 # Served, but only as the input of an on-demand projection, not as a model input: the tile ranker sees
 # the customer's web embedding through ``tile_affinity`` (cosine to each tile's prototype), and serving
-# needs the raw vector to recompute that affinity from a fresher embedding. Measured on the demo's data
-# (9,000 customers, seed 7; tile log loss vs the profile baseline): with the 32 raw dimensions beside the
-# affinity -5.39 % (51 % of the observable headroom), with the affinity alone -5.74 % (55 %) — trees on
-# 32 dense dimensions from 20k rows fit noise. The conversion model sees the session's and the visitor's
-# embeddings the same way (``session_affinity``): on the demo's data (9,000 customers, seed 7), conversion
-# micro F1 with the two raw 32-d vectors 0.4165, with their centred affinities instead 0.4341 (labels 0.4272);
-# in the older, less readable world raw 0.3668, affinities 0.3696, both together 0.3606.
+# needs the raw vector to recompute that affinity from a fresher embedding: on the demo's data the
+# affinity alone beat the raw dimensions beside it (trees on dense dimensions from a few thousand rows
+# fit noise). The conversion model sees the session's and the visitor's embeddings the same way
+# (``session_affinity``), for the same reason (docs/decisions/0012-features-and-feast.md).
 # The next-page distributions (SESSION_NEXT_PAGE / VISITOR_NEXT_PAGE) are the second projection.
 PROJECTION_ONLY_FEATURES: frozenset[str] = frozenset(
     {CUSTOMER_WEB_EMBEDDING, C.EMBEDDING, VISITOR_EMBEDDING_DECAYED}
