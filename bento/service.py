@@ -75,7 +75,7 @@ from clicks2intent.serving.lifeline import exit_when_orphaned  # noqa: E402
 from clicks2intent.serving.openapi import OpenAPIDocument, example_responses, json_route  # noqa: E402
 
 # libuv (uvloop) accepts every pending connection in one go, so with keep-alive clients one worker
-# took all the connections and the other sat idle (measured: 2 workers served like 1). One accept per
+# took all the connections and the other sat idle (docs/decisions/0013-serving-path.md). One accept per
 # wake-up spreads them. Read by libuv when the worker starts listening, i.e. after this import.
 set_default(ENV.UV_TCP_SINGLE_ACCEPT, "1")
 
@@ -124,7 +124,7 @@ ROUTES = {
 
 @bentoml.service(
     name="clicks2intent",
-    # A request is ~1-2 ms of CPU-bound Python: worker processes, not threads, use the cores.
+    # A request is CPU-bound Python: worker processes, not threads, use the cores.
     workers=SETTINGS.workers,
     # The endpoints are sync: a Feast read blocks (a remote Redis for milliseconds), so BentoML runs them
     # in this many threads per worker while the event loop keeps accepting and answering health checks.
@@ -132,11 +132,11 @@ ROUTES = {
     traffic={"timeout": 10},
     # Per-request access logs cost about as much as the model call at these latencies (opt in).
     logging={"access": {"enabled": SETTINGS.access_log}},
-    # BentoML's per-request Prometheus middleware (multiprocess mode) was ~12% of the CPU of a request
-    # in the profile; request rate/latency usually come from the ingress or mesh. C2I_METRICS=1 opts in.
+    # BentoML's per-request Prometheus middleware (multiprocess mode) was a noticeable share of a request's
+    # CPU (docs/decisions/0013-serving-path.md); request rate/latency usually come from the ingress or mesh. C2I_METRICS=1 opts in.
     metrics={"enabled": SETTINGS.metrics},
     # OpenTelemetry's ASGI middleware builds spans for every request, receive and send even when no
-    # exporter is configured (BentoML's default): that was ~2/3 of BentoML's own CPU per request here.
+    # exporter is configured (BentoML's default): most of BentoML's own CPU per request (docs/decisions/0013-serving-path.md).
     # C2I_TRACING=1 (with a tracing exporter in the BentoML config) turns it back on.
     tracing={} if SETTINGS.tracing else {"excluded_urls": [".*"]},
 )
@@ -170,9 +170,9 @@ class Clicks2Intent:
                 ServedModel.from_store(self.conversion_model_ref),
                 settings,
             )
-            # Everything loaded so far (torch, Feast, models: ~400k objects) lives as long as the worker.
-            # Left to the collector, each full collection walks all of it: a 100-400 ms pause (measured)
-            # that lands on some request's latency. Frozen objects are never scanned.
+            # Everything loaded so far (torch, Feast, models) lives as long as the worker. Left to the
+            # collector, each full collection walks all of it: a pause that lands on some request's
+            # latency (docs/decisions/0013-serving-path.md). Frozen objects are never scanned.
             gc.collect()
             gc.freeze()
         if bentoml.server_context.worker_index is not None:  # a worker of `bentoml serve`, not a test

@@ -104,9 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Run as the program (``argv`` None: ``c2i``, ``python -m clicks2intent``), the garbage collector is
     off while the command's modules import and those objects are then frozen (``gc.freeze``): they
-    live as long as the process, and the collector walking torch's ~10^6 objects cost 0.2 s of
-    ``import torch`` and 0.33 s of interpreter exit (1.75 -> 1.21 s for ``import torch, pyarrow,
-    pandas`` and exit). In-process callers (tests) keep the collector untouched.
+    live as long as the process, and the collector walking torch's objects cost start-up and exit time
+    (docs/decisions/0013-serving-path.md). In-process callers (tests) keep the collector untouched.
     """
     as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)

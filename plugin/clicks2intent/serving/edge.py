@@ -160,7 +160,7 @@ class _BodyDeadline:
     body is complete or the answer starts. When it fires first, the client gets a 408 with
     ``Connection: close`` (uvicorn then closes the connection, so the app's pending ``receive`` returns
     ``http.disconnect``) and whatever the app sends after that is dropped. A timer, not a time-out around
-    each ``receive``: that cost ~15 µs per request on the hot path, this ~2 µs."""
+    each ``receive``: that cost several times as much per request on the hot path (docs/decisions/0013-serving-path.md)."""
 
     __slots__ = ("_receive", "_send", "_timer", "_started", "_timed_out", "_answer")
 

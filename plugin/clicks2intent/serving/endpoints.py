@@ -1,6 +1,6 @@
 """The routes the service owns outright: one ASGI app, mounted openly on the service class.
 
-Why: at 8 clients on 2 shared cores the /rank_tiles logic is ~0.2 ms of CPU per request, and BentoML's
+Why: the /rank_tiles logic is a fraction of a millisecond of CPU per request (docs/decisions/0013-serving-path.md), and BentoML's
 per-endpoint path in front of it (a ``Request`` object and its header parsing, the validated input
 model turned back into keyword arguments, a hop into the thread pool and back, response headers
 through dependency injection, a chunked response) cost more than the logic; its pool threads

@@ -132,9 +132,9 @@ class RowBuilder:
 class TreeEnsemble:
     """A softmax XGBoost forest compiled into flat numpy arrays, for scoring ONE row.
 
-    Why: ``Booster.inplace_predict`` on one row spent ~0.5 ms of CPU per call here even for a 10-tree
-    model (per-call C++ setup plus Python argument marshalling), 6x what walking the trees in numpy
-    costs; with 3,000 trees it was 3.4 ms vs 0.5 ms (benchmarks/bench_service.py). All trees are
+    Why: ``Booster.inplace_predict`` on one row spends more CPU per call than walking the trees in numpy,
+    even for a small model (per-call C++ setup plus Python argument marshalling; benchmarks/bench_service.py,
+    docs/decisions/0013-serving-path.md). All trees are
     walked together, one numpy step per tree level: leaves point to themselves, so ``depth`` steps
     reach every leaf. Semantics are XGBoost's: go left when ``x < split`` (float32), missing values
     follow ``default_left``, class margin = base score + sum of its trees' leaves, then softmax.
