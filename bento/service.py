@@ -58,6 +58,7 @@ from clicks2intent.errors import Clicks2IntentError  # noqa: E402
 from clicks2intent.names import settings as ENV  # noqa: E402
 from clicks2intent.names.features import CONVERSION_V1, TILE_RANKER_V1  # noqa: E402
 from clicks2intent.serving import schemas  # noqa: E402
+from clicks2intent.serving.balance import ConnectionBalance  # noqa: E402
 from clicks2intent.serving.deployment import (  # noqa: E402
     check_deployment,
     serving_settings,
@@ -206,6 +207,11 @@ class Clicks2Intent:
 # Non-JSON bodies (multipart without a boundary was a 500) are a 400; 400 ``detail`` is a string, as the
 # OpenAPI document says (clicks2intent.serving.edge).
 Clicks2Intent.add_asgi_middleware(RequestEdge)
+# Keep-alive connections spread over the workers: one holding more than its share closes one
+# (clicks2intent.serving.balance; a burst of connections could all land on one worker).
+Clicks2Intent.add_asgi_middleware(
+    ConnectionBalance, workers=SETTINGS.workers, worker_index=lambda: bentoml.server_context.worker_index
+)
 # /docs.json says what this service does: the mounted routes, /metrics only when on, the 408 and 503,
 # required bodies, real answer examples.
 Clicks2Intent.add_asgi_middleware(

@@ -120,9 +120,23 @@ async def read_body(receive: Receive) -> bytes | None:
 
 
 def routes_app(routes: Mapping[str, JSONEndpoint]) -> Any:
-    """A Starlette app with one ``POST`` route per entry (another method on it: 405; any other path: not
-    matched, so BentoML's own routes and 404 answer it)."""
+    """The app ``bento/service.py`` mounts with ``@bentoml.asgi_app``: a Starlette app with one ``POST``
+    route per entry, so BentoML's mount matches only these paths (its own routes answer the rest).
+
+    A ``POST`` to a listed path goes straight to its endpoint: Starlette's own stack in front of it (error
+    and exception middlewares, a second router) had nothing to do under BentoML's router and middlewares
+    (docs/decisions/0004-request-path.md). Anything else (another method: 405) is Starlette's."""
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    return Starlette(routes=[Route(path, endpoint, methods=["POST"]) for path, endpoint in routes.items()])
+    class RoutesApp(Starlette):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope.get("method") == "POST":
+                path, root = scope["path"], scope.get("root_path", "")
+                endpoint = routes.get(path[len(root) :] if root and path.startswith(root) else path)
+                if endpoint is not None:
+                    await endpoint(scope, receive, send)
+                    return
+            await super().__call__(scope, receive, send)
+
+    return RoutesApp(routes=[Route(path, endpoint, methods=["POST"]) for path, endpoint in routes.items()])
