@@ -30,7 +30,7 @@ sources renamed, not all) is finished by the next one. The job holds the feature
 
 Cost: the day's embedding, labelling and timelines scale with the day; the appends rewrite the four
 source files (Feast reads one parquet file per view), so their I/O grows with the history — measured
-per scale in ``benchmarks/bench_scaling.py`` (docs/decisions/0005-a-banks-day.md).
+per scale in ``benchmarks/bench_scaling.py`` (docs/decisions/0006-a-banks-day.md).
 """
 
 from __future__ import annotations
