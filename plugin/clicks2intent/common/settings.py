@@ -219,7 +219,9 @@ def _settings_class() -> Any:
             True,
         )
         metrics: bool = _env(
-            ENV.METRICS, "1: BentoML's Prometheus `/metrics` endpoint (off by default: its per-request CPU cost: docs/decisions/0013-serving-path.md).", False
+            ENV.METRICS,
+            "1: BentoML's Prometheus `/metrics` endpoint (off by default: its per-request CPU cost: docs/decisions/0013-serving-path.md).",
+            False,
         )
         tracing: bool = _env(ENV.TRACING, "1: BentoML's OpenTelemetry tracing middleware.", False)
         access_log: bool = _env(ENV.ACCESS_LOG, "1: one access-log line per request.", False)
