@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -96,19 +95,9 @@ def timed_command(cmd: Sequence[str], env: Mapping[str, str], cwd: Path) -> dict
 
 def stop_group(proc: subprocess.Popen[Any], grace: float = 30.0) -> None:
     """SIGTERM the process group we started (``c2i serve`` stops its own bentoml group), SIGKILL if stuck."""
-    with contextlib.suppress(ProcessLookupError):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(grace)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:  # workers left behind by a leader that already exited
-            os.killpg(proc.pid, 0)
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
+    from clicks2intent.serving.launcher import stop_service
+
+    stop_service(proc, grace)
 
 
 def timed_service(

@@ -8,6 +8,7 @@ session that runs both suites builds it once.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -69,6 +70,37 @@ def embedding_dim() -> int:
 @pytest.fixture(scope="session")
 def ids(pipeline: Path) -> dict[str, str]:
     return _serving_fixtures().pipeline_ids(pipeline)
+
+
+@contextlib.contextmanager
+def c2i_serve(pipeline: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``c2i serve`` of the tiny deployment on a free loopback port, one worker, output to ``log``:
+    its URL once ready and its process; SIGTERMed at the end if still running."""
+    from clicks2intent.serving.launcher import wait_ready
+
+    port = free_port()
+    env = os.environ | {"BENTOML_HOME": str(pipeline / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    c2i = Path(sys.executable).with_name("c2i")
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(c2i), "serve", "--artifacts", str(pipeline), "--feature-repo", str(pipeline / "feature_repo"),
+             "--port", str(port), "--workers", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        wait_ready(url, proc, timeout=240)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def serve_c2i():  # noqa: ANN201 - the context manager above
+    """:func:`c2i_serve`, for the module-scoped ``served`` fixtures of the service tests."""
+    return c2i_serve
 
 
 @dataclass

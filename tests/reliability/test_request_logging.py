@@ -8,10 +8,6 @@ Before (hostile probe, issue 26): every 400 was logged at ERROR with a traceback
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from clicks2intent.common.net import LOOPBACK, free_port
 from clicks2intent.serving import schemas
 from clicks2intent.serving.edge import BENTOML_REQUEST_LOGGER, install_client_error_log
 
@@ -74,29 +69,11 @@ def test_bentoml_request_log_of_a_validation_error_is_one_warning_without_values
 
 
 @pytest.fixture(scope="module")
-def served(pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def served(pipeline: Path, tmp_path_factory: pytest.TempPathFactory, serve_c2i: Any) -> Iterator[dict]:
     """``c2i serve`` on a free loopback port, one worker, the tiny deployment; its log file."""
-    from clicks2intent.serving.launcher import wait_ready
-
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = os.environ | {"BENTOML_HOME": str(pipeline / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
-    c2i = Path(sys.executable).with_name("c2i")
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(c2i), "serve", "--artifacts", str(pipeline),
-             "--feature-repo", str(pipeline / "feature_repo"),
-             "--port", str(port), "--workers", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        wait_ready(url, proc, timeout=240)
+    with serve_c2i(pipeline, log) as (url, _):
         yield {"url": url, "log": log}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
 
 
 @pytest.mark.slow

@@ -24,14 +24,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from clicks2intent.common.net import LOOPBACK, free_port
 from clicks2intent.data.simulator import simulator_world
 from clicks2intent.serving import schemas
-from clicks2intent.serving.launcher import wait_ready
 
 pytestmark = pytest.mark.slow
 FUZZ_S = int(os.environ.get("C2I_FUZZ_S", "60"))
@@ -84,27 +83,12 @@ def _rss_mb(pids: list[int]) -> float:
 
 
 @pytest.fixture(scope="module")
-def served(pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def served(pipeline: Path, tmp_path_factory: pytest.TempPathFactory, serve_c2i: Any) -> Iterator[dict]:
     """``c2i serve`` on a free loopback port, one worker, the tiny deployment."""
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = os.environ | {"BENTOML_HOME": str(pipeline / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
-    c2i = Path(sys.executable).with_name("c2i")
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(c2i), "serve", "--artifacts", str(pipeline), "--feature-repo", str(pipeline / "feature_repo"),
-             "--port", str(port), "--workers", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        wait_ready(url, proc, timeout=240)
+    with serve_c2i(pipeline, log) as (url, proc):
         (leader,) = _children(proc.pid)  # bentoml serve, leader of its own process group
         yield {"url": url, "proc": proc, "pgid": os.getpgid(leader), "log": log}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
 
 
 def _failures(stdout: str) -> set[tuple[str, str]]:

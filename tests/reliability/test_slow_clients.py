@@ -14,45 +14,28 @@ Bounded: about 25 s of waiting in all.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from clicks2intent.common.net import LOOPBACK, free_port
+from clicks2intent.common.net import LOOPBACK
 from clicks2intent.serving.edge import BODY_TIMEOUT_S
-from clicks2intent.serving.launcher import KEEP_ALIVE_S, wait_ready
+from clicks2intent.serving.launcher import KEEP_ALIVE_S
 
 pytestmark = pytest.mark.slow
 SLOW_HEADER_CLIENTS = 40
 
 
 @pytest.fixture(scope="module")
-def served(pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def served(pipeline: Path, tmp_path_factory: pytest.TempPathFactory, serve_c2i: Any) -> Iterator[dict]:
     """``c2i serve`` on a free loopback port, one worker, the tiny deployment."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("slow") / "serve.log"
-    env = os.environ | {"BENTOML_HOME": str(pipeline / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
-    c2i = Path(sys.executable).with_name("c2i")
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(c2i), "serve", "--artifacts", str(pipeline), "--feature-repo", str(pipeline / "feature_repo"),
-             "--port", str(port), "--workers", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_ready(f"http://{LOOPBACK}:{port}", proc, timeout=240)
-        yield {"port": port, "url": f"http://{LOOPBACK}:{port}"}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    with serve_c2i(pipeline, tmp_path_factory.mktemp("slow") / "serve.log") as (url, _):
+        yield {"port": int(url.rsplit(":", 1)[1]), "url": url}
 
 
 def _connect(port: int) -> socket.socket:

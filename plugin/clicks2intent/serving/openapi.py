@@ -41,45 +41,23 @@ METRICS_PATH = "/metrics"
 UNAVAILABLE = "ServiceUnavailable"
 TIMEOUT = "RequestTimeout"
 REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def _error_schema(title: str, description: str, detail: bool = True) -> dict[str, Any]:
+    """An error body ``{"error": str[, "detail": str]}`` as BentoML documents its own."""
+    properties: dict[str, Any] = {"error": {"type": "string", "title": "Message"}}
+    if detail:
+        properties["detail"] = {"type": "string", "title": "Error Detail"}
+    return {"type": "object", "title": title, "required": ["error"], "properties": properties,
+            "description": description}  # fmt: skip
+
+
 # The error bodies BentoML documents for its APIs (its InvalidArgument / InternalServerError components).
 ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
-    "InvalidArgument": {
-        "type": "object",
-        "title": "InvalidArgument",
-        "required": ["error"],
-        "properties": {
-            "error": {"type": "string", "title": "Message"},
-            "detail": {"type": "string", "title": "Error Detail"},
-        },
-        "description": "Bad Request",
-    },
-    "InternalServerError": {
-        "type": "object",
-        "title": "InternalServerError",
-        "required": ["error"],
-        "properties": {
-            "error": {"type": "string", "title": "Message"},
-            "detail": {"type": "string", "title": "Error Detail"},
-        },
-        "description": "Internal Server Error",
-    },
-    UNAVAILABLE: {
-        "type": "object",
-        "title": UNAVAILABLE,
-        "required": ["error"],
-        "properties": {"error": {"type": "string", "title": "Message"}},
-        "description": "Service Unavailable",
-    },
-    TIMEOUT: {
-        "type": "object",
-        "title": TIMEOUT,
-        "required": ["error"],
-        "properties": {
-            "error": {"type": "string", "title": "Message"},
-            "detail": {"type": "string", "title": "Error Detail"},
-        },
-        "description": "Request Timeout",
-    },
+    "InvalidArgument": _error_schema("InvalidArgument", "Bad Request"),
+    "InternalServerError": _error_schema("InternalServerError", "Internal Server Error"),
+    UNAVAILABLE: _error_schema(UNAVAILABLE, "Service Unavailable", detail=False),
+    TIMEOUT: _error_schema(TIMEOUT, "Request Timeout"),
 }
 
 
