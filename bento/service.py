@@ -64,7 +64,7 @@ from clicks2intent.serving.deployment import (  # noqa: E402
     serving_settings,
     world_of_artifacts,
 )
-from clicks2intent.serving.edge import RequestEdge  # noqa: E402
+from clicks2intent.serving.edge import RequestEdge, install_header_deadline  # noqa: E402
 from clicks2intent.serving.endpoints import JSONEndpoint, routes_app  # noqa: E402
 from clicks2intent.serving.engine import (  # noqa: E402
     FeatureStoreUnavailable,
@@ -79,6 +79,9 @@ from clicks2intent.serving.openapi import OpenAPIDocument, example_responses, js
 # took all the connections and the other sat idle (docs/decisions/0013-serving-path.md). One accept per
 # wake-up spreads them. Read by libuv when the worker starts listening, i.e. after this import.
 set_default(ENV.UV_TCP_SINGLE_ACCEPT, "1")
+# A request whose headers trickle in for ever held a connection (slowloris): uvicorn gets a header
+# deadline before BentoML's worker builds its server (clicks2intent.serving.edge).
+install_header_deadline()
 
 try:
     SETTINGS = Settings.load()

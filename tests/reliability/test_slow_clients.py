@@ -4,15 +4,17 @@
   deadline passes (clicks2intent.serving.edge; before: BentoML's traffic time-out answered 504 after
   10 s, as if the service were slow), and the connection is closed.
 * An idle keep-alive connection is closed by the server after ``--timeout-keep-alive``.
-* Slowloris: connections that send their headers a byte at a time are held by uvicorn (no ASGI code
-  sees a request before its headers end, and neither uvicorn nor BentoML has a header deadline:
-  docs/decisions/0004-request-path.md); while 40 of them are open, other clients are answered as usual.
+* Slowloris: connections that send their headers a line at a time (before: held by uvicorn for as long
+  as the client kept sending; no ASGI code sees a request before its headers end) get a 408 and are
+  closed ``HEADER_TIMEOUT_S`` after their first byte (clicks2intent.serving.edge), and while 40 of them
+  are open other clients are answered as usual. A connection that sends nothing is closed silently.
 
-Bounded: about 25 s of waiting in all.
+Bounded: about 30 s of waiting in all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -24,7 +26,7 @@ import httpx
 import pytest
 
 from clicks2intent.common.net import LOOPBACK
-from clicks2intent.serving.edge import BODY_TIMEOUT_S
+from clicks2intent.serving.edge import BODY_TIMEOUT_S, HEADER_TIMEOUT_ANSWER, HEADER_TIMEOUT_S
 from clicks2intent.serving.launcher import KEEP_ALIVE_S
 
 pytestmark = pytest.mark.slow
@@ -89,33 +91,61 @@ def test_an_idle_keep_alive_connection_is_closed(served: dict, ids: dict[str, st
     print(f"idle keep-alive connection closed after {idle:.1f}s")
 
 
-def test_slowloris_headers_do_not_stall_other_clients(served: dict, ids: dict[str, str]) -> None:
+def test_slowloris_headers_get_a_408_and_do_not_stall_other_clients(
+    served: dict, ids: dict[str, str]
+) -> None:
     slow = [_connect(served["port"]) for _ in range(SLOW_HEADER_CLIENTS)]
+    answers = [b""] * len(slow)
+    closed_after: list[float | None] = [None] * len(slow)
+    reset = [False] * len(slow)  # a header line crossed the server's close: the kernel answers with a reset
     try:
+        t0 = time.monotonic()
         for s in slow:
             s.sendall(b"POST /rank_tiles HTTP/1.1\r\nHost: x\r\n")
+            s.setblocking(False)
         latencies = []
         with httpx.Client(base_url=served["url"], timeout=10) as http:
-            deadline = time.monotonic() + 6.0
-            while time.monotonic() < deadline:
-                for s in slow:  # one more header line each, never the end of the headers
-                    s.sendall(b"X-Slow: 1\r\n")
+            while time.monotonic() - t0 < HEADER_TIMEOUT_S + 3.0 and None in closed_after:
+                for i, s in enumerate(slow):  # one more header line each, never the end of the headers
+                    if closed_after[i] is not None:
+                        continue
+                    try:
+                        while chunk := s.recv(65536):
+                            answers[i] += chunk
+                        closed_after[i] = time.monotonic() - t0  # recv gave b"": the server closed it
+                    except BlockingIOError:
+                        with contextlib.suppress(OSError):
+                            s.sendall(b"X-Slow: 1\r\n")
+                    except OSError:
+                        closed_after[i] = time.monotonic() - t0
+                        reset[i] = True
                 t = time.monotonic()
                 r = http.post("/rank_tiles", json={"customer_id": ids["customer"]})
                 latencies.append(time.monotonic() - t)
                 assert r.status_code == 200, r.text
                 time.sleep(0.2)
-        still_open = 0
-        for s in slow:
-            s.setblocking(False)
-            try:
-                still_open += s.recv(1) != b""
-            except BlockingIOError:
-                still_open += 1  # nothing to read and not closed: held by the server
     finally:
         for s in slow:
             s.close()
     latencies.sort()
-    print(f"{SLOW_HEADER_CLIENTS} slow-header connections ({still_open} still held after 6 s): "
-          f"{len(latencies)} other requests, max {1e3 * latencies[-1]:.0f} ms")  # fmt: skip
+    held = [i for i, c in enumerate(closed_after) if c is None]
+    waits = sorted(c for c in closed_after if c is not None)
+    print(f"{SLOW_HEADER_CLIENTS} slow-header connections: {len(held)} still held after "
+          f"{HEADER_TIMEOUT_S + 3.0:.0f} s, closed after {waits[0] if waits else 0:.1f}-{waits[-1] if waits else 0:.1f} s, "
+          f"{sum(a == HEADER_TIMEOUT_ANSWER for a in answers)} answered 408, {sum(reset)} reset; {len(latencies)} other requests, "
+          f"max {1e3 * latencies[-1]:.0f} ms")  # fmt: skip
+    assert not held
+    assert all(a == HEADER_TIMEOUT_ANSWER for a, r in zip(answers, reset, strict=True) if not r), answers
+    assert sum(reset) <= SLOW_HEADER_CLIENTS // 4, reset
+    assert waits[0] >= HEADER_TIMEOUT_S - 0.5 and waits[-1] <= HEADER_TIMEOUT_S + 3.0, waits
     assert latencies[-1] < 1.0, latencies[-5:]
+
+
+def test_a_connection_that_sends_nothing_is_closed(served: dict) -> None:
+    with _connect(served["port"]) as s:
+        t0 = time.monotonic()
+        answer = _read_all(s)
+        waited = time.monotonic() - t0
+    assert answer == b""
+    assert HEADER_TIMEOUT_S - 0.5 <= waited <= HEADER_TIMEOUT_S + 3, waited
+    print(f"a silent connection closed after {waited:.1f}s")

@@ -13,7 +13,10 @@ What is left here has no public equivalent in the pinned releases:
 * BentoML's logger of request exceptions (a logger name: where the request-log filter goes);
 * a model store at an explicit directory (training jobs write into ``artifacts/bentoml``);
 * four steps of Feast's Ray offline store that :class:`clicks2intent.features.engines.RayOfflineStore`
-  reuses for the two reads Feast 0.67's own fails.
+  reuses for the two reads Feast 0.67's own fails;
+* a deadline for a request's headers in uvicorn's HTTP protocol (:func:`install_header_deadline`):
+  BentoML's workers build ``uvicorn.Config`` themselves and uvicorn has no header time-out, so a
+  connection that never finishes its headers was held for ever (slowloris).
 
 Feast and BentoML are imported inside the functions: the serving processes import this module before
 they may import either.
@@ -21,6 +24,8 @@ they may import either.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +77,65 @@ def ray_latest_rows(
 ) -> Any:
     """The store's latest-row-per-entity step over a filtered dataset."""
     return store_class._pull_latest_processing_ray(dataset, join_keys, timestamp_field, created, None)
+
+
+def install_header_deadline(timeout_s: float, answer: bytes) -> type[asyncio.Protocol]:
+    """Make uvicorn's default HTTP protocol (``http="auto"``: what BentoML's workers run) close a connection
+    whose request headers are not complete ``timeout_s`` after its first byte (or after the connection
+    opened): with ``answer`` (a whole HTTP response, e.g. a 408) when part of a request came, silently
+    when nothing did (a pre-opened connection, like an idle keep-alive one). Call it before the worker
+    builds its ``uvicorn.Config``: importing the service is early enough. Returns the protocol class.
+
+    uvicorn names its protocols in ``uvicorn.config.HTTP_PROTOCOLS``; the subclass reads two attributes of
+    its protocols (``cycle``, the request being answered, and its ``response_complete``) that hold in
+    both the httptools and the h11 implementation."""
+    import uvicorn.config
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    base: Any = AutoHTTPProtocol
+    log = logging.getLogger("clicks2intent.serving.edge")
+
+    class HeaderDeadlineProtocol(base):  # type: ignore[misc, valid-type]
+        header_timeout_s = timeout_s
+
+        def connection_made(self, transport: Any) -> None:
+            self.c2i_timer: asyncio.TimerHandle | None = None
+            self.c2i_partial = False  # part of a request's headers came
+            super().connection_made(transport)
+            self.c2i_arm()
+
+        def data_received(self, data: bytes) -> None:
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:  # a request's headers are complete
+                self.c2i_disarm()
+            elif self.cycle is None or self.cycle.response_complete:  # between requests: headers pending
+                self.c2i_partial = True
+                if self.c2i_timer is None:
+                    self.c2i_arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.c2i_disarm()
+            super().connection_lost(exc)
+
+        def c2i_arm(self) -> None:
+            self.c2i_timer = asyncio.get_running_loop().call_later(self.header_timeout_s, self.c2i_expire)
+
+        def c2i_disarm(self) -> None:
+            if self.c2i_timer is not None:
+                self.c2i_timer.cancel()
+                self.c2i_timer = None
+            self.c2i_partial = False
+
+        def c2i_expire(self) -> None:
+            self.c2i_timer = None
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return
+            if self.c2i_partial:
+                log.warning("closed a connection whose request headers did not arrive within %.0f s (408)",
+                            self.header_timeout_s)  # fmt: skip
+                self.transport.write(answer)
+            self.transport.close()
+
+    uvicorn.config.HTTP_PROTOCOLS["auto"] = HeaderDeadlineProtocol  # type: ignore[assignment]
+    return HeaderDeadlineProtocol

@@ -18,9 +18,10 @@
   time-out answered 504, as if the service were slow. The body must arrive within ``body_timeout_s``
   of the request's headers, else the answer is 408 with ``Connection: close`` (the app behind sees the
   client as gone). Idle keep-alive connections are closed by uvicorn (``bentoml serve
-  --timeout-keep-alive``, which the launcher sets); a request whose HEADERS never finish is not seen by
-  any ASGI code (uvicorn has no header deadline, and BentoML exposes none): bound it at the ingress
-  (docs/decisions/0004-request-path.md).
+  --timeout-keep-alive``, which the launcher sets).
+* A request whose HEADERS never finish (slowloris) is seen by no ASGI code, and uvicorn has no header
+  deadline: :func:`install_header_deadline` gives its HTTP protocol one (``HEADER_TIMEOUT_S`` from the
+  first byte, then :data:`HEADER_TIMEOUT_ANSWER` and close; a connection that sent nothing is closed).
 
 Only 400 responses are buffered; every other response streams through untouched (one status check per
 response on the hot path).
@@ -34,6 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from clicks2intent.common import framework_adapter
 from clicks2intent.common.framework_adapter import BENTOML_REQUEST_LOGGER
 
 Scope = MutableMapping[str, Any]
@@ -46,6 +48,7 @@ JSON_TYPES = ("application/json",)  # the one request body type of the API
 # BENTOML_REQUEST_LOGGER: the logger of BentoML's ``log_exception``, which its endpoint wrapper calls for
 # every exception of a request, 4xx included (a private module's name: clicks2intent.common.framework_adapter).
 BODY_TIMEOUT_S = 5.0  # a request body must arrive within this of its headers (then 408)
+HEADER_TIMEOUT_S = 5.0  # a request's headers must be complete within this of their first byte (then 408)
 UNKNOWN_FIELD = "<unknown field>"
 _KEY = "<key>"
 
@@ -250,3 +253,25 @@ async def _send_json(send: Send, status: int, payload: dict[str, Any], close: bo
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _raw_json_response(status: int, reason: str, payload: dict[str, Any]) -> bytes:
+    body = json.dumps(payload).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")  # fmt: skip
+    return head.encode() + body
+
+
+# Written by the HTTP protocol itself (no ASGI app has seen the request): the same body as the body deadline's.
+HEADER_TIMEOUT_ANSWER = _raw_json_response(
+    408,
+    "Request Timeout",
+    {"error": "Request Timeout", "detail": "the request headers did not arrive in time"},
+)
+
+
+def install_header_deadline(timeout_s: float = HEADER_TIMEOUT_S) -> None:
+    """Every connection the service's workers accept must complete a request's headers within
+    ``timeout_s`` of their first byte (408 and close), or send something within it (else closed).
+    Called when the service module is imported, before BentoML's worker starts uvicorn."""
+    framework_adapter.install_header_deadline(timeout_s, HEADER_TIMEOUT_ANSWER)
