@@ -30,6 +30,7 @@ T = TypeVar("T")
 SHORTLIST_MODES = ("auto", "on", "off")  # clicks2intent.intent.labelling.SHORTLIST_MODES
 PROPOSAL_MODES = ("grounded", "free")  # clicks2intent.intent.taxonomy.PROPOSAL_MODES
 DISTILL_INPUTS = ("session", "embedding")  # clicks2intent.intent.distill.DISTILL_INPUTS
+DISTILL_TEACHERS = ("refined", "llm")  # clicks2intent.intent.distill.DISTILL_TEACHERS
 PROPOSAL_AUTO = "auto"  # clicks2intent.intent.taxonomy.PROPOSAL_AUTO
 
 
@@ -284,6 +285,12 @@ def _register_taxonomy(subparsers: argparse._SubParsersAction) -> None:
         choices=DISTILL_INPUTS,
         help="session: the embedding + the session's declared page types, last page and search words "
         "(needs --events); embedding: the embedding only (default: DistillConfig.inputs)",
+    )
+    dis.add_argument(
+        "--teacher",
+        choices=DISTILL_TEACHERS,
+        help="refined: the LLM labels refined by naive Bayes EM over every session's pages and search words "
+        "(needs --inputs session); llm: the LLM labels as they are (default: DistillConfig.teacher)",
     )
     dis.add_argument("--C", type=float, help="inverse regularisation (default: IntentClassifier's)")
     dis.add_argument("--seed", type=int, help="default: DistillConfig.seed")

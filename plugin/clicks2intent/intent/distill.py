@@ -9,9 +9,14 @@ the embedding alone does not carry the queries at all. Training uses scikit-lear
 numpy on weights copied out of it, so the Feast on-demand view and the BentoML service load small
 arrays and no estimator pipeline. Measurements: ``docs/decisions/0003-order-features-distilled-inputs-seeds.md``.
 
+What it learns, by default, is the LLM's labels *refined*: naive Bayes fitted by EM over the pages and
+search words of every embedded session, seeded by the LLM's labels (:mod:`clicks2intent.intent.refine`;
+the labelled sample is mostly decided by the taxonomy's keywords, whose bias a pure imitation keeps).
+``teacher="llm"`` learns the LLM's labels as they are.
+
 The ``distill`` command trains on the LLM-labelled sessions, reports fidelity on a *time-based*
-held-out part (the latest sessions: agreement and macro F1 against the LLM, single-session p50/p99
-latency in µs), refits on all labelled sessions, labels every embedded session
+held-out part (the latest sessions: agreement and macro F1 against the LLM and against the refined
+labels, single-session p50/p99 latency in µs), refits on all labelled sessions, labels every embedded session
 (``session_intents.parquet``) and, on simulated data, measures AMI/NMI of LLM and distilled labels
 against the simulator's hidden true intents.
 """
@@ -398,13 +403,19 @@ def distill(
     random_state: int = 0,
     texts: Mapping[str, SessionText] | None = None,
     page_types: list[str] | None = None,
+    teacher: str = "refined",
 ) -> tuple[IntentClassifier, pd.DataFrame, dict[str, Any]]:
     """Train, evaluate on the latest ``test_fraction`` of labelled sessions, refit on all labelled
     sessions and label every embedded session. Returns (classifier, session intents, report).
 
     ``texts`` (session id → :class:`SessionText`, e.g. :func:`session_texts` of the events): the
     classifier also reads each session's pages and search words (``page_types``: the declared web page
-    types; None: those the labelled sessions show). A session without events reads as empty text."""
+    types; None: those the labelled sessions show). A session without events reads as empty text.
+
+    ``teacher``: what the classifier learns on the labelled sessions. ``"refined"`` (with ``texts``): the
+    LLM's labels refined by naive Bayes EM over the pages and search words of every embedded session
+    (:mod:`clicks2intent.intent.refine`); ``"llm"``: the LLM's labels as they are. The held-out figures
+    are computed with the held-out sessions' LLM labels hidden from the refinement."""
     from clicks2intent.intent.labelling import LABEL_ID, STATUS
 
     for col in (C.SESSION_ID, LABEL_ID, STATUS, C.TAXONOMY_VERSION):
@@ -415,6 +426,8 @@ def distill(
             raise ValueError(f"embeddings: required column {col!r} is missing")
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction: must be in [0, 1), got {test_fraction}")
+    if teacher not in DISTILL_TEACHERS:
+        raise ValueError(f"teacher: must be one of {list(DISTILL_TEACHERS)}, got {teacher!r}")
     ok = labels[labels[STATUS] == "ok"]
     versions = sorted(ok[C.TAXONOMY_VERSION].dropna().unique())
     if len(versions) != 1:
@@ -437,15 +450,33 @@ def distill(
     T = texts_of(train_rows[C.SESSION_ID])
     n_test = int(round(len(y) * test_fraction))
     held_out: dict[str, Any] = {"n_train": len(y) - n_test, "n_test": n_test}
+    refine = None
+    if teacher == "refined":
+        if texts is None:
+            logger.warning("distill: no session texts, so the classifier learns the LLM labels unrefined")
+        else:
+            refine = _Refinement(
+                emb.index.astype(str), texts, train_rows[C.SESSION_ID].astype(str).to_numpy()
+            )
     if n_test >= 1 and len(y) - n_test >= 1:
         # Time split: train on earlier sessions, test on later ones (no leakage of a session or period).
         t_train, t_test = (None, None) if T is None else (T[:-n_test], T[-n_test:])
-        clf_eval = IntentClassifier(**params).fit(X[:-n_test], y[:-n_test], label_names, version, t_train)
+        y_train = y[:-n_test]
+        if refine is not None:  # the held-out sessions' LLM labels take no part
+            taught, _ = refine.labels(y, n_known=len(y) - n_test)
+            y_train = taught[:-n_test]
+        clf_eval = IntentClassifier(**params).fit(X[:-n_test], y_train, label_names, version, t_train)
         y_hat = clf_eval.predict(X[-n_test:], t_test)
         held_out.update(agreement_metrics(y[-n_test:], y_hat))
         held_out["test_labels_unseen_in_train"] = sorted(set(y[-n_test:]) - set(clf_eval.classes_))
         held_out["latency_us"] = latency_us(clf_eval, X[-n_test:], texts=t_test)
-    clf = IntentClassifier(**params).fit(X, y, label_names, version, T)
+        if refine is not None:
+            held_out["vs_refined_teacher"] = agreement_metrics(taught[-n_test:], y_hat)
+    refinement: dict[str, Any] | None = None
+    y_taught = y
+    if refine is not None:
+        y_taught, refinement = refine.labels(y, n_known=len(y))
+    clf = IntentClassifier(**params).fit(X, y_taught, label_names, version, T)
 
     all_X = embedding_matrix(embeddings)
     if all_X.shape[1] != clf.n_features_in_:
@@ -472,6 +503,8 @@ def distill(
             "inputs": ["embedding"] + ([] if clf.inputs_ is None else ["pages", "last_page", "query_words"]),
             "n_query_words": 0 if clf.inputs_ is None else len(clf.inputs_.query_words_),
         },
+        "teacher": "llm" if refinement is None else "refined",
+        "refinement": refinement,
         "n_labels_rows": int(len(labels)),
         "n_labels_ok": int(len(ok)),
         "n_labelled_with_embedding": int(len(train_rows)),
@@ -487,6 +520,31 @@ def distill(
         "distilled_distribution": intents[C.INTENT_LABEL].value_counts().to_dict(),
     }
     return clf, intents, report
+
+
+class _Refinement:
+    """The refinement's count matrix over every embedded session, built once for the held-out and the final
+    fit; ``labels(y, n_known)``: the refined labels of the labelled rows (in ``y``'s order) when the first
+    ``n_known`` of them give their LLM label and the rest are unlabelled."""
+
+    def __init__(self, pool_ids: Any, texts: Mapping[str, SessionText], labelled_ids: np.ndarray) -> None:
+        from clicks2intent.intent.refine import session_counts
+
+        pool = [str(s) for s in pool_ids]
+        self.counts, _ = session_counts([texts.get(s, SessionText()) for s in pool])
+        row = {s: i for i, s in enumerate(pool)}
+        self.rows = np.asarray([row[s] for s in labelled_ids], dtype=np.int64)
+        self.n_pool = len(pool)
+
+    def labels(self, y: np.ndarray, n_known: int) -> tuple[np.ndarray, dict[str, Any]]:
+        from clicks2intent.intent.refine import refine_labels
+
+        given: list[str | None] = [None] * self.n_pool
+        for r, lab in zip(self.rows[:n_known].tolist(), y[:n_known].tolist(), strict=True):
+            given[r] = lab
+        refined, summary = refine_labels(self.counts, given)
+        summary["refined_distribution_all_sessions"] = pd.Series(refined).value_counts().to_dict()
+        return refined[self.rows], summary
 
 
 def truth_report(
@@ -555,6 +613,15 @@ def render_report(report: dict[str, Any]) -> str:
         lines.insert(
             4, f"  (95 % intervals: agreement [{lo:.3f}, {hi:.3f}], macro F1 [{flo:.3f}, {fhi:.3f}])"
         )
+    ref = report.get("refinement")
+    if ref:
+        vs = h.get("vs_refined_teacher", {})
+        lines[3:3] = [
+            f"- taught the LLM labels refined by naive Bayes EM over {ref['n_labelled'] + ref['n_unlabelled']} "
+            f"sessions' pages and search words ({ref['n_iter']} iterations, "
+            f"{'converged' if ref['converged'] else 'not converged'}): {ref['labelled_kept_share']:.1%} of the "
+            f"LLM labels kept; held-out agreement with the refined labels {vs.get('agreement', float('nan')):.3f}",
+        ]
     truth = report.get("truth", {})
     for key, title in (("on_llm_sample", "LLM-labelled sample"), ("on_all_sessions", "all web sessions")):
         if key not in truth:
@@ -589,6 +656,7 @@ def render_report(report: dict[str, Any]) -> str:
 
 
 DISTILL_INPUTS = ("session", "embedding")
+DISTILL_TEACHERS = ("refined", "llm")  # see distill()
 
 
 @dataclass(frozen=True)
@@ -607,6 +675,9 @@ class DistillConfig:
     # What the classifier reads: "session" = the embedding + the session's declared page types, last page
     # and search words (needs events; without them it falls back to the embedding, logged), "embedding".
     inputs: str = "session"
+    # What the classifier learns: "refined" = the LLM labels refined by naive Bayes EM over every session's
+    # pages and search words (needs the session inputs; clicks2intent.intent.refine), "llm" = as they are.
+    teacher: str = "refined"
     test_fraction: float = 0.25  # latest share of labelled sessions held out
     lr_C: float | None = None  # inverse regularisation (--C); None: IntentClassifier's default
     seed: int = 0
@@ -614,6 +685,10 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.inputs not in DISTILL_INPUTS:
             raise ConfigError(f"DistillConfig.inputs={self.inputs!r} must be one of {list(DISTILL_INPUTS)}")
+        if self.teacher not in DISTILL_TEACHERS:
+            raise ConfigError(
+                f"DistillConfig.teacher={self.teacher!r} must be one of {list(DISTILL_TEACHERS)}"
+            )
 
     @property
     def taxonomy_path(self) -> Path:
@@ -670,7 +745,7 @@ def run_distillation(config: DistillConfig) -> dict[str, Any]:
     events, world, texts = _session_inputs(config, embeddings)
     clf, intents, report = distill(
         labels, embeddings, names, config.test_fraction, config.lr_C, config.seed, texts,
-        None if world is None else list(world.page_types),
+        None if world is None else list(world.page_types), config.teacher,
     )  # fmt: skip
     if config.truth:
         truth = pd.read_parquet(config.truth)
