@@ -92,6 +92,12 @@ def query_words(queries: Iterable[str]) -> list[str]:
     return [w for q in queries for w in words(scrub(q))]
 
 
+def frequent_words(word_df: Mapping[str, int], min_df: int, max_words: int) -> list[str]:
+    """The words used by at least ``min_df`` sessions, the ``max_words`` most used of them, sorted."""
+    kept = sorted((w for w, c in word_df.items() if c >= min_df), key=lambda w: (-word_df[w], w))
+    return sorted(kept[:max_words])
+
+
 def _idf(df: np.ndarray, n: int) -> np.ndarray:
     """scikit-learn's smoothed idf: ln((1 + n) / (1 + df)) + 1."""
     return np.log((1.0 + n) / (1.0 + df)) + 1.0
@@ -121,10 +127,7 @@ class SessionInputs:
             for i in {index[p] for p in t.pages if p in index}:
                 page_df[i] += 1
             word_df.update(set(query_words(t.queries)))
-        kept = sorted(
-            (w for w, c in word_df.items() if c >= self.min_query_df), key=lambda w: (-word_df[w], w)
-        )
-        self.query_words_ = sorted(kept[: self.max_query_words])
+        self.query_words_ = frequent_words(word_df, self.min_query_df, self.max_query_words)
         self.page_idf_ = _idf(page_df, n)
         self.query_idf_ = _idf(np.array([word_df[w] for w in self.query_words_], dtype=float), n)
         self._index()

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from clicks2intent.intent.inputs import SessionText, query_words
+from clicks2intent.intent.inputs import SessionText, frequent_words, query_words
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def session_counts(
         ws = query_words(t.queries)
         word_df.update(set(ws))
         tokens.append([PAGE_PREFIX + p for p in t.pages] + [WORD_PREFIX + w for w in ws])
-    kept = sorted((w for w, c in word_df.items() if c >= min_query_df), key=lambda w: (-word_df[w], w))
-    words = {WORD_PREFIX + w for w in kept[:max_query_words]}
+    words = {WORD_PREFIX + w for w in frequent_words(word_df, min_query_df, max_query_words)}
     pages = sorted({tok for toks in tokens for tok in toks if tok.startswith(PAGE_PREFIX)})
     vocabulary = pages + sorted(words)
     index = {tok: i for i, tok in enumerate(vocabulary)}
