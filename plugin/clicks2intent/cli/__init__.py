@@ -133,6 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"c2i {command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        _forget_caught_interrupt()
+
+
+def _forget_caught_interrupt() -> None:
+    """CPython 3.11 under ``python -m`` kills the process with SIGINT at exit once a Ctrl-C escaped code
+    run by ``exec`` of a string (dataclasses and namedtuple build their methods that way), even after a
+    handler here caught it (``c2i llm serve`` then exits -2, not 0); running any string clears that mark.
+    An interrupt that leaves ``main`` uncaught sets it again."""
+    exec("pass")
 
 
 def os_error_line(error: OSError) -> str:
