@@ -9,6 +9,14 @@ recommendation: it also drops every ``assert``), and ``c2i features materialize`
 materialisation through our CLI, which imports Feast without typeguard's instrumentation). Each figure is
 the median of ``--repeats`` runs; the load average is printed beside.
 
+``--stores sqlite redis``: the demo's ``feature_store.yaml`` (SQLite) and the production layout (Redis
+online store, SQL registry on PostgreSQL: ``production_config()`` under a throw-away project, applied
+first and torn down after). Beside each view, the store's own speed for the same rows, read back from
+the demo's SQLite online store after the runs: Python's ``sqlite3`` upserting them one row per statement
+in one transaction into a copy of the table that already holds them (what a whole-history re-run
+meets), and redis-py's pipeline HSETting the same hashes (``--stores redis``). Entities per second
+there are comparable to the CLI's marginal rows/s when every source row is one entity's latest.
+
     .venv/bin/python benchmarks/bench_materialize_cli.py --views session_intent session_activity
 """
 
@@ -16,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,14 +52,92 @@ def timed(argv: list[str], env: dict[str, str] | None = None, repeats: int = 3) 
     return statistics.median(runs)
 
 
+def sqlite_rows(repo: Path, project: str, view: str) -> tuple[str, str, list[tuple], int]:
+    """The view's table in the demo's SQLite online store: its name and CREATE statement, its rows in
+    key order, and its feature count."""
+    conn = sqlite3.connect(repo / "data" / "online_store.db")
+    try:
+        table = f"{project}_{view}"
+        (create,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (table,)
+        ).fetchone()
+        rows = conn.execute(
+            f'SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM "{table}" '
+            "ORDER BY entity_key, feature_name"
+        ).fetchall()
+        (features,) = conn.execute(f'SELECT COUNT(DISTINCT feature_name) FROM "{table}"').fetchone()
+    finally:
+        conn.close()
+    return table, create, rows, int(features)
+
+
+def sqlite_floor(repo: Path, create: str, table: str, rows: list[tuple], repeats: int) -> float:
+    """Seconds for sqlite3 to upsert ``rows`` (Feast's statement, one row each, one transaction) into a
+    copy of the table that already holds them, on the same disk; median of ``repeats``."""
+    tmp = Path(tempfile.mkdtemp(dir=repo / "data", prefix="floor-"))
+    try:
+        conn = sqlite3.connect(tmp / "floor.db")
+        conn.execute(create)
+        sql = (
+            f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+        )
+        with conn:
+            conn.executemany(sql, rows)
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with conn:
+                conn.executemany(sql, rows)
+            runs.append(time.perf_counter() - t0)
+        conn.close()
+        return statistics.median(runs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def redis_floor(redis_url: str, rows: list[tuple], repeats: int) -> float:
+    """Seconds for redis-py's pipeline to HSET the same hashes (one per entity, a field per feature and
+    a timestamp field) under a throw-away prefix, 20k entities per round trip; the keys are deleted after."""
+    import redis
+
+    host, _, port = redis_url.split(",")[0].partition(":")
+    client = redis.Redis(host=host, port=int(port or 6379))
+    hashes: dict[bytes, dict[bytes, bytes]] = {}
+    for key, feature, value, *_ in rows:
+        hashes.setdefault(b"c2i-bench-floor:" + key, {b"_ts": b"\x08\x01"})[feature.encode()] = value
+    keys = list(hashes)
+    runs = []
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for start in range(0, len(keys), 20_000):
+                pipe = client.pipeline(transaction=False)
+                for k in keys[start : start + 20_000]:
+                    pipe.hset(k, mapping=hashes[k])
+                pipe.execute()
+            runs.append(time.perf_counter() - t0)
+    finally:
+        for start in range(0, len(keys), 10_000):
+            client.unlink(*keys[start : start + 10_000])
+        client.close()
+    return statistics.median(runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--views", nargs="+", default=["session_intent", "session_activity"])
     ap.add_argument("--repo", default="feature_repo")
     ap.add_argument("--features", type=Path, default=REPO / "artifacts" / "features")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stores", nargs="+", choices=["sqlite", "redis"], default=["sqlite"])
+    ap.add_argument(
+        "--redis", default="127.0.0.1:6379", help="Redis for --stores redis (Feast's host:port form)"
+    )
     args = ap.parse_args()
     py, feast, c2i = str(BIN / "python"), str(BIN / "feast"), str(BIN / "c2i")
+    repo = REPO / args.repo
     optimised = {**os.environ, "PYTHONOPTIMIZE": "1"}
     print(f"load before: {os.getloadavg()[0]:.2f}")
     ref = {
@@ -60,28 +149,81 @@ def main() -> None:
     }
     for name, s in ref.items():
         print(f"{name}: {s:.2f} s")
-    print("\n| view | rows | command | empty window s | whole history s | marginal rows/s |")
-    print("|---|---:|---|---:|---:|---:|")
+    import yaml
+
+    demo_project = yaml.safe_load((repo / "feature_store.yaml").read_text())["project"]
+    configs: dict[str, str | None] = {}
+    if "sqlite" in args.stores:
+        configs["sqlite"] = None
+    redis_yaml = repo / f"feature_store.bench-{os.getpid()}.yaml"
+    if "redis" in args.stores:
+        from clicks2intent.features.store import production_config, write_config
+
+        write_config(redis_yaml, production_config(project=f"c2i_bench_{os.getpid()}", redis=args.redis))
+        configs["redis"] = redis_yaml.name
+        t0 = time.perf_counter()
+        timed([feast, "-c", args.repo, "-f", str(redis_yaml), "apply"], repeats=1)
+        print(f"feast apply (redis, PostgreSQL registry): {time.perf_counter() - t0:.2f} s")
+    print("\n| store | view | source rows | command | empty window s | whole history s | marginal rows/s |")
+    print("|---|---|---:|---|---:|---:|---:|")
+    try:
+        for store, config in configs.items():
+            for view in args.views:
+                rows = pq.ParquetFile(args.features / f"{view}.parquet").metadata.num_rows
+                f = ["-f", str(repo / config)] if config else []
+                c = ["--config", config] if config else []
+                commands = {
+                    "feast materialize": lambda w, v=view, f=f: [
+                        feast,
+                        "-c",
+                        args.repo,
+                        *f,
+                        "materialize",
+                        "-v",
+                        v,
+                        *w,
+                    ],
+                    "c2i features materialize": lambda w, v=view, c=c: [
+                        c2i,
+                        "features",
+                        "materialize",
+                        *w,
+                        "--repo",
+                        args.repo,
+                        *c,
+                        "--views",
+                        v,
+                    ],  # fmt: skip
+                }
+                for name, argv in commands.items():
+                    empty = timed(argv(EMPTY), repeats=args.repeats)
+                    whole = timed(argv(WHOLE), repeats=args.repeats)
+                    rate = rows / (whole - empty) if whole > empty else float("nan")
+                    print(
+                        f"| {store} | {view} | {rows:,} | {name} | {empty:.2f} | {whole:.2f} | {rate:,.0f} |",
+                        flush=True,
+                    )
+    finally:
+        if "redis" in args.stores:
+            subprocess.run(
+                [feast, "-c", args.repo, "-f", str(redis_yaml), "teardown"], cwd=REPO, capture_output=True
+            )
+            redis_yaml.unlink(missing_ok=True)
+    print("\nThe store's own speed for the same rows (the demo's SQLite online store read back):")
+    print("| view | entities | features | table rows | store | seconds | entities/s |")
+    print("|---|---:|---:|---:|---|---:|---:|")
     for view in args.views:
-        rows = pq.ParquetFile(args.features / f"{view}.parquet").metadata.num_rows
-        commands = {
-            "feast materialize": lambda w, v=view: [feast, "-c", args.repo, "materialize", "-v", v, *w],
-            "c2i features materialize": lambda w, v=view: [
-                c2i,
-                "features",
-                "materialize",
-                *w,
-                "--repo",
-                args.repo,
-                "--views",
-                v,
-            ],  # fmt: skip
-        }
-        for name, argv in commands.items():
-            empty = timed(argv(EMPTY), repeats=args.repeats)
-            whole = timed(argv(WHOLE), repeats=args.repeats)
-            rate = rows / (whole - empty) if whole > empty else float("nan")
-            print(f"| {view} | {rows:,} | {name} | {empty:.2f} | {whole:.2f} | {rate:,.0f} |", flush=True)
+        table, create, table_rows, n_features = sqlite_rows(repo, demo_project, view)
+        entities = len(table_rows) // max(1, n_features)
+        floors = {"sqlite3 executemany upsert": sqlite_floor(repo, create, table, table_rows, args.repeats)}
+        if "redis" in args.stores:
+            floors["redis-py pipeline HSET"] = redis_floor(args.redis, table_rows, args.repeats)
+        for name, seconds in floors.items():
+            print(
+                f"| {view} | {entities:,} | {n_features} | {len(table_rows):,} | {name} | {seconds:.2f} | "
+                f"{entities / seconds:,.0f} |",
+                flush=True,
+            )
     print(f"\nload after: {os.getloadavg()[0]:.2f}")
 
 
