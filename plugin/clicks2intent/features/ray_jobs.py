@@ -107,7 +107,8 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     otherwise a bounded local one is started (or ``options.address`` joined) and shut down after."""
     ray = _require_ray()
     if ray.is_initialized():
-        yield ray
+        with _job_data_context(ray, options):
+            yield ray
         return
     if options.address:
         ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False)
@@ -119,13 +120,26 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
             object_store_memory=options.object_store_mb * 1024 * 1024,
             log_to_driver=False,
         )
+    try:
+        with _job_data_context(ray, options):
+            yield ray
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _job_data_context(ray: Any, options: RayOptions) -> Iterator[None]:
+    """Ray Data's settings for one job, the caller's restored after: no progress bars, and the actor
+    pool starts only once every actor is up (otherwise the first actors up take all the shards and a
+    node joins after the work is gone), also where the caller initialised Ray itself."""
     ctx = ray.data.DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.wait_for_min_actors_s)
     ctx.enable_progress_bars = False
     ctx.wait_for_min_actors_s = options.actor_wait_s
     try:
-        yield ray
+        yield
     finally:
-        ray.shutdown()
+        ctx.enable_progress_bars, ctx.wait_for_min_actors_s = saved
 
 
 @contextlib.contextmanager
