@@ -35,6 +35,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from clicks2intent.features.online_write import quote_identifier
+from clicks2intent.features.store import load_config, production_config, write_config
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EMPTY = ("2000-01-01T00:00:00", "2000-01-02T00:00:00")
@@ -58,14 +61,15 @@ def sqlite_rows(repo: Path, project: str, view: str) -> tuple[str, str, list[tup
     conn = sqlite3.connect(repo / "data" / "online_store.db")
     try:
         table = f"{project}_{view}"
+        quoted = quote_identifier(table)
         (create,) = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (table,)
         ).fetchone()
         rows = conn.execute(
-            f'SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM "{table}" '
+            f"SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM {quoted} "
             "ORDER BY entity_key, feature_name"
         ).fetchall()
-        (features,) = conn.execute(f'SELECT COUNT(DISTINCT feature_name) FROM "{table}"').fetchone()
+        (features,) = conn.execute(f"SELECT COUNT(DISTINCT feature_name) FROM {quoted}").fetchone()
     finally:
         conn.close()
     return table, create, rows, int(features)
@@ -79,7 +83,7 @@ def sqlite_floor(repo: Path, create: str, table: str, rows: list[tuple], repeats
         conn = sqlite3.connect(tmp / "floor.db")
         conn.execute(create)
         sql = (
-            f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+            f"INSERT INTO {quote_identifier(table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
             "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
         )
@@ -102,8 +106,10 @@ def redis_floor(redis_url: str, rows: list[tuple], repeats: int) -> float:
     a timestamp field) under a throw-away prefix, 20k entities per round trip; the keys are deleted after."""
     import redis
 
-    host, _, port = redis_url.split(",")[0].partition(":")
-    client = redis.Redis(host=host, port=int(port or 6379))
+    from clicks2intent.features.online_stores import parse_connection_string
+
+    node = parse_connection_string(redis_url)[0][0]
+    client = redis.Redis(host=node["host"], port=int(node.get("port", 6379)))
     hashes: dict[bytes, dict[bytes, bytes]] = {}
     for key, feature, value, *_ in rows:
         hashes.setdefault(b"c2i-bench-floor:" + key, {b"_ts": b"\x08\x01"})[feature.encode()] = value
@@ -149,21 +155,16 @@ def main() -> None:
     }
     for name, s in ref.items():
         print(f"{name}: {s:.2f} s")
-    import yaml
-
-    demo_project = yaml.safe_load((repo / "feature_store.yaml").read_text())["project"]
+    demo_project = load_config(repo / "feature_store.yaml")["project"]
     configs: dict[str, str | None] = {}
     if "sqlite" in args.stores:
         configs["sqlite"] = None
     redis_yaml = repo / f"feature_store.bench-{os.getpid()}.yaml"
     if "redis" in args.stores:
-        from clicks2intent.features.store import production_config, write_config
-
         write_config(redis_yaml, production_config(project=f"c2i_bench_{os.getpid()}", redis=args.redis))
         configs["redis"] = redis_yaml.name
-        t0 = time.perf_counter()
-        timed([feast, "-c", args.repo, "-f", str(redis_yaml), "apply"], repeats=1)
-        print(f"feast apply (redis, PostgreSQL registry): {time.perf_counter() - t0:.2f} s")
+        apply_s = timed([feast, "-c", args.repo, "-f", str(redis_yaml), "apply"], repeats=1)
+        print(f"feast apply (redis, PostgreSQL registry): {apply_s:.2f} s")
     print("\n| store | view | source rows | command | empty window s | whole history s | marginal rows/s |")
     print("|---|---|---:|---|---:|---:|---:|")
     try:

@@ -26,6 +26,22 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def _sigint_as_from_a_terminal() -> None:
+    """The child's SIGINT as a terminal's Ctrl-C finds it: default disposition, not blocked. A test
+    runner started in the background by a non-interactive shell has SIGINT ignored, and a child
+    inherits that (POSIX), so Ctrl-C would never reach it: what these tests check is our handling."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@pytest.fixture
+def as_from_a_terminal() -> Callable[[], None]:
+    """A ``preexec_fn`` for a child that must receive Ctrl-C (SIGINT) as from a terminal."""
+    return _sigint_as_from_a_terminal
+
+
 @pytest.fixture(scope="session")
 def sim_world() -> World:
     """The simulated bank's world declaration (its tiles, products, page types and profile columns)."""

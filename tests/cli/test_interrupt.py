@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 PROBE = textwrap.dedent(
@@ -23,13 +23,9 @@ PROBE = textwrap.dedent(
 )
 
 
-def _sigint_as_from_a_terminal() -> None:
-    """A runner started in the background has SIGINT ignored, and the child would inherit that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def test_a_handled_interrupt_leaves_the_exit_code_alone_under_python_m(tmp_path: Path) -> None:
+def test_a_handled_interrupt_leaves_the_exit_code_alone_under_python_m(
+    tmp_path: Path, as_from_a_terminal: Callable[[], None]
+) -> None:
     """CPython 3.11 would kill ``python -m`` with SIGINT at exit here (returncode -2); ``main`` clears it."""
     (tmp_path / "interrupted_probe.py").write_text(PROBE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
@@ -40,6 +36,6 @@ def test_a_handled_interrupt_leaves_the_exit_code_alone_under_python_m(tmp_path:
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=_sigint_as_from_a_terminal,
+        preexec_fn=as_from_a_terminal,
     )
     assert done.returncode == 0, done.stderr[-2000:]

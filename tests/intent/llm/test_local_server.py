@@ -225,26 +225,20 @@ def test_both_runtimes_give_the_same_greedy_answers(
     assert ours_reversed == ours  # an answer depends on its prompt only, not on the request before it
 
 
-def _as_from_a_terminal() -> None:
-    """The child's SIGINT as a terminal's Ctrl-C finds it: default disposition, not blocked. A test
-    runner started in the background by a non-interactive shell has SIGINT ignored, and a child
-    inherits that (POSIX), so Ctrl-C would never reach it: what these tests check is our handling."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def _serve_command(port: int, log: Path) -> list[str]:
     return [sys.executable, "-m", "clicks2intent.cli", "llm", "serve", "--port", str(port), "--log", str(log)]
 
 
-def test_llm_serve_command_runs_and_stops_on_interrupt(tmp_path: Path) -> None:
+def test_llm_serve_command_runs_and_stops_on_interrupt(
+    tmp_path: Path, as_from_a_terminal: Callable[[], None]
+) -> None:
     port = free_port()
     proc = subprocess.Popen(
         _serve_command(port, tmp_path / "s.log"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_as_from_a_terminal,
+        preexec_fn=as_from_a_terminal,
     )
     try:
         assert proc.stdout is not None
@@ -261,14 +255,16 @@ def test_llm_serve_command_runs_and_stops_on_interrupt(tmp_path: Path) -> None:
             proc.kill()
 
 
-def test_interrupt_during_startup_leaves_no_server_behind(tmp_path: Path) -> None:
+def test_interrupt_during_startup_leaves_no_server_behind(
+    tmp_path: Path, as_from_a_terminal: Callable[[], None]
+) -> None:
     """Ctrl-C while the model loads must not orphan the child (it runs in its own session)."""
     port = free_port()
     proc = subprocess.Popen(
         _serve_command(port, tmp_path / "s.log"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        preexec_fn=_as_from_a_terminal,
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     while not (tmp_path / "s.log").exists() and time.monotonic() < deadline:
