@@ -6,8 +6,9 @@
 * An idle keep-alive connection is closed by the server after ``--timeout-keep-alive``.
 * Slowloris: connections that send their headers a line at a time (before: held by uvicorn for as long
   as the client kept sending; no ASGI code sees a request before its headers end) get a 408 and are
-  closed ``HEADER_TIMEOUT_S`` after their first byte (clicks2intent.serving.edge), and while 40 of them
-  are open other clients are answered as usual. A connection that sends nothing is closed silently.
+  closed ``HEADER_TIMEOUT_S`` after their first byte (clicks2intent.serving.edge), with no reset though
+  they keep sending, and while 40 of them are open other clients are answered as usual. A connection
+  that sends nothing is closed silently.
 
 Bounded: about 30 s of waiting in all.
 """
@@ -97,7 +98,7 @@ def test_slowloris_headers_get_a_408_and_do_not_stall_other_clients(
     slow = [_connect(served["port"]) for _ in range(SLOW_HEADER_CLIENTS)]
     answers = [b""] * len(slow)
     closed_after: list[float | None] = [None] * len(slow)
-    reset = [False] * len(slow)  # a header line crossed the server's close: the kernel answers with a reset
+    reset = [False] * len(slow)  # read failed: a header line crossed a plain close (before the staged close)
     try:
         t0 = time.monotonic()
         for s in slow:
@@ -135,8 +136,8 @@ def test_slowloris_headers_get_a_408_and_do_not_stall_other_clients(
           f"{sum(a == HEADER_TIMEOUT_ANSWER for a in answers)} answered 408, {sum(reset)} reset; {len(latencies)} other requests, "
           f"max {1e3 * latencies[-1]:.0f} ms")  # fmt: skip
     assert not held
-    assert all(a == HEADER_TIMEOUT_ANSWER for a, r in zip(answers, reset, strict=True) if not r), answers
-    assert sum(reset) <= SLOW_HEADER_CLIENTS // 4, reset
+    assert not any(reset), reset  # CI once saw 14 of 40 before the close lingered
+    assert all(a == HEADER_TIMEOUT_ANSWER for a in answers), answers
     assert waits[0] >= HEADER_TIMEOUT_S - 0.5 and waits[-1] <= HEADER_TIMEOUT_S + 3.0, waits
     assert latencies[-1] < 1.0, latencies[-5:]
 

@@ -79,12 +79,15 @@ def ray_latest_rows(
     return store_class._pull_latest_processing_ray(dataset, join_keys, timestamp_field, created, None)
 
 
-def install_header_deadline(timeout_s: float, answer: bytes) -> type[asyncio.Protocol]:
+def install_header_deadline(timeout_s: float, answer: bytes, linger_s: float) -> type[asyncio.Protocol]:
     """Make uvicorn's default HTTP protocol (``http="auto"``: what BentoML's workers run) close a connection
     whose request headers are not complete ``timeout_s`` after its first byte (or after the connection
     opened): with ``answer`` (a whole HTTP response, e.g. a 408) when part of a request came, silently
-    when nothing did (a pre-opened connection, like an idle keep-alive one). Call it before the worker
-    builds its ``uvicorn.Config``: importing the service is early enough. Returns the protocol class.
+    when nothing did (a pre-opened connection, like an idle keep-alive one). After ``answer`` the close
+    lingers: the write side is shut and what the client still sends is read and dropped for up to
+    ``linger_s`` (or until it closes), so a header line crossing the close does not make the kernel answer
+    it with a reset that throws away the unread 408. Call it before the worker builds its
+    ``uvicorn.Config``: importing the service is early enough. Returns the protocol class.
 
     uvicorn names its protocols in ``uvicorn.config.HTTP_PROTOCOLS``; the subclass reads two attributes of
     its protocols (``cycle``, the request being answered, and its ``response_complete``) that hold in
@@ -101,10 +104,13 @@ def install_header_deadline(timeout_s: float, answer: bytes) -> type[asyncio.Pro
         def connection_made(self, transport: Any) -> None:
             self.c2i_timer: asyncio.TimerHandle | None = None
             self.c2i_partial = False  # part of a request's headers came
+            self.c2i_lingering = False  # answered and half-closed: what comes is dropped
             super().connection_made(transport)
             self.c2i_arm()
 
         def data_received(self, data: bytes) -> None:
+            if self.c2i_lingering:
+                return
             before = self.cycle
             super().data_received(data)
             if self.cycle is not before:  # a request's headers are complete
@@ -131,11 +137,18 @@ def install_header_deadline(timeout_s: float, answer: bytes) -> type[asyncio.Pro
             self.c2i_timer = None
             if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
                 return
-            if self.c2i_partial:
-                log.warning("closed a connection whose request headers did not arrive within %.0f s (408)",
-                            self.header_timeout_s)  # fmt: skip
-                self.transport.write(answer)
-            self.transport.close()
+            if not self.c2i_partial:
+                self.transport.close()
+                return
+            log.warning("closed a connection whose request headers did not arrive within %.0f s (408)",
+                        self.header_timeout_s)  # fmt: skip
+            self.transport.write(answer)
+            if not self.transport.can_write_eof():
+                self.transport.close()
+                return
+            self.transport.write_eof()  # FIN after the answer; the client's EOF then closes (eof_received)
+            self.c2i_lingering = True
+            self.c2i_timer = asyncio.get_running_loop().call_later(linger_s, self.transport.close)
 
     uvicorn.config.HTTP_PROTOCOLS["auto"] = HeaderDeadlineProtocol  # type: ignore[assignment]
     return HeaderDeadlineProtocol

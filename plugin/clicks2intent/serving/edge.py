@@ -21,7 +21,8 @@
   --timeout-keep-alive``, which the launcher sets).
 * A request whose HEADERS never finish (slowloris) is seen by no ASGI code, and uvicorn has no header
   deadline: :func:`install_header_deadline` gives its HTTP protocol one (``HEADER_TIMEOUT_S`` from the
-  first byte, then :data:`HEADER_TIMEOUT_ANSWER` and close; a connection that sent nothing is closed).
+  first byte, then :data:`HEADER_TIMEOUT_ANSWER` and a staged close, RFC 9112 section 9.6: a header
+  line crossing a plain close drew a reset; a connection that sent nothing is closed).
 
 Only 400 responses are buffered; every other response streams through untouched (one status check per
 response on the hot path).
@@ -49,6 +50,7 @@ JSON_TYPES = ("application/json",)  # the one request body type of the API
 # every exception of a request, 4xx included (a private module's name: clicks2intent.common.framework_adapter).
 BODY_TIMEOUT_S = 5.0  # a request body must arrive within this of its headers (then 408)
 HEADER_TIMEOUT_S = 5.0  # a request's headers must be complete within this of their first byte (then 408)
+HEADER_LINGER_S = 2.0  # after that 408, how long further bytes are read and dropped before the close
 UNKNOWN_FIELD = "<unknown field>"
 _KEY = "<key>"
 
@@ -270,8 +272,9 @@ HEADER_TIMEOUT_ANSWER = _raw_json_response(
 )
 
 
-def install_header_deadline(timeout_s: float = HEADER_TIMEOUT_S) -> None:
+def install_header_deadline(timeout_s: float = HEADER_TIMEOUT_S, linger_s: float = HEADER_LINGER_S) -> None:
     """Every connection the service's workers accept must complete a request's headers within
-    ``timeout_s`` of their first byte (408 and close), or send something within it (else closed).
-    Called when the service module is imported, before BentoML's worker starts uvicorn."""
-    framework_adapter.install_header_deadline(timeout_s, HEADER_TIMEOUT_ANSWER)
+    ``timeout_s`` of their first byte (408, then a close that lingers up to ``linger_s``), or send
+    something within it (else closed). Called when the service module is imported, before BentoML's
+    worker starts uvicorn."""
+    framework_adapter.install_header_deadline(timeout_s, HEADER_TIMEOUT_ANSWER, linger_s)
