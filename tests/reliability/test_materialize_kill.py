@@ -71,7 +71,7 @@ FS.open_store(sys.argv[1]).materialize(pd.Timestamp({start!r}, tz="UTC"), pd.Tim
 """
 
 
-def _repo(root: Path, source: Path) -> Path:
+def _repo(root: Path, source: Path, layout: str) -> Path:
     repo = root / "repo"
     repo.mkdir()
     FS.write_config(
@@ -81,7 +81,7 @@ def _repo(root: Path, source: Path) -> Path:
             "provider": "local",
             "registry": "registry.db",
             # the class whose online_write_arrow the engine uses (Feast's own `sqlite` gets Feast's engine)
-            "online_store": {"type": SQLITE_TYPE, "path": "online.db"},
+            "online_store": {"type": SQLITE_TYPE, "path": "online.db", "layout": layout},
             "offline_store": {"type": "file"},
             "entity_key_serialization_version": 3,
             "batch_engine": {"type": ENGINE_TYPE},
@@ -118,7 +118,7 @@ def _feast(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _online_rows(repo: Path) -> list[tuple]:
     with sqlite3.connect(repo / "online.db") as conn:
         (table,) = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return sorted(conn.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{table}"'))
+        return sorted(conn.execute(f'SELECT * FROM "{table}"'))  # either layout: every stored column
 
 
 def _intervals(repo: Path) -> list[tuple]:
@@ -132,22 +132,25 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _applied(root: Path, source: Path) -> Path:
-    repo = _repo(root, source)
+def _applied(root: Path, source: Path, layout: str) -> Path:
+    repo = _repo(root, source, layout)
     applied = _feast(repo, "apply")
     assert applied.returncode == 0, applied.stderr[-2000:]
     return repo
 
 
 @pytest.fixture(scope="module")
-def expected(source: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple]:
-    """The online rows of an uninterrupted ``feast materialize``."""
-    reference = _applied(tmp_path_factory.mktemp("reference"), source)
-    done = _feast(reference, "materialize", START, END)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = _online_rows(reference)
-    assert len({r[0] for r in rows}) == N
-    return rows
+def expected(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple]]:
+    """The online rows of an uninterrupted ``feast materialize``, per online-store layout."""
+    out = {}
+    for layout in ("feast", "wide"):
+        reference = _applied(tmp_path_factory.mktemp("reference"), source, layout)
+        done = _feast(reference, "materialize", START, END)
+        assert done.returncode == 0, done.stderr[-2000:]
+        out[layout] = _online_rows(reference)
+        assert len({r[0] for r in out[layout]}) == N
+    assert len(out["wide"]) == N  # one row per entity
+    return out
 
 
 def _kill_mid_view(repo: Path) -> None:
@@ -158,11 +161,14 @@ def _kill_mid_view(repo: Path) -> None:
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
 
 
-@pytest.mark.parametrize("then", ["materialize-incremental", "materialize"])
+@pytest.mark.parametrize(
+    ("then", "layout"),
+    [("materialize-incremental", "feast"), ("materialize", "feast"), ("materialize", "wide")],
+)
 def test_a_view_killed_mid_write_is_not_done_and_the_next_run_repairs_it(
-    source: Path, expected: list[tuple], tmp_path: Path, then: str
+    source: Path, expected: dict[str, list[tuple]], tmp_path: Path, then: str, layout: str
 ) -> None:
-    killed = _applied(tmp_path, source)
+    killed = _applied(tmp_path, source, layout)
     _kill_mid_view(killed)
     partial = {r[0] for r in _online_rows(killed)}
     assert 0 < len(partial) < N  # what the hostile probe saw: a view partly written...
@@ -174,5 +180,5 @@ def test_a_view_killed_mid_write_is_not_done_and_the_next_run_repairs_it(
                              ["materialize", START, END]))  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert "did not finish" in again.stderr + again.stdout  # one line says what is being repaired
-    assert _online_rows(killed) == expected  # byte for byte what the uninterrupted run wrote
+    assert _online_rows(killed) == expected[layout]  # byte for byte what the uninterrupted run wrote
     assert os.listdir(killed / PENDING_DIR) == []  # repaired: the marker is gone

@@ -32,6 +32,7 @@ registry: data/registry.db
 online_store:
   type: clicks2intent.features.online_stores.Clicks2IntentSqliteOnlineStore
   path: data/online_store.db
+  layout: wide
 offline_store:
   type: file
 entity_key_serialization_version: 3

@@ -94,17 +94,34 @@ def test_reader_values_equal_get_online_features(pipeline: Path, store: Any) -> 
 
 
 @pytest.mark.slow
-def test_reader_reads_feasts_own_store_class_view_by_view(pipeline: Path, tmp_path: Path) -> None:
-    """``type: sqlite`` (no online_read_rows): the reader calls its public online_read per view, same values."""
+def test_reader_reads_feasts_own_store_class_view_by_view(pipeline: Path, store: Any, tmp_path: Path) -> None:
+    """``type: sqlite`` (no online_read_rows): the reader calls its public online_read per view, same values.
+    Feast's own store cannot read the pipeline's wide tables: 30 visitors' rows are copied into its layout."""
+    from feast.infra.online_stores.helpers import get_online_store_from_config
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
     from clicks2intent.features.store import load_config, open_store, write_config
 
     cfg = load_config(pipeline / "feature_repo" / "feature_store.yaml")
-    cfg["online_store"]["type"] = "sqlite"
+    cfg["online_store"] = {"type": "sqlite", "path": str(tmp_path / "plain.db")}
     plain = open_store(pipeline / "feature_repo", write_config(tmp_path / "plain.yaml", cfg))
+    view = plain.get_feature_view(N.VISITOR_WEB_INTENT)
+    visitors = _ids(pipeline, N.VISITOR_WEB_INTENT, C.VISITOR_ID)[:30]
+    keys = [EntityKey(join_keys=[C.VISITOR_ID], entity_values=[Value(string_val=v)]) for v in visitors]
+    rows = get_online_store_from_config(store.config.online_store).online_read(store.config, view, keys)
+    feast_own = get_online_store_from_config(plain.config.online_store)
+    feast_own.update(plain.config, [], [view], [], [], False)
+    feast_own.online_write_batch(
+        plain.config,
+        view,
+        [(k, v, t, None) for k, (t, v) in zip(keys, rows, strict=True) if v is not None],
+        None,
+    )
     refs = [f"{N.VISITOR_WEB_INTENT}:{n}" for n in S.VISITOR_FIELDS]
     reader = OnlineReader(plain, refs)
     assert reader.read_rows is None
-    for visitor in [*_ids(pipeline, N.VISITOR_WEB_INTENT, C.VISITOR_ID)[:30], "no-such-id"]:
+    for visitor in [*visitors, "no-such-id"]:
         got = reader.read({C.VISITOR_ID: visitor})
         assert got.pop(C.VISITOR_ID) == visitor
         want = _through_feast(plain, refs, {C.VISITOR_ID: visitor})

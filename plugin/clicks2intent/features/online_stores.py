@@ -14,7 +14,12 @@ Configured by class path in a feature store YAML, Feast's extension point for on
 Each class IS Feast's store (a subclass; every option of ``type: sqlite`` / ``type: redis`` is accepted):
 the same tables and hashes, and ``online_read``, ``online_write_batch``, ``update`` and ``teardown`` are
 Feast's own, so ``get_online_features``, ``feast serve``, ``feast materialize`` and the push source read
-and write them unchanged. Two methods are added:
+and write them unchanged. The SQLite class has one option more, ``layout: wide``: one row per entity,
+its features in one blob (a serialised Feast ``Map``), instead of Feast's one row per entity and
+feature; there ``update``, ``online_write_batch`` and ``online_read`` are the class's own and return
+what Feast's return after the same writes (a push of some of a view's features keeps the others), and
+only Feast's tools that go through the class read the tables (a plain ``type: sqlite`` does not).
+Two methods are added:
 
 * :meth:`online_read_rows`: the rows of several (view, entity) pairs at once, each exactly what
   ``online_read(config, view, [entity_key], fields)`` returns for it. SQLite: one ``UNION ALL``
@@ -48,8 +53,12 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import compute_table_id, compute_versioned_name
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig, convert_timestamp
+from feast.protos.feast.types.Value_pb2 import Map as MapProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.utils import to_naive_utc
+from pydantic import model_validator
 
+from clicks2intent.errors import ConfigError
 from clicks2intent.features import online_write as W
 from clicks2intent.features.redis_pipe import RedisPipe, pipe_options
 
@@ -86,13 +95,33 @@ def parse_connection_string(connection_string: str) -> tuple[list[dict[str, str]
 
 # --- SQLite ------------------------------------------------------------------------------------------
 class Clicks2IntentSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
-    """``online_store`` section for :class:`Clicks2IntentSqliteOnlineStore`: every field of ``sqlite``."""
+    """``online_store`` section for :class:`Clicks2IntentSqliteOnlineStore`: every field of ``sqlite``,
+    plus ``layout``."""
 
     type: Literal["clicks2intent.features.online_stores.Clicks2IntentSqliteOnlineStore"] = SQLITE_TYPE  # type: ignore[assignment]
+    # feast: Feast's tables, one row per entity and feature (a plain `type: sqlite` store reads them);
+    # wide: one row per entity, its features in one blob (a materialisation is one B-tree insert per
+    # entity, not one per feature: docs/decisions/0006-a-banks-day.md). Plain views only.
+    layout: Literal["feast", "wide"] = "feast"
+
+    @model_validator(mode="after")
+    def _wide_is_plain(self) -> Clicks2IntentSqliteOnlineStoreConfig:
+        extras = [
+            f
+            for f in ("vector_enabled", "text_search_enabled", "enable_openai_compatible_store")
+            if getattr(self, f, False)
+        ]
+        if self.layout == "wide" and extras:
+            raise ValueError(
+                f"online_store.layout: 'wide' holds plain views only; {', '.join(extras)} needs layout: feast"
+            )
+        return self
 
 
 class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
-    """Feast's SQLite online store with :meth:`online_read_rows` and :meth:`online_write_arrow`."""
+    """Feast's SQLite online store with :meth:`online_read_rows` and :meth:`online_write_arrow`; with
+    ``layout: wide`` its tables hold one row per entity, and ``update``, ``online_write_batch`` and
+    ``online_read`` are this class's, returning what Feast's return for the same writes."""
 
     _rows_conn: sqlite3.Connection | None = None
     _rows_sql: dict[tuple[str, ...], str] | None = None
@@ -111,6 +140,137 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
     def table_name(self, config: RepoConfig, table: FeatureView) -> str:
         return compute_table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
 
+    @staticmethod
+    def wide(config: RepoConfig) -> bool:
+        return getattr(config.online_store, "layout", "feast") == "wide"
+
+    def _table_layout(self, config: RepoConfig, name: str) -> str | None:
+        columns = [
+            r[1]
+            for r in self.rows_connection(config).execute(f"PRAGMA table_info({W.quote_identifier(name)})")
+        ]
+        if not columns:
+            return None
+        return "wide" if tuple(columns) == W.WIDE_COLUMNS else "feast"
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Any],
+        entities_to_keep: Sequence[Any],
+        partial: bool,
+    ) -> None:
+        """Create the kept views' tables in the configured layout and drop the deleted ones'. A table
+        already there in the other layout is an error (its rows would be read as missing)."""
+        layout = "wide" if self.wide(config) else "feast"
+        for view in tables_to_keep:
+            name = self.table_name(config, view)
+            found = self._table_layout(config, name)
+            if found is not None and found != layout:
+                raise ConfigError(
+                    f"online_store.layout: {layout!r}, but table {name!r} in {config.online_store.path} has the "
+                    f"{found!r} layout; delete it (feast teardown) and materialize again, or set layout: {found}"
+                )
+        if layout == "feast":
+            super().update(
+                config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial
+            )
+            return
+        conn = self.rows_connection(config)
+        with conn:
+            for view in tables_to_keep:
+                conn.execute(W.wide_create(self.table_name(config, view)))
+            for view in tables_to_delete:
+                conn.execute(f"DROP TABLE IF EXISTS {W.quote_identifier(self.table_name(config, view))}")
+
+    def plan(self, config: RepoConfig, desired_registry_proto: Any) -> list[Any]:
+        """Feast's table objects describe its own layout: none for the wide one (``update`` creates it)."""
+        return [] if self.wide(config) else super().plan(config, desired_registry_proto)
+
+    def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Any]) -> None:
+        if self._rows_conn is not None:
+            self._rows_conn.close()
+            self._rows_conn = None
+            self._rows_sql = None
+        super().teardown(config, tables, entities)
+
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
+        progress: Any,
+    ) -> None:
+        """Feast's row path (push sources, Feast's own materialisation). Wide: a row that carries only some
+        of the view's features keeps the others' stored values, as Feast's one-row-per-feature table does;
+        its event time becomes the row's."""
+        if not self.wide(config):
+            super().online_write_batch(config, table, data, progress)
+            return
+        if not data:
+            return
+        conn = self.rows_connection(config)
+        name = self.table_name(config, table)
+        version = config.entity_key_serialization_version
+        keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k, *_ in data]
+        every = {f.name for f in table.features}
+        partial = sorted(
+            {k for k, (_, values, *_) in zip(keys, data, strict=True) if not every <= values.keys()}
+        )
+        state: dict[bytes, dict[str, ValueProto]] = {}
+        for start in range(0, len(partial), 500):
+            chunk = partial[start : start + 500]
+            sql = f"SELECT entity_key, features FROM {W.quote_identifier(name)} WHERE entity_key IN ({','.join('?' * len(chunk))})"
+            for key, blob in conn.execute(sql, chunk):
+                state[key] = _wide_values(blob)
+        rows: dict[bytes, tuple[Any, Any, dict[str, ValueProto]]] = {}
+        for key, (_, values, ts, created) in zip(keys, data, strict=True):
+            merged = state.get(key, {}) if not every <= values.keys() else {}
+            merged = {**merged, **values}
+            state[key] = merged
+            rows[key] = (to_naive_utc(ts), to_naive_utc(created) if created is not None else None, merged)
+        encoded = [
+            (
+                key,
+                ts,
+                created,
+                b"".join(W.map_entries(n, [values[n].SerializeToString()])[0] for n in sorted(values)),
+            )
+            for key, (ts, created, values) in sorted(rows.items())
+        ]
+        with conn:
+            conn.executemany(W.wide_upsert(name), encoded)
+        if progress:
+            progress(len(data))
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[Row]:
+        """Feast's read (every feature of the view, whatever is requested); wide: one statement per 500 keys."""
+        if not self.wide(config):
+            return super().online_read(config, table, entity_keys, requested_features)
+        version = config.entity_key_serialization_version
+        keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys]
+        quoted = W.quote_identifier(self.table_name(config, table))
+        conn = self.rows_connection(config)
+        found: dict[bytes, tuple[Any, bytes]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            sql = f"SELECT entity_key, event_ts, features FROM {quoted} WHERE entity_key IN ({','.join('?' * len(chunk))})"
+            for key, ts, blob in conn.execute(sql, chunk):
+                found[key] = (ts, blob)
+        out: list[Row] = []
+        for key in keys:
+            hit = found.get(key)
+            out.append((None, None) if hit is None else (_utc(hit[0]), _wide_values(hit[1])))
+        return out
+
     def online_read_rows(self, config: RepoConfig, reads: Sequence[RowRead]) -> list[Row]:
         """Each read's ``(event time, {feature: Value})`` or ``(None, None)``, one statement for all."""
         if not reads:
@@ -118,13 +278,26 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
         names = tuple(self.table_name(config, table) for table, _, _ in reads)
         cache = self._rows_sql if self._rows_sql is not None else {}
         self._rows_sql = cache
+        wide = self.wide(config)
         sql = cache.get(names)
         if sql is None:
+            columns = "event_ts, features" if wide else "feature_name, value, event_ts"
             sql = cache[names] = " UNION ALL ".join(
-                f"SELECT {i}, feature_name, value, event_ts FROM {W.quote_identifier(n)} WHERE entity_key = ?"
+                f"SELECT {i}, {columns} FROM {W.quote_identifier(n)} WHERE entity_key = ?"
                 for i, n in enumerate(names)
             )
         keys = _serialized_keys(reads, config.entity_key_serialization_version)
+        if wide:
+            hits: dict[int, Row] = {}
+            for i, ts, blob in self.rows_connection(config).execute(sql, keys):
+                hits[i] = (_utc(ts), _wide_values(blob))
+            rows: list[Row] = []
+            for i, (_, _, fields) in enumerate(reads):
+                when, values = hits.get(i, (None, None))
+                if values is not None and fields is not None:
+                    values = {f: values[f] for f in fields if f in values}
+                rows.append((when, values))
+            return rows
         found: list[dict[str, ValueProto]] = [{} for _ in reads]
         last_ts: list[Any] = [None] * len(reads)
         for i, feature, value, ts in self.rows_connection(config).execute(sql, keys):
@@ -139,10 +312,7 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
                 continue
             if fields is not None:
                 values = {f: values[f] for f in fields if f in values}
-            when = convert_timestamp(str(ts).encode()) if ts is not None else None
-            if when is not None:  # Feast's online_read: naive values are UTC
-                when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-            out.append((when, values))
+            out.append((_utc(ts), values))
         return out
 
     def writes_arrow(self, config: RepoConfig) -> bool:
@@ -157,7 +327,23 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
         if data.num_rows == 0:
             return
         keys = W.encode_entity_keys(data, W.join_key_types(table), config.entity_key_serialization_version)
-        W.write_sqlite(self.rows_connection(config), self.table_name(config, table), table, data, keys)
+        write = W.write_sqlite_wide if self.wide(config) else W.write_sqlite
+        write(self.rows_connection(config), self.table_name(config, table), table, data, keys)
+
+
+def _utc(ts: Any) -> datetime | None:
+    """A stored event time as Feast's ``online_read`` returns it (naive values are UTC)."""
+    when = convert_timestamp(str(ts).encode()) if ts is not None else None
+    if when is None:
+        return None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _wide_values(blob: bytes) -> dict[str, ValueProto]:
+    """A wide row's ``features`` blob (a Feast ``Map``) → feature name → Value."""
+    values = MapProto()
+    values.ParseFromString(blob)
+    return dict(values.val)
 
 
 # --- Redis -------------------------------------------------------------------------------------------

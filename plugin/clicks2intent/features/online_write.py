@@ -7,7 +7,9 @@ each feature COLUMN is serialised at once: fixed-width values (float lists, doub
 the arrow buffers behind a constant protobuf prefix, the rest go through one upb ``Value`` per cell;
 entity keys are Feast's v3 byte layout. The rows then go to the same tables / hashes Feast's own
 ``SqliteOnlineStore`` and ``RedisOnlineStore`` write, in the same layout, so ``get_online_features``
-and ``feast serve`` read them unchanged (tests compare the stored bytes with Feast's own path).
+and ``feast serve`` read them unchanged (tests compare the stored bytes with Feast's own path). The SQLite
+store's ``layout: wide`` gets one row per entity instead, the same serialised values as entries of one
+Feast ``Map`` (:func:`write_sqlite_wide`).
 
 The online store classes of :mod:`clicks2intent.features.online_stores` call these writers
 (``online_write_arrow``); a store or layout they do not reproduce (another online store, a
@@ -312,6 +314,70 @@ def write_sqlite(
             if full < len(flat):
                 rest = (len(flat) - full) // len(columns)
                 conn.execute(_sqlite_upsert(name, names, has_text, bool(created), rest), flat[full:])
+
+
+# --- SQLite, one row per entity (``layout: wide``) -------------------------------------------------
+WIDE_COLUMNS = ("entity_key", "event_ts", "created_ts", "features")
+
+
+def wide_create(table: str) -> str:
+    """The wide layout's table: the entity key, its timestamps, and every feature in one ``features``
+    blob, a serialised Feast ``Map`` (``map<string, Value>``) of feature name to value."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} (entity_key BLOB PRIMARY KEY, "
+        "event_ts timestamp, created_ts timestamp, features BLOB)"
+    )
+
+
+def wide_upsert(table: str) -> str:
+    return (
+        f"INSERT INTO {quote_identifier(table)} (entity_key, event_ts, created_ts, features) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, created_ts = excluded.created_ts, "
+        "features = excluded.features"
+    )
+
+
+def map_entries(name: str, values: list[bytes]) -> list[bytes]:
+    """Each serialised Value as one entry of a Feast ``Map``'s ``val`` field (tag 1: an entry message of
+    key (1) and value (2)); entries concatenated are the Map's bytes. Heads are cached per value length:
+    one concatenation per value."""
+    key = name.encode()
+    key = b"\x0a" + _varint(len(key)) + key + b"\x12"
+    heads: dict[int, bytes] = {}
+    out = []
+    for v in values:
+        n = len(v)
+        head = heads.get(n)
+        if head is None:
+            tail = _varint(n)
+            head = heads[n] = b"\x0a" + _varint(len(key) + len(tail) + n) + key + tail
+        out.append(head + v)
+    return out
+
+
+def encode_wide(encoded: Mapping[str, list[bytes]]) -> list[bytes]:
+    """Per entity, the ``features`` blob of the wide layout from column-wise serialised values (feature
+    names in sorted order: the same bytes for the same values)."""
+    columns = [map_entries(name, encoded[name]) for name in sorted(encoded)]
+    return list(map(b"".join, zip(*columns, strict=True)))
+
+
+def write_sqlite_wide(
+    conn: sqlite3.Connection, name: str, feature_view: FeatureView, table: pa.Table, keys: list[bytes]
+) -> None:
+    """Upsert one row per entity into the wide table ``name`` (every feature of the view: the row is
+    replaced), in key order, one transaction per chunk."""
+    source = feature_view.batch_source
+    created = source.created_timestamp_column
+    table, keys = _entity_order(table, keys)
+    sql = wide_upsert(name)
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        chunk = table.slice(start, CHUNK_ROWS)
+        blobs = encode_wide(encode_features(chunk, feature_view))
+        event = _sqlite_times(chunk.column(source.timestamp_field))
+        made = _sqlite_times(chunk.column(created)) if created else [None] * chunk.num_rows
+        with conn:
+            conn.executemany(sql, zip(keys[start : start + CHUNK_ROWS], event, made, blobs, strict=True))
 
 
 def bulk(values: list[bytes]) -> list[bytes]:
