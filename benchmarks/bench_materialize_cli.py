@@ -9,13 +9,16 @@ recommendation: it also drops every ``assert``), and ``c2i features materialize`
 materialisation through our CLI, which imports Feast without typeguard's instrumentation). Each figure is
 the median of ``--repeats`` runs; the load average is printed beside.
 
-``--stores sqlite redis``: the demo's ``feature_store.yaml`` (SQLite) and the production layout (Redis
-online store, SQL registry on PostgreSQL: ``production_config()`` under a throw-away project, applied
-first and torn down after). Beside each view, the store's own speed for the same rows, read back from
-the demo's SQLite online store after the runs: Python's ``sqlite3`` upserting them one row per statement
-in one transaction into a copy of the table that already holds them (what a whole-history re-run
-meets), and redis-py's pipeline HSETting the same hashes (``--stores redis``). Entities per second
-there are comparable to the CLI's marginal rows/s when every source row is one entity's latest.
+``--stores sqlite sqlite-feast redis``: the demo's ``feature_store.yaml`` (SQLite, its ``layout: wide``:
+one row per entity), the same with Feast's own layout (one row per entity and feature; a copy of the
+YAML with ``layout: feast`` and its own database file, applied first and deleted after), and the
+production layout (Redis online store, SQL registry on PostgreSQL: ``production_config()`` under a
+throw-away project, applied first and torn down after). Beside each view, the store's own speed for the
+same rows, read back from the demo's SQLite online store after the runs: Python's ``sqlite3`` upserting
+them one row per statement in one transaction into a copy of the table that already holds them (what a
+whole-history re-run meets), in each layout, and redis-py's pipeline HSETting the same hashes
+(``--stores redis``). Entities per second there are comparable to the CLI's marginal rows/s when every
+source row is one entity's latest.
 
     .venv/bin/python benchmarks/bench_materialize_cli.py --views session_intent session_activity
 """
@@ -35,7 +38,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from clicks2intent.features.online_write import quote_identifier
+from clicks2intent.features.online_write import (
+    WIDE_COLUMNS,
+    map_entries,
+    quote_identifier,
+    wide_create,
+    wide_upsert,
+)
 from clicks2intent.features.store import load_config, production_config, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,38 +64,67 @@ def timed(argv: list[str], env: dict[str, str] | None = None, repeats: int = 3) 
     return statistics.median(runs)
 
 
-def sqlite_rows(repo: Path, project: str, view: str) -> tuple[str, str, list[tuple], int]:
-    """The view's table in the demo's SQLite online store: its name and CREATE statement, its rows in
-    key order, and its feature count."""
+def sqlite_rows(repo: Path, project: str, view: str) -> tuple[str, list[tuple], list[tuple]]:
+    """The view's table in the demo's SQLite online store (either layout): its name, its rows one per
+    entity (``entity_key, event_ts, created_ts, features``) and one per entity and feature
+    (``entity_key, feature_name, value, value_text, event_ts, created_ts``; no value_text when read from
+    a wide table), in key order."""
+    from feast.protos.feast.types.Value_pb2 import Map
+
     conn = sqlite3.connect(repo / "data" / "online_store.db")
     try:
         table = f"{project}_{view}"
         quoted = quote_identifier(table)
-        (create,) = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (table,)
-        ).fetchone()
-        rows = conn.execute(
-            f"SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM {quoted} "
-            "ORDER BY entity_key, feature_name"
-        ).fetchall()
-        (features,) = conn.execute(f"SELECT COUNT(DISTINCT feature_name) FROM {quoted}").fetchone()
+        columns = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({quoted})"))
+        if columns == WIDE_COLUMNS:
+            wide = conn.execute(f"SELECT * FROM {quoted} ORDER BY entity_key").fetchall()
+            narrow = []
+            for key, ts, created, blob in wide:
+                m = Map()
+                m.ParseFromString(blob)
+                narrow += [(key, f, m.val[f].SerializeToString(), None, ts, created) for f in sorted(m.val)]
+        else:
+            narrow = conn.execute(
+                f"SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM {quoted} "
+                "ORDER BY entity_key, feature_name"
+            ).fetchall()
+            grouped: dict[bytes, list[tuple]] = {}
+            for row in narrow:
+                grouped.setdefault(row[0], []).append(row)
+            wide = [
+                (k, rs[0][4], rs[0][5], b"".join(map_entries(r[1], [r[2]])[0] for r in rs))
+                for k, rs in grouped.items()
+            ]
     finally:
         conn.close()
-    return table, create, rows, int(features)
+    return table, wide, narrow
 
 
-def sqlite_floor(repo: Path, create: str, table: str, rows: list[tuple], repeats: int) -> float:
-    """Seconds for sqlite3 to upsert ``rows`` (Feast's statement, one row each, one transaction) into a
-    copy of the table that already holds them, on the same disk; median of ``repeats``."""
+FEAST_CREATE = (
+    "CREATE TABLE {t} (entity_key BLOB, feature_name TEXT, value BLOB, value_text TEXT, vector_value BLOB, "
+    "event_ts timestamp, created_ts timestamp, PRIMARY KEY(entity_key, feature_name))"
+)  # Feast 0.67's, with its index on entity_key below
+FEAST_UPSERT = (
+    "INSERT INTO {t} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+    "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+)
+
+
+def sqlite_floor(repo: Path, table: str, rows: list[tuple], wide: bool, repeats: int) -> float:
+    """Seconds for sqlite3 to upsert ``rows`` (one row per statement, one transaction) into a copy of the
+    table, in its layout, that already holds them, on the same disk; median of ``repeats``."""
     tmp = Path(tempfile.mkdtemp(dir=repo / "data", prefix="floor-"))
     try:
         conn = sqlite3.connect(tmp / "floor.db")
-        conn.execute(create)
-        sql = (
-            f"INSERT INTO {quote_identifier(table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
-        )
+        quoted = quote_identifier(table)
+        if wide:
+            conn.execute(wide_create(table))
+            sql = wide_upsert(table)
+        else:
+            conn.execute(FEAST_CREATE.format(t=quoted))
+            conn.execute(f"CREATE INDEX {quote_identifier(table + '_ek')} ON {quoted} (entity_key)")
+            sql = FEAST_UPSERT.format(t=quoted)
         with conn:
             conn.executemany(sql, rows)
         runs = []
@@ -137,7 +175,7 @@ def main() -> None:
     ap.add_argument("--repo", default="feature_repo")
     ap.add_argument("--features", type=Path, default=REPO / "artifacts" / "features")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--stores", nargs="+", choices=["sqlite", "redis"], default=["sqlite"])
+    ap.add_argument("--stores", nargs="+", choices=["sqlite", "sqlite-feast", "redis"], default=["sqlite"])
     ap.add_argument(
         "--redis", default="127.0.0.1:6379", help="Redis for --stores redis (Feast's host:port form)"
     )
@@ -160,6 +198,15 @@ def main() -> None:
     if "sqlite" in args.stores:
         configs["sqlite"] = None
     redis_yaml = repo / f"feature_store.bench-{os.getpid()}.yaml"
+    feast_yaml = repo / f"feature_store.bench-feast-{os.getpid()}.yaml"
+    feast_db = f"data/online_store.bench-feast-{os.getpid()}.db"
+    if "sqlite-feast" in args.stores:
+        cfg = load_config(repo / "feature_store.yaml")
+        cfg["online_store"] = {**cfg["online_store"], "layout": "feast", "path": feast_db}
+        write_config(feast_yaml, cfg)
+        configs["sqlite-feast"] = feast_yaml.name
+        apply_s = timed([feast, "-c", args.repo, "-f", str(feast_yaml), "apply"], repeats=1)
+        print(f"feast apply (sqlite, Feast's layout): {apply_s:.2f} s")
     if "redis" in args.stores:
         write_config(redis_yaml, production_config(project=f"c2i_bench_{os.getpid()}", redis=args.redis))
         configs["redis"] = redis_yaml.name
@@ -205,6 +252,9 @@ def main() -> None:
                         flush=True,
                     )
     finally:
+        if "sqlite-feast" in args.stores:
+            feast_yaml.unlink(missing_ok=True)
+            (repo / feast_db).unlink(missing_ok=True)
         if "redis" in args.stores:
             subprocess.run(
                 [feast, "-c", args.repo, "-f", str(redis_yaml), "teardown"], cwd=REPO, capture_output=True
@@ -214,14 +264,27 @@ def main() -> None:
     print("| view | entities | features | table rows | store | seconds | entities/s |")
     print("|---|---:|---:|---:|---|---:|---:|")
     for view in args.views:
-        table, create, table_rows, n_features = sqlite_rows(repo, demo_project, view)
-        entities = len(table_rows) // max(1, n_features)
-        floors = {"sqlite3 executemany upsert": sqlite_floor(repo, create, table, table_rows, args.repeats)}
+        table, wide_rows, narrow_rows = sqlite_rows(repo, demo_project, view)
+        entities = len(wide_rows)
+        n_features = len(narrow_rows) // max(1, entities)
+        floors = {
+            "sqlite3 executemany upsert, one row per entity (wide)": (
+                len(wide_rows),
+                sqlite_floor(repo, table, wide_rows, True, args.repeats),
+            ),
+            "sqlite3 executemany upsert, one row per feature (Feast's)": (
+                len(narrow_rows),
+                sqlite_floor(repo, table, narrow_rows, False, args.repeats),
+            ),
+        }
         if "redis" in args.stores:
-            floors["redis-py pipeline HSET"] = redis_floor(args.redis, table_rows, args.repeats)
-        for name, seconds in floors.items():
+            floors["redis-py pipeline HSET"] = (
+                len(narrow_rows),
+                redis_floor(args.redis, narrow_rows, args.repeats),
+            )
+        for name, (n_rows, seconds) in floors.items():
             print(
-                f"| {view} | {entities:,} | {n_features} | {len(table_rows):,} | {name} | {seconds:.2f} | "
+                f"| {view} | {entities:,} | {n_features} | {n_rows:,} | {name} | {seconds:.2f} | "
                 f"{entities / seconds:,.0f} |",
                 flush=True,
             )

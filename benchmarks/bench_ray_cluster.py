@@ -103,7 +103,7 @@ def online_rows(db: Path) -> dict[str, set]:
     con = sqlite3.connect(db)
     out = {}
     for (table,) in con.execute("select name from sqlite_master where type='table'"):
-        rows = con.execute(f'select entity_key, feature_name, value, event_ts from "{table}"').fetchall()
+        rows = con.execute(f'select * from "{table}"').fetchall()  # either layout: every stored column
         out[table.split("_", 1)[1] if "_" in table else table] = set(rows)
     con.close()
     return out
