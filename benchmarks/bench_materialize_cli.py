@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from clicks2intent.features.online_write import (
     WIDE_COLUMNS,
-    map_entries,
+    encode_wide,
     quote_identifier,
     wide_create,
     wide_upsert,
@@ -92,7 +92,7 @@ def sqlite_rows(repo: Path, project: str, view: str) -> tuple[str, list[tuple], 
             for row in narrow:
                 grouped.setdefault(row[0], []).append(row)
             wide = [
-                (k, rs[0][4], rs[0][5], b"".join(map_entries(r[1], [r[2]])[0] for r in rs))
+                (k, rs[0][4], rs[0][5], encode_wide({r[1]: [r[2]] for r in rs})[0])
                 for k, rs in grouped.items()
             ]
     finally:

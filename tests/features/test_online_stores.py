@@ -106,12 +106,7 @@ def _parity(store: Any, online: Any) -> None:
 
     config = store.config
     feast_own = get_online_store_from_config(config.online_store)
-    a, b, c = (store.get_feature_view(n) for n in "abc")
-    reads = []
-    for kid in [*KEYS, "nobody"]:
-        reads += [(a, _key("kid", kid), None), (a, _key("kid", kid), ["label"]), (b, _key("kid", kid), ["n"])]
-    for uid in [*USERS, 99]:
-        reads.append((c, _key("uid", uid), None))
+    reads = _reads(store)
     got = online.online_read_rows(config, reads)
     assert len(got) == len(reads)
     if hasattr(online, "online_read_rows_async"):  # Redis: the service awaits this one

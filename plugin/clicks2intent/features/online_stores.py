@@ -44,7 +44,7 @@ import json
 import sqlite3
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -164,7 +164,7 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
     ) -> None:
         """Create the kept views' tables in the configured layout and drop the deleted ones'. A table
         already there in the other layout is an error (its rows would be read as missing)."""
-        layout = "wide" if self.wide(config) else "feast"
+        layout = config.online_store.layout
         for view in tables_to_keep:
             name = self.table_name(config, view)
             found = self._table_layout(config, name)
@@ -216,28 +216,15 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
         version = config.entity_key_serialization_version
         keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k, *_ in data]
         every = {f.name for f in table.features}
-        partial = sorted(
-            {k for k, (_, values, *_) in zip(keys, data, strict=True) if not every <= values.keys()}
-        )
-        state: dict[bytes, dict[str, ValueProto]] = {}
-        for start in range(0, len(partial), 500):
-            chunk = partial[start : start + 500]
-            sql = f"SELECT entity_key, features FROM {W.quote_identifier(name)} WHERE entity_key IN ({','.join('?' * len(chunk))})"
-            for key, blob in conn.execute(sql, chunk):
-                state[key] = _wide_values(blob)
+        full = [every <= values.keys() for _, values, *_ in data]
+        partial = sorted({k for k, whole in zip(keys, full, strict=True) if not whole})
+        state = {key: _wide_values(blob) for key, blob in _wide_rows(conn, name, "features", partial)}
         rows: dict[bytes, tuple[Any, Any, dict[str, ValueProto]]] = {}
-        for key, (_, values, ts, created) in zip(keys, data, strict=True):
-            merged = state.get(key, {}) if not every <= values.keys() else {}
-            merged = {**merged, **values}
-            state[key] = merged
+        for key, whole, (_, values, ts, created) in zip(keys, full, data, strict=True):
+            merged = state[key] = values if whole else {**state.get(key, {}), **values}
             rows[key] = (to_naive_utc(ts), to_naive_utc(created) if created is not None else None, merged)
         encoded = [
-            (
-                key,
-                ts,
-                created,
-                b"".join(W.map_entries(n, [values[n].SerializeToString()])[0] for n in sorted(values)),
-            )
+            (key, ts, created, W.encode_wide({n: [v.SerializeToString()] for n, v in values.items()})[0])
             for key, (ts, created, values) in sorted(rows.items())
         ]
         with conn:
@@ -257,14 +244,10 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
             return super().online_read(config, table, entity_keys, requested_features)
         version = config.entity_key_serialization_version
         keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys]
-        quoted = W.quote_identifier(self.table_name(config, table))
-        conn = self.rows_connection(config)
-        found: dict[bytes, tuple[Any, bytes]] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            sql = f"SELECT entity_key, event_ts, features FROM {quoted} WHERE entity_key IN ({','.join('?' * len(chunk))})"
-            for key, ts, blob in conn.execute(sql, chunk):
-                found[key] = (ts, blob)
+        rows = _wide_rows(
+            self.rows_connection(config), self.table_name(config, table), "event_ts, features", keys
+        )
+        found = {key: (ts, blob) for key, ts, blob in rows}
         out: list[Row] = []
         for key in keys:
             hit = found.get(key)
@@ -287,24 +270,18 @@ class Clicks2IntentSqliteOnlineStore(SqliteOnlineStore):
                 for i, n in enumerate(names)
             )
         keys = _serialized_keys(reads, config.entity_key_serialization_version)
-        if wide:
-            hits: dict[int, Row] = {}
-            for i, ts, blob in self.rows_connection(config).execute(sql, keys):
-                hits[i] = (_utc(ts), _wide_values(blob))
-            rows: list[Row] = []
-            for i, (_, _, fields) in enumerate(reads):
-                when, values = hits.get(i, (None, None))
-                if values is not None and fields is not None:
-                    values = {f: values[f] for f in fields if f in values}
-                rows.append((when, values))
-            return rows
         found: list[dict[str, ValueProto]] = [{} for _ in reads]
         last_ts: list[Any] = [None] * len(reads)
-        for i, feature, value, ts in self.rows_connection(config).execute(sql, keys):
-            proto = ValueProto()
-            proto.ParseFromString(value)
-            found[i][feature] = proto
-            last_ts[i] = ts
+        rows = self.rows_connection(config).execute(sql, keys)
+        if wide:
+            for i, ts, blob in rows:
+                found[i], last_ts[i] = _wide_values(blob), ts
+        else:
+            for i, feature, value, ts in rows:
+                proto = ValueProto()
+                proto.ParseFromString(value)
+                found[i][feature] = proto
+                last_ts[i] = ts
         out: list[Row] = []
         for (_, _, fields), values, ts in zip(reads, found, last_ts, strict=True):
             if not values:
@@ -337,6 +314,17 @@ def _utc(ts: Any) -> datetime | None:
     if when is None:
         return None
     return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _wide_rows(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[bytes]) -> Iterator[tuple]:
+    """``(entity_key, *columns)`` of the wide table's rows among ``keys``, 500 keys per statement."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        yield from conn.execute(
+            f"SELECT entity_key, {columns} FROM {W.quote_identifier(table)} "
+            f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
 
 
 def _wide_values(blob: bytes) -> dict[str, ValueProto]:
