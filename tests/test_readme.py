@@ -54,7 +54,7 @@ RUN: dict[str, str] = {
 SKIPPED: dict[str, str] = {
     "make demo": "the whole pipeline and the whole suite; test_two_commands_are_make_targets checks them",
     "python tests/fixtures/harbor_bank/make_bank.py": "run as written by tests/test_your_own_data.py",
-    "pip install -e '.[llm]'": "installs into the venv from the package registry",
+    "pip install torch==2.13.0 && pip install -e '.[llm,torch]'": "installs into the venv from the package registry",
     "export OPENAI_BASE_URL=": "needs a real LLM endpoint and its key",
     ".venv/bin/python benchmarks/": "benchmarks: minutes of full-size work whose figures are read, not "
     "asserted; test_benchmark_commands_parse runs each script's --help",
