@@ -113,11 +113,26 @@ def load_artifact_world(root: Path) -> World:
         return _WORLDS[root]
 
 
+def _without_torch(view: str, exc: ModuleNotFoundError) -> ArtifactError:
+    """An on-demand view's transform reads the PyTorch encoder; a feature-store runtime without the torch
+    extra (README "A scheduled feast materialize") materialises, but cannot run it (nor Feast's inference
+    of it at ``feast apply``)."""
+    return ArtifactError(
+        f"on-demand view {view}: the encoder needs {exc.name}, which is not installed (the `torch` extra): "
+        "run `feast apply` and serving from an install with it"
+    )
+
+
 def load_models(root: Path) -> tuple[Any, Any]:
     """(SessionEmbedder, IntentClassifier) from ``root``/encoder and ``root``/intent, cached per process."""
     with _LOCK:
         if root not in _MODELS:
-            from clicks2intent.encoder.embed import SessionEmbedder
+            try:
+                from clicks2intent.encoder.embed import SessionEmbedder
+            except ModuleNotFoundError as exc:
+                if exc.name != "torch":
+                    raise
+                raise _without_torch(INFLIGHT_SESSION_INTENT, exc) from exc
             from clicks2intent.intent.distill import IntentClassifier
 
             layout = ArtifactLayout(root)
@@ -257,8 +272,14 @@ def load_next_page_head(root: Path) -> NextPageHead:
     world = load_artifact_world(root)
     with _LOCK:
         if root not in _HEADS:
-            from clicks2intent.encoder.model import N_SPECIAL, load_checkpoint
             from clicks2intent.names.paths import CHECKPOINT_FILE
+
+            try:
+                from clicks2intent.encoder.model import N_SPECIAL, load_checkpoint
+            except ModuleNotFoundError as exc:
+                if exc.name != "torch":
+                    raise
+                raise _without_torch(SESSION_AFFINITY_VIEW, exc) from exc
 
             path = ArtifactLayout(root).encoder / CHECKPOINT_FILE
             if not path.is_file():
