@@ -34,7 +34,7 @@ MSNBC_EVAL_SESSIONS ?=
 MSNBC_MODEL_SEEDS ?= 1
 ENCODER_ARGS ?=
 
-.PHONY: install demo sweep test test-all test-newest lint clean
+.PHONY: install runtime demo sweep test test-all test-newest lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -117,6 +117,24 @@ test-newest: install
 	$$pip --no-deps -e . >/dev/null 2>&1 || { echo "test-newest: pip failed; see $(NEWEST_VENV)/install.log"; exit 1; }; \
 	$(NPY) -c 'import feast, bentoml; print(f"test-newest: feast {feast.__version__}, bentoml {bentoml.__version__}")'; \
 	timeout $(NEWEST_TIMEOUT) $(NPY) -m pytest -q -m "not llm" -p no:cacheprovider $(NEWEST_TESTS)
+
+# The feature-store runtime a scheduled `feast materialize` (or `c2i features daily`) runs in: the package
+# without its torch extra (Feast imports torch at start-up wherever torch is installed) and its bytecode
+# compiled for `python -O` as well (PYTHONOPTIMIZE=1 turns off typeguard's recompiling of Feast's classes;
+# an interpreter that may not write bytecode would otherwise compile them on every start). README
+# "A scheduled materialisation job"; docs/decisions/0006-a-banks-day.md has the figures.
+RUNTIME_VENV ?= .venv-runtime
+$(RUNTIME_VENV)/.installed: pyproject.toml
+	@echo "runtime: clicks2intent without the torch extra into $(RUNTIME_VENV) (pip's log: $(RUNTIME_VENV)/install.log)"
+	@[ -x $(RUNTIME_VENV)/bin/python ] || python3 -m venv $(RUNTIME_VENV)
+	@$(RUNTIME_VENV)/bin/python -m pip --disable-pip-version-check install -q --progress-bar off \
+		--log $(RUNTIME_VENV)/install.log . 2>>$(RUNTIME_VENV)/install.log \
+		|| { echo "runtime: pip failed; the end of $(RUNTIME_VENV)/install.log:"; tail -n 30 $(RUNTIME_VENV)/install.log; exit 1; }
+	@! $(RUNTIME_VENV)/bin/python -c "import torch" 2>/dev/null || { echo "runtime: torch got installed"; exit 1; }
+	@$(RUNTIME_VENV)/bin/python -m compileall -q -j 0 -o 0 -o 1 $(RUNTIME_VENV)/lib >/dev/null
+	@touch $@ && echo "runtime: done ($(RUNTIME_VENV)/bin/feast, $(RUNTIME_VENV)/bin/c2i)"
+
+runtime: $(RUNTIME_VENV)/.installed
 
 # Each step prints its results (tables, summaries) and one line with its time; its progress, library log
 # lines and warnings go to $(ART)/logs/<step>.log; `c2i summary` ends with the time table (logs/steps.tsv).

@@ -58,6 +58,8 @@ SKIPPED: dict[str, str] = {
     "export OPENAI_BASE_URL=": "needs a real LLM endpoint and its key",
     ".venv/bin/python benchmarks/": "benchmarks: minutes of full-size work whose figures are read, not "
     "asserted; test_benchmark_commands_parse runs each script's --help",
+    "make runtime": "builds a second venv; tests/features/test_feature_repo.py builds it with `make runtime` "
+    "and runs this materialisation from it, under PYTHONOPTIMIZE=1",
     "c2i features daily": "needs a trained deployment and a day of events: tests/features/test_daily.py runs "
     "the same job on a simulated day, materialisation included",
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -391,7 +392,9 @@ def test_production_config_redis_and_sql_registry(
 
 # --- the platform engineer's CLI workflow -------------------------------------------------------------
 @pytest.mark.slow
-def test_feast_cli_apply_materialize_and_c2i_online(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_feast_cli_apply_then_materialize_and_c2i_online_without_torch(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
     repo = tmp_path / "feature_repo"
     repo.mkdir()
     for name in REPO_FILES:
@@ -410,14 +413,19 @@ def test_feast_cli_apply_materialize_and_c2i_online(pipeline: Pipeline, tmp_path
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
         return p.stdout
 
-    feast = ("-m", "feast.cli.cli")
+    # After `feast apply` (Feast's inference of the on-demand views runs their transforms, and the session
+    # affinities read the encoder's checkpoint with torch), the rest runs as in a feature-store runtime
+    # without the `torch` extra: any import of torch fails (Feast's own torch_wrapper tolerates that; a
+    # module of ours that needed torch would fail the command).
+    no_torch = "import sys; sys.modules['torch'] = None; "
+    feast = ("-c", no_torch + "from feast.cli.cli import cli; sys.argv[0] = 'feast'; sys.exit(cli())")
     # The repo's online store is named by class path, so Feast applies without its SQLite-only plan/diff
     # printout ("Created feature service ..."): the registry is asked instead.
-    assert "Deploying infrastructure for" in run(*feast, "apply")
+    assert "Deploying infrastructure for" in run("-m", "feast.cli.cli", "apply")
     assert "tile_ranker_v1" in run(*feast, "feature-services", "list")
     run(*feast, "materialize", "2024-01-01T00:00:00", "2024-06-01T00:00:00")
     run(*feast, "materialize-incremental", "2030-01-01T00:00:00")
-    c2i = ("-c", "import sys; from clicks2intent.cli import main; sys.exit(main())")  # the `c2i` script
+    c2i = ("-c", no_torch + "from clicks2intent.cli import main; sys.exit(main())")  # the `c2i` script
     # The world (its tiles, its Feast prefix) is read beside the sources, as the repo's definitions read it.
     out = run(
         *c2i,
@@ -434,3 +442,63 @@ def test_feast_cli_apply_materialize_and_c2i_online(pipeline: Pipeline, tmp_path
         "customer_web_embedding" in out and "tile_affinity" in out and "tiles by web-intent affinity" in out
     )
     assert re.search(r"customer_linked_visitors\s+1\n", out)
+
+
+def _online_tables(repo: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(repo / "data" / "online_store.db")
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
+        return {n: conn.execute(f'SELECT * FROM "{n}" ORDER BY 1, 2').fetchall() for n in names}
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_make_runtime_materializes_the_same_rows_without_torch_under_python_O(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The README's scheduled job: ``make runtime`` (the package installed without its torch extra,
+    bytecode for -O too), then its ``feast materialize`` under PYTHONOPTIMIZE=1 writes what the main
+    venv's writes, on a registry the main venv applied (apply runs the on-demand views: torch)."""
+    root = REPO_SRC.parent
+    venv = tmp_path / "runtime"
+    made = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(root), "runtime", f"RUNTIME_VENV={venv}"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    assert (
+        subprocess.run([venv / "bin" / "python", "-c", "import torch"], capture_output=True).returncode != 0
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONOPTIMIZE")}
+    env[fo.ARTIFACTS_ENV] = str(pipeline.artifacts)
+    window = ("materialize", "2024-01-01T00:00:00", "2030-01-01T00:00:00")
+    tables = {}
+    for name, feast in (
+        ("main", [sys.executable, "-m", "feast.cli.cli"]),
+        ("runtime", [str(venv / "bin" / "feast")]),
+    ):
+        repo = tmp_path / name / "feature_repo"
+        repo.mkdir(parents=True)
+        for file in REPO_FILES:
+            shutil.copy(REPO_SRC / file, repo / file)
+        (repo.parent / "artifacts").symlink_to(pipeline.artifacts)
+        main_env = {**env, "PYTHONPATH": str(Path(clicks2intent.__file__).parents[1])}
+        apply = [sys.executable, "-m", "feast.cli.cli", "apply"]
+        for argv, run_env in (
+            (apply, main_env),
+            ([*feast, *window], main_env if name == "main" else {**env, "PYTHONOPTIMIZE": "1"}),
+        ):
+            done = subprocess.run(
+                argv, cwd=repo, capture_output=True, text=True, timeout=600, env=run_env
+            )  # fmt: skip
+            assert done.returncode == 0, (name, argv, done.stdout[-2000:] + done.stderr[-4000:])
+        if name == "runtime":  # the installed package, not this checkout's sources
+            where = subprocess.run(
+                [venv / "bin" / "python", "-c", "import clicks2intent; print(clicks2intent.__file__)"],
+                capture_output=True, text=True, env=env,
+            ).stdout  # fmt: skip
+            assert where.startswith(str(venv)), where
+        tables[name] = _online_tables(repo)
+    assert tables["main"] and all(tables["main"].values())
+    assert tables["runtime"] == tables["main"]
