@@ -4,10 +4,14 @@ After ``make demo`` (its ``feature_repo`` applied, its sources built), for each 
 over an empty window (the fixed cost: interpreter, imports, registry, DuckDB, the online store's set-up)
 and over the whole history (fixed + every row), so marginal rows/s = rows / (whole − empty). Beside them,
 in the same run: ``python -c "import feast"`` (what Feast's own import costs), the same with
-``PYTHONOPTIMIZE=1`` (typeguard's instrumentation off, as ``python -O`` does: a reference, not a
-recommendation: it also drops every ``assert``), and ``c2i features materialize`` (the same
-materialisation through our CLI, which imports Feast without typeguard's instrumentation). Each figure is
-the median of ``--repeats`` runs; the load average is printed beside.
+``PYTHONOPTIMIZE=1`` (typeguard's instrumentation off, as ``python -O`` does), and ``c2i features
+materialize`` (the same materialisation through our CLI, which imports Feast without typeguard's
+instrumentation). ``--runtime-venv .venv-runtime`` (``make runtime``: the package without its torch
+extra, bytecode compiled for ``-O`` too) adds that venv's ``feast`` CLI, plain and with
+``PYTHONOPTIMIZE=1``, the deployment the README recommends for a scheduled job. Each figure is the median
+of ``--repeats`` runs; the load average is printed beside. For the demo's SQLite store each row ends with
+a digest of the view's online table after that command's whole-history runs: the same digest, the same
+rows written.
 
 ``--stores sqlite sqlite-feast redis``: the demo's ``feature_store.yaml`` (SQLite, its ``layout: wide``:
 one row per entity), the same with Feast's own layout (one row per entity and feature; a copy of the
@@ -21,11 +25,13 @@ whole-history re-run meets), in each layout, and redis-py's pipeline HSETting th
 source row is one entity's latest.
 
     .venv/bin/python benchmarks/bench_materialize_cli.py --views session_intent session_activity
+    make runtime && .venv/bin/python benchmarks/bench_materialize_cli.py --runtime-venv .venv-runtime
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -34,7 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -51,6 +59,20 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EMPTY = ("2000-01-01T00:00:00", "2000-01-02T00:00:00")
 WHOLE = ("2000-01-01T00:00:00", "2030-01-01T00:00:00")
+
+
+def table_digest(repo: Path, project: str, view: str) -> str:
+    """The first 12 hex digits of a SHA-256 over the view's online table, every column of every row in
+    key order (either layout; created_ts is the source's, so the same rows give the same digest)."""
+    conn = sqlite3.connect(repo / "data" / "online_store.db")
+    try:
+        digest = hashlib.sha256()
+        cursor = conn.execute(f"SELECT * FROM {quote_identifier(f'{project}_{view}')} ORDER BY 1, 2")
+        for row in cursor:
+            digest.update(repr(row).encode())
+        return digest.hexdigest()[:12]
+    finally:
+        conn.close()
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None, repeats: int = 3) -> float:
@@ -179,6 +201,12 @@ def main() -> None:
     ap.add_argument(
         "--redis", default="127.0.0.1:6379", help="Redis for --stores redis (Feast's host:port form)"
     )
+    ap.add_argument(
+        "--runtime-venv",
+        type=Path,
+        help="the feature-store runtime (`make runtime`: the package without torch, bytecode for -O too): "
+        "its `feast` CLI is timed beside the main venv's, plain and with PYTHONOPTIMIZE=1",
+    )
     args = ap.parse_args()
     py, feast, c2i = str(BIN / "python"), str(BIN / "feast"), str(BIN / "c2i")
     repo = REPO / args.repo
@@ -191,6 +219,24 @@ def main() -> None:
             [py, "-c", "import feast"], optimised, args.repeats
         ),
     }
+    runtime_feast = None
+    if args.runtime_venv is not None:
+        runtime_bin = args.runtime_venv.resolve() / "bin"
+        runtime_feast = str(runtime_bin / "feast")
+        if (
+            subprocess.run([runtime_bin / "python", "-c", "import torch"], capture_output=True).returncode
+            == 0
+        ):
+            raise SystemExit(
+                f"{args.runtime_venv}: torch is installed there; `make runtime` builds one without"
+            )
+        rpy = str(runtime_bin / "python")
+        ref["runtime venv: python -c 'import feast'"] = timed(
+            [rpy, "-c", "import feast"], repeats=args.repeats
+        )
+        ref["runtime venv: PYTHONOPTIMIZE=1 python -c 'import feast'"] = timed(
+            [rpy, "-c", "import feast"], optimised, args.repeats
+        )
     for name, s in ref.items():
         print(f"{name}: {s:.2f} s")
     demo_project = load_config(repo / "feature_store.yaml")["project"]
@@ -212,43 +258,52 @@ def main() -> None:
         configs["redis"] = redis_yaml.name
         apply_s = timed([feast, "-c", args.repo, "-f", str(redis_yaml), "apply"], repeats=1)
         print(f"feast apply (redis, PostgreSQL registry): {apply_s:.2f} s")
-    print("\n| store | view | source rows | command | empty window s | whole history s | marginal rows/s |")
-    print("|---|---|---:|---|---:|---:|---:|")
+    print(
+        "\n| store | view | source rows | command | empty window s | whole history s | marginal rows/s "
+        "| table digest |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---|")
     try:
         for store, config in configs.items():
             for view in args.views:
                 rows = pq.ParquetFile(args.features / f"{view}.parquet").metadata.num_rows
                 f = ["-f", str(repo / config)] if config else []
                 c = ["--config", config] if config else []
-                commands = {
-                    "feast materialize": lambda w, v=view, f=f: [
-                        feast,
-                        "-c",
-                        args.repo,
-                        *f,
-                        "materialize",
-                        "-v",
-                        v,
-                        *w,
-                    ],
-                    "c2i features materialize": lambda w, v=view, c=c: [
-                        c2i,
-                        "features",
-                        "materialize",
-                        *w,
-                        "--repo",
-                        args.repo,
-                        *c,
-                        "--views",
-                        v,
-                    ],  # fmt: skip
+
+                def feast_cli(
+                    w: tuple[str, str], v: str = view, f: list[str] = f, exe: str = feast
+                ) -> list[str]:
+                    return [exe, "-c", args.repo, *f, "materialize", "-v", v, *w]
+
+                def c2i_cli(w: tuple[str, str], v: str = view, c: list[str] = c) -> list[str]:
+                    return [c2i, "features", "materialize", *w, "--repo", args.repo, *c, "--views", v]
+
+                # name: (argv for a window, environment)
+                commands: dict[str, tuple[Any, dict[str, str] | None]] = {
+                    "feast materialize": (feast_cli, None),
+                    "c2i features materialize": (c2i_cli, None),
                 }
-                for name, argv in commands.items():
-                    empty = timed(argv(EMPTY), repeats=args.repeats)
-                    whole = timed(argv(WHOLE), repeats=args.repeats)
+                if runtime_feast is not None:
+                    commands["feast materialize, runtime venv"] = (
+                        partial(feast_cli, exe=runtime_feast),
+                        None,
+                    )
+                    commands["feast materialize, runtime venv, PYTHONOPTIMIZE=1"] = (
+                        partial(feast_cli, exe=runtime_feast),
+                        optimised,
+                    )
+                for name, (argv, env) in commands.items():
+                    empty = timed(argv(EMPTY), env, repeats=args.repeats)
+                    whole = timed(argv(WHOLE), env, repeats=args.repeats)
                     rate = rows / (whole - empty) if whole > empty else float("nan")
+                    digest = (
+                        table_digest(repo, demo_project, view)
+                        if store.startswith("sqlite") and not config
+                        else "n/a"
+                    )
                     print(
-                        f"| {store} | {view} | {rows:,} | {name} | {empty:.2f} | {whole:.2f} | {rate:,.0f} |",
+                        f"| {store} | {view} | {rows:,} | {name} | {empty:.2f} | {whole:.2f} | {rate:,.0f} "
+                        f"| {digest} |",
                         flush=True,
                     )
     finally:
