@@ -122,7 +122,7 @@ test-newest: install
 # without its torch extra (Feast imports torch at start-up wherever torch is installed) and its bytecode
 # compiled for `python -O` as well (PYTHONOPTIMIZE=1 turns off typeguard's recompiling of Feast's classes;
 # an interpreter that may not write bytecode would otherwise compile them on every start). README
-# "A scheduled materialisation job"; docs/decisions/0006-a-banks-day.md has the figures.
+# "A scheduled `feast materialize`"; docs/decisions/0006-a-banks-day.md has the figures.
 RUNTIME_VENV ?= .venv-runtime
 $(RUNTIME_VENV)/.installed: pyproject.toml
 	@echo "runtime: clicks2intent without the torch extra into $(RUNTIME_VENV) (pip's log: $(RUNTIME_VENV)/install.log)"

@@ -222,15 +222,11 @@ def main() -> None:
     runtime_feast = None
     if args.runtime_venv is not None:
         runtime_bin = args.runtime_venv.resolve() / "bin"
-        runtime_feast = str(runtime_bin / "feast")
-        if (
-            subprocess.run([runtime_bin / "python", "-c", "import torch"], capture_output=True).returncode
-            == 0
-        ):
+        runtime_feast, rpy = str(runtime_bin / "feast"), str(runtime_bin / "python")
+        if subprocess.run([rpy, "-c", "import torch"], capture_output=True).returncode == 0:
             raise SystemExit(
                 f"{args.runtime_venv}: torch is installed there; `make runtime` builds one without"
             )
-        rpy = str(runtime_bin / "python")
         ref["runtime venv: python -c 'import feast'"] = timed(
             [rpy, "-c", "import feast"], repeats=args.repeats
         )
@@ -296,11 +292,7 @@ def main() -> None:
                     empty = timed(argv(EMPTY), env, repeats=args.repeats)
                     whole = timed(argv(WHOLE), env, repeats=args.repeats)
                     rate = rows / (whole - empty) if whole > empty else float("nan")
-                    digest = (
-                        table_digest(repo, demo_project, view)
-                        if store.startswith("sqlite") and not config
-                        else "n/a"
-                    )
+                    digest = table_digest(repo, demo_project, view) if store == "sqlite" else "n/a"
                     print(
                         f"| {store} | {view} | {rows:,} | {name} | {empty:.2f} | {whole:.2f} | {rate:,.0f} "
                         f"| {digest} |",

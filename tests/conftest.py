@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Before torch/XGBoost load: OpenMP spin-waiting makes 2-thread work crawl on a shared 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -24,6 +25,13 @@ MSNBC_DIR = REPO_ROOT.parent / "shared" / "data" / "real" / "msnbc"
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def c2i_without_torch() -> list[str]:
+    """The ``c2i`` command in a process where torch cannot be imported, as without the torch extra."""
+    code = "import sys; sys.modules['torch'] = None; from clicks2intent.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", code]
 
 
 def _sigint_as_from_a_terminal() -> None:

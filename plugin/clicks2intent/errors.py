@@ -39,6 +39,22 @@ def exit_codes_table() -> str:
     return "\n".join(["| code | meaning |", "|---:|---|", *(f"| {c} | {m} |" for c, m in EXIT_CODES)])
 
 
+# Modules of an optional extra (pyproject.toml), by top-level name: what needs one names the extra.
+EXTRA_OF_MODULE = {"torch": "torch", "onnx": "torch"}
+# torch first and explicitly: a plain resolve of the extra's range would pull a multi-GB CUDA build.
+_INSTALL_FIRST = {
+    "torch": "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, then "
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> tuple[str, str] | None:
+    """(the optional extra, how to install it) when ``error`` is a module of one; None otherwise."""
+    extra = EXTRA_OF_MODULE.get((error.name or "").partition(".")[0])
+    if extra is None:
+        return None
+    return extra, f"{_INSTALL_FIRST.get(extra, '')}pip install 'clicks2intent[{extra}]'"
+
+
 class Clicks2IntentError(Exception):
     """Bad input or configuration the user can fix; ``str(error)`` is the one-line message."""
 

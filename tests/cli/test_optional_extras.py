@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from clicks2intent.cli import EXTRA_OF_MODULE
-from clicks2intent.errors import EXIT_USER
-
-WITHOUT_TORCH = (
-    "import sys; sys.modules['torch'] = None; from clicks2intent.cli import main; sys.exit(main())"
-)
+from clicks2intent.errors import EXIT_USER, EXTRA_OF_MODULE
 
 
-def test_train_encoder_without_torch_names_the_extra(tmp_path: Path) -> None:
+def test_train_encoder_without_torch_names_the_extra(tmp_path: Path, c2i_without_torch: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TORCH, "train-encoder", "--events", str(tmp_path / "e.parquet"),
+        [*c2i_without_torch, "train-encoder", "--events", str(tmp_path / "e.parquet"),
          "--out", str(tmp_path / "encoder")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

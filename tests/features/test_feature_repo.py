@@ -472,6 +472,8 @@ def test_make_runtime_materializes_the_same_rows_without_torch_under_python_O(
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONOPTIMIZE")}
     env[fo.ARTIFACTS_ENV] = str(pipeline.artifacts)
+    main_env = {**env, "PYTHONPATH": str(Path(clicks2intent.__file__).parents[1])}
+    apply = [sys.executable, "-m", "feast.cli.cli", "apply"]
     window = ("materialize", "2024-01-01T00:00:00", "2030-01-01T00:00:00")
     tables = {}
     for name, feast in (
@@ -483,8 +485,6 @@ def test_make_runtime_materializes_the_same_rows_without_torch_under_python_O(
         for file in REPO_FILES:
             shutil.copy(REPO_SRC / file, repo / file)
         (repo.parent / "artifacts").symlink_to(pipeline.artifacts)
-        main_env = {**env, "PYTHONPATH": str(Path(clicks2intent.__file__).parents[1])}
-        apply = [sys.executable, "-m", "feast.cli.cli", "apply"]
         for argv, run_env in (
             (apply, main_env),
             ([*feast, *window], main_env if name == "main" else {**env, "PYTHONOPTIMIZE": "1"}),

@@ -17,7 +17,14 @@ import sys
 from collections.abc import Sequence
 
 from clicks2intent.common.settings import log_level
-from clicks2intent.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_IO, EXIT_USER, Clicks2IntentError
+from clicks2intent.errors import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_USER,
+    Clicks2IntentError,
+    missing_extra,
+)
 
 # command -> (cli module exposing ``register(subparsers)``, one-line help for ``c2i --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -67,10 +74,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 # Libraries whose INFO lines are their own bookkeeping, not the command's progress (Feast logs one
 # "Registry cache expired, so refreshing" per registry read; httpx one line per HTTP request).
-# Modules of an optional extra (pyproject.toml), by top-level name: a command that needs one names the extra.
-EXTRA_OF_MODULE = {"torch": "torch", "onnx": "torch"}
-# torch first and explicitly: a plain resolve of the extra's range would pull a multi-GB CUDA build.
-INSTALL_FIRST = {"torch": "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, then "}
 QUIET_LOGGERS = ("httpx", "httpcore", "openai", "feast", "bentoml", "ray")
 _OLD_NEWS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
@@ -135,12 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"c2i {command}: error: {os_error_line(error)}", file=sys.stderr)
         return EXIT_IO
     except ModuleNotFoundError as error:  # an optional extra the command needs: one line naming it
-        extra = EXTRA_OF_MODULE.get((error.name or "").partition(".")[0])
+        extra = missing_extra(error)
         if extra is None:
             raise
         print(
-            f"c2i {command}: error: this command needs {error.name}, which is not installed: "
-            f"{INSTALL_FIRST.get(extra, '')}pip install 'clicks2intent[{extra}]'",
+            f"c2i {command}: error: this command needs {error.name}, which is not installed: {extra[1]}",
             file=sys.stderr,
         )
         return EXIT_USER

@@ -14,12 +14,13 @@ on synthetic inputs (``"hello world"``, ``[1.0]``), so unknown tiles, channels a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np
 
 from clicks2intent.common.settings import artifacts_dir
 from clicks2intent.data.world import World, load_world
-from clicks2intent.errors import ArtifactError
+from clicks2intent.errors import ArtifactError, missing_extra
 from clicks2intent.names import columns as C
 from clicks2intent.names.features import (
     CANDIDATE_TILES,
@@ -113,26 +114,29 @@ def load_artifact_world(root: Path) -> World:
         return _WORLDS[root]
 
 
-def _without_torch(view: str, exc: ModuleNotFoundError) -> ArtifactError:
-    """An on-demand view's transform reads the PyTorch encoder; a feature-store runtime without the torch
-    extra (README "A scheduled feast materialize") materialises, but cannot run it (nor Feast's inference
-    of it at ``feast apply``)."""
-    return ArtifactError(
-        f"on-demand view {view}: the encoder needs {exc.name}, which is not installed (the `torch` extra): "
-        "run `feast apply` and serving from an install with it"
-    )
+@contextlib.contextmanager
+def _encoder_imports(view: str) -> Iterator[None]:
+    """Around the imports of the PyTorch encoder for an on-demand view's transform: a feature-store runtime
+    without the torch extra (README "A scheduled `feast materialize`") materialises, but cannot run it (nor
+    Feast's inference of it at ``feast apply``): one error naming the view and the extra."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        raise ArtifactError(
+            f"on-demand view {view}: the encoder needs {exc.name}, which is not installed (the `{extra[0]}` "
+            "extra): run `feast apply` and serving from an install with it"
+        ) from exc
 
 
 def load_models(root: Path) -> tuple[Any, Any]:
     """(SessionEmbedder, IntentClassifier) from ``root``/encoder and ``root``/intent, cached per process."""
     with _LOCK:
         if root not in _MODELS:
-            try:
+            with _encoder_imports(INFLIGHT_SESSION_INTENT):
                 from clicks2intent.encoder.embed import SessionEmbedder
-            except ModuleNotFoundError as exc:
-                if exc.name != "torch":
-                    raise
-                raise _without_torch(INFLIGHT_SESSION_INTENT, exc) from exc
             from clicks2intent.intent.distill import IntentClassifier
 
             layout = ArtifactLayout(root)
@@ -274,12 +278,8 @@ def load_next_page_head(root: Path) -> NextPageHead:
         if root not in _HEADS:
             from clicks2intent.names.paths import CHECKPOINT_FILE
 
-            try:
+            with _encoder_imports(SESSION_AFFINITY_VIEW):
                 from clicks2intent.encoder.model import N_SPECIAL, load_checkpoint
-            except ModuleNotFoundError as exc:
-                if exc.name != "torch":
-                    raise
-                raise _without_torch(SESSION_AFFINITY_VIEW, exc) from exc
 
             path = ArtifactLayout(root).encoder / CHECKPOINT_FILE
             if not path.is_file():
